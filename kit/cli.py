@@ -1,0 +1,252 @@
+"""The `sme2` command line: the whole workflow from a model package to per-operator tables.
+
+Every command prints a human-readable table, or JSON with --json; errors say what was wrong and
+what to do, and exit with status 2."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kit.errors import Sme2Error
+from kit.home import DataRoot
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", help="Per-operator ExecuTorch profiling on Arm CPUs with SME2 on and off.\n\nEverything is written under the data root: --home, else $SME2_HOME, else ./.sme2")
+# Wide tables when piped (CI logs, files); the terminal's width otherwise.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+HomeOpt = typer.Option(None, "--home", help="Data root (default: $SME2_HOME or ./.sme2).", show_default=False)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+
+
+def _root(home: Optional[Path]) -> DataRoot:
+    return DataRoot.resolve(home)
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@contextlib.contextmanager
+def _progress(total: int | None, quiet: bool):
+    """A progress bar whose description follows the kit's progress messages."""
+    if quiet:
+        yield (lambda msg: None), (lambda: None)
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err, transient=True) as prog:
+        task = prog.add_task("starting", total=total)
+        yield (lambda msg: prog.update(task, description=msg)), (lambda: prog.advance(task))
+
+
+def _fail(e: Sme2Error) -> None:
+    err.print(f"[bold red]error:[/] {e.message}")
+    if e.hint:
+        err.print(f"  [yellow]->[/] {e.hint}")
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    try:
+        app()
+    except Sme2Error as e:  # raised outside a command's own handler
+        err.print(f"error: {e}")
+        sys.exit(2)
+
+
+def command(fn):
+    """Register a command whose Sme2Errors become clean messages."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Sme2Error as e:
+            _fail(e)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------- models
+
+
+@app.command("models")
+@command
+def models_cmd(models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder (default: models/ or $SME2_MODELS)."), as_json: bool = JsonOpt):
+    """List model packages, their dtypes and sizes, and any problems."""
+    from kit import registry
+
+    pkgs = registry.discover(models_dir)
+    if as_json:
+        _emit_json([{"name": p.name, "ok": p.ok, "kind": p.kind, "path": str(p.path), "content_hash": p.content_hash, "dtypes": list(p.spec.dtypes) if p.spec else [], "sizes": p.spec.sizes if p.spec else {}, "error": p.error} for p in pkgs])
+        return
+    t = Table(title=f"Model packages in {registry.models_dir(models_dir)}")
+    for col in ("model", "kind", "dtypes", "sizes", "hash", "status"):
+        t.add_column(col)
+    for p in pkgs:
+        if p.ok:
+            t.add_row(p.name, p.kind, ", ".join(p.spec.dtypes), ", ".join(f"{k}={v}" for k, v in p.spec.sizes.items()), p.content_hash[:10], "[green]ok[/]")
+        else:
+            t.add_row(p.name, p.kind, "", "", p.content_hash[:10], f"[red]{p.error}[/]")
+    console.print(t)
+
+
+# ---------------------------------------------------------------- export
+
+
+@app.command("export")
+@command
+def export_cmd(
+    model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name."),
+    dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated: fp32, fp16, int8, int8-dynamic."),
+    size: str = typer.Option("small", "--size", "-s", help="Named input size of the package (small, full, ...)."),
+    backend: str = typer.Option("xnnpack", "--backend", help="xnnpack, or portable for a no-delegate baseline."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict to load (default: random init)."),
+    force: bool = typer.Option(False, "--force", help="Re-export even if an up-to-date export exists."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Export model variants to .pte + ETRecord + inputs + export_meta.json (with a numerical check)."""
+    from kit import export, registry
+
+    root = _root(home)
+    pkg = registry.get(model, models_dir)
+    dtypes = _csv(dtype)
+    out = []
+    with _progress(len(dtypes), as_json) as (say, advance):
+        for d in dtypes:
+            exp = export.export_variant(pkg, d, size, root, backend=backend, checkpoint=str(checkpoint) if checkpoint else None, force=force, progress=say)
+            out.append(exp)
+            advance()
+    if as_json:
+        _emit_json([{"folder": str(e.folder), **e.meta} for e in out])
+        return
+    t = Table(title="Exports")
+    for col in ("variant", "size", "pte", "MB", "partitions", "delegated", "portable ops", "max rel err", "export s"):
+        t.add_column(col)
+    for e in out:
+        m = e.meta
+        t.add_row(m["variant"], m["size"], str(e.pte), f"{m['pte_bytes'] / 1e6:.2f}", str(m["delegate_partitions"]), str(m["delegated_ops"]), ", ".join(m["non_delegated_op_names"]) or "-", f"{m['numerical_check']['max_rel_error']:.2e}", str(m["export_seconds"]))
+    console.print(t)
+
+
+# ---------------------------------------------------------------- runner
+
+
+@app.command("build-runner")
+@command
+def build_runner_cmd(target: str = typer.Option("host.sme2-off", "--target", "-t", help="Target whose platform to build for."), home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+    """Build (or reuse) the native C++ runner for a target's platform."""
+    from kit import devices, profile
+
+    root = _root(home)
+    resolved = devices.resolve(target, root)
+    with _progress(None, as_json) as (say, _):
+        binary = profile.runner_for(resolved, root, "native", say)
+    if as_json:
+        _emit_json({"path": str(binary.path), **binary.manifest})
+    else:
+        console.print(f"runner for [bold]{binary.manifest['platform']}[/] ({binary.manifest['recipe']}): {binary.path}\n  sha256 {binary.sha256[:16]}..., built in {binary.manifest['build_seconds']}s, executorch {binary.manifest['executorch_version']}")
+
+
+# ---------------------------------------------------------------- profile
+
+
+@app.command("profile")
+@command
+def profile_cmd(
+    model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name (default: the bundled tiny_seg)."),
+    dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated dtypes."),
+    target: str = typer.Option("host.sme2-off", "--target", "-t", help="Comma-separated targets <device>.sme2-on|sme2-off."),
+    size: Optional[str] = typer.Option(None, "--size", "-s", help="Model size (default: the device's: full on hardware, small emulated)."),
+    iterations: int = typer.Option(20, "--iterations", "-n", min=1, help="Measured iterations per run (emulated targets cap it)."),
+    warmup: int = typer.Option(3, "--warmup", "-w", min=0, help="Warmup iterations, excluded from statistics."),
+    threads: Optional[str] = typer.Option(None, "--threads", help="Comma-separated thread counts, e.g. 1,2 (default: the device's)."),
+    runner: str = typer.Option("native", "--runner", help="native (C++ runner) or pybind (Python runtime in a child process)."),
+    backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Export and build if needed, then a timing run and an ETDump run per target and thread count,
+    and the per-operator analysis."""
+    from kit import profile
+
+    root = _root(home)
+    plan = profile.ProfilePlan(model=model, dtypes=_csv(dtype), targets=_csv(target), size=size, threads=[int(t) for t in _csv(threads)] if threads else None, iterations=iterations, warmup=warmup, runner=runner, backend=backend, checkpoint=str(checkpoint) if checkpoint else None, timeout_s=timeout, models_dir=str(models_dir) if models_dir else None)
+    with _progress(None, as_json) as (say, _):
+        results = profile.execute(plan, root, progress=say)
+    after = _after_profile(root, results)
+    if as_json:
+        _emit_json([{"run_dir": str(r.run_dir), **r.record.to_json(), "categories": r.analysis.category_table("blog").to_dict("records"), "top_operators": r.analysis.op_stats.head(10).to_dict("records"), **after} for r in results])
+        return
+    for r in results:
+        print_run(r)
+    console.print(f"\nArtifacts under [bold]{root.path}[/]: exports/, runners/, runs/")
+    for line in after.get("notes", []):
+        console.print(line)
+
+
+def _after_profile(root: DataRoot, results) -> dict:
+    """Hook for later stages of the same code path (warehouse writes)."""
+    return {}
+
+
+def print_run(r) -> None:
+    rec, a = r.record, r.analysis
+    emulated = " [yellow](EMULATED: times are not hardware times)[/]" if rec.emulated else ""
+    console.print(f"\n[bold]{rec.variant}[/] on [bold]{rec.target}[/], size {rec.size}, {rec.threads} thread(s), {rec.runner} runner{emulated}")
+    console.print(f"  end-to-end median {a.e2e['median_ms']:.3f} ms (CV {a.e2e['cv_percent']:.1f}%, 95% CI {a.e2e['median_ci95_ms'][0]:.3f}-{a.e2e['median_ci95_ms'][1]:.3f}); Method::execute {a.execute['median_ms']:.3f} ms; operators explain {a.coverage:.0%}")
+    t = Table(title="Categories (median per iteration)")
+    for col in ("category", "ms", "share of execute", "ops"):
+        t.add_column(col, justify="right" if col != "category" else "left")
+    for c in a.category_table("blog").itertuples():
+        t.add_row(c.category, f"{c.median_ms:.3f}", f"{c.share_of_execute:.1%}", str(c.ops))
+    console.print(t)
+    t = Table(title="Top operators")
+    for col in ("operator", "category", "n", "median ms", "CV %", "kernel"):
+        t.add_column(col)
+    for o in a.op_stats.head(8).itertuples():
+        t.add_row(o.op_type, o.category, str(o.instances), f"{o.median_ms:.3f}", f"{o.cv_percent:.0f}", o.kernel_hint or "-")
+    console.print(t)
+    if a.other_ops:
+        console.print(f"  in Other: {', '.join(a.other_ops)}")
+    console.print(f"  run folder: {r.run_dir}")
+
+
+# ---------------------------------------------------------------- analyze
+
+
+@app.command("analyze")
+@command
+def analyze_cmd(run_dir: Path = typer.Argument(..., help="A run folder under $SME2_HOME/runs/."), home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+    """Re-analyse a run folder from its ETDump and timing files."""
+    from kit import categories, profile
+
+    root = _root(home)
+    r = profile.load_run(run_dir, categories.load_rules(root.user_categories))
+    if as_json:
+        _emit_json({"run_dir": str(r.run_dir), **r.record.to_json(), "coverage": r.analysis.coverage, "e2e": r.analysis.e2e, "categories": r.analysis.category_stats.to_dict("records"), "operators": r.analysis.op_stats.to_dict("records"), "other_ops": r.analysis.other_ops})
+    else:
+        print_run(r)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The device registry (configs/devices.toml, overridden by $SME2_HOME/devices.toml) and target
+resolution: a target key becomes a device, a transport and a runner toolchain, with the SME2 flag
+checked against what the device can do."""
+
+from __future__ import annotations
+
+import contextlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit import names
+from kit.errors import Sme2Error, TargetError
+from kit.home import DataRoot
+from kit.names import Target
+from kit.runner.build import HOST_PLATFORM, file_lock
+
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "configs" / "devices.toml"
+TRANSPORTS = ("local", "qemu", "ssh", "adb")
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "android-arm64-v8a", "macos-arm64")
+RECIPES = ("wheel", "source")
+KNOWN_KEYS = {"transport", "platform", "recipe", "threads", "affinity", "env", "cooldown_s", "size", "max_iterations", "enabled", "host", "port", "user", "key", "remote_dir", "serial", "executorch_repo", "android_ndk", "description", "sme2"}
+
+
+@dataclass
+class Device:
+    name: str
+    transport: str
+    platform: str
+    recipe: str = "wheel"
+    threads: list[int] = field(default_factory=lambda: [1])
+    affinity: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    cooldown_s: float = 0.0
+    size: str = "full"
+    max_iterations: int | None = None
+    enabled: bool = True
+    props: dict = field(default_factory=dict)  # transport properties (host, port, serial, ...)
+
+    @property
+    def emulated(self) -> bool:
+        return self.transport == "qemu"
+
+    def targets(self) -> list[Target]:
+        return [Target(self.name, True), Target(self.name, False)]
+
+
+def _device(name: str, raw: dict, source: str) -> Device:
+    names.device_name(name)
+    unknown = set(raw) - KNOWN_KEYS
+    if unknown:
+        raise Sme2Error(f"device {name!r} in {source} has unknown keys {sorted(unknown)}", f"known keys: {', '.join(sorted(KNOWN_KEYS))}")
+    transport = raw.get("transport", "local")
+    if transport not in TRANSPORTS:
+        raise Sme2Error(f"device {name!r} in {source}: unknown transport {transport!r}", f"use one of {', '.join(TRANSPORTS)}")
+    platform = raw.get("platform", "auto")
+    platform = HOST_PLATFORM if platform == "auto" else platform
+    if platform not in PLATFORMS:
+        raise Sme2Error(f"device {name!r} in {source}: unknown platform {platform!r}", f"use one of {', '.join(PLATFORMS)}")
+    recipe = raw.get("recipe", "wheel")
+    if recipe not in RECIPES:
+        raise Sme2Error(f"device {name!r} in {source}: unknown recipe {recipe!r}", f"use one of {', '.join(RECIPES)}")
+    threads = raw.get("threads", [1])
+    if not isinstance(threads, list) or not threads or not all(isinstance(t, int) and t >= 1 for t in threads):
+        raise Sme2Error(f"device {name!r} in {source}: threads must be a list of positive integers", "e.g. threads = [1, 4]")
+    env = raw.get("env", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise Sme2Error(f"device {name!r} in {source}: env values must be strings", 'e.g. env = { OMP_NUM_THREADS = "1" }')
+    size = names.size_name(raw.get("size", "small" if transport == "qemu" else "full"))
+    props = {k: raw[k] for k in ("host", "port", "user", "key", "remote_dir", "serial", "executorch_repo", "android_ndk", "description", "sme2") if k in raw}
+    return Device(name, transport, platform, recipe, threads, raw.get("affinity"), env, float(raw.get("cooldown_s", 0.0)), size, raw.get("max_iterations", 10 if transport == "qemu" else None), bool(raw.get("enabled", True)), props)
+
+
+def load_registry(root: DataRoot | None = None, extra_file: Path | None = None) -> dict[str, Device]:
+    """Defaults from the repo, then the user's file: a device defined in both is replaced whole
+    by the user's (keys merged over the default)."""
+    merged: dict[str, dict] = {}
+    sources: dict[str, str] = {}
+    files = [DEFAULTS_FILE]
+    if root is not None:
+        files.append(root.user_devices)
+    if extra_file is not None:
+        files.append(Path(extra_file))
+    for f in files:
+        if not f.exists():
+            continue
+        try:
+            data = tomllib.loads(f.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise Sme2Error(f"device registry {f} is not valid TOML: {e}", "fix the file; see configs/devices.toml for the format") from e
+        for name, raw in data.get("device", {}).items():
+            merged[name] = {**merged.get(name, {}), **raw}
+            sources[name] = str(f)
+    return {name: _device(name, raw, sources[name]) for name, raw in merged.items()}
+
+
+@dataclass
+class ResolvedTarget:
+    target: Target
+    device: Device
+    transport: object  # kit.transports.base.Transport
+
+    def env_for(self, threads: int) -> dict:
+        return dict(self.device.env)
+
+    def affinity_for(self, threads: int) -> str | None:
+        """CPU list to pin to: "fastest" pins a 1-thread run to the fastest core (where the device
+        tells; else the last core); an explicit list ("4-7") applies to every run."""
+        aff = self.device.affinity
+        if not aff:
+            return None
+        if aff == "fastest":
+            if threads != 1:
+                return None
+            core = self.transport.fastest_core()
+            return str(core if core is not None else self.transport.core_count() - 1)
+        return str(aff)
+
+    def conditions(self) -> dict:
+        info = {"device": self.device.name, "platform": self.device.platform, "transport": self.device.transport, "emulated": self.device.emulated, "recipe": self.device.recipe}
+        with contextlib.suppress(Exception):
+            info.update(self.transport.describe())
+        if self.device.emulated:
+            info["cpu_setting"] = " ".join(self.transport.cpu_args(self.target.sme2)) if hasattr(self.transport, "cpu_args") else ""
+        return info
+
+    @contextlib.contextmanager
+    def measurement_lock(self, root: DataRoot):
+        """Local CPU runs (host and emulated) share one lock; each remote device has its own."""
+        name = "local-cpu" if self.transport.local_cpu else f"device-{self.device.name}"
+        with file_lock(root.locks / f"{name}.lock"):
+            yield
+
+
+    def toolchain(self, root: DataRoot):
+        """How to build the native runner for this device's platform and recipe."""
+        from kit.runner import build
+
+        if self.device.recipe == "wheel" and self.device.platform == build.HOST_PLATFORM:
+            return build.host_toolchain()
+        raise TargetError(f"no runner toolchain for {self.device.platform} ({self.device.recipe}) yet", "use the host device")
+
+    def build_flags(self) -> tuple[str, ...]:
+        return ()
+
+
+def interleave(resolved: list[ResolvedTarget], threads: list[int] | None) -> list[tuple[ResolvedTarget, int]]:
+    """Blocks in measurement order: per device and thread count, its targets alternate (SME2 on,
+    off, ...), so slow drift (heat, governor) affects both sides of a comparison alike."""
+    blocks: list[tuple[ResolvedTarget, int]] = []
+    by_device: dict[str, list[ResolvedTarget]] = {}
+    for r in resolved:
+        by_device.setdefault(r.device.name, []).append(r)
+    for group in by_device.values():
+        group.sort(key=lambda r: not r.target.sme2)  # on first, then off
+        for t in threads or group[0].device.threads:
+            blocks.extend((r, t) for r in group)
+    return blocks
+
+
+def cool_down(device: Device, progress=None) -> None:
+    if device.cooldown_s > 0:
+        import time
+
+        if progress:
+            progress(f"{device.name}: cooling down {device.cooldown_s:.0f}s")
+        time.sleep(device.cooldown_s)
+
+
+def make_transport(device: Device, root: DataRoot, sme2: bool):
+    if device.transport == "local":
+        from kit.transports.local import LocalTransport
+
+        return LocalTransport(device.name, options={"affinity": device.affinity})
+    raise TargetError(f"transport {device.transport!r} of device {device.name!r} is not available yet", "use the host device")
+
+
+def resolve(target_key: str, root: DataRoot, registry: dict[str, Device] | None = None) -> ResolvedTarget:
+    target = Target.parse(target_key)
+    registry = registry if registry is not None else load_registry(root)
+    device = registry.get(target.device)
+    if device is None:
+        raise TargetError(f"unknown device {target.device!r} in target {target_key!r}", f"known devices: {', '.join(sorted(registry))}; add one to {root.user_devices}")
+    transport = make_transport(device, root, target.sme2)
+    check_sme2(device, target, transport)
+    return ResolvedTarget(target, device, transport)
+
+
+def check_sme2(device: Device, target: Target, transport) -> None:
+    """Refuse a target the device cannot honour: SME2 on without SME2 hardware, or SME2 off on
+    SME2 hardware with a runner whose XNNPACK picks SME2 kernels at run time."""
+    if device.emulated:
+        return  # QEMU's CPU setting decides
+    detected = getattr(transport, "detect_sme2", lambda: None)()
+    if target.sme2 and detected is False:
+        raise TargetError(f"target {target.key} asks for SME2, but device {device.name!r} ({device.platform}) has no SME2", f"use {device.name}.sme2-off, or the emulated target armv9-qemu.sme2-on")
+    if not target.sme2 and detected and device.recipe == "wheel":
+        raise TargetError(f"target {target.key}: device {device.name!r} has SME2 and the wheel runner cannot turn it off (XNNPACK picks SME2 kernels at run time)", "set recipe = \"source\" for this device: it builds a runner with XNNPACK_ENABLE_ARM_SME2=OFF")

@@ -1,0 +1,43 @@
+"""One error type for everything a user can fix: what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class Sme2Error(Exception):
+    """An error with a user-facing message and a hint saying what to do next."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  -> {self.hint}" if self.hint else self.message
+
+
+class NameError_(Sme2Error):
+    """A model, dtype, device or target name that fails validation."""
+
+
+class ModelPackageError(Sme2Error):
+    """A model package under models/ that cannot be imported or used."""
+
+
+class ExportError(Sme2Error):
+    """Exporting a model variant to a .pte failed or produced a wrong program."""
+
+
+class RunnerError(Sme2Error):
+    """Building or running a runner failed (crash, hang, non-zero exit, missing compiler)."""
+
+
+class TraceError(Sme2Error):
+    """An ETDump that is corrupt, truncated or belongs to another program."""
+
+
+class TargetError(Sme2Error):
+    """A device or target that is unknown, unreachable or lacks a capability."""
+
+
+class WarehouseError(Sme2Error):
+    """The DuckDB warehouse is locked, corrupt or asked something invalid."""

@@ -1,0 +1,275 @@
+"""Export of a model variant (model x dtype x backend) at one size to the artifact contract:
+
+    exports/<model>-<dtype>[-portable]-<size>/
+        <model>_<backend>_<dtype>.pte, .etrecord, inputs.bin, reference.bin, program_map.json,
+        export_meta.json
+
+Any .pte folder that follows this contract runs through the same runners and pipeline. The
+numerical check runs the .pte in a child process on the saved inputs and compares it with the
+eager reference; a gap beyond the dtype's tolerance fails the export and writes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kit import atomic, program, tensorfile
+from kit.errors import ExportError, ModelPackageError, Sme2Error
+from kit.home import DataRoot
+from kit.names import Variant, size_name
+from kit.registry import ModelPackage
+
+# Max |pte - reference| / max |reference|. int8 compares with the quantized (fake-quant) model,
+# so the tolerance covers kernel rounding, not quantization error (recorded separately).
+TOLERANCES = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.15, "int8-dynamic": 0.15}
+META = "export_meta.json"
+
+
+@dataclass
+class Export:
+    folder: Path
+    meta: dict
+
+    @property
+    def pte(self) -> Path:
+        return self.folder / self.meta["pte"]
+
+    @property
+    def inputs(self) -> Path:
+        return self.folder / "inputs.bin"
+
+    @property
+    def etrecord(self) -> Path:
+        return self.folder / self.meta["etrecord"]
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.meta["model"], self.meta["dtype"], self.meta["backend"])
+
+    @property
+    def program_map(self) -> program.ProgramMap:
+        return program.ProgramMap.load(self.folder)
+
+
+def folder_for(root: DataRoot, variant: Variant, size: str) -> Path:
+    return root.exports / f"{variant.key}-{size_name(size)}"
+
+
+def load(folder: Path) -> Export:
+    """An export folder, checked against its meta (the .pte's sha256)."""
+    folder = Path(folder)
+    meta_path = folder / META
+    if not meta_path.exists():
+        raise ExportError(f"{folder} holds no {META}", "export the variant first: sme2 export --model ... --dtype ...")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ExportError(f"{meta_path} is not valid JSON ({e})", "re-export the variant with --force") from e
+    return Export(folder, meta)
+
+
+def find(root: DataRoot, variant: Variant, size: str) -> Export | None:
+    folder = folder_for(root, variant, size)
+    return load(folder) if (folder / META).exists() else None
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {"torch": version("torch"), "executorch": version("executorch"), "python": platform.python_version()}
+
+
+def relative_error(out: list[np.ndarray], ref: list[np.ndarray]) -> tuple[float, float]:
+    """(max abs error, max abs error / max |reference|) over all outputs."""
+    if len(out) != len(ref):
+        return float("inf"), float("inf")
+    max_abs, scale = 0.0, 0.0
+    for o, r in zip(out, ref):
+        if o.shape != r.shape:
+            return float("inf"), float("inf")
+        o64, r64 = o.astype(np.float64), r.astype(np.float64)
+        max_abs = max(max_abs, float(np.max(np.abs(o64 - r64))) if o.size else 0.0)
+        scale = max(scale, float(np.max(np.abs(r64))) if r.size else 0.0)
+    return max_abs, max_abs / max(scale, 1e-12)
+
+
+def numerical_check(outputs: list[np.ndarray], reference: list[np.ndarray], dtype: str, tolerance: float | None = None) -> dict:
+    tol = TOLERANCES[dtype] if tolerance is None else tolerance
+    max_abs, max_rel = relative_error(outputs, reference)
+    return {"max_abs_error": max_abs, "max_rel_error": max_rel, "tolerance": tol, "passed": bool(max_rel <= tol)}
+
+
+def _to_numpy(out) -> list[np.ndarray]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    flat = []
+    for o in out:
+        if isinstance(o, torch.Tensor):
+            flat.append(o.detach().contiguous().numpy())
+        elif isinstance(o, (tuple, list)):
+            flat.extend(_to_numpy(o))
+    return flat
+
+
+def _quantize(model, inputs: tuple, calibration: list[tuple], dynamic: bool):
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    captured = torch.export.export(model, inputs).module()
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    prepared = prepare_pt2e(captured, quantizer)
+    with torch.no_grad():
+        for batch in calibration:
+            prepared(*batch)
+    return convert_pt2e(prepared)
+
+
+def _delegation(edge_manager) -> dict:
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(edge_manager.exported_program().graph_module)
+    ops = {k: {"delegated": v.delegated, "non_delegated": v.non_delegated} for k, v in info.delegation_by_operator.items() if k != "getitem"}
+    return {
+        "delegate_partitions": info.num_delegated_subgraphs,
+        "delegated_ops": sum(v["delegated"] for v in ops.values()),
+        "non_delegated_ops": sum(v["non_delegated"] for v in ops.values()),
+        "delegated_op_names": sorted(k for k, v in ops.items() if v["delegated"]),
+        "non_delegated_op_names": sorted(k for k, v in ops.items() if v["non_delegated"]),
+        "by_operator": ops,
+    }
+
+
+def export_variant(pkg: ModelPackage, dtype: str, size: str = "small", root: DataRoot | None = None, backend: str = "xnnpack", checkpoint: str | None = None, force: bool = False, progress=None) -> Export:
+    """Export one variant, or return the existing export if nothing that determines it changed."""
+    import torch
+
+    root = root or DataRoot.resolve()
+    spec = pkg.spec
+    if spec is None:
+        raise ModelPackageError(f"model package {pkg.name!r} is broken: {pkg.error}", f"fix {pkg.path}")
+    spec.check_dtype(dtype)
+    size_params = spec.size(size)
+    variant = Variant(spec.name, dtype, backend)
+    folder = folder_for(root, variant, size)
+    identity = {"package_hash": pkg.content_hash, "checkpoint": str(checkpoint or ""), "size_params": size_params, **_versions()}
+    existing = find(root, variant, size)
+    if existing and not force and existing.meta.get("identity") == identity and existing.pte.exists() and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]:
+        return existing
+
+    say = progress or (lambda msg: None)
+    t0 = time.monotonic()
+    torch.manual_seed(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            say(f"building {spec.name} ({size})")
+            model = spec.build(size_params, checkpoint).eval()
+            inputs = tuple(spec.example_inputs(size_params))
+            with torch.no_grad():
+                fp32_reference = _to_numpy(model(*inputs))
+            eager = model
+            if dtype == "fp16":
+                eager = model.half()
+                inputs = tuple(x.half() if torch.is_floating_point(x) else x for x in inputs)
+            elif dtype in ("int8", "int8-dynamic"):
+                say(f"quantizing {spec.name} to {dtype}")
+                calibration = spec.calibration_inputs(size_params) if spec.calibration_inputs else [inputs]
+                eager = _quantize(model, inputs, calibration, dynamic=dtype == "int8-dynamic")
+            with torch.no_grad():
+                reference = _to_numpy(eager(*inputs)) if dtype != "fp16" else fp32_reference
+            say(f"exporting {variant.key} ({backend})")
+            edge, et = _lower(eager, inputs, backend)
+    except Sme2Error:
+        raise
+    except Exception as e:
+        raise ExportError(f"export of {variant.key} ({size}) failed in {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", f"the model must be torch.export-able; see {pkg.path / 'model.py'}") from e
+
+    pte_bytes = et.buffer
+    pte_sha = hashlib.sha256(pte_bytes).hexdigest()
+    with atomic.staged_dir(folder) as stage:
+        pte_name = f"{variant.stem}.pte"
+        etrecord_name = f"{variant.stem}.etrecord"
+        (stage / pte_name).write_bytes(pte_bytes)
+        et.get_etrecord().save(str(stage / etrecord_name))
+        tensorfile.save(stage / "inputs.bin", [x.detach().contiguous().numpy() for x in inputs])
+        tensorfile.save(stage / "reference.bin", reference)
+        pmap = program.build(pte_bytes, pte_sha, et.get_etrecord())
+        pmap.save(stage)
+        say(f"numerical check of {variant.key}")
+        outputs = run_once(stage / pte_name, stage / "inputs.bin")
+        check = numerical_check(outputs, reference, dtype, spec.tolerances.get(dtype))
+        check["reference"] = "fp32 eager" if dtype in ("fp32", "fp16") else "quantized (fake-quant) eager"
+        if dtype != "fp32":
+            check["error_vs_fp32_eager"] = relative_error(outputs, fp32_reference)[1]
+        if not check["passed"]:
+            raise ExportError(
+                f"numerical check failed for {variant.key} ({size}): max relative error {check['max_rel_error']:.3g} > tolerance {check['tolerance']:.3g} (max abs {check['max_abs_error']:.3g})",
+                "the program computes something else than the eager model: check the model for ops the backend lowers wrongly, or raise tolerances[dtype] in the ModelSpec if the gap is expected",
+            )
+        meta = {
+            "model": spec.name,
+            "dtype": dtype,
+            "backend": backend,
+            "size": size,
+            "size_params": size_params,
+            "variant": variant.key,
+            "pte": pte_name,
+            "etrecord": etrecord_name,
+            "pte_sha256": pte_sha,
+            "pte_bytes": len(pte_bytes),
+            "inputs": [{"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")} for x in inputs],
+            "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in reference],
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            **_delegation(edge),
+            "instructions": len(pmap.instructions),
+            "numerical_check": check,
+            "export_seconds": round(time.monotonic() - t0, 2),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": _versions(),
+            "package": {"name": pkg.name, "kind": pkg.kind, "content_hash": pkg.content_hash, "path": str(pkg.path)},
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "identity": identity,
+        }
+        atomic.write_json(stage / META, meta)
+    return Export(folder, meta)
+
+
+def _lower(model, inputs: tuple, backend: str):
+    import torch
+    from executorch.exir import to_edge_transform_and_lower
+
+    ep = torch.export.export(model, inputs)
+    partitioners = []
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioners = [XnnpackPartitioner()]
+    edge = to_edge_transform_and_lower(ep, partitioner=partitioners, generate_etrecord=True)
+    return edge, edge.to_executorch()
+
+
+def run_once(pte: Path, inputs: Path, timeout_s: float = 600.0) -> list[np.ndarray]:
+    """Run a program once in a child process (pybind runner) and return its outputs."""
+    from kit import runners
+    from kit.transports.local import LocalTransport
+
+    with tempfile.TemporaryDirectory(prefix="sme2-check-") as tmp:
+        outcome = runners.run_program("pybind", runners.RunRequest(pte=pte, inputs=inputs, iterations=1, warmup=0, threads=1, timeout_s=timeout_s), Path(tmp), LocalTransport("host"), label="numerical check")
+        return tensorfile.load(outcome.outputs)
+
+
+def check_program(exp: Export, reference: list[np.ndarray] | None = None) -> dict:
+    """Re-run the numerical check of an export, against its saved reference or another one."""
+    ref = reference if reference is not None else tensorfile.load(exp.folder / "reference.bin")
+    return numerical_check(run_once(exp.pte, exp.inputs), ref, exp.meta["dtype"], exp.meta["numerical_check"]["tolerance"])

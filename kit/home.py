@@ -1,0 +1,65 @@
+"""The data root: everything the platform writes lives under one folder ($SME2_HOME, default .sme2/)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    path: Path
+
+    @classmethod
+    def resolve(cls, path: str | os.PathLike | None = None) -> "DataRoot":
+        """Resolve once, to an absolute path: explicit argument, else $SME2_HOME, else ./.sme2."""
+        chosen = path or os.environ.get("SME2_HOME") or ".sme2"
+        root = Path(chosen).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root)
+
+    def sub(self, name: str) -> Path:
+        p = self.path / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def exports(self) -> Path:
+        return self.sub("exports")
+
+    @property
+    def runners(self) -> Path:
+        return self.sub("runners")
+
+    @property
+    def runs(self) -> Path:
+        return self.sub("runs")
+
+    @property
+    def reports(self) -> Path:
+        return self.sub("reports")
+
+    @property
+    def tools(self) -> Path:
+        return self.sub("tools")
+
+    @property
+    def locks(self) -> Path:
+        return self.sub("locks")
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.sub("dagster_home")
+
+    @property
+    def warehouse(self) -> Path:
+        return self.path / "warehouse.duckdb"
+
+    @property
+    def user_devices(self) -> Path:
+        return self.path / "devices.toml"
+
+    @property
+    def user_categories(self) -> Path:
+        return self.path / "categories.toml"

@@ -1,0 +1,1 @@
+"""Transports: how a runner reaches a device. One small interface, one class per kind."""
