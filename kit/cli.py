@@ -23,7 +23,7 @@ from kit.home import DataRoot
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", help="Per-operator ExecuTorch profiling on Arm CPUs with SME2 on and off.\n\nEverything is written under the data root: --home, else $SME2_HOME, else ./.sme2")
 # Wide tables when piped (CI logs, files); the terminal's width otherwise.
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 HomeOpt = typer.Option(None, "--home", help="Data root (default: $SME2_HOME or ./.sme2).", show_default=False)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")

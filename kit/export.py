@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import atomic, program, tensorfile
+from kit import atomic, program, tensorfile, trace
 from kit.errors import ExportError, ModelPackageError, Sme2Error
 from kit.home import DataRoot
 from kit.names import Variant, size_name
@@ -205,9 +205,10 @@ def export_variant(pkg: ModelPackage, dtype: str, size: str = "small", root: Dat
         tensorfile.save(stage / "inputs.bin", [x.detach().contiguous().numpy() for x in inputs])
         tensorfile.save(stage / "reference.bin", reference)
         pmap = program.build(pte_bytes, pte_sha, et.get_etrecord())
-        pmap.save(stage)
         say(f"numerical check of {variant.key}")
-        outputs = run_once(stage / pte_name, stage / "inputs.bin")
+        outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap)
+        pmap.signature = trace.compute_signature(etdump_rows)
+        pmap.save(stage)
         check = numerical_check(outputs, reference, dtype, spec.tolerances.get(dtype))
         check["reference"] = "fp32 eager" if dtype in ("fp32", "fp16") else "quantized (fake-quant) eager"
         if dtype != "fp32":
@@ -259,14 +260,19 @@ def _lower(model, inputs: tuple, backend: str):
     return edge, edge.to_executorch()
 
 
-def run_once(pte: Path, inputs: Path, timeout_s: float = 600.0) -> list[np.ndarray]:
-    """Run a program once in a child process (pybind runner) and return its outputs."""
+def run_once(pte: Path, inputs: Path, pmap: program.ProgramMap | None = None, timeout_s: float = 600.0):
+    """Run a program once in a child process (pybind runner). With a program map, also trace it
+    and return (outputs, trace rows); else just the outputs."""
     from kit import runners
     from kit.transports.local import LocalTransport
 
     with tempfile.TemporaryDirectory(prefix="sme2-check-") as tmp:
-        outcome = runners.run_program("pybind", runners.RunRequest(pte=pte, inputs=inputs, iterations=1, warmup=0, threads=1, timeout_s=timeout_s), Path(tmp), LocalTransport("host"), label="numerical check")
-        return tensorfile.load(outcome.outputs)
+        req = runners.RunRequest(pte=pte, inputs=inputs, iterations=1, warmup=0, threads=1, timeout_s=timeout_s, etdump=pmap is not None)
+        outcome = runners.run_program("pybind", req, Path(tmp), LocalTransport("host"), label="numerical check")
+        outputs = tensorfile.load(outcome.outputs)
+        if pmap is None:
+            return outputs
+        return outputs, trace.ingest(outcome.etdump, pmap).rows
 
 
 def check_program(exp: Export, reference: list[np.ndarray] | None = None) -> dict:

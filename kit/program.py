@@ -31,6 +31,9 @@ class Instruction:
 class ProgramMap:
     pte_sha256: str
     instructions: list[Instruction]
+    # Per delegate instruction, its compute operators as "Kind:class" (e.g. "Convolution:qs8"),
+    # recorded from the export's own check run; CPU-independent (PF32 and F32 are both f32).
+    signature: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def traced(self) -> dict[int, Instruction]:
@@ -38,12 +41,12 @@ class ProgramMap:
         return {i.index: i for i in self.instructions if i.kind in ("kernel", "delegate")}
 
     def save(self, folder: Path) -> Path:
-        return atomic.write_json(Path(folder) / FILE_NAME, {"pte_sha256": self.pte_sha256, "instructions": [asdict(i) for i in self.instructions]})
+        return atomic.write_json(Path(folder) / FILE_NAME, {"pte_sha256": self.pte_sha256, "signature": self.signature, "instructions": [asdict(i) for i in self.instructions]})
 
     @classmethod
     def load(cls, folder: Path) -> "ProgramMap":
         raw = json.loads((Path(folder) / FILE_NAME).read_text())
-        return cls(raw["pte_sha256"], [Instruction(**i) for i in raw["instructions"]])
+        return cls(raw["pte_sha256"], [Instruction(**i) for i in raw["instructions"]], raw.get("signature", {}))
 
 
 def _instructions_from_pte(pte_bytes: bytes) -> list[Instruction]:

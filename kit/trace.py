@@ -137,6 +137,31 @@ def kernel_hint(op_type: str) -> str:
     return f"kleidiai:{hits[0]}" if hits else ""
 
 
+COMPUTE_KINDS = ("Convolution", "Deconvolution", "Fully Connected", "Batch Matrix Multiply")
+_DTYPE_CLASS = {"F32": "f32", "PF32": "f32", "F16": "f16", "PF16": "f16", "QS8": "qs8", "QC8": "qs8", "PQS8": "qs8", "QU8": "qs8", "QD8": "qd8", "QP8": "qd8", "QDU8": "qd8"}
+
+
+def compute_class(op_type: str) -> str:
+    """'Convolution:qs8' for 'Convolution (NHWC, PQS8, QC8W) IGEMM': the operator kind and its
+    activation dtype class, the same whichever kernel (SME2 or not) the CPU picked."""
+    kind = op_type.split(" (")[0]
+    m = re.search(r"\(([^)]*)\)", op_type)
+    tags = [t.strip() for t in m.group(1).split(",")] if m else []
+    cls = next((_DTYPE_CLASS[t] for t in tags if t in _DTYPE_CLASS), "?")
+    return f"{kind}:{cls}"
+
+
+def compute_signature(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Per delegate instruction of the first iteration: its compute operators' classes, sorted."""
+    first = rows[(rows.iteration == rows.iteration.min()) & (rows.row_kind == "operator") & rows.delegated]
+    out: dict[str, list[str]] = {}
+    for instr, group in first.groupby("instruction_id"):
+        sig = sorted(compute_class(t) for t in group.op_type if t.startswith(COMPUTE_KINDS))
+        if sig:
+            out[str(instr)] = sig
+    return out
+
+
 @dataclass
 class Trace:
     """One ETDump run as a table, warmups dropped. `rows` has COLUMNS; `init` holds load events."""
@@ -223,6 +248,11 @@ def ingest(path: Path, program: ProgramMap | None = None, warmup: int = 0) -> Tr
             extra = sorted(seen_instr - set(traced))[:5]
             raise TraceError(f"ETDump {path} does not belong to this program: iteration {it + warmup} ran instructions {sorted(seen_instr)[:8]}..., the program has {len(traced)} traced instructions (missing {missing}, unexpected {extra})", "analyse the ETDump with the .pte (and program_map.json) that produced it")
     rows = pd.DataFrame.from_records(records, columns=COLUMNS)
+    if program is not None and program.signature:
+        seen = compute_signature(rows)
+        if seen != program.signature:
+            diff = next((k for k in sorted(set(seen) | set(program.signature)) if seen.get(k) != program.signature.get(k)), "?")
+            raise TraceError(f"ETDump {path} does not belong to this program: delegate instruction {diff} ran {seen.get(diff, [])} but the program's check run ran {program.signature.get(diff, [])}", "analyse the ETDump with the .pte (and program_map.json) that produced it")
     return Trace(rows=rows, iterations=len(iterations) - warmup, warmup_dropped=warmup, init_ms=init_ms, source=str(path))
 
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh machine: the Python packages (torch 2.13.0 is the CPU build on local
+# disk), and, where this user may install system packages, what the emulated SME2 targets, the ssh
+# tests and the report tests need. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+echo "== Python packages"
+# constraints.txt pins the Dagster family to one tested release (saves pip minutes of backtracking).
+"$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e .
+
+APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium)
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== System packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "== System packages: skipped (needs root and apt-get); emulated SME2, ssh and browser tests need: ${APT_PACKAGES[*]}"
+fi

@@ -1,0 +1,54 @@
+"""Session-wide real artifacts: one data root, the default model exported in every dtype, the
+native runner built once, and one profiled run. Everything downstream reuses them."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+from kit import export, registry
+from kit.home import DataRoot
+
+warnings.filterwarnings("ignore")
+DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> DataRoot:
+    root = DataRoot.resolve(tmp_path_factory.mktemp("sme2home"))
+    os.environ["SME2_HOME"] = str(root.path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    return registry.get("tiny_seg")
+
+
+@pytest.fixture(scope="session")
+def exports(home, tiny) -> dict[str, export.Export]:
+    return {d: export.export_variant(tiny, d, "small", home) for d in DTYPES}
+
+
+@pytest.fixture(scope="session")
+def native_runner(home):
+    from kit.runner.build import build_runner
+
+    return build_runner(home)
+
+
+@pytest.fixture(scope="session")
+def host(home):
+    from kit import devices
+
+    return devices.resolve("host.sme2-off", home)
+
+
+@pytest.fixture(scope="session")
+def host_run(home, exports, native_runner, host):
+    """One real profiling session of tiny_seg fp32 on the host with the native runner."""
+    from kit import profile
+
+    return profile.run_session(home, exports["fp32"], host, threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner)

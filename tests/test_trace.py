@@ -1,0 +1,69 @@
+"""ETDump ingestion on real traces, and on traces that are broken or belong to another program."""
+
+import pytest
+
+from kit import trace
+from kit.errors import TraceError
+
+
+def test_trace_has_delegate_internal_operator_events(host_run):
+    tr = trace.ingest(host_run.run_dir / "etdump.etdp", host_run.run_dir and __import__("kit.program").program.ProgramMap.load(host_run.run_dir), warmup=3)
+    ops = tr.operators
+    assert tr.iterations == 30 and tr.warmup_dropped == 3
+    assert set(ops.iteration) == set(range(30))
+    delegated = ops[ops.delegated]
+    assert delegated.op_type.str.startswith("Convolution (NHWC, F32)").any()
+    assert delegated.op_type.str.startswith("Transpose (ND").any()
+    assert not delegated.op_type.str.contains("#").any()  # counters stripped
+    portable = set(ops[~ops.delegated].op_type)
+    assert {"aten::native_group_norm.out", "aten::native_layer_norm.out"} <= portable
+    # Method::execute and DELEGATE_CALL rows are kept apart from operator rows.
+    assert (tr.rows.row_kind == "method").sum() == 30
+    assert "DELEGATE_CALL" not in set(ops.op_type) and "Method::execute" not in set(ops.op_type)
+    # Each DELEGATE_CALL contains its operators: their time never exceeds the call's.
+    first = tr.rows[tr.rows.iteration == 0]
+    for instr, call in first[first.row_kind == "delegate_call"].groupby("instruction_id"):
+        inner = first[(first.row_kind == "operator") & (first.instruction_id == instr)].duration_ms.sum()
+        assert inner <= call.duration_ms.sum() + 1e-3
+
+
+def test_truncated_etdump_is_a_clear_error(host_run, tmp_path):
+    bad = tmp_path / "cut.etdp"
+    bad.write_bytes((host_run.run_dir / "etdump.etdp").read_bytes()[:-100])
+    with pytest.raises(TraceError, match="truncated"):
+        trace.ingest(bad)
+
+
+def test_garbage_is_not_an_etdump(tmp_path):
+    bad = tmp_path / "x.etdp"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(TraceError, match="not an ETDump"):
+        trace.ingest(bad)
+
+
+def test_corrupt_body_is_a_clear_error(host_run, tmp_path):
+    data = bytearray((host_run.run_dir / "etdump.etdp").read_bytes())
+    data[12:20] = b"\xff" * 8  # root table offsets point outside the file
+    bad = tmp_path / "corrupt.etdp"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(TraceError):
+        trace.ingest(bad)
+
+
+def test_etdump_of_another_program_is_detected(host_run, exports):
+    """The fp32 trace read with the int8 program's map: Inspector accepts this, we must not."""
+    with pytest.raises(TraceError, match="does not belong to this program"):
+        trace.ingest(host_run.run_dir / "etdump.etdp", exports["int8"].program_map, warmup=3)
+
+
+def test_warmups_must_leave_iterations(host_run):
+    with pytest.raises(TraceError, match="all of them warmups"):
+        trace.ingest(host_run.run_dir / "etdump.etdp", warmup=33)
+
+
+def test_kernel_hint_names_kleidiai_packed_types():
+    assert trace.kernel_hint("Convolution (NHWC, PF32) IGEMM") == "kleidiai:PF32"
+    assert trace.kernel_hint("Fully Connected (NC, PQS8, QC8W) GEMM") == "kleidiai:PQS8"
+    assert trace.kernel_hint("Convolution (NHWC, QC8) IGEMM") == ""
+    assert trace.kernel_hint("Transpose (ND, X32)") == ""
+    assert trace.op_type_of("Transpose (ND, X32) #12") == "Transpose (ND, X32)"
