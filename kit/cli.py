@@ -231,6 +231,47 @@ def print_run(r) -> None:
     console.print(f"  run folder: {r.run_dir}")
 
 
+# ---------------------------------------------------------------- setup and devices
+
+
+@app.command("setup")
+@command
+def setup_cmd(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+    """Obtain QEMU >= 10.1, the aarch64 cross compiler and executorch wheel, and prove SME2 on/off
+    switching with an aarch64 HWCAP2 probe (for the emulated armv9-qemu targets)."""
+    from kit import toolsetup
+
+    root = _root(home)
+    with _progress(None, as_json) as (say, _):
+        info = toolsetup.setup(root, say)
+    if as_json:
+        _emit_json(info)
+        return
+    p = info["probe"]
+    console.print(f"QEMU {info['qemu_version']}: {info['qemu']}\ncross compiler: {info['cross_cxx']}\naarch64 executorch: {info['executorch_aarch64']}")
+    console.print(f"probe: -cpu max -> SME2 {'yes' if p['sme2-on']['sme2'] else 'no'}; -cpu max,sme=off -> SME2 {'yes' if p['sme2-off']['sme2'] else 'no'}  [green]ok[/]")
+
+
+@app.command("devices")
+@command
+def devices_cmd(detect: bool = typer.Option(True, "--detect/--no-detect", help="Contact each device to detect its CPU and SME2."), home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+    """List devices, their targets and detected capabilities."""
+    from kit import devices
+
+    root = _root(home)
+    rows = devices.survey(root, detect=detect)
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table(title=f"Devices (defaults: configs/devices.toml; yours: {root.user_devices})")
+    for col in ("device", "transport", "platform", "recipe", "targets", "threads", "CPU", "SME2", "status"):
+        t.add_column(col)
+    for r in rows:
+        sme2 = {True: "[green]yes[/]", False: "no", None: "?"}[r["sme2_detected"]]
+        t.add_row(r["device"], r["transport"], r["platform"], r["recipe"], ", ".join(r["targets"]), ",".join(map(str, r["threads"])), r.get("cpu_model") or "-", sme2 + (" (emulated)" if r["emulated"] else ""), r["status"])
+    console.print(t)
+
+
 # ---------------------------------------------------------------- analyze
 
 

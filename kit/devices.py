@@ -134,13 +134,11 @@ class ResolvedTarget:
 
     def toolchain(self, root: DataRoot):
         """How to build the native runner for this device's platform and recipe."""
-        from kit.runner import build
-
-        if self.device.recipe == "wheel" and self.device.platform == build.HOST_PLATFORM:
-            return build.host_toolchain()
-        raise TargetError(f"no runner toolchain for {self.device.platform} ({self.device.recipe}) yet", "use the host device")
+        return toolchain_for(self.device, root, self.target.sme2)
 
     def build_flags(self) -> tuple[str, ...]:
+        if self.device.recipe == "source":
+            return (f"sme2={'on' if self.target.sme2 else 'off'}",)
         return ()
 
 
@@ -167,12 +165,50 @@ def cool_down(device: Device, progress=None) -> None:
         time.sleep(device.cooldown_s)
 
 
+def toolchain_for(device: Device, root: DataRoot, sme2: bool):
+    from kit import toolsetup
+    from kit.runner import build
+
+    if device.recipe == "source":
+        from kit.runner import source
+
+        return source.toolchain(device, root, sme2)
+    if device.platform == build.HOST_PLATFORM:
+        return build.host_toolchain()
+    if device.platform == "linux-aarch64":
+        et_root = toolsetup.aarch64_executorch_root(root)
+        if not (et_root / "share" / "cmake" / "executorch-config.cmake").exists():
+            raise TargetError(f"the aarch64 executorch package is not set up (needed to build the runner for {device.name})", "run: sme2 setup")
+        cxx = __import__("shutil").which(toolsetup.CROSS_CXX)
+        if not cxx:
+            raise TargetError(f"the aarch64 cross compiler {toolsetup.CROSS_CXX} is not installed", "as root: apt-get install g++-aarch64-linux-gnu, or run: sme2 setup")
+        return build.Toolchain(platform="linux-aarch64", executorch_root=et_root, cxx=cxx, cmake_args=(f"-DCMAKE_TOOLCHAIN_FILE={build.SOURCE_DIR / 'aarch64-linux-gnu.cmake'}",))
+    raise TargetError(f"device {device.name!r}: the wheel recipe builds for linux-x86_64 and linux-aarch64, not {device.platform}", 'set recipe = "source" (an ExecuTorch checkout) for Android and macOS devices')
+
+
 def make_transport(device: Device, root: DataRoot, sme2: bool):
+    """The transport instance for one device (and, for QEMU, one CPU setting)."""
+    opts = {"affinity": device.affinity}
     if device.transport == "local":
         from kit.transports.local import LocalTransport
 
-        return LocalTransport(device.name, options={"affinity": device.affinity})
-    raise TargetError(f"transport {device.transport!r} of device {device.name!r} is not available yet", "use the host device")
+        return LocalTransport(device.name, options=opts)
+    if device.transport == "qemu":
+        from kit import toolsetup
+        from kit.transports.qemu import QemuTransport
+
+        info = toolsetup.load_setup(root) or {}
+        qemu = info.get("qemu") or str(toolsetup.find_qemu(root) or "")
+        return QemuTransport(device.name, options=opts, qemu=qemu, sysroot=info.get("sysroot", str(toolsetup.SYSROOT)), sme2=sme2, lib_dir=str(toolsetup.aarch64_executorch_root(root) / "lib"))
+    if device.transport == "ssh":
+        from kit.transports.ssh import SshTransport
+
+        return SshTransport.from_device(device, root)
+    if device.transport == "adb":
+        from kit.transports.adb import AdbTransport
+
+        return AdbTransport.from_device(device, root)
+    raise TargetError(f"unknown transport {device.transport!r}", f"use one of {', '.join(TRANSPORTS)}")
 
 
 def resolve(target_key: str, root: DataRoot, registry: dict[str, Device] | None = None) -> ResolvedTarget:
@@ -181,7 +217,10 @@ def resolve(target_key: str, root: DataRoot, registry: dict[str, Device] | None 
     device = registry.get(target.device)
     if device is None:
         raise TargetError(f"unknown device {target.device!r} in target {target_key!r}", f"known devices: {', '.join(sorted(registry))}; add one to {root.user_devices}")
+    if not device.enabled:
+        raise TargetError(f"device {device.name!r} is disabled", f"set enabled = true for it in {root.user_devices}")
     transport = make_transport(device, root, target.sme2)
+    transport.prepare()
     check_sme2(device, target, transport)
     return ResolvedTarget(target, device, transport)
 
@@ -196,3 +235,35 @@ def check_sme2(device: Device, target: Target, transport) -> None:
         raise TargetError(f"target {target.key} asks for SME2, but device {device.name!r} ({device.platform}) has no SME2", f"use {device.name}.sme2-off, or the emulated target armv9-qemu.sme2-on")
     if not target.sme2 and detected and device.recipe == "wheel":
         raise TargetError(f"target {target.key}: device {device.name!r} has SME2 and the wheel runner cannot turn it off (XNNPACK picks SME2 kernels at run time)", "set recipe = \"source\" for this device: it builds a runner with XNNPACK_ENABLE_ARM_SME2=OFF")
+
+
+def survey(root: DataRoot, detect: bool = True) -> list[dict]:
+    """Every registered device with its targets and, when reachable, detected capabilities. A
+    device that cannot be reached is reported, never fatal."""
+    out = []
+    for dev in load_registry(root).values():
+        row = {"device": dev.name, "transport": dev.transport, "platform": dev.platform, "recipe": dev.recipe, "emulated": dev.emulated, "enabled": dev.enabled, "threads": dev.threads, "size": dev.size, "targets": [t.key for t in dev.targets()], "sme2_detected": None, "cpu_model": None, "status": "not checked"}
+        if detect and dev.enabled:
+            try:
+                tr = make_transport(dev, root, True)
+                tr.prepare()
+                info = tr.describe()
+                row["cpu_model"] = info.get("cpu_model")
+                row["sme2_detected"] = tr.detect_sme2() if not dev.emulated else True
+                usable = [t.key for t in dev.targets() if _allowed(dev, t, row["sme2_detected"])]
+                row["targets"] = usable
+                row["status"] = "ok"
+            except Sme2Error as e:
+                row["status"] = f"unavailable: {e.message}"
+        elif not dev.enabled:
+            row["status"] = "disabled"
+        out.append(row)
+    return out
+
+
+def _allowed(device: Device, target: Target, detected: bool | None) -> bool:
+    try:
+        check_sme2(device, target, type("T", (), {"detect_sme2": staticmethod(lambda: detected)})())
+        return True
+    except TargetError:
+        return False

@@ -67,7 +67,7 @@ def run_program(kind: str, req: RunRequest, out_dir: Path, transport: Transport,
     label = label or f"{kind} runner"
     local_fs = getattr(transport, "local_fs", True)
     if kind == "pybind":
-        if not local_fs:
+        if not local_fs or transport.emulated:
             raise RunnerError(f"the pybind runner cannot run on device {transport.device!r}", "use --runner native for remote and emulated targets")
         prog = [sys.executable, "-m", "kit.runner.pybind_child"]
     else:

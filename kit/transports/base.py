@@ -49,6 +49,7 @@ class Transport(ABC):
     options: dict = field(default_factory=dict)
     emulated: bool = False
     local_cpu: bool = True  # shares this machine's CPU: measurements serialize with all local runs
+    local_fs: bool = True  # sees this machine's files: runs in place, nothing to push or pull
 
     def prepare(self) -> None:
         """Check the device is reachable and ready; raise TargetError if not."""

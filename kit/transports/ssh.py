@@ -1,0 +1,69 @@
+"""The `ssh` transport: any Linux device reachable over ssh (aarch64 boards, Armv9 servers).
+
+Connections are multiplexed (ControlMaster) so the many small commands of a run cost one
+handshake; host keys are pinned in $SME2_HOME/tools/known_hosts on first contact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit import conditions
+from kit.errors import TargetError
+from kit.transports.base import Completed, run_local
+from kit.transports.local import describe_linux
+from kit.transports.remote import RemoteTransport, quote
+
+
+@dataclass
+class SshTransport(RemoteTransport):
+    host: str = ""
+    port: int = 22
+    user: str = "root"
+    key: str | None = None
+    state_dir: str = ""  # known_hosts and control sockets
+
+    @classmethod
+    def from_device(cls, device, root) -> "SshTransport":
+        p = device.props
+        if not p.get("host"):
+            raise TargetError(f"ssh device {device.name!r} has no host", f"set host = \"...\" for it in {root.user_devices}")
+        state = root.tools / "ssh"
+        state.mkdir(parents=True, exist_ok=True)
+        return cls(device.name, options={"affinity": device.affinity}, remote_dir=p.get("remote_dir", "/tmp/sme2"), host=str(p["host"]), port=int(p.get("port", 22)), user=str(p.get("user", "root")), key=p.get("key"), state_dir=str(state))
+
+    def _opts(self) -> list[str]:
+        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.state_dir}/known_hosts", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "ControlMaster=auto", "-o", f"ControlPath={self.state_dir}/cm-%C", "-o", "ControlPersist=60", "-o", "LogLevel=ERROR"]
+        if self.key:
+            opts += ["-i", str(self.key), "-o", "IdentitiesOnly=yes"]
+        return opts
+
+    @property
+    def destination(self) -> str:
+        return f"{self.user}@{self.host}"
+
+    def ssh_argv(self, argv: list[str]) -> list[str]:
+        return ["ssh", "-p", str(self.port), *self._opts(), self.destination, "--", quote(argv)]
+
+    def scp_argv(self, src: str, dst: str) -> list[str]:
+        return ["scp", "-q", "-P", str(self.port), *self._opts(), src, dst]
+
+    def shell(self, argv: list[str], timeout: float = 60.0) -> Completed:
+        return run_local(self.ssh_argv(argv), timeout)
+
+    def copy_to(self, local: Path, remote: str) -> Completed:
+        return run_local(self.scp_argv(str(local), f"{self.destination}:{remote}"), 600)
+
+    def copy_from(self, remote: str, local: Path) -> Completed:
+        return run_local(self.scp_argv(f"{self.destination}:{remote}", str(local)), 600)
+
+    def lost(self, done: Completed) -> bool:
+        # ssh exits 255 for its own errors (connection refused, reset, timed out).
+        return done.returncode == 255
+
+    def describe(self) -> dict:
+        machine = self.shell(["uname", "-m"]).stdout.strip()
+        return {**describe_linux(self.read_file, machine), "host": self.host}
+
+    def detect_sme2(self) -> bool:
+        return conditions.has_sme2(conditions.parse_cpuinfo(self.read_file("/proc/cpuinfo") or ""))
