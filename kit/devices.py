@@ -120,8 +120,6 @@ class ResolvedTarget:
         info = {"device": self.device.name, "platform": self.device.platform, "transport": self.device.transport, "emulated": self.device.emulated, "recipe": self.device.recipe}
         with contextlib.suppress(Exception):
             info.update(self.transport.describe())
-        if self.device.emulated:
-            info["cpu_setting"] = " ".join(self.transport.cpu_args(self.target.sme2)) if hasattr(self.transport, "cpu_args") else ""
         return info
 
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +44,13 @@ def run_session(root: DataRoot, exp: export.Export, resolved, threads: int, iter
         record.conditions = {**resolved.conditions(), "threads": threads, "affinity": resolved.affinity_for(threads), "sme2_flag": target.sme2}
         cpus = record.conditions["affinity"]
         request = dict(pte=exp.pte, inputs=exp.inputs, iterations=iterations, warmup=warmup, threads=threads, timeout_s=timeout_s, expected_sha256=meta["pte_sha256"], env=env, cpus=cpus)
-        with resolved.measurement_lock(root):
+        with resolved.measurement_lock(root), resolved.transport.measurement():
+            window_start = time.time()
             say(f"{target.key}: timing run, {warmup}+{iterations} iterations, {threads} thread(s)")
             timing = runners.run_program(runner_kind, runners.RunRequest(**request, etdump=False), stage, resolved.transport, binary, label=f"{runner_kind} runner (timing)")
             say(f"{target.key}: ETDump run")
             traced = runners.run_program(runner_kind, runners.RunRequest(**request, etdump=True), stage, resolved.transport, binary, label=f"{runner_kind} runner (ETDump)")
+            record.conditions["measurement_window"] = [window_start, time.time()]
         record.finished_at = now()
         for name in ("program_map.json", export.META):
             shutil.copy2(exp.folder / name, stage / name)

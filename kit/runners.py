@@ -99,6 +99,8 @@ def run_program(kind: str, req: RunRequest, out_dir: Path, transport: Transport,
         if sig:
             raise RunnerError(f"{label} crashed with {sig} {where} running {Path(req.pte).name}: {_tail(done.stderr, 3) or 'no message'}", f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {log}")
         if done.returncode != 0:
+            if not local_fs and _missing_library(done.stderr):
+                transport.forget_runner(binary)  # the next run pushes a whole bundle again
             raise RunnerError(f"{label} failed {where} (exit {done.returncode}) running {Path(req.pte).name}:\n{_tail(done.stderr)}", _hint_for(done.stderr, log))
         if not local_fs:
             for k, remote in files.items():
@@ -131,12 +133,17 @@ def _signal_of(returncode: int) -> str:
         return f"signal {code}"
 
 
+def _missing_library(stderr: str) -> bool:
+    s = stderr.lower()
+    return "error while loading shared libraries" in s or "cannot open shared object" in s or "library" in s and "not found" in s
+
+
 def _hint_for(stderr: str, log: Path) -> str:
     s = stderr.lower()
     if "no space left" in s:
         return f"the device is out of disk space: free some and re-run; log: {log}"
-    if "error while loading shared libraries" in s or "cannot open shared object" in s:
-        return f"a shared library is missing on the device: re-run to push the runner bundle again; log: {log}"
+    if _missing_library(stderr):
+        return f"a shared library is missing on the device: the runner bundle was removed, re-run to push it again; log: {log}"
     if "cannot load method" in s or "invalid program" in s:
         return f"the .pte could not be loaded: re-export it (sme2 export --force); log: {log}"
     return f"see the log: {log}"

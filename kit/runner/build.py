@@ -114,12 +114,16 @@ def build_runner(root: DataRoot, tc: Toolchain | None = None, recipe: str = "whe
                 return RunnerBinary(folder / BINARY, folder, manifest, Path(manifest["lib_dir"]) if manifest.get("lib_dir") else None)
         cxx = _check_compiler(tc.cxx)
         cmake, ninja = _tool("cmake"), _tool("ninja")
-        if not (tc.executorch_root / "share" / "cmake" / "executorch-config.cmake").exists():
+        if "source_build" in tc.extra:  # the source recipe first builds ExecuTorch itself
+            from kit.runner import source
+
+            source.ensure_executorch(tc.extra["source_build"], root, progress)
+        if not any((tc.executorch_root / p / "executorch-config.cmake").exists() for p in ("share/cmake", "lib/cmake/ExecuTorch")):
             raise RunnerError(f"no executorch CMake package under {tc.executorch_root}", "install executorch==1.5.1 (pip) or run `sme2 setup` for the aarch64 package")
         t0 = time.monotonic()
         with atomic.staged_dir(folder) as stage:
             build_dir = stage / "build"
-            configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(build_dir), "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}", "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_CXX_COMPILER={cxx}", f"-DCMAKE_PREFIX_PATH={tc.executorch_root}", f"-Dexecutorch_DIR={tc.executorch_root / 'share' / 'cmake'}", *tc.cmake_args]
+            configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(build_dir), "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}", "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_CXX_COMPILER={cxx}", f"-DCMAKE_PREFIX_PATH={tc.executorch_root}", *tc.cmake_args]
             for step, argv in (("configure", configure), ("build", [cmake, "--build", str(build_dir), "--parallel", "2"])):
                 if progress:
                     progress(f"runner {step} ({tc.platform})")
@@ -131,6 +135,7 @@ def build_runner(root: DataRoot, tc: Toolchain | None = None, recipe: str = "whe
             shutil.copy2(build_dir / BINARY, stage / BINARY)
             shutil.rmtree(build_dir)
             lib_dir = tc.executorch_root / "lib"
+            (stage / "lib").symlink_to(lib_dir, target_is_directory=True)
             manifest = {
                 "recipe": recipe,
                 "platform": tc.platform,

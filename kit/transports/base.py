@@ -5,6 +5,7 @@ error handling for a run (signal, timeout, exit code) lives in kit.runners, once
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from abc import ABC, abstractmethod
@@ -70,6 +71,11 @@ class Transport(ABC):
 
     def cleanup(self, remote_dir: str) -> None:
         """Remove a run's working folder on the device."""
+
+    @contextlib.contextmanager
+    def measurement(self):
+        """Device settings held while measuring (adb: screen awake, animations off), restored after."""
+        yield
 
     def describe(self) -> dict:
         """Conditions that explain a number: CPU, cores, governor, frequencies, thermal zones."""

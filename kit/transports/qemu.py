@@ -53,7 +53,7 @@ class QemuTransport(LocalTransport):
             version = subprocess.run([self.qemu, "--version"], capture_output=True, text=True, timeout=20).stdout.splitlines()[0]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             version = "unknown"
-        return {**info, "emulated": True, "host_cpu_model": info.get("cpu_model"), "cpu_model": f"QEMU {' '.join(cpu_args(self.sme2))} (emulated Armv9)", "qemu": version, "sme2_detected": self.sme2}
+        return {**info, "emulated": True, "host_cpu_model": info.get("cpu_model"), "cpu_model": f"QEMU {' '.join(cpu_args(self.sme2))} (emulated Armv9)", "qemu": version, "cpu_setting": " ".join(cpu_args(self.sme2)), "sme2_detected": self.sme2}
 
     def detect_sme2(self) -> bool:
         return self.sme2

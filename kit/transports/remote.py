@@ -58,7 +58,22 @@ class RemoteTransport(Transport):
         return path
 
     def push(self, local: Path, remote: str) -> None:
-        self._check(self.copy_to(Path(local), remote), f"copying {Path(local).name} to {remote}")
+        done = self.copy_to(Path(local), remote)
+        if done.returncode != 0 and not self.lost(done):
+            free = self.free_bytes(self.remote_dir)
+            need = Path(local).stat().st_size
+            if free is not None and free < need + (1 << 20):
+                raise RunnerError(f"device {self.device!r} has no space left in {self.remote_dir}: {free // 1024} KB free, copying {Path(local).name} needs {need // 1024} KB", "the device is out of disk space: free some (or set remote_dir to a bigger filesystem) and re-run")
+        self._check(done, f"copying {Path(local).name} to {remote}")
+
+    def free_bytes(self, path: str) -> int | None:
+        """Free space at path on the device, from `df -Pk`."""
+        done = self.shell(["df", "-Pk", path], timeout=30)
+        lines = done.stdout.strip().splitlines()
+        try:
+            return int(lines[-1].split()[3]) * 1024 if done.returncode == 0 and len(lines) >= 2 else None
+        except (IndexError, ValueError):
+            return None
 
     def pull(self, remote: str, local: Path) -> None:
         self._check(self.copy_from(remote, Path(local)), f"copying {remote} back")
@@ -76,7 +91,7 @@ class RemoteTransport(Transport):
         used (it is built in a temporary folder and renamed)."""
         if binary is None:
             raise RunnerError("the native runner is not built", "sme2 build-runner --target ...")
-        final = f"{self.remote_dir}/runners/{binary.sha256[:16]}"
+        final = self.runner_dir(binary)
         if self.shell(["test", "-x", f"{final}/sme2_runner"]).returncode == 0:
             return f"{final}/sme2_runner"
         tmp = f"{final}.partial-{secrets.token_hex(3)}"
@@ -94,9 +109,16 @@ class RemoteTransport(Transport):
             raise
         return f"{final}/sme2_runner"
 
+    def runner_dir(self, binary) -> str:
+        return f"{self.remote_dir}/runners/{binary.sha256[:16]}"
+
+    def forget_runner(self, binary) -> None:
+        if binary is not None:
+            self.shell(["rm", "-rf", self.runner_dir(binary)])
+
     def remote_argv(self, argv: list[str], env: dict | None, cpus: str | None) -> list[str]:
-        runner_dir = str(Path(argv[0]).parent)
-        out = ["env", f"LD_LIBRARY_PATH={runner_dir}/lib", *[f"{k}={v}" for k, v in (env or {}).items()]]
+        bundle = str(Path(argv[0]).parent)
+        out = ["env", f"LD_LIBRARY_PATH={bundle}/lib", *[f"{k}={v}" for k, v in (env or {}).items()]]
         if cpus is not None:
             out += self.pin_argv(cpus)
         return out + argv

@@ -5,6 +5,7 @@ handshake; host keys are pinned in $SME2_HOME/tools/known_hosts on first contact
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,13 @@ from kit.errors import TargetError
 from kit.transports.base import Completed, run_local
 from kit.transports.local import describe_linux
 from kit.transports.remote import RemoteTransport, quote
+
+
+def control_dir() -> str:
+    """Control sockets live in a short private folder: Unix socket paths are limited to ~100 bytes."""
+    d = f"/tmp/sme2-ssh-{os.getuid()}"
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    return d
 
 
 @dataclass
@@ -33,7 +41,7 @@ class SshTransport(RemoteTransport):
         return cls(device.name, options={"affinity": device.affinity}, remote_dir=p.get("remote_dir", "/tmp/sme2"), host=str(p["host"]), port=int(p.get("port", 22)), user=str(p.get("user", "root")), key=p.get("key"), state_dir=str(state))
 
     def _opts(self) -> list[str]:
-        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.state_dir}/known_hosts", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "ControlMaster=auto", "-o", f"ControlPath={self.state_dir}/cm-%C", "-o", "ControlPersist=60", "-o", "LogLevel=ERROR"]
+        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.state_dir}/known_hosts", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir()}/%C", "-o", "ControlPersist=60", "-o", "LogLevel=ERROR"]
         if self.key:
             opts += ["-i", str(self.key), "-o", "IdentitiesOnly=yes"]
         return opts
