@@ -205,8 +205,7 @@ def profile_cmd(
 
 
 def _after_profile(root: DataRoot, results) -> dict:
-    """Hook for later stages of the same code path (warehouse writes)."""
-    return {}
+    return {"warehouse": str(root.warehouse), "notes": [f"Warehouse: {root.warehouse} (sme2 query runs; sme2 sql \"SELECT ...\")"]}
 
 
 def print_run(r) -> None:
@@ -272,6 +271,114 @@ def devices_cmd(detect: bool = typer.Option(True, "--detect/--no-detect", help="
     console.print(t)
 
 
+# ---------------------------------------------------------------- warehouse
+
+FormatOpt = typer.Option("table", "--format", "-f", help="table, csv or json.")
+
+
+def _print_frame(df, fmt: str, title: str = "") -> None:
+    if fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", date_format="iso", indent=2) + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "table":
+        t = Table(title=title or None)
+        for col in df.columns:
+            t.add_column(str(col))
+        for row in df.itertuples(index=False):
+            t.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
+        console.print(t)
+        console.print(f"[dim]{len(df)} rows[/]")
+    else:
+        raise Sme2Error(f"unknown format {fmt!r}", "use table, csv or json")
+
+
+@app.command("sql")
+@command
+def sql_cmd(query: str = typer.Argument(..., help="A SELECT over runs, latency_samples, op_events, op_stats, category_stats, kernels, artifacts, regressions, current_runs."), fmt: str = FormatOpt, home: Optional[Path] = HomeOpt):
+    """Run read-only SQL over the warehouse."""
+    from kit.warehouse import Warehouse
+
+    _print_frame(Warehouse.at(_root(home)).sql(query), fmt)
+
+
+@app.command("query")
+@command
+def query_cmd(
+    name: Optional[str] = typer.Argument(None, help="Named query (see --list)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="key=value, repeatable."),
+    list_: bool = typer.Option(False, "--list", help="List the named queries and their parameters."),
+    fmt: str = FormatOpt,
+    home: Optional[Path] = HomeOpt,
+):
+    """Run one of the everyday questions: latest-ops, op-history, category-shares, biggest-changes, runs."""
+    from kit import queries
+    from kit.warehouse import Warehouse
+
+    if list_ or not name:
+        for q in queries.QUERIES.values():
+            console.print(f"[bold]{q.name}[/]  {q.description}\n    params: {', '.join(f'{k}={v!r}' if v else k for k, v in q.params.items())}")
+        return
+    params = {}
+    for p in param:
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise Sme2Error(f"--param {p!r} is not key=value", "e.g. --param variant=tiny_seg-fp32")
+        params[k.strip()] = v.strip()
+    _print_frame(queries.run(Warehouse.at(_root(home)), name, params), fmt, title=name)
+
+
+warehouse_app = typer.Typer(help="Warehouse maintenance: info, rebuild from run folders, retention.", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
+
+
+@warehouse_app.command("info")
+@command
+def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+    """Row counts per table and the schema version."""
+    from kit.warehouse import TABLES, Warehouse, scalar
+
+    wh = Warehouse.at(_root(home))
+    wh.ensure()
+    with wh.read() as conn:
+        counts = {t: scalar(conn, f"SELECT count(*) FROM {t}") for t in TABLES}
+        version = scalar(conn, "SELECT max(version) FROM schema_version")
+    info = {"path": str(wh.path), "schema_version": version, "rows": counts}
+    if as_json:
+        _emit_json(info)
+    else:
+        console.print(f"{wh.path} (schema v{version})")
+        for t, n in counts.items():
+            console.print(f"  {t:16s} {n:>12,}")
+
+
+@warehouse_app.command("rebuild")
+@command
+def warehouse_rebuild(home: Optional[Path] = HomeOpt):
+    """Ingest every run folder not yet in the warehouse (the files are the source of truth)."""
+    from kit import warehouse
+
+    root = _root(home)
+    dirs = sorted(p for p in root.runs.iterdir() if (p / "run.json").exists())
+    added = 0
+    with _progress(len(dirs), False) as (say, advance):
+        for d in dirs:
+            say(d.name)
+            added += warehouse.ingest_run(root, d)
+            advance()
+    console.print(f"{added} run(s) added, {len(dirs) - added} already present")
+
+
+@warehouse_app.command("prune")
+@command
+def warehouse_prune(days: int = typer.Option(..., "--older-than-days", min=0, help="Drop raw op_events of runs older than this; aggregates stay."), home: Optional[Path] = HomeOpt):
+    """Retention: drop per-iteration operator events older than N days, keep every aggregate."""
+    from kit.warehouse import Warehouse
+
+    n = Warehouse.at(_root(home)).prune_events(days)
+    console.print(f"pruned {n:,} op_events rows")
+
+
 # ---------------------------------------------------------------- analyze
 
 
@@ -287,6 +394,15 @@ def analyze_cmd(run_dir: Path = typer.Argument(..., help="A run folder under $SM
         _emit_json({"run_dir": str(r.run_dir), **r.record.to_json(), "coverage": r.analysis.coverage, "e2e": r.analysis.e2e, "categories": r.analysis.category_stats.to_dict("records"), "operators": r.analysis.op_stats.to_dict("records"), "other_ops": r.analysis.other_ops})
     else:
         print_run(r)
+
+
+# The orchestration commands live with the Dagster code location; kit itself never imports Dagster.
+try:
+    from sme2_assets import commands as _orchestration
+except ImportError:  # kit installed alone
+    _orchestration = None
+if _orchestration is not None:
+    _orchestration.register(app, console, err, _progress, command, _root)
 
 
 if __name__ == "__main__":

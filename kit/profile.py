@@ -24,6 +24,7 @@ class ProfileResult:
     run_dir: Path
     record: RunRecord
     analysis: analysis_mod.Analysis
+    trace: trace.Trace | None = None
 
 
 def run_session(root: DataRoot, exp: export.Export, resolved, threads: int, iterations: int, warmup: int, runner_kind: str = "native", binary=None, timeout_s: float = 900.0, progress=None) -> ProfileResult:
@@ -65,7 +66,7 @@ def run_session(root: DataRoot, exp: export.Export, resolved, threads: int, iter
             "init_ms": tr.init_ms,
         }
         atomic.write_json(stage / RUN_FILE, record.to_json())
-    return ProfileResult(folder, record, result)
+    return ProfileResult(folder, record, result, tr)
 
 
 def load_run(folder: Path, rules=None) -> ProfileResult:
@@ -80,7 +81,7 @@ def load_run(folder: Path, rules=None) -> ProfileResult:
     tr = trace.ingest(folder / "etdump.etdp", pmap, warmup=record.warmup)
     timing = json.loads((folder / "timing.json").read_text())
     result = analysis_mod.analyze(tr, timing["latencies_ms"], rules or categories.load_rules())
-    return ProfileResult(folder, record, result)
+    return ProfileResult(folder, record, result, tr)
 
 
 @dataclass
@@ -110,7 +111,7 @@ def runner_for(resolved, root: DataRoot, runner_kind: str, progress=None):
     return build.build_runner(root, resolved.toolchain(root), recipe=resolved.device.recipe, flags=resolved.build_flags(), progress=progress)
 
 
-def execute(plan: ProfilePlan, root: DataRoot, progress=None) -> list[ProfileResult]:
+def execute(plan: ProfilePlan, root: DataRoot, progress=None, ingest: bool = True) -> list[ProfileResult]:
     """Run a plan. Emulated targets cap iterations at the device's maximum. SME2 on/off pairs of
     one device are interleaved in blocks (on, off, on, off) so drift hits both alike."""
     from kit import devices, registry
@@ -129,6 +130,12 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None) -> list[ProfileRes
         binary = runner_for(r, root, plan.runner, say)
         for dtype in plan.dtypes:
             exp = export.export_variant(pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say)
-            results.append(run_session(root, exp, r, threads, iterations, plan.warmup, plan.runner, binary, plan.timeout_s, say))
+            result = run_session(root, exp, r, threads, iterations, plan.warmup, plan.runner, binary, plan.timeout_s, say)
+            if ingest:
+                from kit import warehouse
+
+                say(f"{r.target.key}: writing {result.record.run_id} to the warehouse")
+                warehouse.ingest_run(root, result.run_dir)
+            results.append(result)
             devices.cool_down(r.device, say)
     return results

@@ -1,0 +1,103 @@
+"""The profiling workflow cut along Dagster's partitions: model variant (`<model>-<dtype>`) and
+target (`<device>.sme2-on|off`). The Dagster assets and `sme2 pipeline` both call these, so the
+orchestrated and the command-line paths are one code path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kit import devices, export, names, profile, registry, warehouse
+from kit.errors import Sme2Error
+from kit.home import DataRoot
+from kit.names import Target, Variant
+
+
+@dataclass
+class Settings:
+    """Knobs of an orchestrated run (Dagster resource config; CLI options)."""
+
+    models_dir: str | None = None
+    size: str | None = None  # None: each device's default (full on hardware, small emulated)
+    iterations: int = 20
+    warmup: int = 3
+    threads: list[int] | None = None
+    runner: str = "native"
+    cv_bound_percent: float = 15.0
+    timeout_s: float = 900.0
+    targets: list[str] = field(default_factory=list)  # empty: every target of every enabled device
+
+
+def model_partitions(root: DataRoot, models_dir: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """Partition keys of every healthy package x supported dtype, and {package: error} for the rest."""
+    keys, problems = [], {}
+    for pkg in registry.discover(models_dir):
+        if not pkg.ok:
+            problems[pkg.name] = pkg.error
+            continue
+        keys += [Variant(pkg.name, d).key for d in pkg.spec.dtypes if d not in pkg.spec.unsupported]
+    return keys, problems
+
+
+def target_partitions(root: DataRoot) -> list[str]:
+    """Targets of enabled devices that the device can plausibly honour without contacting it:
+    the host is checked locally, emulated pairs always work, remote devices may declare `sme2`."""
+    out = []
+    for dev in devices.load_registry(root).values():
+        if not dev.enabled:
+            continue
+        for t in dev.targets():
+            if dev.transport == "local":
+                from kit.transports.local import LocalTransport
+
+                detected = LocalTransport(dev.name).detect_sme2()
+            else:
+                detected = dev.props.get("sme2") if dev.transport != "qemu" else None
+            try:
+                if detected is not None:
+                    devices.check_sme2(dev, t, type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})())
+                out.append(t.key)
+            except Sme2Error:
+                continue
+    return out
+
+
+def sizes_for(root: DataRoot, settings: Settings, targets: list[str] | None = None) -> list[str]:
+    if settings.size:
+        return [settings.size]
+    reg = devices.load_registry(root)
+    keys = targets or target_partitions(root)
+    return sorted({reg[Target.parse(k).device].size for k in keys if Target.parse(k).device in reg})
+
+
+def export_partition(root: DataRoot, variant_key: str, settings: Settings, progress=None) -> dict[str, export.Export]:
+    """Export one model partition at every size its targets need."""
+    v = Variant.parse(variant_key)
+    pkg = registry.get(v.model, settings.models_dir)
+    return {size: export.export_variant(pkg, v.dtype, size, root, backend=v.backend, progress=progress) for size in sizes_for(root, settings, settings.targets or None)}
+
+
+def build_partition(root: DataRoot, target_key: str, settings: Settings, progress=None):
+    resolved = devices.resolve(target_key, root)
+    return resolved, profile.runner_for(resolved, root, settings.runner, progress)
+
+
+def profile_partition(root: DataRoot, variant_key: str, target_key: str, settings: Settings, progress=None) -> list[profile.ProfileResult]:
+    """Timing + ETDump runs of one variant on one target, for each thread count (no warehouse writes)."""
+    v = Variant.parse(variant_key)
+    plan = profile.ProfilePlan(model=v.model, dtypes=[v.dtype], targets=[target_key], size=settings.size, threads=settings.threads, iterations=settings.iterations, warmup=settings.warmup, runner=settings.runner, backend=v.backend, timeout_s=settings.timeout_s, models_dir=settings.models_dir)
+    return profile.execute(plan, root, progress, ingest=False)
+
+
+def store_runs(root: DataRoot, run_dirs: list) -> list[str]:
+    """Warehouse rows for each run folder (idempotent); returns the run ids."""
+    from kit.runrecord import RunRecord
+
+    ids = []
+    for d in run_dirs:
+        warehouse.ingest_run(root, d)
+        ids.append(RunRecord.load(d).run_id)
+    return ids
+
+
+def device_of(target_key: str) -> str:
+    return names.Target.parse(target_key).device

@@ -1,0 +1,114 @@
+"""Per model variant: a Markdown report and a self-contained HTML page (Vega inlined, renders
+offline), with PNG copies of every chart. Every number comes from the warehouse, with its run ids."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from kit import atomic, charts, compare, devices
+from kit.errors import Sme2Error
+from kit.home import DataRoot
+from kit.names import Variant
+from kit.warehouse import Warehouse
+
+
+@dataclass
+class Report:
+    markdown: Path
+    html: Path
+    pngs: list[Path]
+    summary_md: str
+    run_ids: list[str] = field(default_factory=list)
+
+
+def _md(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False, floatfmt=".3f") if not df.empty else "_none_"
+
+
+def build(root: DataRoot, variant_key: str) -> Report:
+    v = Variant.parse(variant_key)
+    wh = Warehouse.at(root)
+    runs = wh.query("SELECT * FROM current_runs WHERE variant = ? ORDER BY device, sme2 DESC, threads", [variant_key])
+    if runs.empty:
+        raise Sme2Error(f"no runs of {variant_key} in the warehouse", f"profile it first: sme2 profile --model {v.model} --dtype {v.dtype}")
+    out_dir = root.reports / variant_key
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections: list[tuple[str, str]] = []
+    figures: list[tuple[str, alt.Chart]] = []
+    run_ids = runs.run_id.tolist()
+
+    comps = []
+    for dev in runs.device.unique():
+        try:
+            comps.append(compare.compare(wh, variant_key, dev))
+        except Sme2Error:
+            continue
+    body = []
+    for c in comps:
+        label = " — **EMULATED: kernels and operator mix are real, times are not hardware times; no speedups shown**" if c.emulated else ""
+        body.append(f"### {c.device} ({c.threads} thread(s), size {c.size}){label}\n\n{c.headline()}\n\n{_md(compare.blog_table(c))}\n\nBottleneck: {c.bottleneck['off']} with SME2 off, {c.bottleneck['on']} with SME2 on. Runs: off `{c.run_off}`, on `{c.run_on}`.")
+        top = c.operators.head(12)[["operator", "category", "off_kernels", "on_kernels", "instances_off", "off_ms", "on_ms"] + (["speedup"] if not c.emulated else [])]
+        body.append(f"Operators (SME2 off vs on, kernel families from op names):\n\n{_md(top)}")
+    sections.append(("SME2 on vs off", "\n\n".join(body) or "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_"))
+
+    side = compare.dtype_side_by_side(wh, v.model, comps[0].device) if comps else pd.DataFrame()
+    if not side.empty:
+        sections.append(("Dtypes side by side", f"Device {comps[0].device}:\n\n{_md(side)}"))
+
+    # End-to-end latency per target and thread count.
+    e2e = runs[["target", "threads", "emulated", "e2e_median_ms", "e2e_ci_low_ms", "e2e_ci_high_ms"]].copy()
+    e2e["label"] = e2e.target + " t" + e2e.threads.astype(str) + e2e.emulated.map({True: " (emulated)", False: ""})
+    sections.append(("End to end", _md(e2e.drop(columns=["label"]))))
+    base = alt.Chart(e2e, title=f"{variant_key}: end-to-end median latency (95% CI)")
+    figures.append(("e2e", (base.mark_bar().encode(y=alt.Y("label:N", title=None), x=alt.X("e2e_median_ms:Q", title="ms"), color=alt.Color("emulated:N")) + base.mark_rule().encode(y="label:N", x="e2e_ci_low_ms:Q", x2="e2e_ci_high_ms:Q")).properties(width=520)))
+
+    cats = wh.query("SELECT r.target, r.threads, c.category, c.median_ms, c.share_of_execute FROM category_stats c JOIN current_runs r USING (run_id) WHERE r.variant = ? AND c.scheme = 'blog'", [variant_key])
+    cats["label"] = cats.target + " t" + cats.threads.astype(str)
+    figures.append(("categories", charts.category_bars(cats, f"{variant_key}: category breakdown per target")))
+
+    ops = wh.query("SELECT r.target, s.op_type, s.category, s.median_ms FROM op_stats s JOIN current_runs r USING (run_id) WHERE r.variant = ? AND r.threads = (SELECT min(threads) FROM current_runs WHERE variant = ?)", [variant_key, variant_key])
+    top_ops = ops.sort_values("median_ms", ascending=False).groupby("target").head(8)
+    figures.append(("top_operators", alt.Chart(top_ops, title="Top operators per target (median ms)").mark_bar().encode(y=alt.Y("op_type:N", sort="-x", title=None), x=alt.X("median_ms:Q", title="ms"), color="category:N", row=alt.Row("target:N", title=None)).properties(width=420)))
+
+    hist = wh.query("SELECT started_at, target, threads, e2e_median_ms, emulated FROM runs WHERE variant = ? ORDER BY started_at", [variant_key])
+    hist["series"] = hist.target + " t" + hist.threads.astype(str)
+    figures.append(("history", alt.Chart(hist, title="History of the end-to-end median").mark_line(point=True).encode(x=alt.X("started_at:T", title=None), y=alt.Y("e2e_median_ms:Q", title="ms"), color="series:N").properties(width=520)))
+
+    pngs = []
+    for name, chart in figures:
+        pngs.append(charts.save_png(chart, out_dir / f"{name}.png"))
+    md = [f"# {variant_key}: SME2 profiling report", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {wh.path}. Runs: {', '.join(f'`{r}`' for r in run_ids)}."]
+    if runs.emulated.any():
+        md.append("> Targets marked emulated ran on QEMU's emulated Armv9 CPU: kernel selection and operator mix are real; their times are not hardware times and are never compared with hardware runs.")
+    for title, text in sections:
+        md.append(f"## {title}\n\n{text}")
+    md.append("## Charts\n\n" + "\n\n".join(f"![{p.stem}]({p.name})" for p in pngs))
+    markdown = atomic.write_text(out_dir / "report.md", "\n\n".join(md) + "\n")
+    page = atomic.write_text(out_dir / "report.html", _html("\n\n".join(md), figures))
+    summary = "\n\n".join(s for s in (c.headline() for c in comps)) or "no SME2 pairs yet"
+    return Report(markdown, page, pngs, summary, run_ids)
+
+
+def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]]) -> str:
+    """One page: the report text, then every chart embedded with Vega inlined (no network)."""
+    import vl_convert as vlc
+
+    bundle = vlc.javascript_bundle()
+    divs = "\n".join(f'<h3>{html.escape(name)}</h3><div id="chart-{i}" class="chart"></div>' for i, (name, _) in enumerate(figures))
+    embeds = "\n".join(f"vegaEmbed('#chart-{i}', {json.dumps(chart.to_dict())}, {{actions: false, renderer: 'svg'}}).catch(e => document.body.insertAdjacentHTML('beforeend', '<p class=err>' + e + '</p>'));" for i, (_, chart) in enumerate(figures))
+    try:
+        import markdown as md_lib  # optional: nicer HTML when available
+
+        body = md_lib.markdown(markdown_text, extensions=["tables"])
+    except ImportError:
+        body = f"<pre>{html.escape(markdown_text)}</pre>"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>SME2 report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}} .err{{color:red}}</style>
+<script>{bundle}</script></head><body>{body}<h2>Interactive charts</h2>{divs}<script>{embeds}</script></body></html>"""

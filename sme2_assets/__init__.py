@@ -1,0 +1,1 @@
+"""The Dagster code location: thin asset, sensor, schedule and check definitions over `kit`."""

@@ -1,0 +1,139 @@
+"""`sme2 pipeline` and `sme2 ui`: the Dagster side of the command line (registered by kit.cli when
+the orchestration package is installed, so `kit` itself never imports Dagster)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+import typer
+
+from kit import pipeline as kit_pipeline
+from kit.home import DataRoot
+
+REPO = Path(__file__).resolve().parent.parent
+DAGSTER_YAML = REPO / "configs" / "dagster.yaml"
+
+
+def instance_home(root: DataRoot) -> Path:
+    """DAGSTER_HOME: $DAGSTER_HOME if set, else the data root's dagster_home/ (with dagster.yaml)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or root.dagster_home)
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(DAGSTER_YAML, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_pipeline(instance: dg.DagsterInstance, root: DataRoot, variants: list[str], targets: list[str], progress=None) -> list[dict]:
+    """Materialize the whole graph for these variants and targets, stage by stage (Dagster runs
+    one partitions definition per run): models, runners, profiling per model x target, analysis."""
+    from sme2_assets.definitions import defs
+    from sme2_assets.partitions import MODEL, TARGET, run_tags
+
+    say = progress or (lambda m: None)
+    os.environ["SME2_HOME"] = str(root.path)
+    instance.add_dynamic_partitions(MODEL.name, [v for v in variants if not instance.has_dynamic_partition(MODEL.name, v)])
+    instance.add_dynamic_partitions(TARGET.name, [t for t in targets if not instance.has_dynamic_partition(TARGET.name, t)])
+    results = []
+
+    def run(job: str, key, tags=None):
+        say(f"{job} {key if isinstance(key, str) else '|'.join(key.keys_by_dimension.values())}")
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        res = defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance, tags=tags or {}, run_config=quiet, raise_on_error=False)
+        results.append({"job": job, "partition": str(key), "success": res.success, "run_id": res.run_id})
+        if not res.success:
+            failure = next((e for e in res.all_events if e.is_failure), None)
+            say(f"FAILED {job} {key}: {failure.message if failure else ''}")
+        return res
+
+    for v in variants:
+        run("prepare_models", v)
+    for t in targets:
+        run("build_runners", t, run_tags(t))
+    for v in variants:
+        for t in targets:
+            run("profile", dg.MultiPartitionKey({"model": v, "target": t}), run_tags(t))
+    for v in variants:
+        run("analysis", v)
+    return results
+
+
+def _with_emulator(root: DataRoot, targets: list[str], console) -> list[str]:
+    """Set up QEMU and the aarch64 toolchain when emulated targets are asked for; if that is not
+    possible here, drop them with the reason instead of failing every emulated run."""
+    from kit import devices, toolsetup
+    from kit.errors import Sme2Error
+    from kit.names import Target
+
+    reg = devices.load_registry(root)
+    emulated = [t for t in targets if reg.get(Target.parse(t).device) and reg[Target.parse(t).device].emulated]
+    if not emulated or toolsetup.load_setup(root):
+        return targets
+    try:
+        console.print("setting up the emulated Armv9 targets (sme2 setup)...")
+        toolsetup.setup(root)
+        return targets
+    except Sme2Error as e:
+        console.print(f"[yellow]skipping {', '.join(emulated)}: {e.message}[/]\n  -> {e.hint}")
+        return [t for t in targets if t not in emulated]
+
+
+def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> None:
+    @app.command("pipeline")
+    @command
+    def pipeline_cmd(
+        model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package."),
+        dtype: str = typer.Option("fp32,int8", "--dtype", "-d", help="Comma-separated dtypes (model partitions <model>-<dtype>)."),
+        target: Optional[str] = typer.Option(None, "--target", "-t", help="Comma-separated targets (default: host and the emulated SME2 pair, as available)."),
+        home: Optional[Path] = typer.Option(None, "--home", help="Data root."),
+    ):
+        """Materialize the whole Dagster asset graph (export, runner, traces, warehouse rows, stats,
+        categories, kernels, SME2 comparison, report) for one model on the default targets, on the
+        local Dagster instance, then print the summary and how to open the UI."""
+        from kit.names import Variant
+        from kit.warehouse import Warehouse
+
+        root = root_of(home)
+        dh = instance_home(root)
+        variants = [Variant(model, d.strip()).key for d in dtype.split(",") if d.strip()]
+        targets = [t.strip() for t in target.split(",")] if target else kit_pipeline.target_partitions(root)
+        targets = _with_emulator(root, targets, console)
+        instance = dg.DagsterInstance.get()
+        with progress_cm(None, False) as (say, _):
+            results = run_pipeline(instance, root, variants, targets, say)
+        failed = [r for r in results if not r["success"]]
+        from kit import compare, report
+
+        wh = Warehouse.at(root)
+        for v in variants:
+            for dev in sorted({t.split(".")[0] for t in targets}):
+                try:
+                    c = compare.compare(wh, v, dev)
+                except Exception:  # noqa: BLE001 - a device without a pair has no table
+                    continue
+                console.print(f"\n[bold]{c.headline()}[/]")
+                console.print(compare.blog_table(c).to_string(index=False))
+            rep = root.reports / v / "report.html"
+            if rep.exists():
+                console.print(f"report: {rep}")
+        console.print(f"\n{len(results) - len(failed)}/{len(results)} runs succeeded. Warehouse: {root.warehouse}")
+        console.print(f"Open the UI: DAGSTER_HOME={dh} SME2_HOME={root.path} dagster dev -w {REPO / 'workspace.yaml'}   (or: sme2 ui)")
+        if failed:
+            err.print(f"[red]{len(failed)} run(s) failed:[/] " + ", ".join(f"{r['job']} {r['partition']}" for r in failed))
+            raise typer.Exit(1)
+
+    @app.command("ui")
+    @command
+    def ui_cmd(home: Optional[Path] = typer.Option(None, "--home", help="Data root."), port: int = typer.Option(3000, "--port", help="Web UI port.")):
+        """Start the Dagster UI and daemon (sensors, nightly schedule) on this data root."""
+        root = root_of(home)
+        instance_home(root)
+        os.environ["SME2_HOME"] = str(root.path)
+        console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+        sys.exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]))

@@ -1,0 +1,36 @@
+"""Two dimensions (Dagster's limit): model variant `<model>-<dtype>` x target `<device>.sme2-on|off`.
+
+Assets that depend on one dimension are partitioned on it and mapped into the two-dimensional ones."""
+
+import warnings
+
+import dagster as dg
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+MODEL = dg.DynamicPartitionsDefinition(name="model")
+TARGET = dg.DynamicPartitionsDefinition(name="target")
+MODEL_TARGET = dg.MultiPartitionsDefinition({"model": MODEL, "target": TARGET})
+
+ON_MODEL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="model")
+ON_TARGET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")
+
+
+def keys(context) -> tuple[str, str]:
+    """(model variant, target) of a two-dimensional partition."""
+    k = context.partition_key.keys_by_dimension
+    return k["model"], k["target"]
+
+
+def run_tags(target_key: str) -> dict[str, str]:
+    """Queue tags: one run per device at a time; host and emulated targets share the local CPU."""
+    from kit import devices
+    from kit.names import Target
+
+    device = Target.parse(target_key).device
+    try:
+        reg = devices.load_registry()
+        local = reg[device].transport in ("local", "qemu")
+    except Exception:  # noqa: BLE001 - an unknown device still gets a device tag
+        local = False
+    return {"sme2/device": device, "sme2/cpu": "local" if local else device}
