@@ -42,6 +42,15 @@ class DataRoot:
 
     @property
     def tools(self) -> Path:
+        """QEMU, the aarch64 executorch package, probes. $SME2_TOOLS shares one copy between data
+        roots (the test suite reuses the one `sme2 setup` made)."""
+        import os
+
+        shared = os.environ.get("SME2_TOOLS")
+        if shared:
+            p = Path(shared).expanduser().resolve()
+            p.mkdir(parents=True, exist_ok=True)
+            return p
         return self.sub("tools")
 
     @property

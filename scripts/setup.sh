@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh machine: the Python packages (torch 2.13.0 is the CPU build on local
-# disk), and, where this user may install system packages, what the emulated SME2 targets, the ssh
-# tests and the report tests need. Safe to re-run.
+# disk); where this user may install system packages, what the emulated SME2 targets, the ssh tests
+# and the report tests need; then `sme2 setup` (QEMU >= 10.1, the aarch64 executorch wheel, the
+# SME2 probe) into .sme2/tools. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +22,9 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_AP
   fi
 else
   echo "== System packages: skipped (needs root and apt-get); emulated SME2, ssh and browser tests need: ${APT_PACKAGES[*]}"
+fi
+
+echo "== Emulated Armv9 toolchain (sme2 setup)"
+if ! SME2_TOOLS="$PWD/.sme2/tools" sme2 setup; then
+  echo "   sme2 setup failed: the emulated armv9-qemu targets are unavailable on this machine (host targets still work)"
 fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up this machine and run the test suite (real exports, runner builds and runs; a few minutes).
+# Set up this machine and run the test suite: real exports, runner builds, QEMU runs, an sshd on
+# loopback, a Dagster instance and webserver, headless Chromium (about 15 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export SME2_TOOLS="$PWD/.sme2/tools"  # reuse the QEMU and aarch64 wheel sme2 setup fetched
 python3 -m pytest -q "$@"

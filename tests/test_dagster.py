@@ -1,0 +1,182 @@
+"""The Dagster code location on a real instance: validation, in-process materialization of the
+whole graph, idempotent re-materialization, sensors, the nightly schedule, and the webserver."""
+
+import datetime
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from kit.warehouse import Warehouse
+from sme2_assets.definitions import defs
+from sme2_assets.partitions import MODEL, TARGET
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = ["host.sme2-off", "armv9-qemu.sme2-on"]
+
+
+def test_definitions_validate(tmp_path):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")], capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "passed validation" in proc.stderr + proc.stdout
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def materialized(instance, home, exports, native_runner, qemu_setup):
+    """The whole graph for tiny_seg fp32 on the host and an emulated target, in process, twice."""
+    from sme2_assets.commands import run_pipeline
+
+    first = run_pipeline(instance, home, ["tiny_seg-fp32"], TARGETS)
+    second = run_pipeline(instance, home, ["tiny_seg-fp32"], TARGETS)
+    return first, second
+
+
+def test_graph_materializes_and_fills_the_warehouse(materialized, instance, home):
+    first, second = materialized
+    assert all(r["success"] for r in first + second), [r for r in first + second if not r["success"]]
+    assert {r["job"] for r in first} == {"prepare_models", "build_runners", "profile", "analysis"}
+    wh = Warehouse.at(home)
+    cur = wh.query("SELECT target, emulated, size, n_op_events, n_samples FROM current_runs WHERE variant = 'tiny_seg-fp32' AND runner = 'native' AND list_contains(?, target)", [TARGETS])
+    assert set(cur.target) == set(TARGETS)
+    emu = cur[cur.target == "armv9-qemu.sme2-on"].iloc[0]
+    assert bool(emu.emulated) and emu["size"] == "small" and emu.n_op_events > 0
+    host = cur[cur.target == "host.sme2-off"].iloc[0]
+    assert not bool(host.emulated) and host["size"] == "full"
+    sme2_ops = wh.query("SELECT DISTINCT k.kernel_family FROM kernels k JOIN current_runs r USING (run_id) WHERE r.target = 'armv9-qemu.sme2-on' AND r.variant = 'tiny_seg-fp32'")
+    assert "kleidiai-sme2" in set(sme2_ops.kernel_family)
+    for asset in ("exported_program", "device_trace", "warehouse_rows", "robust_stats", "category_breakdown", "kernel_view", "sme2_comparison", "report"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
+    mat = instance.get_latest_materialization_event(dg.AssetKey("category_breakdown")).asset_materialization
+    assert "Convolution" in mat.metadata["categories"].value and mat.metadata["chart"].value.startswith("![categories](data:image/png;base64,")
+    evaluations = _check_evaluations(instance)
+    for name in ("program_valid", "etdump_valid", "categories_partition", "sme2_kernels"):
+        results = [e.passed for e in evaluations if e.check_name == name]
+        assert results and all(results), (name, results)
+
+
+def _check_evaluations(instance):
+    out = []
+    for run in instance.get_runs():
+        for r in instance.get_records_for_run(run_id=run.run_id, limit=10_000).records:
+            ev = r.event_log_entry.dagster_event
+            if ev and ev.event_type_value == "ASSET_CHECK_EVALUATION":
+                out.append(ev.event_specific_data)
+    return out
+
+
+def test_materializing_twice_leaves_one_current_run_and_no_duplicates(materialized, home):
+    wh = Warehouse.at(home)
+    keys = wh.query("SELECT run_key, count(*) n FROM runs WHERE variant = 'tiny_seg-fp32' AND list_contains(?, target) AND size IN ('full', 'small') GROUP BY run_key", [TARGETS])
+    assert (keys.n >= 2).all()  # both materializations are kept in history...
+    cur = wh.query("SELECT run_key, count(*) n FROM current_runs WHERE list_contains(?, target) GROUP BY run_key", [TARGETS])
+    assert (cur.n == 1).all()  # ...and exactly one is current per key
+    dup = wh.query("SELECT run_id, iteration, seq, count(*) n FROM op_events GROUP BY ALL HAVING count(*) > 1")
+    assert dup.empty
+    rows = wh.query("SELECT (SELECT count(*) FROM op_events) AS events, (SELECT sum(n_op_events) FROM runs) AS expected")
+    assert rows.events[0] == rows.expected[0]
+
+
+def _package(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def test_model_package_sensor(tmp_path, monkeypatch, home):
+    models = tmp_path / "models"
+    _package(REPO / "models" / "tiny_seg", models / "tiny_seg")
+    (models / "broken").mkdir()
+    (models / "broken" / "model.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.setenv("SME2_MODELS", str(models))
+    sensor = defs.resolve_sensor_def("model_packages")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off", "armv9-qemu.sme2-on"])
+        ctx = dg.build_sensor_context(instance=instance)
+        result = sensor(ctx)
+        keys = result.dynamic_partitions_requests[0].partition_keys
+        assert set(keys) == {"tiny_seg-fp32", "tiny_seg-fp16", "tiny_seg-int8", "tiny_seg-int8-dynamic"}
+        profile = [r for r in result.run_requests if r.job_name == "profile"]
+        assert len(profile) == 4 * 2 and all(r.tags["sme2/device"] in ("host", "armv9-qemu") for r in profile)
+        assert {r.tags["sme2/cpu"] for r in profile} == {"local"}
+        cursor = json.loads(result.cursor)
+        assert "boom" in cursor["problems"]["broken"] and "tiny_seg" in cursor["hashes"]
+        # An unchanged package never triggers again.
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+        assert again.run_requests == [] and again.dynamic_partitions_requests == []
+        # A changed one does.
+        (models / "tiny_seg" / "NOTES.md").write_text("changed")
+        changed = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+        assert len([r for r in changed.run_requests if r.job_name == "profile"]) == 8
+
+
+def test_device_sensor_adds_targets(home):
+    sensor = defs.resolve_sensor_def("devices")
+    with dg.instance_for_test() as instance:
+        result = sensor(dg.build_sensor_context(instance=instance))
+        added = set(result.dynamic_partitions_requests[0].partition_keys)
+        assert {"host.sme2-off", "armv9-qemu.sme2-on", "armv9-qemu.sme2-off"} <= added
+        assert "host.sme2-on" not in added  # this x86 host has no SME2
+        assert {r.partition_key for r in result.run_requests} == added
+
+
+def test_nightly_schedule_requests_every_partition(home):
+    schedule = defs.resolve_schedule_def("nightly_profile")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(MODEL.name, ["tiny_seg-fp32", "tiny_seg-int8"])
+        instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off", "armv9-qemu.sme2-on"])
+        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 30, 2, 0), repository_def=defs.get_repository_def())
+        requests = list(schedule.evaluate_tick(ctx).run_requests)
+        assert len(requests) == 4
+        assert len({r.run_key for r in requests}) == 4 and all("2026-11-30" in r.run_key for r in requests)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webserver_lists_assets_and_partitions(tmp_path, home):
+    dh = tmp_path / "dagster_home"
+    dh.mkdir()
+    shutil.copy(REPO / "configs" / "dagster.yaml", dh / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(dh), "SME2_HOME": str(home.path)}
+    subprocess.run([sys.executable, "-c", "import dagster as dg; i = dg.DagsterInstance.get(); i.add_dynamic_partitions('model', ['tiny_seg-fp32']); i.add_dynamic_partitions('target', ['host.sme2-off'])"], env=env, check=True)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        body = _graphql(url, '{ assetNodes { assetKey { path } isPartitioned } }')
+        names = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
+        assert {"exported_program", "device_trace", "warehouse_rows", "sme2_comparison", "report"} <= names
+        parts = _graphql(url, '{ assetNodeOrError(assetKey: {path: ["device_trace"]}) { ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }')
+        dims = {d["name"]: d["partitionKeys"] for d in parts["data"]["assetNodeOrError"]["partitionKeysByDimension"]}
+        assert dims == {"model": ["tiny_seg-fp32"], "target": ["host.sme2-off"]}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _graphql(url, query):
+    req = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())
