@@ -107,6 +107,9 @@ def compare(wh: Warehouse, variant: str, device: str, threads: int | None = None
             r["speedup"] = r["off_ms"] / r["on_ms"] if r["on_ms"] > 0 else float("nan")
         op_rows.append(r)
     operators = pd.DataFrame(op_rows).sort_values("off_ms", ascending=False, ignore_index=True)
+    fams = lambda col: operators.groupby("category")[col].apply(lambda s: ",".join(sorted({f for v in s for f in v.split(",") if f and f != "-"})))  # noqa: E731
+    categories["kernels_off"] = categories.category.map(fams("off_kernels")).fillna("-")
+    categories["kernels_on"] = categories.category.map(fams("on_kernels")).fillna("-")
     bottleneck = {"off": categories.loc[categories.off_ms.idxmax(), "category"], "on": categories.loc[categories.on_ms.idxmax(), "category"]}
     return Comparison(variant, device, t, size, emulated, on_id, off_id, e2e, categories, operators, bottleneck)
 
@@ -116,9 +119,9 @@ def blog_table(c: Comparison) -> pd.DataFrame:
     speedup column, operator counts instead, times labelled emulated)."""
     df = c.categories.copy()
     if c.emulated:
-        out = pd.DataFrame({"category": df.category, "ops (off/on)": [f"{a}/{b}" for a, b in zip(df.ops_off, df.ops_on)], "emulated ms off": df.off_ms.round(3), "emulated ms on": df.on_ms.round(3), "share on": (100 * df.share_on).round(1).astype(str) + "%"})
+        out = pd.DataFrame({"category": df.category, "ops (off/on)": [f"{a}/{b}" for a, b in zip(df.ops_off, df.ops_on)], "kernels off -> on": [f"{a} -> {b}" for a, b in zip(df.kernels_off, df.kernels_on)], "emulated ms off": df.off_ms.round(3), "emulated ms on": df.on_ms.round(3), "share on": (100 * df.share_on).round(1).astype(str) + "%"})
     else:
-        out = pd.DataFrame({"category": df.category, "ms off": df.off_ms.round(3), "ms on": df.on_ms.round(3), "speedup": df.speedup.round(2).astype(str) + "x", "share off": (100 * df.share_off).round(1).astype(str) + "%", "share on": (100 * df.share_on).round(1).astype(str) + "%"})
+        out = pd.DataFrame({"category": df.category, "ms off": df.off_ms.round(3), "ms on": df.on_ms.round(3), "speedup": df.speedup.round(2).astype(str) + "x", "share off": (100 * df.share_off).round(1).astype(str) + "%", "share on": (100 * df.share_on).round(1).astype(str) + "%", "kernels off -> on": [f"{a} -> {b}" for a, b in zip(df.kernels_off, df.kernels_on)]})
     return out
 
 

@@ -206,7 +206,7 @@ def export_variant(pkg: ModelPackage, dtype: str, size: str = "small", root: Dat
         tensorfile.save(stage / "reference.bin", reference)
         pmap = program.build(pte_bytes, pte_sha, et.get_etrecord())
         say(f"numerical check of {variant.key}")
-        outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap)
+        outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap, root=root)
         pmap.signature = trace.compute_signature(etdump_rows)
         pmap.save(stage)
         check = numerical_check(outputs, reference, dtype, spec.tolerances.get(dtype))
@@ -260,15 +260,24 @@ def _lower(model, inputs: tuple, backend: str):
     return edge, edge.to_executorch()
 
 
-def run_once(pte: Path, inputs: Path, pmap: program.ProgramMap | None = None, timeout_s: float = 600.0):
-    """Run a program once in a child process (pybind runner). With a program map, also trace it
-    and return (outputs, trace rows); else just the outputs."""
+def run_once(pte: Path, inputs: Path, pmap: program.ProgramMap | None = None, timeout_s: float = 600.0, root: DataRoot | None = None):
+    """Run a program once in a child process and return its outputs; with a program map, also
+    trace it and return (outputs, trace rows). Uses the native runner (starts in milliseconds; built
+    once and cached) and falls back to the pybind runner (a Python child importing torch, seconds)
+    where no C++ compiler is available."""
     from kit import runners
+    from kit.errors import RunnerError
+    from kit.runner.build import build_runner
     from kit.transports.local import LocalTransport
 
+    kind, binary = "pybind", None
+    try:
+        binary, kind = build_runner(root or DataRoot.resolve()), "native"
+    except RunnerError:
+        pass
     with tempfile.TemporaryDirectory(prefix="sme2-check-") as tmp:
         req = runners.RunRequest(pte=pte, inputs=inputs, iterations=1, warmup=0, threads=1, timeout_s=timeout_s, etdump=pmap is not None)
-        outcome = runners.run_program("pybind", req, Path(tmp), LocalTransport("host"), label="numerical check")
+        outcome = runners.run_program(kind, req, Path(tmp), LocalTransport("host"), binary, label="numerical check")
         outputs = tensorfile.load(outcome.outputs)
         if pmap is None:
             return outputs
@@ -278,4 +287,4 @@ def run_once(pte: Path, inputs: Path, pmap: program.ProgramMap | None = None, ti
 def check_program(exp: Export, reference: list[np.ndarray] | None = None) -> dict:
     """Re-run the numerical check of an export, against its saved reference or another one."""
     ref = reference if reference is not None else tensorfile.load(exp.folder / "reference.bin")
-    return numerical_check(run_once(exp.pte, exp.inputs), ref, exp.meta["dtype"], exp.meta["numerical_check"]["tolerance"])
+    return numerical_check(run_once(exp.pte, exp.inputs, root=DataRoot(exp.folder.parent.parent)), ref, exp.meta["dtype"], exp.meta["numerical_check"]["tolerance"])

@@ -62,24 +62,52 @@ def build(root: DataRoot, variant_key: str) -> Report:
     if not side.empty:
         sections.append(("Dtypes side by side", f"Device {comps[0].device}:\n\n{_md(side)}"))
 
-    # End-to-end latency per target and thread count.
+    # End-to-end latency per target and thread count: hardware and emulated in separate panels.
     e2e = runs[["target", "threads", "emulated", "e2e_median_ms", "e2e_ci_low_ms", "e2e_ci_high_ms"]].copy()
     e2e["label"] = e2e.target + " t" + e2e.threads.astype(str) + e2e.emulated.map({True: " (emulated)", False: ""})
     sections.append(("End to end", _md(e2e.drop(columns=["label"]))))
-    base = alt.Chart(e2e, title=f"{variant_key}: end-to-end median latency (95% CI)")
-    figures.append(("e2e", (base.mark_bar().encode(y=alt.Y("label:N", title=None), x=alt.X("e2e_median_ms:Q", title="ms"), color=alt.Color("emulated:N")) + base.mark_rule().encode(y="label:N", x="e2e_ci_low_ms:Q", x2="e2e_ci_high_ms:Q")).properties(width=520)))
+    base = alt.Chart(e2e)
+    bars = (base.mark_bar().encode(y=alt.Y("label:N", title=None), x=alt.X("e2e_median_ms:Q", title="ms"), color=alt.Color("emulated:N")) + base.mark_rule().encode(y="label:N", x="e2e_ci_low_ms:Q", x2="e2e_ci_high_ms:Q")).properties(width=360)
+    figures.append(("e2e", bars.facet(column=alt.Column("emulated:N", title="emulated"), title=f"{variant_key}: end-to-end median latency with 95% CI, SME2 on vs off per device and thread count").resolve_scale(x="independent", y="independent")))
 
     cats = wh.query("SELECT r.target, r.threads, c.category, c.median_ms, c.share_of_execute FROM category_stats c JOIN current_runs r USING (run_id) WHERE r.variant = ? AND c.scheme = 'blog'", [variant_key])
     cats["label"] = cats.target + " t" + cats.threads.astype(str)
-    figures.append(("categories", charts.category_bars(cats, f"{variant_key}: category breakdown per target")))
+    for emulated, group in cats.assign(emulated=cats.target.map(dict(zip(runs.target, runs.emulated)))).groupby("emulated"):
+        figures.append(("categories_emulated" if emulated else "categories", charts.category_bars(group, f"{variant_key}: category breakdown per target" + (" (EMULATED times)" if emulated else ""))))
 
     ops = wh.query("SELECT r.target, s.op_type, s.category, s.median_ms FROM op_stats s JOIN current_runs r USING (run_id) WHERE r.variant = ? AND r.threads = (SELECT min(threads) FROM current_runs WHERE variant = ?)", [variant_key, variant_key])
     top_ops = ops.sort_values("median_ms", ascending=False).groupby("target").head(8)
     figures.append(("top_operators", alt.Chart(top_ops, title="Top operators per target (median ms)").mark_bar().encode(y=alt.Y("op_type:N", sort="-x", title=None), x=alt.X("median_ms:Q", title="ms"), color="category:N", row=alt.Row("target:N", title=None)).properties(width=420)))
 
-    hist = wh.query("SELECT started_at, target, threads, e2e_median_ms, emulated FROM runs WHERE variant = ? ORDER BY started_at", [variant_key])
-    hist["series"] = hist.target + " t" + hist.threads.astype(str)
-    figures.append(("history", alt.Chart(hist, title="History of the end-to-end median").mark_line(point=True).encode(x=alt.X("started_at:T", title=None), y=alt.Y("e2e_median_ms:Q", title="ms"), color="series:N").properties(width=520)))
+    hist = wh.query("SELECT started_at, target, threads, size, e2e_median_ms, emulated FROM runs WHERE variant = ? ORDER BY started_at", [variant_key])
+    hist["series"] = hist.target + " t" + hist.threads.astype(str) + " " + hist["size"]
+    figures.append(("history", alt.Chart(hist, title="History of the end-to-end median (emulated and hardware never share a panel)").mark_line(point=True).encode(x=alt.X("started_at:T", title=None), y=alt.Y("e2e_median_ms:Q", title="ms"), color="series:N", column=alt.Column("emulated:N", title="emulated")).properties(width=360).resolve_scale(y="independent")))
+
+    top_types = ops.groupby("op_type").median_ms.max().sort_values(ascending=False).head(5).index.tolist()
+    op_hist = wh.query("SELECT r.started_at, r.target, s.op_type, s.median_ms FROM op_stats s JOIN runs r USING (run_id) WHERE r.variant = ? AND list_contains(?, s.op_type) ORDER BY r.started_at", [variant_key, top_types])
+    figures.append(("operator_history", alt.Chart(op_hist, title="History of the top operators").mark_line(point=True).encode(x=alt.X("started_at:T", title=None), y=alt.Y("median_ms:Q", title="ms"), color="op_type:N", row=alt.Row("target:N", title=None)).properties(width=420, height=120).resolve_scale(y="independent")))
+
+    # Kernel view and data movement of each current run.
+    kern = wh.query("SELECT r.target, k.kernel_family, count(*) AS op_types, round(sum(s.median_ms), 3) AS ms FROM kernels k JOIN op_stats s USING (run_id, op_type) JOIN current_runs r USING (run_id) WHERE r.variant = ? GROUP BY ALL ORDER BY r.target, k.kernel_family", [variant_key])
+    sections.append(("Kernel view", "Kernel families from operator names: `kleidiai-sme2` = KleidiAI packed kernels chosen only with SME2 (PF32, PQS8), `kleidiai` = other KleidiAI packed types, `xnnpack` = plain XNNPACK kernels, `portable` = not delegated.\n\n" + _md(kern)))
+    dm_rows, dm_text = [], []
+    for r in runs.itertuples():
+        try:
+            from kit import datamovement, profile
+            from kit.program import ProgramMap
+
+            loaded = profile.load_run(Path(r.run_dir))
+            dm = datamovement.analyze(loaded.trace.rows, ProgramMap.load(Path(r.run_dir)) if (Path(r.run_dir) / "program_map.json").exists() else None)
+        except Sme2Error:
+            continue
+        dm_text.append(f"- **{r.target}** (t{r.threads}{', emulated' if r.emulated else ''}): {dm.sentence}. Delegation: {dm.health['delegated_ops']} delegated / {dm.health['portable_ops']} portable operators in {dm.health['delegate_partitions']} partitions; quantize/convert {100 * dm.health['quant_share']:.1f}% of runtime.")
+        dm_rows += [{"target": r.target, "module": h.module, "count": h.count, "ms": h.ms} for h in dm.hotspots.head(6).itertuples()]
+    sections.append(("Data movement", "\n".join(dm_text) or "_no run folders available_"))
+    if dm_rows:
+        figures.append(("transpose_hotspots", alt.Chart(pd.DataFrame(dm_rows), title="Data-movement hotspots: modules causing transposes and copies (ms per inference)").mark_bar().encode(y=alt.Y("module:N", sort="-x", title=None), x=alt.X("ms:Q"), color="target:N", tooltip=["target", "module", "count", "ms"]).properties(width=420)))
+
+    reg = wh.query("SELECT g.run_id, r.target, g.scope, g.op_type, round(g.baseline_median_ms, 4) AS baseline_ms, round(g.new_median_ms, 4) AS new_ms, round(100 * g.change, 1) AS change_pct, g.q_value, g.p_value FROM regressions g JOIN current_runs r USING (run_id) WHERE r.variant = ? AND g.significant ORDER BY abs(g.change) DESC LIMIT 20", [variant_key])
+    sections.append(("Regressions", "Newest run vs the previous runs of the same key (Mann-Whitney U, Benjamini-Hochberg across operators, minimum effect 5%; emulated runs are compared on kernels and operator mix only).\n\n" + (_md(reg) if not reg.empty else "_no significant change in the current runs_")))
 
     pngs = []
     for name, chart in figures:

@@ -53,10 +53,11 @@ def test_graph_materializes_and_fills_the_warehouse(materialized, instance, home
     wh = Warehouse.at(home)
     cur = wh.query("SELECT target, emulated, size, n_op_events, n_samples FROM current_runs WHERE variant = 'tiny_seg-fp32' AND runner = 'native' AND list_contains(?, target)", [TARGETS])
     assert set(cur.target) == set(TARGETS)
-    emu = cur[cur.target == "armv9-qemu.sme2-on"].iloc[0]
-    assert bool(emu.emulated) and emu["size"] == "small" and emu.n_op_events > 0
-    host = cur[cur.target == "host.sme2-off"].iloc[0]
-    assert not bool(host.emulated) and host["size"] == "full"
+    # Sizes follow the target: full on hardware, small on emulated ones.
+    emu = cur[cur.target == "armv9-qemu.sme2-on"]
+    assert set(emu["size"]) == {"small"} and emu.emulated.all() and (emu.n_op_events > 0).all()
+    host = cur[(cur.target == "host.sme2-off") & (cur["size"] == "full")]
+    assert len(host) == 1 and not host.emulated.any()
     sme2_ops = wh.query("SELECT DISTINCT k.kernel_family FROM kernels k JOIN current_runs r USING (run_id) WHERE r.target = 'armv9-qemu.sme2-on' AND r.variant = 'tiny_seg-fp32'")
     assert "kleidiai-sme2" in set(sme2_ops.kernel_family)
     for asset in ("exported_program", "device_trace", "warehouse_rows", "robust_stats", "category_breakdown", "kernel_view", "sme2_comparison", "report"):

@@ -1,0 +1,106 @@
+"""The case-study packages: parameter counts and output shapes against MODELS.md, every supported
+dtype exported at `small`, runs on the host and on the emulated SME2 pair, data movement in the
+timeline, int8 compute delegated to XNNPACK."""
+
+import pytest
+import torch
+
+from kit import export, profile, registry
+from models.common import count_parameters
+
+CASE_STUDY = ("squeeze_sam", "mobile_sam", "edgetam_image_encoder")
+DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
+
+
+def _full(name):
+    pkg = registry.get(name)
+    return pkg, pkg.spec.build(pkg.spec.size("full"))
+
+
+def test_squeeze_sam_matches_the_published_configuration():
+    _, m = _full("squeeze_sam")
+    assert count_parameters(m) == pytest.approx(10.16e6, rel=0.005)
+    assert count_parameters(m.transformer) == pytest.approx(1.45e6, rel=0.005)
+    enc = count_parameters(m.patch_embed) + count_parameters(m.patch_norm) + count_parameters(m.enc)
+    assert enc == pytest.approx(3.77e6, rel=0.005) and count_parameters(m.dec) == pytest.approx(4.21e6, rel=0.005)
+
+
+def test_mobile_sam_matches_the_published_configuration():
+    _, m = _full("mobile_sam")
+    assert count_parameters(m.image_encoder) == pytest.approx(5.74e6, rel=0.005)
+    assert count_parameters(m.prompt_encoder) == 6_220
+    assert count_parameters(m.mask_decoder) == 4_058_340
+
+
+def test_edgetam_encoder_matches_the_published_configuration():
+    _, m = _full("edgetam_image_encoder")
+    assert count_parameters(m) == pytest.approx(4.90e6, rel=0.005)
+    assert count_parameters(m.trunk) == pytest.approx(4.714e6, rel=0.005) and count_parameters(m.neck) == pytest.approx(0.185e6, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    "name, shapes",
+    [
+        ("squeeze_sam", [(1, 3, 1024, 1024), (1, 3)]),
+        ("mobile_sam", [(1, 3, 256, 256), (1, 3)]),
+        ("edgetam_image_encoder", [(1, 256, 256, 256), (1, 256, 128, 128), (1, 256, 64, 64), (1, 256, 64, 64), (1, 256, 256, 256), (1, 256, 128, 128), (1, 256, 64, 64)]),
+    ],
+)
+def test_full_size_output_shapes(name, shapes):
+    pkg, m = _full(name)
+    with torch.no_grad():
+        out = m(*pkg.spec.example_inputs(pkg.spec.size("full")))
+    assert [tuple(o.shape) for o in out] == shapes
+
+
+@pytest.fixture(scope="session")
+def model_exports(home):
+    return {(n, d): export.export_variant(registry.get(n), d, "small", home) for n in CASE_STUDY for d in DTYPES}
+
+
+@pytest.mark.parametrize("name", CASE_STUDY)
+def test_every_dtype_exports_and_passes_its_numerical_check(model_exports, name):
+    for d in DTYPES:
+        meta = model_exports[(name, d)].meta
+        assert meta["numerical_check"]["passed"], (name, d, meta["numerical_check"])
+        assert meta["delegate_partitions"] >= 1
+
+
+@pytest.mark.parametrize("name", CASE_STUDY)
+def test_int8_delegates_quantized_convolutions_and_gemms(model_exports, name):
+    for d in ("int8", "int8-dynamic"):
+        ops = model_exports[(name, d)].meta["by_operator"]
+        compute = {k: v for k, v in ops.items() if k in ("aten_convolution_default", "aten_linear_default")}
+        assert compute and all(v["delegated"] > 0 and v["non_delegated"] == 0 for v in compute.values()), (name, d, compute)
+
+
+@pytest.fixture(scope="session")
+def model_runs(home, model_exports, native_runner, qemu_setup):
+    """fp32 on the host; fp32 and int8 on the emulated pair (one iteration: emulation is slow)."""
+    runs = {}
+    for name in CASE_STUDY:
+        host = profile.execute(profile.ProfilePlan(model=name, dtypes=["fp32"], targets=["host.sme2-off"], size="small", iterations=3, warmup=1), home)
+        runs[(name, "fp32", "host.sme2-off")] = host[0]
+        for r in profile.execute(profile.ProfilePlan(model=name, dtypes=["fp32", "int8"], targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"], iterations=1, warmup=0), home):
+            runs[(name, r.record.dtype, r.record.target)] = r
+    return runs
+
+
+@pytest.mark.parametrize("name", CASE_STUDY)
+def test_runs_on_host_and_emulated_pair_with_sme2_kernels_only_when_on(model_runs, name):
+    for dtype, tag in (("fp32", "PF32"), ("int8", "PQS8")):
+        on = model_runs[(name, dtype, "armv9-qemu.sme2-on")].analysis.op_stats
+        off = model_runs[(name, dtype, "armv9-qemu.sme2-off")].analysis.op_stats
+        gemm_on = on[on.op_type.str.startswith(("Convolution", "Fully Connected"))]
+        gemm_off = off[off.op_type.str.startswith(("Convolution", "Fully Connected"))]
+        assert gemm_on.op_type.str.contains(tag).any() and not gemm_off.op_type.str.contains(tag).any(), (name, dtype)
+    assert model_runs[(name, "fp32", "host.sme2-off")].analysis.e2e["median_ms"] > 0
+
+
+@pytest.mark.parametrize("name", CASE_STUDY)
+def test_data_movement_appears_in_the_timeline(model_runs, name):
+    ops = model_runs[(name, "fp32", "host.sme2-off")].trace.operators
+    layout = ops[ops.op_type.str.contains("Transpose|permute|Copy|Convert|upsample_nearest|expand_copy", regex=True)]
+    assert len(layout) > 0, name
+    cats = set(model_runs[(name, "fp32", "host.sme2-off")].analysis.category_table("blog").category)
+    assert "Data Movement" in cats
