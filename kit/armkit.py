@@ -19,7 +19,11 @@ from kit.errors import Sme2Error
 from kit.home import DataRoot
 from kit.runrecord import RUN_FILE, RunRecord, now
 
-ETDUMP_NAME = re.compile(r"^(?P<stem>.+?)_(?P<exp>sme2[_-]?(?:on|off)|[a-z0-9]+(?:[_-]sme2[_-]?(?:on|off))?)_t(?P<threads>\d+)$", re.I)
+# <model_stem>_<experiment>_t<threads>: the experiment is "sme2_on"/"sme2_off" (or ends with it).
+ETDUMP_NAMES = (
+    re.compile(r"^(?P<stem>.+)_(?P<exp>(?:[a-z0-9-]+[_-])?sme2[_-]?(?:on|off))_t(?P<threads>\d+)$", re.I),
+    re.compile(r"^(?P<stem>.+)_(?P<exp>[a-z0-9-]+)_t(?P<threads>\d+)$", re.I),
+)
 DTYPE_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "q8": "int8", "int8_dynamic": "int8-dynamic", "qd8": "int8-dynamic"}
 
 
@@ -44,7 +48,7 @@ def discover(folder: Path) -> list[dict]:
             manifest = json.loads(m.read_text())
     found = []
     for d in dumps:
-        m = ETDUMP_NAME.match(d.stem)
+        m = next((m for rx in ETDUMP_NAMES if (m := rx.match(d.stem))), None)
         if not m:
             continue
         stats = next(iter(sorted(d.parent.glob(f"{d.stem}*robust_stats.json"))), None)

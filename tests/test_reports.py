@@ -141,20 +141,20 @@ def test_detector_per_operator_fdr_on_noise(host_run):
     assert false / trials <= regress.ALPHA + 0.05
 
 
-def test_detector_finds_a_real_injected_slowdown(home, exports, native_runner, host, tmp_path):
-    """Real runs of one key: three clean nights, then one with a CPU hog on the runner's core."""
-    root = DataRoot.resolve(tmp_path / "slow")
-    shutil.copytree(exports["fp32"].folder, root.exports / exports["fp32"].folder.name)
+def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host, tmp_path):
+    """Real runs of one key: three clean nights, then one with a CPU hog sharing the runner's core.
+    The full size (~15 ms per inference) so that every inference spans scheduler slices."""
     from kit import export as kit_export
 
-    exp = kit_export.load(root.exports / exports["fp32"].folder.name)
+    root = DataRoot.resolve(tmp_path / "slow")
+    exp = kit_export.export_variant(tiny, "fp32", "full", home)
     core = host.affinity_for(1)
     for _ in range(3):
-        warehouse.ingest_run(root, profile.run_session(root, exp, host, 1, 40, 3, binary=native_runner).run_dir)
+        warehouse.ingest_run(root, profile.run_session(root, exp, host, 1, 20, 2, binary=native_runner).run_dir)
     hog = subprocess.Popen(["taskset", "-c", core, "python3", "-c", "while True: pass"])
     try:
         time.sleep(0.5)
-        slow = profile.run_session(root, exp, host, 1, 40, 3, binary=native_runner)
+        slow = profile.run_session(root, exp, host, 1, 20, 2, binary=native_runner)
     finally:
         hog.kill()
     warehouse.ingest_run(root, slow.run_dir)
