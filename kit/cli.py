@@ -117,6 +117,7 @@ def export_cmd(
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack, or portable for a no-delegate baseline."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict to load (default: random init)."),
     force: bool = typer.Option(False, "--force", help="Re-export even if an up-to-date export exists."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Export dtypes in parallel worker processes (lowering is single-threaded)."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
@@ -127,12 +128,16 @@ def export_cmd(
     root = _root(home)
     pkg = registry.get(model, models_dir)
     dtypes = _csv(dtype)
+    for d in dtypes:
+        pkg.spec.check_dtype(d)
     out = []
     with _progress(len(dtypes), as_json) as (say, advance):
-        for d in dtypes:
-            exp = export.export_variant(pkg, d, size, root, backend=backend, checkpoint=str(checkpoint) if checkpoint else None, force=force, progress=say)
-            out.append(exp)
-            advance()
+        if jobs > 1 and not checkpoint:
+            out = list(export.export_many([(model, d, size) for d in dtypes], root, workers=jobs, backend=backend, models_dir=str(models_dir) if models_dir else None, force=force, progress=say).values())
+        else:
+            for d in dtypes:
+                out.append(export.export_variant(pkg, d, size, root, backend=backend, checkpoint=str(checkpoint) if checkpoint else None, force=force, progress=say))
+                advance()
     if as_json:
         _emit_json([{"folder": str(e.folder), **e.meta} for e in out])
         return

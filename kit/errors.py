@@ -14,6 +14,9 @@ class Sme2Error(Exception):
     def __str__(self) -> str:
         return f"{self.message}\n  -> {self.hint}" if self.hint else self.message
 
+    def __reduce__(self):  # keep the hint across process boundaries (parallel exports)
+        return (type(self), (self.message, self.hint))
+
 
 class NameError_(Sme2Error):
     """A model, dtype, device or target name that fails validation."""

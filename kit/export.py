@@ -288,3 +288,43 @@ def check_program(exp: Export, reference: list[np.ndarray] | None = None) -> dic
     """Re-run the numerical check of an export, against its saved reference or another one."""
     ref = reference if reference is not None else tensorfile.load(exp.folder / "reference.bin")
     return numerical_check(run_once(exp.pte, exp.inputs, root=DataRoot(exp.folder.parent.parent)), ref, exp.meta["dtype"], exp.meta["numerical_check"]["tolerance"])
+
+
+def _export_job(args) -> str:
+    model, dtype, size, root_path, backend, models_dir, force = args
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from kit import registry
+
+    return str(export_variant(registry.get(model, models_dir), dtype, size, DataRoot.resolve(root_path), backend=backend, force=force).folder)
+
+
+def export_many(jobs: list[tuple[str, str, str]], root: DataRoot, workers: int = 2, backend: str = "xnnpack", models_dir: str | None = None, force: bool = False, progress=None) -> dict[tuple[str, str, str], Export]:
+    """Export (model, dtype, size) jobs in parallel worker processes. Lowering is single-threaded
+    Python, so two workers roughly halve the wall time on two cores. The first error is raised
+    after the other jobs finish (their exports are kept)."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    if workers <= 1 or len(jobs) <= 1:
+        from kit import registry
+
+        out = {}
+        for model, dtype, size in jobs:
+            out[(model, dtype, size)] = export_variant(registry.get(model, models_dir), dtype, size, root, backend=backend, force=force, progress=progress)
+        return out
+    results, errors = {}, []
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_export_job, (m, d, s, str(root.path), backend, models_dir, force)): (m, d, s) for m, d, s in jobs}
+        for fut in cf.as_completed(futures):
+            job = futures[fut]
+            try:
+                results[job] = load(Path(fut.result()))
+                if progress:
+                    progress(f"exported {job[0]}-{job[1]} ({job[2]})")
+            except Sme2Error as e:
+                errors.append(e)
+    if errors:
+        raise errors[0]
+    return {job: results[job] for job in jobs}

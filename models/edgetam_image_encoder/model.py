@@ -155,8 +155,9 @@ class FpnNeck(nn.Module):
 
 
 class EdgeTAMImageEncoder(nn.Module):
-    def __init__(self, image_size: int = 1024):
+    def __init__(self, image_size: int = 1024, return_pos: bool = False):
         super().__init__()
+        self.return_pos = return_pos
         self.trunk = RepViTM1()
         self.neck = FpnNeck(image_size)
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
@@ -164,14 +165,21 @@ class EdgeTAMImageEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor):
         """image: [1, 3, S, S] in [0, 1], already resized. Returns a flat tuple instead of the
-        original dict of lists: backbone_fpn (3 levels), vision_features, vision_pos_enc (3)."""
+        original dict of lists: backbone_fpn (3 levels), vision_features, and, in eager mode
+        with return_pos, vision_pos_enc (3). The exported program leaves the positional maps out:
+        they are constants (see vision_pos_enc and README, change 7)."""
         fpn = self.neck(self.trunk((image - self.mean) / self.std))
-        pos = [getattr(self.neck, f"pos{i}").to(image.dtype) for i in range(len(fpn))]
+        pos = [getattr(self.neck, f"pos{i}") for i in range(len(fpn))] if self.return_pos else []
         return (*fpn, fpn[-1], *pos)
 
 
+def vision_pos_enc(image_size: int = 1024) -> list[torch.Tensor]:
+    """The constant positional maps the original returns with every image, computed once."""
+    return [sine_position_encoding(D_MODEL, image_size // s, image_size // s) for s in (4, 8, 16)]
+
+
 def build(size: dict, checkpoint: str | None = None) -> nn.Module:
-    model = EdgeTAMImageEncoder(size["image_size"])
+    model = EdgeTAMImageEncoder(size["image_size"], return_pos=size.get("return_pos", False))
     if checkpoint:
         load_into(model, checkpoint, "edgetam_image_encoder")
     return model.eval()
