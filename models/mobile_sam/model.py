@@ -251,5 +251,8 @@ MODEL = ModelSpec(
     sizes={"small": {"image_size": 128}, "full": {"image_size": 1024}},
     description="MobileSAM: TinyViT-5M encoder + SAM prompt encoder and mask decoder",
     tolerances={"fp16": 0.1, "int8": 0.25, "int8-dynamic": 0.25},
-    unsupported={"int8-dynamic": "XNNPACK's partitioner (executorch 1.5.1) finds a dependency cycle in the dynamically quantized graph ('Invalid partition, found dependency cycles'); use int8 (static)"},
+    unsupported={
+        "fp16": "the fp16 program computes something else than the fp16 eager model under executorch 1.5.1 (max abs error 4.6 on the image embeddings, 0.28 on the masks, while eager fp16 stays within 1e-3 of fp32): the numerical check refuses it; use fp32 or int8",
+        "int8-dynamic": "XNNPACK's partitioner (executorch 1.5.1) finds a dependency cycle in the dynamically quantized graph ('Invalid partition, found dependency cycles'); use int8 (static)",
+    },
 )
