@@ -11,6 +11,7 @@ import pandas as pd
 
 from kit import charts, export, profile, regress, validation
 
+from kit.names import Variant
 from kit.pipeline import profile_partition, store_runs
 from kit.warehouse import Warehouse
 from sme2_assets.assets.models import exported_program
@@ -34,7 +35,8 @@ def _md(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
 def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
     variant, target = keys(context)
     results = profile_partition(sme2.root(), variant, target, sme2.settings(), progress=context.log.info)
-    gates = [validation.etdump(r.trace.rows, int(export.load(r.run_dir.parent.parent / "exports" / f"{variant}-{r.record.size}").meta["delegate_partitions"])) for r in results]
+    root = sme2.root()
+    gates = [validation.etdump(r.trace.rows, export.find(root, Variant.parse(variant), r.record.size).meta["delegate_partitions"]) for r in results]
     rows = pd.DataFrame([{"run_id": r.record.run_id, "threads": r.record.threads, "size": r.record.size, "e2e median ms": r.analysis.e2e["median_ms"], "emulated": r.record.emulated} for r in results])
     yield dg.Output(
         {"run_dirs": [str(r.run_dir) for r in results]},
@@ -53,7 +55,7 @@ def warehouse_rows(context: dg.AssetExecutionContext, sme2: Sme2, device_trace: 
     root = sme2.root()
     ids = store_runs(root, device_trace["run_dirs"])
     wh = Warehouse.at(root)
-    counts = wh.query("SELECT run_id, n_samples, n_op_events, n_op_stats FROM runs WHERE list_contains($ids, run_id)".replace("$ids", "?"), [ids])
+    counts = wh.query("SELECT run_id, n_samples, n_op_events, n_op_stats FROM runs WHERE list_contains(?, run_id)", [ids])
     findings = [regress.check_run(wh, run_id, block_ratio=sme2.regression_block_ratio) for run_id in ids]
     yield dg.Output({"run_ids": ids}, metadata={"runs": len(ids), "latency_samples": int(counts.n_samples.sum()), "op_events": int(counts.n_op_events.sum()), "warehouse": dg.MetadataValue.path(str(wh.path))})
     blocking = any(f.blocking for f in findings)
