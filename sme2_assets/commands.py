@@ -111,6 +111,9 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
         from kit import compare, report
 
         wh = Warehouse.at(root)
+        current = wh.query("SELECT variant, target, size, threads, emulated, round(e2e_median_ms, 3) AS e2e_median_ms, round(100 * coverage, 1) AS ops_cover_pct, run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target) ORDER BY variant, target", [variants, targets])
+        console.print("\n[bold]Current runs[/] (emulated times are not hardware times)")
+        console.print(current.to_string(index=False))
         for v in variants:
             for dev in sorted({t.split(".")[0] for t in targets}):
                 try:
