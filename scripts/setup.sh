@@ -11,7 +11,7 @@ echo "== Python packages"
 # constraints.txt pins the Dagster family to one tested release (saves pip minutes of backtracking).
 "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e .
 
-APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium)
+APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium procps util-linux)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
