@@ -119,3 +119,12 @@ def test_data_movement_appears_in_the_timeline(model_runs, name):
     assert len(layout) > 0, name
     cats = set(model_runs[(name, "fp32", "host.sme2-off")].analysis.category_table("blog").category)
     assert "Data Movement" in cats
+
+
+def test_squeeze_sam_report_shows_the_kernel_difference_labelled_emulated(model_runs, home):
+    from kit import report
+
+    md = report.build(home, "squeeze_sam-int8").markdown.read_text()
+    assert "EMULATED" in md and "xnnpack -> kleidiai-sme2" in md
+    assert "| Convolution" in md and "| Data Movement" in md
+    assert "transposes" in md  # the data-movement sentence
