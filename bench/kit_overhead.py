@@ -41,18 +41,32 @@ def main() -> None:
     print(f"model {a.model} fp32 {a.size}, {a.iterations} iterations, 1 thread")
     results = {}
     for kind in ("native", "pybind"):
-        r = profile.run_session(root, exp, host, threads=1, iterations=a.iterations, warmup=5, runner_kind=kind, binary=binary)
+        r = profile.run_session(
+            root, exp, host, threads=1, iterations=a.iterations, warmup=5, runner_kind=kind, binary=binary
+        )
         results[kind] = r.analysis
     n, p = results["native"], results["pybind"]
     op_sum = float(n.op_stats.median_ms.sum())
     print(f"native e2e median            {n.e2e['median_ms']:.4f} ms")
     print(f"native Method::execute median {n.execute['median_ms']:.4f} ms")
-    print(f"sum of operator medians      {op_sum:.4f} ms  -> operators explain {op_sum / n.e2e['median_ms']:.1%} of e2e, {op_sum / n.execute['median_ms']:.1%} of execute")
+    print(
+        f"sum of operator medians      {op_sum:.4f} ms  -> operators explain {op_sum / n.e2e['median_ms']:.1%} of e2e, {op_sum / n.execute['median_ms']:.1%} of execute"
+    )
     print(f"native overhead outside ops  {n.e2e['median_ms'] - op_sum:.4f} ms per inference")
-    print(f"pybind e2e median            {p.e2e['median_ms']:.4f} ms  -> pybind/native = {p.e2e['median_ms'] / n.e2e['median_ms']:.3f}x")
+    print(
+        f"pybind e2e median            {p.e2e['median_ms']:.4f} ms  -> pybind/native = {p.e2e['median_ms'] / n.e2e['median_ms']:.3f}x"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = runners.run_program("native", runners.RunRequest(pte=exp.pte, inputs=exp.inputs, iterations=a.trace_iterations, warmup=0, threads=1, etdump=True), Path(tmp), LocalTransport("host"), binary)
+        out = runners.run_program(
+            "native",
+            runners.RunRequest(
+                pte=exp.pte, inputs=exp.inputs, iterations=a.trace_iterations, warmup=0, threads=1, etdump=True
+            ),
+            Path(tmp),
+            LocalTransport("host"),
+            binary,
+        )
         size_mb = out.etdump.stat().st_size / 1e6
         ours = []
         for _ in range(3):
@@ -76,7 +90,9 @@ def main() -> None:
     print(f"\nETDump of {a.trace_iterations} iterations: {size_mb:.2f} MB, {events} rows")
     print(f"kit.trace.ingest                 {statistics.median(ingest_only):.3f} s (median of 3)")
     print(f"kit.trace.ingest + analyze       {statistics.median(ours):.3f} s")
-    print(f"Inspector(...).to_dataframe()    {statistics.median(theirs):.3f} s  -> ingest is {statistics.median(theirs) / statistics.median(ingest_only):.1f}x faster")
+    print(
+        f"Inspector(...).to_dataframe()    {statistics.median(theirs):.3f} s  -> ingest is {statistics.median(theirs) / statistics.median(ingest_only):.1f}x faster"
+    )
 
 
 if __name__ == "__main__":

@@ -32,16 +32,45 @@ def main() -> None:
     export.export_many([(m, d, "full") for m in models for d in dtypes], root, workers=2, progress=print)
     rows = []
     for m in models:
-        plan = profile.ProfilePlan(model=m, dtypes=dtypes, targets=["host.sme2-off"], size="full", threads=[int(t) for t in a.threads.split(",")], iterations=a.iterations, warmup=a.warmup)
+        plan = profile.ProfilePlan(
+            model=m,
+            dtypes=dtypes,
+            targets=["host.sme2-off"],
+            size="full",
+            threads=[int(t) for t in a.threads.split(",")],
+            iterations=a.iterations,
+            warmup=a.warmup,
+        )
         for r in profile.execute(plan, root):
             cats = {c.category: c.share_of_execute for c in r.analysis.category_table("blog").itertuples()}
             dm = datamovement.analyze(r.trace.rows, ProgramMap.load(r.run_dir))
-            rows.append((r.record.variant, r.record.threads, r.analysis.e2e["median_ms"], r.analysis.e2e["cv_percent"], cats, dm.sentence))
-            print(f"{r.record.variant:32s} t{r.record.threads}  e2e median {r.analysis.e2e['median_ms']:9.2f} ms (CV {r.analysis.e2e['cv_percent']:.1f}%)  " + "  ".join(f"{k} {100 * v:.1f}%" for k, v in cats.items()), flush=True)
+            rows.append(
+                (
+                    r.record.variant,
+                    r.record.threads,
+                    r.analysis.e2e["median_ms"],
+                    r.analysis.e2e["cv_percent"],
+                    cats,
+                    dm.sentence,
+                )
+            )
+            print(
+                f"{r.record.variant:32s} t{r.record.threads}  e2e median {r.analysis.e2e['median_ms']:9.2f} ms (CV {r.analysis.e2e['cv_percent']:.1f}%)  "
+                + "  ".join(f"{k} {100 * v:.1f}%" for k, v in cats.items()),
+                flush=True,
+            )
             print(f"{'':32s}     {dm.sentence}", flush=True)
-    print("\n| variant | threads | e2e median ms | Convolution | GEMM | Data Movement | Elementwise | Other |\n|---|---|---|---|---|---|---|---|")
-    for variant, t, med, cv, cats, _ in rows:
-        print(f"| {variant} | {t} | {med:.1f} | " + " | ".join(f"{100 * cats.get(c, 0):.1f}%" for c in ("Convolution", "GEMM", "Data Movement", "Elementwise", "Other")) + " |")
+    print(
+        "\n| variant | threads | e2e median ms | Convolution | GEMM | Data Movement | Elementwise | Other |\n|---|---|---|---|---|---|---|---|"
+    )
+    for variant, t, med, _cv, cats, _ in rows:
+        print(
+            f"| {variant} | {t} | {med:.1f} | "
+            + " | ".join(
+                f"{100 * cats.get(c, 0):.1f}%" for c in ("Convolution", "GEMM", "Data Movement", "Elementwise", "Other")
+            )
+            + " |"
+        )
 
 
 if __name__ == "__main__":

@@ -55,7 +55,16 @@ def main() -> None:
         target = targets[(i // len(templates)) % len(targets)]
         run_id = f"bench-{i:06d}"
         scale = 1.0 + 0.002 * night
-        run = {**t.run, "run_id": run_id, "target": target, "device": target.split(".")[0], "sme2": target.endswith("on"), "run_key": f"{t.run['variant']}|{target}|small|t1|native", "started_at": np.datetime64("2026-01-01") + np.timedelta64(night, "D"), "run_dir": None}
+        run = {
+            **t.run,
+            "run_id": run_id,
+            "target": target,
+            "device": target.split(".")[0],
+            "sme2": target.endswith("on"),
+            "run_key": f"{t.run['variant']}|{target}|small|t1|native",
+            "started_at": np.datetime64("2026-01-01") + np.timedelta64(night, "D"),
+            "run_dir": None,
+        }
         noise = rng.lognormal(0, 0.05, len(t.events))
         rows = warehouse.RunRows(
             run,
@@ -73,7 +82,9 @@ def main() -> None:
         if i % 500 == 0:
             print(f"  {i}/{n_runs} runs, {inserted:,} rows, {inserted / t_insert:,.0f} rows/s", flush=True)
     size_mb = root.warehouse.stat().st_size / 1e6
-    print(f"\ningested {inserted:,} op-event rows in {n_runs} runs: {t_insert:.1f} s, {inserted / t_insert:,.0f} rows/s, {n_runs / t_insert:.1f} runs/s; file {size_mb:.0f} MB")
+    print(
+        f"\ningested {inserted:,} op-event rows in {n_runs} runs: {t_insert:.1f} s, {inserted / t_insert:,.0f} rows/s, {n_runs / t_insert:.1f} runs/s; file {size_mb:.0f} MB"
+    )
 
     params = {
         "latest-ops": {"variant": "tiny_seg-fp32", "target": "phone.sme2-on"},
@@ -90,7 +101,9 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         print(f"query {name:16s} {statistics.median(times) * 1e3:8.1f} ms (median of 3), {len(df)} rows")
     t0 = time.perf_counter()
-    df = wh.sql("SELECT op_type, approx_quantile(duration_ms, 0.5) AS p50 FROM op_events GROUP BY op_type ORDER BY p50 DESC")
+    df = wh.sql(
+        "SELECT op_type, approx_quantile(duration_ms, 0.5) AS p50 FROM op_events GROUP BY op_type ORDER BY p50 DESC"
+    )
     print(f"sql full scan of op_events (median per op type) {1e3 * (time.perf_counter() - t0):.1f} ms, {len(df)} rows")
 
 

@@ -24,7 +24,14 @@ ETDUMP_NAMES = (
     re.compile(r"^(?P<stem>.+)_(?P<exp>(?:[a-z0-9-]+[_-])?sme2[_-]?(?:on|off))_t(?P<threads>\d+)$", re.I),
     re.compile(r"^(?P<stem>.+)_(?P<exp>[a-z0-9-]+)_t(?P<threads>\d+)$", re.I),
 )
-DTYPE_OF = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "q8": "int8", "int8_dynamic": "int8-dynamic", "qd8": "int8-dynamic"}
+DTYPE_OF = {
+    "fp32": "fp32",
+    "fp16": "fp16",
+    "int8": "int8",
+    "q8": "int8",
+    "int8_dynamic": "int8-dynamic",
+    "qd8": "int8-dynamic",
+}
 
 
 def _variant(stem: str) -> tuple[str, str]:
@@ -38,10 +45,14 @@ def _variant(stem: str) -> tuple[str, str]:
 def discover(folder: Path) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise Sme2Error(f"{folder} is not a folder", "pass the kit's runs/<platform>/ folder (the one with manifest.json)")
+        raise Sme2Error(
+            f"{folder} is not a folder", "pass the kit's runs/<platform>/ folder (the one with manifest.json)"
+        )
     dumps = sorted(list(folder.rglob("*.etdump")) + list(folder.rglob("*.etdp")))
     if not dumps:
-        raise Sme2Error(f"no ETDump (*.etdump) under {folder}", "pass the kit's runs/<platform>/ folder of a finished pipeline run")
+        raise Sme2Error(
+            f"no ETDump (*.etdump) under {folder}", "pass the kit's runs/<platform>/ folder of a finished pipeline run"
+        )
     manifest = {}
     for m in [folder / "manifest.json", *folder.parents[:1]]:
         if isinstance(m, Path) and m.name == "manifest.json" and m.exists():
@@ -53,9 +64,22 @@ def discover(folder: Path) -> list[dict]:
             continue
         stats = next(iter(sorted(d.parent.glob(f"{d.stem}*robust_stats.json"))), None)
         exp = m.group("exp").lower()
-        found.append({"etdump": d, "stem": m.group("stem"), "experiment": exp, "threads": int(m.group("threads")), "sme2": "on" in exp.split("sme2")[-1] if "sme2" in exp else None, "robust_stats": stats, "manifest": manifest})
+        found.append(
+            {
+                "etdump": d,
+                "stem": m.group("stem"),
+                "experiment": exp,
+                "threads": int(m.group("threads")),
+                "sme2": "on" in exp.split("sme2")[-1] if "sme2" in exp else None,
+                "robust_stats": stats,
+                "manifest": manifest,
+            }
+        )
     if not found:
-        raise Sme2Error(f"ETDumps under {folder} are not named <model>_<experiment>_t<threads>.etdump", "rename them, or import them one by one with --device/--sme2")
+        raise Sme2Error(
+            f"ETDumps under {folder} are not named <model>_<experiment>_t<threads>.etdump",
+            "rename them, or import them one by one with --device/--sme2",
+        )
     return found
 
 
@@ -66,7 +90,13 @@ def import_folder(root: DataRoot, folder: Path, device: str | None = None, warmu
     ids = []
     for item in discover(folder):
         man = item["manifest"]
-        dev = names.device_name(device or re.sub(r"[^a-z0-9_-]", "-", str(man.get("device") or man.get("platform") or "arm-kit").lower()).strip("-") or "arm-kit")
+        dev = names.device_name(
+            device
+            or re.sub(r"[^a-z0-9_-]", "-", str(man.get("device") or man.get("platform") or "arm-kit").lower()).strip(
+                "-"
+            )
+            or "arm-kit"
+        )
         sme2 = bool(item["sme2"])
         model, dtype = _variant(item["stem"])
         target = names.Target(dev, sme2)
@@ -83,12 +113,45 @@ def import_folder(root: DataRoot, folder: Path, device: str | None = None, warmu
                 shutil.copy2(item["etdump"], stage / "etdump.etdp")
                 if item["robust_stats"]:
                     shutil.copy2(item["robust_stats"], stage / item["robust_stats"].name)
-                atomic.write_json(stage / "timing.json", {"runner": "arm-kit", "latencies_ms": latencies, "warmup_ms": [], "load_ms": None, "first_inference_ms": latencies[0] if latencies else None, "peak_rss_kb": None, "checksum": None})
+                atomic.write_json(
+                    stage / "timing.json",
+                    {
+                        "runner": "arm-kit",
+                        "latencies_ms": latencies,
+                        "warmup_ms": [],
+                        "load_ms": None,
+                        "first_inference_ms": latencies[0] if latencies else None,
+                        "peak_rss_kb": None,
+                        "checksum": None,
+                    },
+                )
                 rec = RunRecord(
-                    run_id=run_id, model=names.model_name(model), dtype=dtype, backend="xnnpack", size=str(man.get("size", "full")), target=target.key, device=dev, sme2=sme2, threads=item["threads"], runner="arm-kit",
-                    iterations=tr.iterations, warmup=warmup, emulated=False, platform=str(man.get("platform", "")), transport="imported", started_at=str(man.get("timestamp") or man.get("date") or now()), finished_at=now(),
-                    versions={k: man[k] for k in ("executorch", "executorch_version") if k in man}, conditions={"imported_from": str(item["etdump"]), "experiment": item["experiment"], "manifest": man},
-                    results={"load_ms": None, "first_inference_ms": None, "peak_rss_kb": None}, source="arm-kit", stem=item["etdump"].stem,
+                    run_id=run_id,
+                    model=names.model_name(model),
+                    dtype=dtype,
+                    backend="xnnpack",
+                    size=str(man.get("size", "full")),
+                    target=target.key,
+                    device=dev,
+                    sme2=sme2,
+                    threads=item["threads"],
+                    runner="arm-kit",
+                    iterations=tr.iterations,
+                    warmup=warmup,
+                    emulated=False,
+                    platform=str(man.get("platform", "")),
+                    transport="imported",
+                    started_at=str(man.get("timestamp") or man.get("date") or now()),
+                    finished_at=now(),
+                    versions={k: man[k] for k in ("executorch", "executorch_version") if k in man},
+                    conditions={
+                        "imported_from": str(item["etdump"]),
+                        "experiment": item["experiment"],
+                        "manifest": man,
+                    },
+                    results={"load_ms": None, "first_inference_ms": None, "peak_rss_kb": None},
+                    source="arm-kit",
+                    stem=item["etdump"].stem,
                 )
                 atomic.write_json(stage / RUN_FILE, rec.to_json())
         warehouse.ingest_run(root, folder_out)

@@ -38,12 +38,18 @@ def _load(files: tuple[str, ...]) -> tuple[Rule, ...]:
         try:
             data = tomllib.loads(Path(f).read_text())
         except tomllib.TOMLDecodeError as e:
-            raise Sme2Error(f"category rules file {f} is not valid TOML: {e}", "fix the file; see kit/data/categories.toml for the format") from e
+            raise Sme2Error(
+                f"category rules file {f} is not valid TOML: {e}",
+                "fix the file; see kit/data/categories.toml for the format",
+            ) from e
         for i, r in enumerate(data.get("rule", [])):
             try:
                 pattern = re.compile(r["match"], re.I)
             except (KeyError, re.error) as e:
-                raise Sme2Error(f"rule {i + 1} in {f} has a bad or missing `match`: {e}", "give each [[rule]] a valid regular expression in `match`") from e
+                raise Sme2Error(
+                    f"rule {i + 1} in {f} has a bad or missing `match`: {e}",
+                    "give each [[rule]] a valid regular expression in `match`",
+                ) from e
             rules.append(Rule(pattern, r.get("delegated"), r.get("blog"), r.get("fine")))
     return tuple(rules)
 

@@ -10,7 +10,13 @@ import pandas as pd
 from kit import atomic
 from kit.categories import BLOG_ORDER
 
-COLORS = {"Convolution": "#4C78A8", "GEMM": "#F58518", "Data Movement": "#E45756", "Elementwise": "#72B7B2", "Other": "#9D9D9D"}
+COLORS = {
+    "Convolution": "#4C78A8",
+    "GEMM": "#F58518",
+    "Data Movement": "#E45756",
+    "Elementwise": "#72B7B2",
+    "Other": "#9D9D9D",
+}
 
 
 def category_bars(df: pd.DataFrame, title: str) -> alt.Chart:
@@ -21,7 +27,11 @@ def category_bars(df: pd.DataFrame, title: str) -> alt.Chart:
         .encode(
             y=alt.Y("label:N", title=None),
             x=alt.X("median_ms:Q", title="median ms per inference"),
-            color=alt.Color("category:N", scale=alt.Scale(domain=list(BLOG_ORDER), range=[COLORS[c] for c in BLOG_ORDER]), sort=list(BLOG_ORDER)),
+            color=alt.Color(
+                "category:N",
+                scale=alt.Scale(domain=list(BLOG_ORDER), range=[COLORS[c] for c in BLOG_ORDER]),
+                sort=list(BLOG_ORDER),
+            ),
             order=alt.Order("order:Q"),
             tooltip=["label", "category", alt.Tooltip("median_ms:Q", format=".3f")],
         )

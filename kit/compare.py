@@ -67,7 +67,10 @@ def compare(wh: Warehouse, variant: str, device: str, threads: int | None = None
     pairs = runs.groupby(["threads", "size"]).filter(lambda g: set(g.sme2) == {True, False})
     if pairs.empty:
         have = ", ".join(f"{'on' if r.sme2 else 'off'}/t{r.threads}/{r.size}" for r in runs.itertuples()) or "none"
-        raise WarehouseError(f"no SME2 on/off pair of {variant} on {device} in the warehouse (have: {have})", f"profile both targets: sme2 profile --model {variant.split('-')[0]} --dtype {variant.split('-', 1)[1]} --target {device}.sme2-on,{device}.sme2-off")
+        raise WarehouseError(
+            f"no SME2 on/off pair of {variant} on {device} in the warehouse (have: {have})",
+            f"profile both targets: sme2 profile --model {variant.split('-')[0]} --dtype {variant.split('-', 1)[1]} --target {device}.sme2-on,{device}.sme2-off",
+        )
     first = pairs.iloc[0]
     t, size = int(first.threads), first["size"]
     pair = pairs[(pairs.threads == t) & (pairs["size"] == size)]
@@ -75,42 +78,88 @@ def compare(wh: Warehouse, variant: str, device: str, threads: int | None = None
     off_id = pair[~pair.sme2].run_id.iloc[0]
     emulated = bool(pair.emulated.any())
 
-    samples = wh.query("SELECT run_id, latency_ms FROM latency_samples WHERE kind = 'timing' AND list_contains(?, run_id)", [[on_id, off_id]])
-    s_on, s_off = samples[samples.run_id == on_id].latency_ms.to_numpy(), samples[samples.run_id == off_id].latency_ms.to_numpy()
+    samples = wh.query(
+        "SELECT run_id, latency_ms FROM latency_samples WHERE kind = 'timing' AND list_contains(?, run_id)",
+        [[on_id, off_id]],
+    )
+    s_on, s_off = (
+        samples[samples.run_id == on_id].latency_ms.to_numpy(),
+        samples[samples.run_id == off_id].latency_ms.to_numpy(),
+    )
     e2e = {"off_ms": float(np.median(s_off)), "on_ms": float(np.median(s_on))}
     if not emulated:
         sp, lo, hi = speedup_ci(s_off, s_on)
         e2e.update(speedup=sp, ci_low=lo, ci_high=hi)
 
-    cats = wh.query("SELECT run_id, category, median_ms, share_of_execute, ops FROM category_stats WHERE scheme = 'blog' AND list_contains(?, run_id)", [[on_id, off_id]])
+    cats = wh.query(
+        "SELECT run_id, category, median_ms, share_of_execute, ops FROM category_stats WHERE scheme = 'blog' AND list_contains(?, run_id)",
+        [[on_id, off_id]],
+    )
     c_on, c_off = cats[cats.run_id == on_id].set_index("category"), cats[cats.run_id == off_id].set_index("category")
     rows = []
     for c in BLOG_ORDER:
         off_ms, on_ms = float(c_off.median_ms.get(c, 0.0)), float(c_on.median_ms.get(c, 0.0))
-        row = {"category": c, "off_ms": off_ms, "on_ms": on_ms, "share_off": float(c_off.share_of_execute.get(c, 0.0)), "share_on": float(c_on.share_of_execute.get(c, 0.0)), "ops_off": int(c_off.ops.get(c, 0)), "ops_on": int(c_on.ops.get(c, 0))}
+        row = {
+            "category": c,
+            "off_ms": off_ms,
+            "on_ms": on_ms,
+            "share_off": float(c_off.share_of_execute.get(c, 0.0)),
+            "share_on": float(c_on.share_of_execute.get(c, 0.0)),
+            "ops_off": int(c_off.ops.get(c, 0)),
+            "ops_on": int(c_on.ops.get(c, 0)),
+        }
         if not emulated:
             row["speedup"] = off_ms / on_ms if on_ms > 0 else float("nan")
         rows.append(row)
     categories = pd.DataFrame(rows)
 
-    ops = wh.query("SELECT run_id, op_type, category, instances, median_ms FROM op_stats WHERE list_contains(?, run_id)", [[on_id, off_id]])
+    ops = wh.query(
+        "SELECT run_id, op_type, category, instances, median_ms FROM op_stats WHERE list_contains(?, run_id)",
+        [[on_id, off_id]],
+    )
     ops["kind"] = ops.op_type.map(_kind)
     from kit import kernels
 
     ops["family"] = ops.op_type.map(kernels.family)
-    agg = ops.groupby(["run_id", "kind"]).agg(op_types=("op_type", lambda s: " | ".join(sorted(set(s)))), families=("family", lambda s: ",".join(sorted(set(s)))), category=("category", "first"), instances=("instances", "sum"), median_ms=("median_ms", "sum")).reset_index()
+    agg = (
+        ops.groupby(["run_id", "kind"])
+        .agg(
+            op_types=("op_type", lambda s: " | ".join(sorted(set(s)))),
+            families=("family", lambda s: ",".join(sorted(set(s)))),
+            category=("category", "first"),
+            instances=("instances", "sum"),
+            median_ms=("median_ms", "sum"),
+        )
+        .reset_index()
+    )
     a_on, a_off = agg[agg.run_id == on_id].set_index("kind"), agg[agg.run_id == off_id].set_index("kind")
     op_rows = []
     for kind in sorted(set(a_on.index) | set(a_off.index)):
-        r = {"operator": kind, "category": (a_off if kind in a_off.index else a_on).category[kind], "off_types": a_off.op_types.get(kind, "-"), "on_types": a_on.op_types.get(kind, "-"), "off_kernels": a_off.families.get(kind, "-"), "on_kernels": a_on.families.get(kind, "-"), "instances_off": int(a_off.instances.get(kind, 0)), "instances_on": int(a_on.instances.get(kind, 0)), "off_ms": float(a_off.median_ms.get(kind, 0.0)), "on_ms": float(a_on.median_ms.get(kind, 0.0))}
+        r = {
+            "operator": kind,
+            "category": (a_off if kind in a_off.index else a_on).category[kind],
+            "off_types": a_off.op_types.get(kind, "-"),
+            "on_types": a_on.op_types.get(kind, "-"),
+            "off_kernels": a_off.families.get(kind, "-"),
+            "on_kernels": a_on.families.get(kind, "-"),
+            "instances_off": int(a_off.instances.get(kind, 0)),
+            "instances_on": int(a_on.instances.get(kind, 0)),
+            "off_ms": float(a_off.median_ms.get(kind, 0.0)),
+            "on_ms": float(a_on.median_ms.get(kind, 0.0)),
+        }
         if not emulated:
             r["speedup"] = r["off_ms"] / r["on_ms"] if r["on_ms"] > 0 else float("nan")
         op_rows.append(r)
     operators = pd.DataFrame(op_rows).sort_values("off_ms", ascending=False, ignore_index=True)
-    fams = lambda col: operators.groupby("category")[col].apply(lambda s: ",".join(sorted({f for v in s for f in v.split(",") if f and f != "-"})))  # noqa: E731
+    fams = lambda col: operators.groupby("category")[col].apply(
+        lambda s: ",".join(sorted({f for v in s for f in v.split(",") if f and f != "-"}))
+    )  # noqa: E731
     categories["kernels_off"] = categories.category.map(fams("off_kernels")).fillna("-")
     categories["kernels_on"] = categories.category.map(fams("on_kernels")).fillna("-")
-    bottleneck = {"off": categories.loc[categories.off_ms.idxmax(), "category"], "on": categories.loc[categories.on_ms.idxmax(), "category"]}
+    bottleneck = {
+        "off": categories.loc[categories.off_ms.idxmax(), "category"],
+        "on": categories.loc[categories.on_ms.idxmax(), "category"],
+    }
     return Comparison(variant, device, t, size, emulated, on_id, off_id, e2e, categories, operators, bottleneck)
 
 
@@ -119,9 +168,28 @@ def blog_table(c: Comparison) -> pd.DataFrame:
     speedup column, operator counts instead, times labelled emulated)."""
     df = c.categories.copy()
     if c.emulated:
-        out = pd.DataFrame({"category": df.category, "ops (off/on)": [f"{a}/{b}" for a, b in zip(df.ops_off, df.ops_on)], "kernels off -> on": [f"{a} -> {b}" for a, b in zip(df.kernels_off, df.kernels_on)], "emulated ms off": df.off_ms.round(3), "emulated ms on": df.on_ms.round(3), "share on": (100 * df.share_on).round(1).astype(str) + "%"})
+        out = pd.DataFrame(
+            {
+                "category": df.category,
+                "ops (off/on)": [f"{a}/{b}" for a, b in zip(df.ops_off, df.ops_on)],
+                "kernels off -> on": [f"{a} -> {b}" for a, b in zip(df.kernels_off, df.kernels_on)],
+                "emulated ms off": df.off_ms.round(3),
+                "emulated ms on": df.on_ms.round(3),
+                "share on": (100 * df.share_on).round(1).astype(str) + "%",
+            }
+        )
     else:
-        out = pd.DataFrame({"category": df.category, "ms off": df.off_ms.round(3), "ms on": df.on_ms.round(3), "speedup": df.speedup.round(2).astype(str) + "x", "share off": (100 * df.share_off).round(1).astype(str) + "%", "share on": (100 * df.share_on).round(1).astype(str) + "%", "kernels off -> on": [f"{a} -> {b}" for a, b in zip(df.kernels_off, df.kernels_on)]})
+        out = pd.DataFrame(
+            {
+                "category": df.category,
+                "ms off": df.off_ms.round(3),
+                "ms on": df.on_ms.round(3),
+                "speedup": df.speedup.round(2).astype(str) + "x",
+                "share off": (100 * df.share_off).round(1).astype(str) + "%",
+                "share on": (100 * df.share_on).round(1).astype(str) + "%",
+                "kernels off -> on": [f"{a} -> {b}" for a, b in zip(df.kernels_off, df.kernels_on)],
+            }
+        )
     return out
 
 

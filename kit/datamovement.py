@@ -54,18 +54,26 @@ def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None) -> DataM
     dm = ops[ops.category == "Data Movement"]
 
     per_iter = dm.groupby(["op_type", "iteration"]).duration_ms.sum().unstack(fill_value=0.0)
-    summary = pd.DataFrame({
-        "op_type": per_iter.index,
-        "fine_category": [dm[dm.op_type == o].fine_category.iloc[0] for o in per_iter.index],
-        "delegated": [bool(dm[dm.op_type == o].delegated.iloc[0]) for o in per_iter.index],
-        "per_iteration": [int((dm[(dm.op_type == o) & (dm.iteration == dm.iteration.min())]).shape[0]) for o in per_iter.index],
-        "median_ms": per_iter.median(axis=1).to_numpy() if len(per_iter) else [],
-    }).sort_values("median_ms", ascending=False, ignore_index=True)
+    summary = pd.DataFrame(
+        {
+            "op_type": per_iter.index,
+            "fine_category": [dm[dm.op_type == o].fine_category.iloc[0] for o in per_iter.index],
+            "delegated": [bool(dm[dm.op_type == o].delegated.iloc[0]) for o in per_iter.index],
+            "per_iteration": [
+                int((dm[(dm.op_type == o) & (dm.iteration == dm.iteration.min())]).shape[0]) for o in per_iter.index
+            ],
+            "median_ms": per_iter.median(axis=1).to_numpy() if len(per_iter) else [],
+        }
+    ).sort_values("median_ms", ascending=False, ignore_index=True)
     summary["share_of_execute"] = summary.median_ms / execute_ms if execute_ms > 0 else np.nan
 
     is_t = dm.op_type.str.startswith(LAYOUT)
     t_ms = float(dm[is_t].groupby("iteration").duration_ms.sum().median()) if is_t.any() else 0.0
-    transposes = {"count": int(is_t.sum() / iters), "ms": t_ms, "share": t_ms / execute_ms if execute_ms > 0 else float("nan")}
+    transposes = {
+        "count": int(is_t.sum() / iters),
+        "ms": t_ms,
+        "share": t_ms / execute_ms if execute_ms > 0 else float("nan"),
+    }
 
     instr = {i.index: i for i in program.instructions} if program else {}
     first = ops[ops.iteration == ops.iteration.min()].copy()
@@ -77,9 +85,26 @@ def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None) -> DataM
         position = _position(r.pos_in_call, r.n_in_call) if r.delegated else "portable operator"
         cause, neighbour = _cause(r.instruction_id, r.pos_in_call, r.n_in_call, bool(r.delegated), instr, kernel_idx)
         ms = float(dm[(dm.instruction_id == r.instruction_id) & (dm.seq == r.seq)].duration_ms.median())
-        pos_rows.append({"instruction_id": r.instruction_id, "seq": r.seq, "op_type": r.op_type, "position": position, "next_to_portable": neighbour, "module": cause, "median_ms": ms})
-    positions = pd.DataFrame(pos_rows, columns=["instruction_id", "seq", "op_type", "position", "next_to_portable", "module", "median_ms"])
-    hot = positions.groupby("module").agg(count=("op_type", "size"), ms=("median_ms", "sum")).reset_index().sort_values("ms", ascending=False, ignore_index=True)
+        pos_rows.append(
+            {
+                "instruction_id": r.instruction_id,
+                "seq": r.seq,
+                "op_type": r.op_type,
+                "position": position,
+                "next_to_portable": neighbour,
+                "module": cause,
+                "median_ms": ms,
+            }
+        )
+    positions = pd.DataFrame(
+        pos_rows, columns=["instruction_id", "seq", "op_type", "position", "next_to_portable", "module", "median_ms"]
+    )
+    hot = (
+        positions.groupby("module")
+        .agg(count=("op_type", "size"), ms=("median_ms", "sum"))
+        .reset_index()
+        .sort_values("ms", ascending=False, ignore_index=True)
+    )
     hot["share_of_execute"] = hot.ms / execute_ms if execute_ms > 0 else np.nan
 
     traced = [i for i in instr.values() if i.kind in ("kernel", "delegate")]
@@ -88,7 +113,9 @@ def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None) -> DataM
     health = {
         "delegated_ops": int(first.delegated.sum()),
         "portable_ops": int((~first.delegated).sum()),
-        "delegate_partitions": sum(1 for i in traced if i.kind == "delegate") if instr else int(rows[rows.row_kind == "delegate_call"].instruction_id.nunique()),
+        "delegate_partitions": sum(1 for i in traced if i.kind == "delegate")
+        if instr
+        else int(rows[rows.row_kind == "delegate_call"].instruction_id.nunique()),
         "portable_kernels": sorted({i.name for i in traced if i.kind == "kernel"}),
         "quant_ms": q_ms,
         "quant_share": q_ms / execute_ms if execute_ms > 0 else float("nan"),
@@ -96,7 +123,10 @@ def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None) -> DataM
     }
     health["data_movement_share"] = health["data_movement_ms"] / execute_ms if execute_ms > 0 else float("nan")
     top = [m for m in hot.module.head(4) if m]
-    sentence = f"{transposes['count']} transposes, {transposes['ms']:.3f} ms, {100 * transposes['share']:.1f}% of runtime" + (f", around these modules: {', '.join(top)}" if top else "")
+    sentence = (
+        f"{transposes['count']} transposes, {transposes['ms']:.3f} ms, {100 * transposes['share']:.1f}% of runtime"
+        + (f", around these modules: {', '.join(top)}" if top else "")
+    )
     return DataMovement(execute_ms, summary, transposes, positions, hot, health, sentence)
 
 

@@ -33,8 +33,22 @@ def kernel_table(op_stats: pd.DataFrame) -> pd.DataFrame:
     for op in op_stats.op_type:
         fam = family(op)
         tags = dtype_tags(op)
-        rows.append({"op_type": op, "kernel_family": fam, "dtype_tags": ",".join(tags), "kleidiai": fam.startswith("kleidiai"), "sme2_only": fam == "kleidiai-sme2", "microkernel": None, "isa": None, "source": "op-name"})
-    return pd.DataFrame(rows, columns=["op_type", "kernel_family", "dtype_tags", "kleidiai", "sme2_only", "microkernel", "isa", "source"])
+        rows.append(
+            {
+                "op_type": op,
+                "kernel_family": fam,
+                "dtype_tags": ",".join(tags),
+                "kleidiai": fam.startswith("kleidiai"),
+                "sme2_only": fam == "kleidiai-sme2",
+                "microkernel": None,
+                "isa": None,
+                "source": "op-name",
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["op_type", "kernel_family", "dtype_tags", "kleidiai", "sme2_only", "microkernel", "isa", "source"],
+    )
 
 
 # ---- XNNPACK kernel logs (the kernel-log runner variant: -UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5)
@@ -75,7 +89,14 @@ def isa_of(microkernel: str) -> str:
 def parse_kernel_log(text: str) -> pd.DataFrame:
     """`Using <kind> microkernel '<name>'` lines (in any log prefix) to rows: kind, microkernel,
     isa, and how many times it was chosen."""
-    rows = [{"kind": (m.group("kind") or "").strip().lower() or "unknown", "microkernel": m.group("name"), "isa": isa_of(m.group("name"))} for m in _LOG_LINE.finditer(text)]
+    rows = [
+        {
+            "kind": (m.group("kind") or "").strip().lower() or "unknown",
+            "microkernel": m.group("name"),
+            "isa": isa_of(m.group("name")),
+        }
+        for m in _LOG_LINE.finditer(text)
+    ]
     df = pd.DataFrame(rows, columns=["kind", "microkernel", "isa"])
     if df.empty:
         return df.assign(count=pd.Series(dtype=int))
@@ -85,5 +106,8 @@ def parse_kernel_log(text: str) -> pd.DataFrame:
 def side_by_side(log_on: str, log_off: str) -> pd.DataFrame:
     """Microkernels chosen with SME2 on vs off, per kind."""
     on, off = parse_kernel_log(log_on), parse_kernel_log(log_off)
-    agg = lambda df: df.groupby("kind").agg(microkernels=("microkernel", lambda s: ", ".join(sorted(set(s)))), isa=("isa", lambda s: ",".join(sorted(set(s)))))  # noqa: E731
+    agg = lambda df: df.groupby("kind").agg(
+        microkernels=("microkernel", lambda s: ", ".join(sorted(set(s)))),
+        isa=("isa", lambda s: ",".join(sorted(set(s)))),
+    )  # noqa: E731
     return agg(on).join(agg(off), lsuffix="_on", rsuffix="_off", how="outer").fillna("-").reset_index()

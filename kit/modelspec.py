@@ -44,19 +44,29 @@ class ModelSpec:
             names.size_name(s)
         missing = {"small", "full"} - set(self.sizes)
         if missing:
-            raise ModelPackageError(f"model {self.name!r} does not declare sizes {sorted(missing)}", "add `small` (seconds to export) and `full` (published resolution) to sizes")
+            raise ModelPackageError(
+                f"model {self.name!r} does not declare sizes {sorted(missing)}",
+                "add `small` (seconds to export) and `full` (published resolution) to sizes",
+            )
 
     def size(self, size: str) -> SizeParams:
         if size not in self.sizes:
-            raise ModelPackageError(f"model {self.name!r} has no size {size!r}", f"choose one of {', '.join(self.sizes)}")
+            raise ModelPackageError(
+                f"model {self.name!r} has no size {size!r}", f"choose one of {', '.join(self.sizes)}"
+            )
         return dict(self.sizes[size])
 
     def check_dtype(self, dtype: str) -> None:
         names.dtype(dtype)
         if dtype in self.unsupported:
-            raise ModelPackageError(f"model {self.name!r} does not support {dtype}: {self.unsupported[dtype]}", f"choose one of {', '.join(self.dtypes)}")
+            raise ModelPackageError(
+                f"model {self.name!r} does not support {dtype}: {self.unsupported[dtype]}",
+                f"choose one of {', '.join(self.dtypes)}",
+            )
         if dtype not in self.dtypes:
-            raise ModelPackageError(f"model {self.name!r} does not support dtype {dtype}", f"choose one of {', '.join(self.dtypes)}")
+            raise ModelPackageError(
+                f"model {self.name!r} does not support dtype {dtype}", f"choose one of {', '.join(self.dtypes)}"
+            )
 
 
 class EagerModelBase(ABC):
@@ -81,7 +91,10 @@ def from_arm_kit(name: str, cls: type) -> ModelSpec:
     """Wrap an Arm-kit model class. It has one input size, so `small` and `full` are the same."""
     for method in ("get_eager_model", "get_example_inputs"):
         if not callable(getattr(cls, method, None)):
-            raise ModelPackageError(f"Arm-kit model {name!r} ({cls.__name__}) has no {method}()", "define get_eager_model() and get_example_inputs() on the registered class")
+            raise ModelPackageError(
+                f"Arm-kit model {name!r} ({cls.__name__}) has no {method}()",
+                "define get_eager_model() and get_example_inputs() on the registered class",
+            )
 
     def build(_size: SizeParams, checkpoint: str | None):
         model = cls().get_eager_model()
@@ -95,4 +108,10 @@ def from_arm_kit(name: str, cls: type) -> ModelSpec:
         inputs = cls().get_example_inputs()
         return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
-    return ModelSpec(name=name, build=build, example_inputs=example_inputs, sizes={"small": {}, "full": {}}, description=f"Arm-kit package ({cls.__name__}); one input size")
+    return ModelSpec(
+        name=name,
+        build=build,
+        example_inputs=example_inputs,
+        sizes={"small": {}, "full": {}},
+        description=f"Arm-kit package ({cls.__name__}); one input size",
+    )

@@ -98,5 +98,7 @@ class Target:
     def parse(cls, key: str) -> "Target":
         device, sep, flag = key.rpartition(".")
         if not sep or flag not in ("sme2-on", "sme2-off"):
-            raise NameError_(f"invalid target {key!r}", "expected <device>.sme2-on or <device>.sme2-off, e.g. host.sme2-off")
+            raise NameError_(
+                f"invalid target {key!r}", "expected <device>.sme2-on or <device>.sme2-off, e.g. host.sme2-off"
+            )
         return cls(device, flag == "sme2-on")

@@ -73,7 +73,10 @@ def export_partition(root: DataRoot, variant_key: str, settings: Settings, progr
     """Export one model partition at every size its targets need."""
     v = Variant.parse(variant_key)
     pkg = registry.get(v.model, settings.models_dir)
-    return {size: export.export_variant(pkg, v.dtype, size, root, backend=v.backend, progress=progress) for size in sizes_for(root, settings, settings.targets or None)}
+    return {
+        size: export.export_variant(pkg, v.dtype, size, root, backend=v.backend, progress=progress)
+        for size in sizes_for(root, settings, settings.targets or None)
+    }
 
 
 def build_partition(root: DataRoot, target_key: str, settings: Settings, progress=None):
@@ -81,10 +84,24 @@ def build_partition(root: DataRoot, target_key: str, settings: Settings, progres
     return resolved, profile.runner_for(resolved, root, settings.runner, progress)
 
 
-def profile_partition(root: DataRoot, variant_key: str, target_key: str, settings: Settings, progress=None) -> list[profile.ProfileResult]:
+def profile_partition(
+    root: DataRoot, variant_key: str, target_key: str, settings: Settings, progress=None
+) -> list[profile.ProfileResult]:
     """Timing + ETDump runs of one variant on one target, for each thread count (no warehouse writes)."""
     v = Variant.parse(variant_key)
-    plan = profile.ProfilePlan(model=v.model, dtypes=[v.dtype], targets=[target_key], size=settings.size, threads=settings.threads, iterations=settings.iterations, warmup=settings.warmup, runner=settings.runner, backend=v.backend, timeout_s=settings.timeout_s, models_dir=settings.models_dir)
+    plan = profile.ProfilePlan(
+        model=v.model,
+        dtypes=[v.dtype],
+        targets=[target_key],
+        size=settings.size,
+        threads=settings.threads,
+        iterations=settings.iterations,
+        warmup=settings.warmup,
+        runner=settings.runner,
+        backend=v.backend,
+        timeout_s=settings.timeout_s,
+        models_dir=settings.models_dir,
+    )
     return profile.execute(plan, root, progress, ingest=False)
 
 

@@ -27,30 +27,87 @@ class ProfileResult:
     trace: trace.Trace | None = None
 
 
-def run_session(root: DataRoot, exp: export.Export, resolved, threads: int, iterations: int, warmup: int, runner_kind: str = "native", binary=None, timeout_s: float = 900.0, progress=None) -> ProfileResult:
+def run_session(
+    root: DataRoot,
+    exp: export.Export,
+    resolved,
+    threads: int,
+    iterations: int,
+    warmup: int,
+    runner_kind: str = "native",
+    binary=None,
+    timeout_s: float = 900.0,
+    progress=None,
+) -> ProfileResult:
     """Timing run + ETDump run of one export on one resolved target; returns the written run."""
     say = progress or (lambda msg: None)
     target = resolved.target
     meta = exp.meta
     run_id = new_run_id(exp.variant.key, target.key, meta["size"], threads)
     record = RunRecord(
-        run_id=run_id, model=meta["model"], dtype=meta["dtype"], backend=meta["backend"], size=meta["size"], target=target.key, device=target.device, sme2=target.sme2, threads=threads, runner=runner_kind,
-        iterations=iterations, warmup=warmup, emulated=resolved.transport.emulated, platform=resolved.device.platform, transport=resolved.device.transport, runner_sha256=binary.sha256 if binary else "", runner_recipe=binary.manifest.get("recipe", "") if binary else "pybind",
-        pte_sha256=meta["pte_sha256"], versions=meta["versions"], stem=f"{exp.variant.stem}_{target.key.replace('.', '_')}_t{threads}",
+        run_id=run_id,
+        model=meta["model"],
+        dtype=meta["dtype"],
+        backend=meta["backend"],
+        size=meta["size"],
+        target=target.key,
+        device=target.device,
+        sme2=target.sme2,
+        threads=threads,
+        runner=runner_kind,
+        iterations=iterations,
+        warmup=warmup,
+        emulated=resolved.transport.emulated,
+        platform=resolved.device.platform,
+        transport=resolved.device.transport,
+        runner_sha256=binary.sha256 if binary else "",
+        runner_recipe=binary.manifest.get("recipe", "") if binary else "pybind",
+        pte_sha256=meta["pte_sha256"],
+        versions=meta["versions"],
+        stem=f"{exp.variant.stem}_{target.key.replace('.', '_')}_t{threads}",
     )
     folder = root.runs / run_id
     env = resolved.env_for(threads)
     with atomic.staged_dir(folder) as stage:
         record.started_at = now()
-        record.conditions = {**resolved.conditions(), "threads": threads, "affinity": resolved.affinity_for(threads), "sme2_flag": target.sme2}
+        record.conditions = {
+            **resolved.conditions(),
+            "threads": threads,
+            "affinity": resolved.affinity_for(threads),
+            "sme2_flag": target.sme2,
+        }
         cpus = record.conditions["affinity"]
-        request = dict(pte=exp.pte, inputs=exp.inputs, iterations=iterations, warmup=warmup, threads=threads, timeout_s=timeout_s, expected_sha256=meta["pte_sha256"], env=env, cpus=cpus)
+        request = dict(
+            pte=exp.pte,
+            inputs=exp.inputs,
+            iterations=iterations,
+            warmup=warmup,
+            threads=threads,
+            timeout_s=timeout_s,
+            expected_sha256=meta["pte_sha256"],
+            env=env,
+            cpus=cpus,
+        )
         with resolved.measurement_lock(root), resolved.transport.measurement():
             window_start = time.time()
             say(f"{target.key}: timing run, {warmup}+{iterations} iterations, {threads} thread(s)")
-            timing = runners.run_program(runner_kind, runners.RunRequest(**request, etdump=False), stage, resolved.transport, binary, label=f"{runner_kind} runner (timing)")
+            timing = runners.run_program(
+                runner_kind,
+                runners.RunRequest(**request, etdump=False),
+                stage,
+                resolved.transport,
+                binary,
+                label=f"{runner_kind} runner (timing)",
+            )
             say(f"{target.key}: ETDump run")
-            traced = runners.run_program(runner_kind, runners.RunRequest(**request, etdump=True), stage, resolved.transport, binary, label=f"{runner_kind} runner (ETDump)")
+            traced = runners.run_program(
+                runner_kind,
+                runners.RunRequest(**request, etdump=True),
+                stage,
+                resolved.transport,
+                binary,
+                label=f"{runner_kind} runner (ETDump)",
+            )
             record.conditions["measurement_window"] = [window_start, time.time()]
         record.finished_at = now()
         for name in ("program_map.json", export.META):
@@ -61,8 +118,15 @@ def run_session(root: DataRoot, exp: export.Export, resolved, threads: int, iter
         analysis_mod.write(result, stage, record.stem, name=f"{exp.variant.key} on {target.key}, {threads} thread(s)")
         t = timing.result
         record.results = {
-            "load_ms": t["load_ms"], "first_inference_ms": t["first_inference_ms"], "peak_rss_kb": t["peak_rss_kb"], "checksum": t["checksum"], "etdump_checksum": traced.result["checksum"],
-            "e2e_median_ms": result.e2e["median_ms"], "e2e_cv_percent": result.e2e["cv_percent"], "execute_median_ms": result.execute["median_ms"], "coverage": result.coverage,
+            "load_ms": t["load_ms"],
+            "first_inference_ms": t["first_inference_ms"],
+            "peak_rss_kb": t["peak_rss_kb"],
+            "checksum": t["checksum"],
+            "etdump_checksum": traced.result["checksum"],
+            "e2e_median_ms": result.e2e["median_ms"],
+            "e2e_cv_percent": result.e2e["cv_percent"],
+            "execute_median_ms": result.execute["median_ms"],
+            "coverage": result.coverage,
             "init_ms": tr.init_ms,
         }
         atomic.write_json(stage / RUN_FILE, record.to_json())
@@ -108,7 +172,9 @@ def runner_for(resolved, root: DataRoot, runner_kind: str, progress=None):
         return None
     from kit.runner import build
 
-    return build.build_runner(root, resolved.toolchain(root), recipe=resolved.device.recipe, flags=resolved.build_flags(), progress=progress)
+    return build.build_runner(
+        root, resolved.toolchain(root), recipe=resolved.device.recipe, flags=resolved.build_flags(), progress=progress
+    )
 
 
 def execute(plan: ProfilePlan, root: DataRoot, progress=None, ingest: bool = True) -> list[ProfileResult]:
@@ -129,8 +195,12 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, ingest: bool = Tru
         iterations = min(plan.iterations, r.device.max_iterations) if r.device.max_iterations else plan.iterations
         binary = runner_for(r, root, plan.runner, say)
         for dtype in plan.dtypes:
-            exp = export.export_variant(pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say)
-            result = run_session(root, exp, r, threads, iterations, plan.warmup, plan.runner, binary, plan.timeout_s, say)
+            exp = export.export_variant(
+                pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say
+            )
+            result = run_session(
+                root, exp, r, threads, iterations, plan.warmup, plan.runner, binary, plan.timeout_s, say
+            )
             if ingest:
                 from kit import warehouse
 

@@ -41,7 +41,14 @@ class ProgramMap:
         return {i.index: i for i in self.instructions if i.kind in ("kernel", "delegate")}
 
     def save(self, folder: Path) -> Path:
-        return atomic.write_json(Path(folder) / FILE_NAME, {"pte_sha256": self.pte_sha256, "signature": self.signature, "instructions": [asdict(i) for i in self.instructions]})
+        return atomic.write_json(
+            Path(folder) / FILE_NAME,
+            {
+                "pte_sha256": self.pte_sha256,
+                "signature": self.signature,
+                "instructions": [asdict(i) for i in self.instructions],
+            },
+        )
 
     @classmethod
     def load(cls, folder: Path) -> "ProgramMap":

@@ -42,7 +42,11 @@ def content_hash(folder: Path) -> str:
     """sha256 over the package's files (names and bytes), ignoring caches: an unchanged package
     always hashes the same."""
     h = hashlib.sha256()
-    for f in sorted(p for p in Path(folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc")):
+    for f in sorted(
+        p
+        for p in Path(folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith(".pyc")
+    ):
         h.update(str(f.relative_to(folder)).encode() + b"\0")
         h.update(f.read_bytes())
         h.update(b"\0")
@@ -66,6 +70,7 @@ def _parent_package(folder: Path) -> tuple[str, dict]:
 
     def register_model(name: str, cls: type | None = None):
         if cls is None:  # also usable as a decorator
+
             def deco(c):
                 registered[name] = c
                 return c
@@ -87,7 +92,9 @@ def discover(path: str | Path | None = None) -> list[ModelPackage]:
     """Import every package folder; return all of them, broken ones with their error."""
     folder = models_dir(path)
     if not folder.is_dir():
-        raise ModelPackageError(f"models folder {folder} does not exist", "create it or set SME2_MODELS to your models folder")
+        raise ModelPackageError(
+            f"models folder {folder} does not exist", "create it or set SME2_MODELS to your models folder"
+        )
     pkg_name, registered = _parent_package(folder)
     if str(folder.parent) not in sys.path:
         pass  # packages import each other only through the synthetic parent
@@ -108,12 +115,19 @@ def discover(path: str | Path | None = None) -> list[ModelPackage]:
             elif new:
                 (reg_name, cls), *rest = new.items()
                 if rest:
-                    raise ModelPackageError(f"package {sub.name} registers {len(new)} models", "register one model per package folder")
+                    raise ModelPackageError(
+                        f"package {sub.name} registers {len(new)} models", "register one model per package folder"
+                    )
                 pkg.spec, pkg.kind = modelspec.from_arm_kit(reg_name, cls), "arm-kit"
             else:
-                raise ModelPackageError(f"package {sub.name} declares no model", "define MODEL = ModelSpec(...) in model.py, or call register_model('name', Class) in __init__.py")
+                raise ModelPackageError(
+                    f"package {sub.name} declares no model",
+                    "define MODEL = ModelSpec(...) in model.py, or call register_model('name', Class) in __init__.py",
+                )
             if pkg.spec.name != sub.name:
-                raise ModelPackageError(f"package folder {sub.name} declares model {pkg.spec.name!r}", "name the folder after the model")
+                raise ModelPackageError(
+                    f"package folder {sub.name} declares model {pkg.spec.name!r}", "name the folder after the model"
+                )
         except Sme2Error as e:
             pkg.error = str(e)
         except BaseException as e:  # a package's own bug: report it, keep going
@@ -153,6 +167,11 @@ def get(name: str, path: str | Path | None = None) -> ModelPackage:
     for p in pkgs:
         if p.name == name:
             if not p.ok:
-                raise ModelPackageError(f"model package {name!r} is broken: {p.error}", f"fix {p.path}; `sme2 models` lists every package and its problem")
+                raise ModelPackageError(
+                    f"model package {name!r} is broken: {p.error}",
+                    f"fix {p.path}; `sme2 models` lists every package and its problem",
+                )
             return p
-    raise ModelPackageError(f"no model package {name!r} in {models_dir(path)}", f"available: {', '.join(p.name for p in pkgs) or 'none'}")
+    raise ModelPackageError(
+        f"no model package {name!r} in {models_dir(path)}", f"available: {', '.join(p.name for p in pkgs) or 'none'}"
+    )

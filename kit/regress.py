@@ -61,7 +61,13 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def compare(new: dict[str, np.ndarray], baseline: dict[str, np.ndarray], alpha: float = ALPHA, min_effect: float = MIN_EFFECT, min_abs_ms: float = MIN_ABS_MS) -> list[Test]:
+def compare(
+    new: dict[str, np.ndarray],
+    baseline: dict[str, np.ndarray],
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    min_abs_ms: float = MIN_ABS_MS,
+) -> list[Test]:
     """Test every key present in both (key None = end to end); BH across the operator keys."""
     tests = []
     for key in sorted(set(new) & set(baseline), key=str):
@@ -76,7 +82,9 @@ def compare(new: dict[str, np.ndarray], baseline: dict[str, np.ndarray], alpha: 
         t.q_value = float(q)
     for t in tests:
         q = t.p_value if t.scope == "e2e" else t.q_value
-        t.significant = bool(q < alpha and abs(t.change) >= min_effect and abs(t.new_median_ms - t.baseline_median_ms) >= min_abs_ms)
+        t.significant = bool(
+            q < alpha and abs(t.change) >= min_effect and abs(t.new_median_ms - t.baseline_median_ms) >= min_abs_ms
+        )
     return tests
 
 
@@ -130,24 +138,42 @@ class Finding:
 
 
 def _op_samples(wh, run_ids: list[str]) -> dict[str, np.ndarray]:
-    df = wh.query("SELECT run_id, iteration, op_type, sum(duration_ms) AS ms FROM op_events WHERE list_contains(?, run_id) GROUP BY ALL", [run_ids])
+    df = wh.query(
+        "SELECT run_id, iteration, op_type, sum(duration_ms) AS ms FROM op_events WHERE list_contains(?, run_id) GROUP BY ALL",
+        [run_ids],
+    )
     return {op: g.ms.to_numpy() for op, g in df.groupby("op_type")}
 
 
-def check_run(wh, run_id: str, window: int = WINDOW, alpha: float = ALPHA, min_effect: float = MIN_EFFECT, block_ratio: float = 1.5, store: bool = True) -> Finding:
+def check_run(
+    wh,
+    run_id: str,
+    window: int = WINDOW,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    block_ratio: float = 1.5,
+    store: bool = True,
+) -> Finding:
     """The regression gate of one run against its key's history; findings are stored as rows."""
     run = wh.query("SELECT run_id, run_key, emulated, started_at FROM runs WHERE run_id = ?", [run_id])
     if run.empty:
         return Finding(True, f"run {run_id} is not in the warehouse")
     key, emulated, started = run.run_key[0], bool(run.emulated[0]), run.started_at[0]
-    base = wh.query("SELECT run_id FROM runs WHERE run_key = ? AND started_at < ? AND run_id <> ? ORDER BY started_at DESC LIMIT ?", [key, started, run_id, window])
+    base = wh.query(
+        "SELECT run_id FROM runs WHERE run_key = ? AND started_at < ? AND run_id <> ? ORDER BY started_at DESC LIMIT ?",
+        [key, started, run_id, window],
+    )
     if base.empty:
         return Finding(True, f"{key}: no earlier run to compare with")
     base_ids = base.run_id.tolist()
     if emulated:
         return _check_mix(wh, run_id, base_ids[0], key)
-    new_e2e = wh.query("SELECT latency_ms FROM latency_samples WHERE run_id = ? AND kind = 'timing'", [run_id]).latency_ms.to_numpy()
-    old_e2e = wh.query("SELECT latency_ms FROM latency_samples WHERE list_contains(?, run_id) AND kind = 'timing'", [base_ids]).latency_ms.to_numpy()
+    new_e2e = wh.query(
+        "SELECT latency_ms FROM latency_samples WHERE run_id = ? AND kind = 'timing'", [run_id]
+    ).latency_ms.to_numpy()
+    old_e2e = wh.query(
+        "SELECT latency_ms FROM latency_samples WHERE list_contains(?, run_id) AND kind = 'timing'", [base_ids]
+    ).latency_ms.to_numpy()
     new, old = {None: new_e2e, **_op_samples(wh, [run_id])}, {None: old_e2e, **_op_samples(wh, base_ids)}
     tests = compare(new, old, alpha, min_effect)
     if store:
@@ -157,11 +183,18 @@ def check_run(wh, run_id: str, window: int = WINDOW, alpha: float = ALPHA, min_e
     blocking = bool(e2e and e2e.significant and e2e.new_median_ms / e2e.baseline_median_ms >= block_ratio)
     parts = []
     if e2e:
-        parts.append(f"e2e {e2e.baseline_median_ms:.3f} -> {e2e.new_median_ms:.3f} ms ({e2e.change:+.1%}, p={e2e.p_value:.2g}{', significant' if e2e.significant else ''})")
+        parts.append(
+            f"e2e {e2e.baseline_median_ms:.3f} -> {e2e.new_median_ms:.3f} ms ({e2e.change:+.1%}, p={e2e.p_value:.2g}{', significant' if e2e.significant else ''})"
+        )
     if slower:
-        parts.append("slower operators: " + ", ".join(f"{t.op_type} {t.change:+.0%}" for t in sorted(slower, key=lambda t: -t.change)[:5]))
+        parts.append(
+            "slower operators: "
+            + ", ".join(f"{t.op_type} {t.change:+.0%}" for t in sorted(slower, key=lambda t: -t.change)[:5])
+        )
     passed = not (e2e and e2e.significant and e2e.change > 0) and not slower
-    return Finding(passed, f"{key} vs {len(base_ids)} earlier run(s): " + ("; ".join(parts) or "no change"), blocking, tests)
+    return Finding(
+        passed, f"{key} vs {len(base_ids)} earlier run(s): " + ("; ".join(parts) or "no change"), blocking, tests
+    )
 
 
 def _check_mix(wh, run_id: str, base_id: str, key: str) -> Finding:
@@ -180,13 +213,37 @@ def _check_mix(wh, run_id: str, base_id: str, key: str) -> Finding:
         changes.append(f"instance counts changed for {recount[:4]}")
     if fam_new != fam_old:
         changes.append(f"kernel families {sorted(fam_old)} -> {sorted(fam_new)}")
-    return Finding(not changes, f"{key} (emulated: kernels and operator mix only, never time): " + ("; ".join(changes) or "same operators and kernels as the previous run"))
+    return Finding(
+        not changes,
+        f"{key} (emulated: kernels and operator mix only, never time): "
+        + ("; ".join(changes) or "same operators and kernels as the previous run"),
+    )
 
 
 def _store(wh, run_id: str, key: str, n_base: int, tests: list[Test]) -> None:
     if not tests:
         return
-    rows = pd.DataFrame([{"detected_at": pd.Timestamp.now(tz="UTC").tz_localize(None), "run_id": run_id, "run_key": key, "scope": t.scope, "op_type": t.op_type, "baseline_runs": n_base, "baseline_median_ms": t.baseline_median_ms, "new_median_ms": t.new_median_ms, "change": t.change, "p_value": t.p_value, "q_value": t.q_value, "significant": t.significant, "method": "mann-whitney-u+bh", "detail": ""} for t in tests])
+    rows = pd.DataFrame(
+        [
+            {
+                "detected_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+                "run_id": run_id,
+                "run_key": key,
+                "scope": t.scope,
+                "op_type": t.op_type,
+                "baseline_runs": n_base,
+                "baseline_median_ms": t.baseline_median_ms,
+                "new_median_ms": t.new_median_ms,
+                "change": t.change,
+                "p_value": t.p_value,
+                "q_value": t.q_value,
+                "significant": t.significant,
+                "method": "mann-whitney-u+bh",
+                "detail": "",
+            }
+            for t in tests
+        ]
+    )
     with wh.write() as conn:
         conn.execute("BEGIN TRANSACTION")
         conn.execute("DELETE FROM regressions WHERE run_id = ?", [run_id])  # re-checking replaces, never duplicates

@@ -12,7 +12,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from kit import atomic, charts, compare, devices
+from kit import atomic, charts, compare
 from kit.errors import Sme2Error
 from kit.home import DataRoot
 from kit.names import Variant
@@ -37,7 +37,10 @@ def build(root: DataRoot, variant_key: str) -> Report:
     wh = Warehouse.at(root)
     runs = wh.query("SELECT * FROM current_runs WHERE variant = ? ORDER BY device, sme2 DESC, threads", [variant_key])
     if runs.empty:
-        raise Sme2Error(f"no runs of {variant_key} in the warehouse", f"profile it first: sme2 profile --model {v.model} --dtype {v.dtype}")
+        raise Sme2Error(
+            f"no runs of {variant_key} in the warehouse",
+            f"profile it first: sme2 profile --model {v.model} --dtype {v.dtype}",
+        )
     out_dir = root.reports / variant_key
     out_dir.mkdir(parents=True, exist_ok=True)
     sections: list[tuple[str, str]] = []
@@ -52,11 +55,25 @@ def build(root: DataRoot, variant_key: str) -> Report:
             continue
     body = []
     for c in comps:
-        label = " — **EMULATED: kernels and operator mix are real, times are not hardware times; no speedups shown**" if c.emulated else ""
-        body.append(f"### {c.device} ({c.threads} thread(s), size {c.size}){label}\n\n{c.headline()}\n\n{_md(compare.blog_table(c))}\n\nBottleneck: {c.bottleneck['off']} with SME2 off, {c.bottleneck['on']} with SME2 on. Runs: off `{c.run_off}`, on `{c.run_on}`.")
-        top = c.operators.head(12)[["operator", "category", "off_kernels", "on_kernels", "instances_off", "off_ms", "on_ms"] + (["speedup"] if not c.emulated else [])]
+        label = (
+            " — **EMULATED: kernels and operator mix are real, times are not hardware times; no speedups shown**"
+            if c.emulated
+            else ""
+        )
+        body.append(
+            f"### {c.device} ({c.threads} thread(s), size {c.size}){label}\n\n{c.headline()}\n\n{_md(compare.blog_table(c))}\n\nBottleneck: {c.bottleneck['off']} with SME2 off, {c.bottleneck['on']} with SME2 on. Runs: off `{c.run_off}`, on `{c.run_on}`."
+        )
+        top = c.operators.head(12)[
+            ["operator", "category", "off_kernels", "on_kernels", "instances_off", "off_ms", "on_ms"]
+            + (["speedup"] if not c.emulated else [])
+        ]
         body.append(f"Operators (SME2 off vs on, kernel families from op names):\n\n{_md(top)}")
-    sections.append(("SME2 on vs off", "\n\n".join(body) or "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_"))
+    sections.append(
+        (
+            "SME2 on vs off",
+            "\n\n".join(body) or "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_",
+        )
+    )
 
     side = compare.dtype_side_by_side(wh, v.model, comps[0].device) if comps else pd.DataFrame()
     if not side.empty:
@@ -67,29 +84,113 @@ def build(root: DataRoot, variant_key: str) -> Report:
     e2e["label"] = e2e.target + " t" + e2e.threads.astype(str) + e2e.emulated.map({True: " (emulated)", False: ""})
     sections.append(("End to end", _md(e2e.drop(columns=["label"]))))
     base = alt.Chart(e2e)
-    bars = (base.mark_bar().encode(y=alt.Y("label:N", title=None), x=alt.X("e2e_median_ms:Q", title="ms"), color=alt.Color("emulated:N")) + base.mark_rule().encode(y="label:N", x="e2e_ci_low_ms:Q", x2="e2e_ci_high_ms:Q")).properties(width=360)
-    figures.append(("e2e", bars.facet(column=alt.Column("emulated:N", title="emulated"), title=f"{variant_key}: end-to-end median latency with 95% CI, SME2 on vs off per device and thread count").resolve_scale(x="independent", y="independent")))
+    bars = (
+        base.mark_bar().encode(
+            y=alt.Y("label:N", title=None), x=alt.X("e2e_median_ms:Q", title="ms"), color=alt.Color("emulated:N")
+        )
+        + base.mark_rule().encode(y="label:N", x="e2e_ci_low_ms:Q", x2="e2e_ci_high_ms:Q")
+    ).properties(width=360)
+    figures.append(
+        (
+            "e2e",
+            bars.facet(
+                column=alt.Column("emulated:N", title="emulated"),
+                title=f"{variant_key}: end-to-end median latency with 95% CI, SME2 on vs off per device and thread count",
+            ).resolve_scale(x="independent", y="independent"),
+        )
+    )
 
-    cats = wh.query("SELECT r.target, r.threads, c.category, c.median_ms, c.share_of_execute FROM category_stats c JOIN current_runs r USING (run_id) WHERE r.variant = ? AND c.scheme = 'blog'", [variant_key])
+    cats = wh.query(
+        "SELECT r.target, r.threads, c.category, c.median_ms, c.share_of_execute FROM category_stats c JOIN current_runs r USING (run_id) WHERE r.variant = ? AND c.scheme = 'blog'",
+        [variant_key],
+    )
     cats["label"] = cats.target + " t" + cats.threads.astype(str)
-    for emulated, group in cats.assign(emulated=cats.target.map(dict(zip(runs.target, runs.emulated)))).groupby("emulated"):
-        figures.append(("categories_emulated" if emulated else "categories", charts.category_bars(group, f"{variant_key}: category breakdown per target" + (" (EMULATED times)" if emulated else ""))))
+    for emulated, group in cats.assign(emulated=cats.target.map(dict(zip(runs.target, runs.emulated)))).groupby(
+        "emulated"
+    ):
+        figures.append(
+            (
+                "categories_emulated" if emulated else "categories",
+                charts.category_bars(
+                    group, f"{variant_key}: category breakdown per target" + (" (EMULATED times)" if emulated else "")
+                ),
+            )
+        )
 
-    ops = wh.query("SELECT r.target, s.op_type, s.category, s.median_ms FROM op_stats s JOIN current_runs r USING (run_id) WHERE r.variant = ? AND r.threads = (SELECT min(threads) FROM current_runs WHERE variant = ?)", [variant_key, variant_key])
+    ops = wh.query(
+        "SELECT r.target, s.op_type, s.category, s.median_ms FROM op_stats s JOIN current_runs r USING (run_id) WHERE r.variant = ? AND r.threads = (SELECT min(threads) FROM current_runs WHERE variant = ?)",
+        [variant_key, variant_key],
+    )
     top_ops = ops.sort_values("median_ms", ascending=False).groupby("target").head(8)
-    figures.append(("top_operators", alt.Chart(top_ops, title="Top operators per target (median ms)").mark_bar().encode(y=alt.Y("op_type:N", sort="-x", title=None), x=alt.X("median_ms:Q", title="ms"), color="category:N", row=alt.Row("target:N", title=None)).properties(width=420)))
+    figures.append(
+        (
+            "top_operators",
+            alt.Chart(top_ops, title="Top operators per target (median ms)")
+            .mark_bar()
+            .encode(
+                y=alt.Y("op_type:N", sort="-x", title=None),
+                x=alt.X("median_ms:Q", title="ms"),
+                color="category:N",
+                row=alt.Row("target:N", title=None),
+            )
+            .properties(width=420),
+        )
+    )
 
-    hist = wh.query("SELECT started_at, target, threads, size, e2e_median_ms, emulated FROM runs WHERE variant = ? ORDER BY started_at", [variant_key])
+    hist = wh.query(
+        "SELECT started_at, target, threads, size, e2e_median_ms, emulated FROM runs WHERE variant = ? ORDER BY started_at",
+        [variant_key],
+    )
     hist["series"] = hist.target + " t" + hist.threads.astype(str) + " " + hist["size"]
-    figures.append(("history", alt.Chart(hist, title="History of the end-to-end median (emulated and hardware never share a panel)").mark_line(point=True).encode(x=alt.X("started_at:T", title=None), y=alt.Y("e2e_median_ms:Q", title="ms"), color="series:N", column=alt.Column("emulated:N", title="emulated")).properties(width=360).resolve_scale(y="independent")))
+    figures.append(
+        (
+            "history",
+            alt.Chart(hist, title="History of the end-to-end median (emulated and hardware never share a panel)")
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("started_at:T", title=None),
+                y=alt.Y("e2e_median_ms:Q", title="ms"),
+                color="series:N",
+                column=alt.Column("emulated:N", title="emulated"),
+            )
+            .properties(width=360)
+            .resolve_scale(y="independent"),
+        )
+    )
 
     top_types = ops.groupby("op_type").median_ms.max().sort_values(ascending=False).head(5).index.tolist()
-    op_hist = wh.query("SELECT r.started_at, r.target, s.op_type, s.median_ms FROM op_stats s JOIN runs r USING (run_id) WHERE r.variant = ? AND list_contains(?, s.op_type) ORDER BY r.started_at", [variant_key, top_types])
-    figures.append(("operator_history", alt.Chart(op_hist, title="History of the top operators").mark_line(point=True).encode(x=alt.X("started_at:T", title=None), y=alt.Y("median_ms:Q", title="ms"), color="op_type:N", row=alt.Row("target:N", title=None)).properties(width=420, height=120).resolve_scale(y="independent")))
+    op_hist = wh.query(
+        "SELECT r.started_at, r.target, s.op_type, s.median_ms FROM op_stats s JOIN runs r USING (run_id) WHERE r.variant = ? AND list_contains(?, s.op_type) ORDER BY r.started_at",
+        [variant_key, top_types],
+    )
+    figures.append(
+        (
+            "operator_history",
+            alt.Chart(op_hist, title="History of the top operators")
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("started_at:T", title=None),
+                y=alt.Y("median_ms:Q", title="ms"),
+                color="op_type:N",
+                row=alt.Row("target:N", title=None),
+            )
+            .properties(width=420, height=120)
+            .resolve_scale(y="independent"),
+        )
+    )
 
     # Kernel view and data movement of each current run.
-    kern = wh.query("SELECT r.target, k.kernel_family, count(*) AS op_types, round(sum(s.median_ms), 3) AS ms FROM kernels k JOIN op_stats s USING (run_id, op_type) JOIN current_runs r USING (run_id) WHERE r.variant = ? GROUP BY ALL ORDER BY r.target, k.kernel_family", [variant_key])
-    sections.append(("Kernel view", "Kernel families from operator names: `kleidiai-sme2` = KleidiAI packed kernels chosen only with SME2 (PF32, PQS8), `kleidiai` = other KleidiAI packed types, `xnnpack` = plain XNNPACK kernels, `portable` = not delegated.\n\n" + _md(kern)))
+    kern = wh.query(
+        "SELECT r.target, k.kernel_family, count(*) AS op_types, round(sum(s.median_ms), 3) AS ms FROM kernels k JOIN op_stats s USING (run_id, op_type) JOIN current_runs r USING (run_id) WHERE r.variant = ? GROUP BY ALL ORDER BY r.target, k.kernel_family",
+        [variant_key],
+    )
+    sections.append(
+        (
+            "Kernel view",
+            "Kernel families from operator names: `kleidiai-sme2` = KleidiAI packed kernels chosen only with SME2 (PF32, PQS8), `kleidiai` = other KleidiAI packed types, `xnnpack` = plain XNNPACK kernels, `portable` = not delegated.\n\n"
+            + _md(kern),
+        )
+    )
     dm_rows, dm_text = [], []
     for r in runs.itertuples():
         try:
@@ -97,24 +198,62 @@ def build(root: DataRoot, variant_key: str) -> Report:
             from kit.program import ProgramMap
 
             loaded = profile.load_run(Path(r.run_dir))
-            dm = datamovement.analyze(loaded.trace.rows, ProgramMap.load(Path(r.run_dir)) if (Path(r.run_dir) / "program_map.json").exists() else None)
+            dm = datamovement.analyze(
+                loaded.trace.rows,
+                ProgramMap.load(Path(r.run_dir)) if (Path(r.run_dir) / "program_map.json").exists() else None,
+            )
         except Sme2Error:
             continue
-        dm_text.append(f"- **{r.target}** (t{r.threads}{', emulated' if r.emulated else ''}): {dm.sentence}. Delegation: {dm.health['delegated_ops']} delegated / {dm.health['portable_ops']} portable operators in {dm.health['delegate_partitions']} partitions; quantize/convert {100 * dm.health['quant_share']:.1f}% of runtime.")
-        dm_rows += [{"target": r.target, "module": h.module, "count": h.count, "ms": h.ms} for h in dm.hotspots.head(6).itertuples()]
+        dm_text.append(
+            f"- **{r.target}** (t{r.threads}{', emulated' if r.emulated else ''}): {dm.sentence}. Delegation: {dm.health['delegated_ops']} delegated / {dm.health['portable_ops']} portable operators in {dm.health['delegate_partitions']} partitions; quantize/convert {100 * dm.health['quant_share']:.1f}% of runtime."
+        )
+        dm_rows += [
+            {"target": r.target, "module": h.module, "count": h.count, "ms": h.ms}
+            for h in dm.hotspots.head(6).itertuples()
+        ]
     sections.append(("Data movement", "\n".join(dm_text) or "_no run folders available_"))
     if dm_rows:
-        figures.append(("transpose_hotspots", alt.Chart(pd.DataFrame(dm_rows), title="Data-movement hotspots: modules causing transposes and copies (ms per inference)").mark_bar().encode(y=alt.Y("module:N", sort="-x", title=None), x=alt.X("ms:Q"), color="target:N", tooltip=["target", "module", "count", "ms"]).properties(width=420)))
+        figures.append(
+            (
+                "transpose_hotspots",
+                alt.Chart(
+                    pd.DataFrame(dm_rows),
+                    title="Data-movement hotspots: modules causing transposes and copies (ms per inference)",
+                )
+                .mark_bar()
+                .encode(
+                    y=alt.Y("module:N", sort="-x", title=None),
+                    x=alt.X("ms:Q"),
+                    color="target:N",
+                    tooltip=["target", "module", "count", "ms"],
+                )
+                .properties(width=420),
+            )
+        )
 
-    reg = wh.query("SELECT g.run_id, r.target, g.scope, g.op_type, round(g.baseline_median_ms, 4) AS baseline_ms, round(g.new_median_ms, 4) AS new_ms, round(100 * g.change, 1) AS change_pct, g.q_value, g.p_value FROM regressions g JOIN current_runs r USING (run_id) WHERE r.variant = ? AND g.significant ORDER BY abs(g.change) DESC LIMIT 20", [variant_key])
-    sections.append(("Regressions", "Newest run vs the previous runs of the same key (Mann-Whitney U, Benjamini-Hochberg across operators, minimum effect 5%; emulated runs are compared on kernels and operator mix only).\n\n" + (_md(reg) if not reg.empty else "_no significant change in the current runs_")))
+    reg = wh.query(
+        "SELECT g.run_id, r.target, g.scope, g.op_type, round(g.baseline_median_ms, 4) AS baseline_ms, round(g.new_median_ms, 4) AS new_ms, round(100 * g.change, 1) AS change_pct, g.q_value, g.p_value FROM regressions g JOIN current_runs r USING (run_id) WHERE r.variant = ? AND g.significant ORDER BY abs(g.change) DESC LIMIT 20",
+        [variant_key],
+    )
+    sections.append(
+        (
+            "Regressions",
+            "Newest run vs the previous runs of the same key (Mann-Whitney U, Benjamini-Hochberg across operators, minimum effect 5%; emulated runs are compared on kernels and operator mix only).\n\n"
+            + (_md(reg) if not reg.empty else "_no significant change in the current runs_"),
+        )
+    )
 
     pngs = []
     for name, chart in figures:
         pngs.append(charts.save_png(chart, out_dir / f"{name}.png"))
-    md = [f"# {variant_key}: SME2 profiling report", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {wh.path}. Runs: {', '.join(f'`{r}`' for r in run_ids)}."]
+    md = [
+        f"# {variant_key}: SME2 profiling report",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {wh.path}. Runs: {', '.join(f'`{r}`' for r in run_ids)}.",
+    ]
     if runs.emulated.any():
-        md.append("> Targets marked emulated ran on QEMU's emulated Armv9 CPU: kernel selection and operator mix are real; their times are not hardware times and are never compared with hardware runs.")
+        md.append(
+            "> Targets marked emulated ran on QEMU's emulated Armv9 CPU: kernel selection and operator mix are real; their times are not hardware times and are never compared with hardware runs."
+        )
     for title, text in sections:
         md.append(f"## {title}\n\n{text}")
     md.append("## Charts\n\n" + "\n\n".join(f"![{p.stem}]({p.name})" for p in pngs))
@@ -129,8 +268,13 @@ def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]]) -> str:
     import vl_convert as vlc
 
     bundle = vlc.javascript_bundle()
-    divs = "\n".join(f'<h3>{html.escape(name)}</h3><div id="chart-{i}" class="chart"></div>' for i, (name, _) in enumerate(figures))
-    embeds = "\n".join(f"vegaEmbed('#chart-{i}', {json.dumps(chart.to_dict())}, {{actions: false, renderer: 'svg'}}).catch(e => document.body.insertAdjacentHTML('beforeend', '<p class=err>' + e + '</p>'));" for i, (_, chart) in enumerate(figures))
+    divs = "\n".join(
+        f'<h3>{html.escape(name)}</h3><div id="chart-{i}" class="chart"></div>' for i, (name, _) in enumerate(figures)
+    )
+    embeds = "\n".join(
+        f"vegaEmbed('#chart-{i}', {json.dumps(chart.to_dict())}, {{actions: false, renderer: 'svg'}}).catch(e => document.body.insertAdjacentHTML('beforeend', '<p class=err>' + e + '</p>'));"
+        for i, (_, chart) in enumerate(figures)
+    )
     try:
         import markdown as md_lib  # optional: nicer HTML when available
 

@@ -48,7 +48,10 @@ def verify_program(pte: Path, expected_sha256: str | None) -> None:
     if not Path(pte).is_file():
         raise RunnerError(f"program {pte} does not exist", "export it first: sme2 export --model ... --dtype ...")
     if expected_sha256 and atomic.sha256_file(pte) != expected_sha256:
-        raise RunnerError(f"program {pte} does not match its export_meta.json (sha256 differs): it was modified or corrupted after export", "re-export it: sme2 export --model ... --dtype ... --force")
+        raise RunnerError(
+            f"program {pte} does not match its export_meta.json (sha256 differs): it was modified or corrupted after export",
+            "re-export it: sme2 export --model ... --dtype ... --force",
+        )
 
 
 def _tail(text: str, n: int = 12) -> str:
@@ -56,7 +59,9 @@ def _tail(text: str, n: int = 12) -> str:
     return "\n".join(lines[-n:])
 
 
-def run_program(kind: str, req: RunRequest, out_dir: Path, transport: Transport, binary: RunnerBinary | None = None, label: str = "") -> RunOutcome:
+def run_program(
+    kind: str, req: RunRequest, out_dir: Path, transport: Transport, binary: RunnerBinary | None = None, label: str = ""
+) -> RunOutcome:
     """Run once (all warmups + iterations) and collect JSON, outputs and the ETDump into out_dir."""
     if kind not in RUNNER_KINDS:
         raise RunnerError(f"unknown runner {kind!r}", f"use one of {', '.join(RUNNER_KINDS)}")
@@ -68,7 +73,10 @@ def run_program(kind: str, req: RunRequest, out_dir: Path, transport: Transport,
     local_fs = getattr(transport, "local_fs", True)
     if kind == "pybind":
         if not local_fs or transport.emulated:
-            raise RunnerError(f"the pybind runner cannot run on device {transport.device!r}", "use --runner native for remote and emulated targets")
+            raise RunnerError(
+                f"the pybind runner cannot run on device {transport.device!r}",
+                "use --runner native for remote and emulated targets",
+            )
         prog = [sys.executable, "-m", "kit.runner.pybind_child"]
     else:
         if binary is None:
@@ -86,7 +94,19 @@ def run_program(kind: str, req: RunRequest, out_dir: Path, transport: Transport,
         files = {"json": f"{work}/{stem}.json", "outputs": f"{work}/{stem}_outputs.bin"}
         if req.etdump:
             files["etdump"] = f"{work}/{stem}.etdp"
-        argv = [*prog, "--model", pte, "--inputs", inputs, "--iterations", str(req.iterations), "--warmup", str(req.warmup), "--threads", str(req.threads)]
+        argv = [
+            *prog,
+            "--model",
+            pte,
+            "--inputs",
+            inputs,
+            "--iterations",
+            str(req.iterations),
+            "--warmup",
+            str(req.warmup),
+            "--threads",
+            str(req.threads),
+        ]
         for k, v in files.items():
             argv += [f"--{k}", v]
         done = transport.run(argv, timeout=req.timeout_s, env=req.env, cpus=req.cpus)
@@ -94,16 +114,25 @@ def run_program(kind: str, req: RunRequest, out_dir: Path, transport: Transport,
         atomic.write_text(log, f"$ {' '.join(done.argv)}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
         where = f"on {transport.device}"
         if done.timed_out:
-            raise RunnerError(f"{label} hung {where}: no result after {req.timeout_s:.0f}s running {Path(req.pte).name}", f"raise the timeout for large models or check the device; log: {log}")
+            raise RunnerError(
+                f"{label} hung {where}: no result after {req.timeout_s:.0f}s running {Path(req.pte).name}",
+                f"raise the timeout for large models or check the device; log: {log}",
+            )
         sig = _signal_of(done.returncode)
         if sig:
-            raise RunnerError(f"{label} crashed with {sig} {where} running {Path(req.pte).name}: {_tail(done.stderr, 3) or 'no message'}", f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {log}")
+            raise RunnerError(
+                f"{label} crashed with {sig} {where} running {Path(req.pte).name}: {_tail(done.stderr, 3) or 'no message'}",
+                f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {log}",
+            )
         if done.returncode != 0:
             if not local_fs and _missing_library(done.stderr):
                 transport.forget_runner(binary)  # the next run pushes a whole bundle again
-            raise RunnerError(f"{label} failed {where} (exit {done.returncode}) running {Path(req.pte).name}:\n{_tail(done.stderr)}", _hint_for(done.stderr, log))
+            raise RunnerError(
+                f"{label} failed {where} (exit {done.returncode}) running {Path(req.pte).name}:\n{_tail(done.stderr)}",
+                _hint_for(done.stderr, log),
+            )
         if not local_fs:
-            for k, remote in files.items():
+            for remote in files.values():
                 transport.pull(remote, out_dir / Path(remote).name)
         local = {k: out_dir / Path(v).name for k, v in files.items()}
         try:
@@ -111,7 +140,10 @@ def run_program(kind: str, req: RunRequest, out_dir: Path, transport: Transport,
         except (OSError, json.JSONDecodeError) as e:
             raise RunnerError(f"{label} {where} wrote no readable result JSON ({e})", f"log: {log}") from e
         if req.etdump and not (local["etdump"].exists() and local["etdump"].stat().st_size > 0):
-            raise RunnerError(f"{label} {where} wrote no ETDump", "the runtime must be built with the event tracer (ET_EVENT_TRACER_ENABLED)")
+            raise RunnerError(
+                f"{label} {where} wrote no ETDump",
+                "the runtime must be built with the event tracer (ET_EVENT_TRACER_ENABLED)",
+            )
         result["argv"] = done.argv
         return RunOutcome(result, local.get("etdump"), local["outputs"], log, done.argv, done.seconds)
     finally:
@@ -135,7 +167,12 @@ def _signal_of(returncode: int) -> str:
 
 def _missing_library(stderr: str) -> bool:
     s = stderr.lower()
-    return "error while loading shared libraries" in s or "cannot open shared object" in s or "library" in s and "not found" in s
+    return (
+        "error while loading shared libraries" in s
+        or "cannot open shared object" in s
+        or "library" in s
+        and "not found" in s
+    )
 
 
 def _hint_for(stderr: str, log: Path) -> str:

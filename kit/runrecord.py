@@ -69,7 +69,9 @@ class RunRecord:
 
 
 def new_run_id(variant: str, target: str, size: str, threads: int) -> str:
-    return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{variant}-{target}-{size}-t{threads}-{secrets.token_hex(3)}"
+    return (
+        f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{variant}-{target}-{size}-t{threads}-{secrets.token_hex(3)}"
+    )
 
 
 def now() -> str:

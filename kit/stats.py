@@ -59,10 +59,21 @@ def robust_stats(samples, outlier_threshold: float = 1.5) -> dict:
         "min_ms": float(np.min(x)),
         "max_ms": float(np.max(x)),
         "percentiles": {"p5": p5, "p10": p10, "p25": q1, "p50": p50, "p75": q3, "p90": p90, "p95": p95, "p99": p99},
-        "outliers": {"count": int(outliers.size), "percentage": outliers.size / x.size * 100, "values": outliers.tolist(), "bounds": {"lower": lower, "upper": upper}},
+        "outliers": {
+            "count": int(outliers.size),
+            "percentage": outliers.size / x.size * 100,
+            "values": outliers.tolist(),
+            "bounds": {"lower": lower, "upper": upper},
+        },
         "trimmed_mean_5_ms": float(sps.trim_mean(x, 0.05)),
         "trimmed_mean_10_ms": float(sps.trim_mean(x, 0.10)),
-        "robust_stats": {"count": int(clean.size), "mean_ms": c_mean, "median_ms": float(np.median(clean)), "std_dev_ms": c_std, "cv_percent": c_std / c_mean * 100 if c_mean > 0 else 0.0},
+        "robust_stats": {
+            "count": int(clean.size),
+            "mean_ms": c_mean,
+            "median_ms": float(np.median(clean)),
+            "std_dev_ms": c_std,
+            "cv_percent": c_std / c_mean * 100 if c_mean > 0 else 0.0,
+        },
         "mad_ms": float(np.median(np.abs(x - median))),
         "median_ci95_ms": list(ci),
     }

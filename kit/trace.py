@@ -33,7 +33,19 @@ KLEIDIAI_TAGS = ("PF32", "PF16", "PQS8", "QP8")
 SME2_ONLY_TAGS = ("PF32", "PQS8")
 _COUNTER = re.compile(r"\s+#\d+$")
 
-COLUMNS = ["iteration", "seq", "row_kind", "event_name", "op_type", "delegated", "backend", "instruction_id", "start_us", "duration_ms", "kernel_hint"]
+COLUMNS = [
+    "iteration",
+    "seq",
+    "row_kind",
+    "event_name",
+    "op_type",
+    "delegated",
+    "backend",
+    "instruction_id",
+    "start_us",
+    "duration_ms",
+    "kernel_hint",
+]
 
 
 class _Reader:
@@ -96,7 +108,10 @@ def read_events(path: Path) -> list[RawEvent]:
     if len(buf) < 16 or buf[8:12] != b"ED00":
         raise TraceError(f"{path} is not an ETDump (no ED00 identifier)", "pass the .etdp file an ETDump run wrote")
     if _U32(buf, 0)[0] != len(buf) - 4:
-        raise TraceError(f"ETDump {path} is truncated or padded: header says {_U32(buf, 0)[0] + 4} bytes, file has {len(buf)}", "re-run the ETDump run; the copy may have been cut short")
+        raise TraceError(
+            f"ETDump {path} is truncated or padded: header says {_U32(buf, 0)[0] + 4} bytes, file has {len(buf)}",
+            "re-run the ETDump run; the copy may have been cut short",
+        )
     r = _Reader(buf)
     events: list[RawEvent] = []
     try:
@@ -138,7 +153,19 @@ def kernel_hint(op_type: str) -> str:
 
 
 COMPUTE_KINDS = ("Convolution", "Deconvolution", "Fully Connected", "Batch Matrix Multiply")
-_DTYPE_CLASS = {"F32": "f32", "PF32": "f32", "F16": "f16", "PF16": "f16", "QS8": "qs8", "QC8": "qs8", "PQS8": "qs8", "QU8": "qs8", "QD8": "qd8", "QP8": "qd8", "QDU8": "qd8"}
+_DTYPE_CLASS = {
+    "F32": "f32",
+    "PF32": "f32",
+    "F16": "f16",
+    "PF16": "f16",
+    "QS8": "qs8",
+    "QC8": "qs8",
+    "PQS8": "qs8",
+    "QU8": "qs8",
+    "QD8": "qd8",
+    "QP8": "qd8",
+    "QDU8": "qd8",
+}
 
 
 def compute_class(op_type: str) -> str:
@@ -203,9 +230,15 @@ def ingest(path: Path, program: ProgramMap | None = None, warmup: int = 0) -> Tr
             iterations.append(current)
             current = []
     if not iterations:
-        raise TraceError(f"ETDump {path} holds no Method::execute event", "was the runner built with the event tracer (ET_EVENT_TRACER_ENABLED)?")
+        raise TraceError(
+            f"ETDump {path} holds no Method::execute event",
+            "was the runner built with the event tracer (ET_EVENT_TRACER_ENABLED)?",
+        )
     if warmup >= len(iterations):
-        raise TraceError(f"ETDump {path} has {len(iterations)} iterations, all of them warmups ({warmup})", "run more iterations than warmups")
+        raise TraceError(
+            f"ETDump {path} has {len(iterations)} iterations, all of them warmups ({warmup})",
+            "run more iterations than warmups",
+        )
     traced = program.traced if program else None
     records = []
     for it, evs in enumerate(iterations[warmup:]):
@@ -214,46 +247,95 @@ def ingest(path: Path, program: ProgramMap | None = None, warmup: int = 0) -> Tr
         seen_instr: set[int] = set()
         # OPERATOR_CALL wraps its kernel's native_call_* event: keep one row per portable
         # instruction (the OPERATOR_CALL, named after the kernel) so nothing counts twice.
-        kernel_names = {e.instruction_id: e.name[len("native_call_"):] for e in evs if e.name and e.name.startswith("native_call_")}
+        kernel_names = {
+            e.instruction_id: e.name[len("native_call_") :] for e in evs if e.name and e.name.startswith("native_call_")
+        }
         has_opcall = {e.instruction_id for e in evs if e.name == "OPERATOR_CALL"}
         for seq, e in enumerate(evs):
             dur = (e.end - e.start) / 1e6
             start_us = (e.start - t0) / 1e3
             if e.name == "Method::execute":
-                records.append((it, seq, "method", "Method::execute", "Method::execute", False, "", -1, start_us, dur, ""))
+                records.append(
+                    (it, seq, "method", "Method::execute", "Method::execute", False, "", -1, start_us, dur, "")
+                )
             elif e.name == "DELEGATE_CALL":
                 seen_instr.add(e.instruction_id)
                 backend = traced[e.instruction_id].name if traced and e.instruction_id in traced else "delegate"
                 _check(traced, e.instruction_id, "delegate", "DELEGATE_CALL", path)
-                records.append((it, seq, "delegate_call", "DELEGATE_CALL", "DELEGATE_CALL", True, backend, e.instruction_id, start_us, dur, ""))
+                records.append(
+                    (
+                        it,
+                        seq,
+                        "delegate_call",
+                        "DELEGATE_CALL",
+                        "DELEGATE_CALL",
+                        True,
+                        backend,
+                        e.instruction_id,
+                        start_us,
+                        dur,
+                        "",
+                    )
+                )
             elif e.name is None and e.delegate_id is not None:
                 _check(traced, e.instruction_id, "delegate", e.delegate_id, path)
                 backend = traced[e.instruction_id].name if traced and e.instruction_id in traced else "XnnpackBackend"
                 op = op_type_of(e.delegate_id)
-                records.append((it, seq, "operator", e.delegate_id, op, True, backend, e.instruction_id, start_us, dur, kernel_hint(op)))
-            elif e.name == "OPERATOR_CALL" or (e.name and e.name.startswith("native_call_") and e.instruction_id not in has_opcall):
+                records.append(
+                    (
+                        it,
+                        seq,
+                        "operator",
+                        e.delegate_id,
+                        op,
+                        True,
+                        backend,
+                        e.instruction_id,
+                        start_us,
+                        dur,
+                        kernel_hint(op),
+                    )
+                )
+            elif e.name == "OPERATOR_CALL" or (
+                e.name and e.name.startswith("native_call_") and e.instruction_id not in has_opcall
+            ):
                 seen_instr.add(e.instruction_id)
                 _check(traced, e.instruction_id, "kernel", e.name, path)
                 kernel = kernel_names.get(e.instruction_id, "")
                 if traced and e.instruction_id in traced:
                     op = traced[e.instruction_id].name
                     if kernel and not op.endswith(kernel):
-                        raise TraceError(f"ETDump {path} does not belong to this program: instruction {e.instruction_id} ran {kernel} but the program has {op}", "analyse the ETDump with the .pte that produced it")
+                        raise TraceError(
+                            f"ETDump {path} does not belong to this program: instruction {e.instruction_id} ran {kernel} but the program has {op}",
+                            "analyse the ETDump with the .pte that produced it",
+                        )
                 else:
                     op = kernel or "OPERATOR_CALL"
-                records.append((it, seq, "operator", kernel or op, op, False, "portable", e.instruction_id, start_us, dur, ""))
+                records.append(
+                    (it, seq, "operator", kernel or op, op, False, "portable", e.instruction_id, start_us, dur, "")
+                )
             # native_call_* inside an OPERATOR_CALL and other runtime events are not rows.
         if traced is not None and seen_instr != set(traced):
             missing = sorted(set(traced) - seen_instr)[:5]
             extra = sorted(seen_instr - set(traced))[:5]
-            raise TraceError(f"ETDump {path} does not belong to this program: iteration {it + warmup} ran instructions {sorted(seen_instr)[:8]}..., the program has {len(traced)} traced instructions (missing {missing}, unexpected {extra})", "analyse the ETDump with the .pte (and program_map.json) that produced it")
+            raise TraceError(
+                f"ETDump {path} does not belong to this program: iteration {it + warmup} ran instructions {sorted(seen_instr)[:8]}..., the program has {len(traced)} traced instructions (missing {missing}, unexpected {extra})",
+                "analyse the ETDump with the .pte (and program_map.json) that produced it",
+            )
     rows = pd.DataFrame.from_records(records, columns=COLUMNS)
     if program is not None and program.signature:
         seen = compute_signature(rows)
         if seen != program.signature:
-            diff = next((k for k in sorted(set(seen) | set(program.signature)) if seen.get(k) != program.signature.get(k)), "?")
-            raise TraceError(f"ETDump {path} does not belong to this program: delegate instruction {diff} ran {seen.get(diff, [])} but the program's check run ran {program.signature.get(diff, [])}", "analyse the ETDump with the .pte (and program_map.json) that produced it")
-    return Trace(rows=rows, iterations=len(iterations) - warmup, warmup_dropped=warmup, init_ms=init_ms, source=str(path))
+            diff = next(
+                (k for k in sorted(set(seen) | set(program.signature)) if seen.get(k) != program.signature.get(k)), "?"
+            )
+            raise TraceError(
+                f"ETDump {path} does not belong to this program: delegate instruction {diff} ran {seen.get(diff, [])} but the program's check run ran {program.signature.get(diff, [])}",
+                "analyse the ETDump with the .pte (and program_map.json) that produced it",
+            )
+    return Trace(
+        rows=rows, iterations=len(iterations) - warmup, warmup_dropped=warmup, init_ms=init_ms, source=str(path)
+    )
 
 
 def _check(traced: dict | None, instr: int, kind: str, what: str, path: Path) -> None:
@@ -262,4 +344,7 @@ def _check(traced: dict | None, instr: int, kind: str, what: str, path: Path) ->
     ins = traced.get(instr)
     if ins is None or ins.kind != kind:
         have = f"a {ins.kind} call to {ins.name}" if ins else "no such traced instruction"
-        raise TraceError(f"ETDump {path} does not belong to this program: event {what!r} at instruction {instr}, but the program has {have} there", "analyse the ETDump with the .pte (and program_map.json) that produced it")
+        raise TraceError(
+            f"ETDump {path} does not belong to this program: event {what!r} at instruction {instr}, but the program has {have} there",
+            "analyse the ETDump with the .pte (and program_map.json) that produced it",
+        )

@@ -93,7 +93,10 @@ def connect(path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S) ->
     the file, then raises a WarehouseError naming the file."""
     path = Path(path)
     if read_only and not path.exists():
-        raise WarehouseError(f"no warehouse at {path}", "profile something first (sme2 profile / sme2 pipeline), or pass the right --home")
+        raise WarehouseError(
+            f"no warehouse at {path}",
+            "profile something first (sme2 profile / sme2 pipeline), or pass the right --home",
+        )
     deadline = time.monotonic() + wait_s
     delay = 0.02
     while True:
@@ -107,9 +110,15 @@ def connect(path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S) ->
             raise
         except (duckdb.IOException, duckdb.Error) as e:
             if not _is_lock_error(e):
-                raise WarehouseError(f"cannot open the warehouse {path}: {e}", "check the file; if it is corrupt, move it away and rebuild with `sme2 warehouse rebuild`") from e
+                raise WarehouseError(
+                    f"cannot open the warehouse {path}: {e}",
+                    "check the file; if it is corrupt, move it away and rebuild with `sme2 warehouse rebuild`",
+                ) from e
             if time.monotonic() > deadline:
-                raise WarehouseError(f"the warehouse {path} is held by another process for more than {wait_s:.0f}s", "wait for the other sme2/Dagster run to finish, or stop it") from e
+                raise WarehouseError(
+                    f"the warehouse {path} is held by another process for more than {wait_s:.0f}s",
+                    "wait for the other sme2/Dagster run to finish, or stop it",
+                ) from e
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
     try:
@@ -178,7 +187,10 @@ class Warehouse:
             allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA}
             bad = [st.type.name for st in statements if st.type not in allowed]
             if bad or not statements:
-                raise WarehouseError(f"sme2 sql is read-only; got {', '.join(bad) or 'no statement'}", "use SELECT (tables: " + ", ".join(TABLES) + ", current_runs)")
+                raise WarehouseError(
+                    f"sme2 sql is read-only; got {', '.join(bad) or 'no statement'}",
+                    "use SELECT (tables: " + ", ".join(TABLES) + ", current_runs)",
+                )
         return self.query(text)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -186,7 +198,10 @@ class Warehouse:
             try:
                 return conn.execute(sql, params or []).df()
             except duckdb.Error as e:
-                raise WarehouseError(f"query failed: {str(e).splitlines()[0]}", "check the SQL; tables: " + ", ".join(TABLES) + ", current_runs") from e
+                raise WarehouseError(
+                    f"query failed: {str(e).splitlines()[0]}",
+                    "check the SQL; tables: " + ", ".join(TABLES) + ", current_runs",
+                ) from e
 
     def has_run(self, run_id: str) -> bool:
         if not self.path.exists():
@@ -222,8 +237,12 @@ class Warehouse:
         """Retention: drop raw per-iteration op_events of runs started more than N days ago.
         Aggregates (op_stats, category_stats, latency samples, runs) are kept."""
         with self.write() as conn:
-            n = conn.execute(f"SELECT count(*) FROM op_events WHERE run_id IN (SELECT run_id FROM runs WHERE started_at < now() - INTERVAL {int(older_than_days)} DAY)").fetchone()[0]
-            conn.execute(f"DELETE FROM op_events WHERE run_id IN (SELECT run_id FROM runs WHERE started_at < now() - INTERVAL {int(older_than_days)} DAY)")
+            n = conn.execute(
+                f"SELECT count(*) FROM op_events WHERE run_id IN (SELECT run_id FROM runs WHERE started_at < now() - INTERVAL {int(older_than_days)} DAY)"
+            ).fetchone()[0]
+            conn.execute(
+                f"DELETE FROM op_events WHERE run_id IN (SELECT run_id FROM runs WHERE started_at < now() - INTERVAL {int(older_than_days)} DAY)"
+            )
             return int(n)
 
 
@@ -257,33 +276,116 @@ def rows_from_run(run_dir: Path, rules=None) -> RunRows:
     run_id = rec.run_id
     tr_rows = result.trace.rows if hasattr(result, "trace") and result.trace is not None else None
     timing = json.loads((Path(run_dir) / "timing.json").read_text())
-    etdump_json = json.loads((Path(run_dir) / "etdump.json").read_text()) if (Path(run_dir) / "etdump.json").exists() else {}
-    samples = pd.concat([
-        pd.DataFrame({"run_id": run_id, "kind": "timing", "iteration": range(len(timing["latencies_ms"])), "latency_ms": timing["latencies_ms"]}),
-        pd.DataFrame({"run_id": run_id, "kind": "execute", "iteration": range(len(a.per_iteration)), "latency_ms": a.per_iteration["execute_ms"].to_numpy()}),
-    ], ignore_index=True)
-    events = categories.label(tr_rows[tr_rows.row_kind == "operator"], rules or categories.load_rules()) if tr_rows is not None else pd.DataFrame()
-    events = events.assign(run_id=run_id)[["run_id", "iteration", "seq", "op_type", "event_name", "delegated", "backend", "instruction_id", "category", "fine_category", "kernel_hint", "start_us", "duration_ms"]]
+    etdump_json = (
+        json.loads((Path(run_dir) / "etdump.json").read_text()) if (Path(run_dir) / "etdump.json").exists() else {}
+    )
+    samples = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "run_id": run_id,
+                    "kind": "timing",
+                    "iteration": range(len(timing["latencies_ms"])),
+                    "latency_ms": timing["latencies_ms"],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "run_id": run_id,
+                    "kind": "execute",
+                    "iteration": range(len(a.per_iteration)),
+                    "latency_ms": a.per_iteration["execute_ms"].to_numpy(),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    events = (
+        categories.label(tr_rows[tr_rows.row_kind == "operator"], rules or categories.load_rules())
+        if tr_rows is not None
+        else pd.DataFrame()
+    )
+    events = events.assign(run_id=run_id)[
+        [
+            "run_id",
+            "iteration",
+            "seq",
+            "op_type",
+            "event_name",
+            "delegated",
+            "backend",
+            "instruction_id",
+            "category",
+            "fine_category",
+            "kernel_hint",
+            "start_us",
+            "duration_ms",
+        ]
+    ]
     op_stats = a.op_stats.assign(run_id=run_id)
     cat = a.category_stats.assign(run_id=run_id)
     kern = kernels.kernel_table(a.op_stats).assign(run_id=run_id)
     arts = []
-    for kind, name in (("etdump", "etdump.etdp"), ("timing", "timing.json"), ("robust_stats", f"{rec.stem}_robust_stats.json"), ("ops_stats", f"{rec.stem}_exec_ops_stats.csv")):
+    for kind, name in (
+        ("etdump", "etdump.etdp"),
+        ("timing", "timing.json"),
+        ("robust_stats", f"{rec.stem}_robust_stats.json"),
+        ("ops_stats", f"{rec.stem}_exec_ops_stats.csv"),
+    ):
         p = Path(run_dir) / name
         if p.exists():
-            arts.append({"run_id": run_id, "kind": kind, "path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size})
+            arts.append(
+                {"run_id": run_id, "kind": kind, "path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            )
     e2e = a.e2e
     run = {
-        "run_id": run_id, "run_key": rec.run_key, "variant": rec.variant, "model": rec.model, "dtype": rec.dtype, "backend": rec.backend, "size": rec.size,
-        "target": rec.target, "device": rec.device, "sme2": rec.sme2, "emulated": rec.emulated, "threads": rec.threads, "runner": rec.runner,
-        "iterations": rec.iterations, "warmup": rec.warmup, "platform": rec.platform, "transport": rec.transport, "runner_sha256": rec.runner_sha256,
-        "runner_recipe": rec.runner_recipe, "pte_sha256": rec.pte_sha256, "started_at": _utc(rec.started_at), "finished_at": _utc(rec.finished_at) if rec.finished_at else None, "ingested_at": _utc(None),
-        "torch_version": rec.versions.get("torch"), "executorch_version": rec.versions.get("executorch"), "cpu_model": rec.conditions.get("cpu_model"),
-        "e2e_median_ms": e2e.get("median_ms"), "e2e_p10_ms": e2e.get("percentiles", {}).get("p10"), "e2e_p90_ms": e2e.get("percentiles", {}).get("p90"),
-        "e2e_cv_percent": e2e.get("cv_percent"), "e2e_ci_low_ms": e2e.get("median_ci95_ms", [None, None])[0], "e2e_ci_high_ms": e2e.get("median_ci95_ms", [None, None])[1],
-        "execute_median_ms": a.execute.get("median_ms"), "coverage": a.coverage, "load_ms": rec.results.get("load_ms"), "first_inference_ms": rec.results.get("first_inference_ms"),
-        "peak_rss_kb": rec.results.get("peak_rss_kb"), "n_samples": len(samples), "n_op_events": len(events), "n_op_stats": len(op_stats),
-        "source": rec.source, "run_dir": str(run_dir), "conditions": json.dumps(rec.conditions, default=str), "results": json.dumps({**rec.results, "etdump_run": {k: etdump_json.get(k) for k in ("load_ms", "first_inference_ms")}}, default=str),
+        "run_id": run_id,
+        "run_key": rec.run_key,
+        "variant": rec.variant,
+        "model": rec.model,
+        "dtype": rec.dtype,
+        "backend": rec.backend,
+        "size": rec.size,
+        "target": rec.target,
+        "device": rec.device,
+        "sme2": rec.sme2,
+        "emulated": rec.emulated,
+        "threads": rec.threads,
+        "runner": rec.runner,
+        "iterations": rec.iterations,
+        "warmup": rec.warmup,
+        "platform": rec.platform,
+        "transport": rec.transport,
+        "runner_sha256": rec.runner_sha256,
+        "runner_recipe": rec.runner_recipe,
+        "pte_sha256": rec.pte_sha256,
+        "started_at": _utc(rec.started_at),
+        "finished_at": _utc(rec.finished_at) if rec.finished_at else None,
+        "ingested_at": _utc(None),
+        "torch_version": rec.versions.get("torch"),
+        "executorch_version": rec.versions.get("executorch"),
+        "cpu_model": rec.conditions.get("cpu_model"),
+        "e2e_median_ms": e2e.get("median_ms"),
+        "e2e_p10_ms": e2e.get("percentiles", {}).get("p10"),
+        "e2e_p90_ms": e2e.get("percentiles", {}).get("p90"),
+        "e2e_cv_percent": e2e.get("cv_percent"),
+        "e2e_ci_low_ms": e2e.get("median_ci95_ms", [None, None])[0],
+        "e2e_ci_high_ms": e2e.get("median_ci95_ms", [None, None])[1],
+        "execute_median_ms": a.execute.get("median_ms"),
+        "coverage": a.coverage,
+        "load_ms": rec.results.get("load_ms"),
+        "first_inference_ms": rec.results.get("first_inference_ms"),
+        "peak_rss_kb": rec.results.get("peak_rss_kb"),
+        "n_samples": len(samples),
+        "n_op_events": len(events),
+        "n_op_stats": len(op_stats),
+        "source": rec.source,
+        "run_dir": str(run_dir),
+        "conditions": json.dumps(rec.conditions, default=str),
+        "results": json.dumps(
+            {**rec.results, "etdump_run": {k: etdump_json.get(k) for k in ("load_ms", "first_inference_ms")}},
+            default=str,
+        ),
     }
     return RunRows(run, samples, events, op_stats, cat, kern, pd.DataFrame(arts))
 

@@ -99,7 +99,9 @@ class TwoWayBlock(nn.Module):
 class TwoWayTransformer(nn.Module):
     def __init__(self, depth: int, dim: int, heads: int, mlp_dim: int, downsample: int = 2):
         super().__init__()
-        self.layers = nn.ModuleList(TwoWayBlock(dim, heads, mlp_dim, downsample, skip_first_layer_pe=(i == 0)) for i in range(depth))
+        self.layers = nn.ModuleList(
+            TwoWayBlock(dim, heads, mlp_dim, downsample, skip_first_layer_pe=(i == 0)) for i in range(depth)
+        )
         self.final_attn_token_to_image = Attention(dim, heads, downsample)
         self.norm_final_attn = nn.LayerNorm(dim)
 

@@ -30,7 +30,9 @@ def instance_home(root: DataRoot) -> Path:
     return home
 
 
-def run_pipeline(instance: dg.DagsterInstance, root: DataRoot, variants: list[str], targets: list[str], progress=None) -> list[dict]:
+def run_pipeline(
+    instance: dg.DagsterInstance, root: DataRoot, variants: list[str], targets: list[str], progress=None
+) -> list[dict]:
     """Materialize the whole graph for these variants and targets, stage by stage (Dagster runs
     one partitions definition per run): models, runners, profiling per model x target, analysis."""
     from sme2_assets.definitions import defs
@@ -38,14 +40,20 @@ def run_pipeline(instance: dg.DagsterInstance, root: DataRoot, variants: list[st
 
     say = progress or (lambda m: None)
     os.environ["SME2_HOME"] = str(root.path)
-    instance.add_dynamic_partitions(MODEL.name, [v for v in variants if not instance.has_dynamic_partition(MODEL.name, v)])
-    instance.add_dynamic_partitions(TARGET.name, [t for t in targets if not instance.has_dynamic_partition(TARGET.name, t)])
+    instance.add_dynamic_partitions(
+        MODEL.name, [v for v in variants if not instance.has_dynamic_partition(MODEL.name, v)]
+    )
+    instance.add_dynamic_partitions(
+        TARGET.name, [t for t in targets if not instance.has_dynamic_partition(TARGET.name, t)]
+    )
     results = []
 
     def run(job: str, key, tags=None):
         say(f"{job} {key if isinstance(key, str) else '|'.join(key.keys_by_dimension.values())}")
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        res = defs.resolve_job_def(job).execute_in_process(partition_key=key, instance=instance, tags=tags or {}, run_config=quiet, raise_on_error=False)
+        res = defs.resolve_job_def(job).execute_in_process(
+            partition_key=key, instance=instance, tags=tags or {}, run_config=quiet, raise_on_error=False
+        )
         results.append({"job": job, "partition": str(key), "success": res.success, "run_id": res.run_id})
         if not res.success:
             failure = next((e for e in res.all_events if e.is_failure), None)
@@ -89,8 +97,15 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
     @command
     def pipeline_cmd(
         model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package."),
-        dtype: str = typer.Option("fp32,int8", "--dtype", "-d", help="Comma-separated dtypes (model partitions <model>-<dtype>)."),
-        target: Optional[str] = typer.Option(None, "--target", "-t", help="Comma-separated targets (default: host and the emulated SME2 pair, as available)."),
+        dtype: str = typer.Option(
+            "fp32,int8", "--dtype", "-d", help="Comma-separated dtypes (model partitions <model>-<dtype>)."
+        ),
+        target: Optional[str] = typer.Option(
+            None,
+            "--target",
+            "-t",
+            help="Comma-separated targets (default: host and the emulated SME2 pair, as available).",
+        ),
         home: Optional[Path] = typer.Option(None, "--home", help="Data root."),
     ):
         """Materialize the whole Dagster asset graph (export, runner, traces, warehouse rows, stats,
@@ -108,10 +123,13 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
         with progress_cm(None, False) as (say, _):
             results = run_pipeline(instance, root, variants, targets, say)
         failed = [r for r in results if not r["success"]]
-        from kit import compare, report
+        from kit import compare
 
         wh = Warehouse.at(root)
-        current = wh.query("SELECT variant, target, size, threads, emulated, round(e2e_median_ms, 3) AS e2e_median_ms, round(100 * coverage, 1) AS ops_cover_pct, run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target) ORDER BY variant, target", [variants, targets])
+        current = wh.query(
+            "SELECT variant, target, size, threads, emulated, round(e2e_median_ms, 3) AS e2e_median_ms, round(100 * coverage, 1) AS ops_cover_pct, run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target) ORDER BY variant, target",
+            [variants, targets],
+        )
         console.print("\n[bold]Current runs[/] (emulated times are not hardware times)")
         console.print(current.to_string(index=False))
         for v in variants:
@@ -126,17 +144,39 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
             if rep.exists():
                 console.print(f"report: {rep}")
         console.print(f"\n{len(results) - len(failed)}/{len(results)} runs succeeded. Warehouse: {root.warehouse}")
-        console.print(f"Open the UI: DAGSTER_HOME={dh} SME2_HOME={root.path} dagster dev -w {REPO / 'workspace.yaml'}   (or: sme2 ui)")
+        console.print(
+            f"Open the UI: DAGSTER_HOME={dh} SME2_HOME={root.path} dagster dev -w {REPO / 'workspace.yaml'}   (or: sme2 ui)"
+        )
         if failed:
-            err.print(f"[red]{len(failed)} run(s) failed:[/] " + ", ".join(f"{r['job']} {r['partition']}" for r in failed))
+            err.print(
+                f"[red]{len(failed)} run(s) failed:[/] " + ", ".join(f"{r['job']} {r['partition']}" for r in failed)
+            )
             raise typer.Exit(1)
 
     @app.command("ui")
     @command
-    def ui_cmd(home: Optional[Path] = typer.Option(None, "--home", help="Data root."), port: int = typer.Option(3000, "--port", help="Web UI port.")):
+    def ui_cmd(
+        home: Optional[Path] = typer.Option(None, "--home", help="Data root."),
+        port: int = typer.Option(3000, "--port", help="Web UI port."),
+    ):
         """Start the Dagster UI and daemon (sensors, nightly schedule) on this data root."""
         root = root_of(home)
         instance_home(root)
         os.environ["SME2_HOME"] = str(root.path)
         console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
-        sys.exit(subprocess.call([sys.executable, "-m", "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]))
+        sys.exit(
+            subprocess.call(
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster",
+                    "dev",
+                    "-w",
+                    str(REPO / "workspace.yaml"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                ]
+            )
+        )

@@ -27,4 +27,12 @@ class Sme2(dg.ConfigurableResource):
         return DataRoot.resolve(self.home or None)
 
     def settings(self) -> Settings:
-        return Settings(models_dir=self.models_dir or None, size=self.size or None, iterations=self.iterations, warmup=self.warmup, threads=self.threads, runner=self.runner, cv_bound_percent=self.cv_bound_percent)
+        return Settings(
+            models_dir=self.models_dir or None,
+            size=self.size or None,
+            iterations=self.iterations,
+            warmup=self.warmup,
+            threads=self.threads,
+            runner=self.runner,
+            cv_bound_percent=self.cv_bound_percent,
+        )

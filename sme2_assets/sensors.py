@@ -1,6 +1,5 @@
 """Sensors: new or changed model packages, and devices added to the registry."""
 
-
 import json
 
 import dagster as dg
@@ -18,11 +17,19 @@ def _models_dir() -> str | None:
     return os.environ.get("SME2_MODELS") or None
 
 
-@dg.sensor(name="model_packages", jobs=[jobs.prepare_models, jobs.profile], minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING, description="Adds model partitions and requests profiling runs when a package in models/ is new or changed (by content hash).")
+@dg.sensor(
+    name="model_packages",
+    jobs=[jobs.prepare_models, jobs.profile],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds model partitions and requests profiling runs when a package in models/ is new or changed (by content hash).",
+)
 def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     state = json.loads(context.cursor) if context.cursor else {"hashes": {}, "problems": {}}
     hashes, problems = state.get("hashes", {}), {}
-    targets = list(context.instance.get_dynamic_partitions(TARGET.name)) or pipeline.target_partitions(DataRoot.resolve())
+    targets = list(context.instance.get_dynamic_partitions(TARGET.name)) or pipeline.target_partitions(
+        DataRoot.resolve()
+    )
     known = set(context.instance.get_dynamic_partitions(MODEL.name))
     new_keys, requests = [], []
     for pkg in registry.discover(_models_dir()):
@@ -35,9 +42,20 @@ def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
         keys = [Variant(pkg.name, d).key for d in pkg.spec.dtypes if d not in pkg.spec.unsupported]
         new_keys += [k for k in keys if k not in known]
         for k in keys:
-            requests.append(dg.RunRequest(job_name=jobs.prepare_models.name, partition_key=k, run_key=f"prepare|{k}|{pkg.content_hash[:12]}"))
+            requests.append(
+                dg.RunRequest(
+                    job_name=jobs.prepare_models.name, partition_key=k, run_key=f"prepare|{k}|{pkg.content_hash[:12]}"
+                )
+            )
             for t in targets:
-                requests.append(dg.RunRequest(job_name=jobs.profile.name, partition_key=dg.MultiPartitionKey({"model": k, "target": t}), run_key=f"profile|{k}|{t}|{pkg.content_hash[:12]}", tags=run_tags(t)))
+                requests.append(
+                    dg.RunRequest(
+                        job_name=jobs.profile.name,
+                        partition_key=dg.MultiPartitionKey({"model": k, "target": t}),
+                        run_key=f"profile|{k}|{t}|{pkg.content_hash[:12]}",
+                        tags=run_tags(t),
+                    )
+                )
         hashes[pkg.name] = pkg.content_hash
     return dg.SensorResult(
         run_requests=requests,
@@ -46,12 +64,21 @@ def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     )
 
 
-@dg.sensor(name="devices", jobs=[jobs.build_runners], minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING, description="Adds target partitions for the devices in the registry and builds their runners.")
+@dg.sensor(
+    name="devices",
+    jobs=[jobs.build_runners],
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds target partitions for the devices in the registry and builds their runners.",
+)
 def device_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     known = set(context.instance.get_dynamic_partitions(TARGET.name))
     new = [t for t in pipeline.target_partitions(DataRoot.resolve()) if t not in known]
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(job_name=jobs.build_runners.name, partition_key=t, run_key=f"runner|{t}", tags=run_tags(t)) for t in new],
+        run_requests=[
+            dg.RunRequest(job_name=jobs.build_runners.name, partition_key=t, run_key=f"runner|{t}", tags=run_tags(t))
+            for t in new
+        ],
         dynamic_partitions_requests=[TARGET.build_add_request(new)] if new else [],
     )
 

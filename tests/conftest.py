@@ -51,7 +51,9 @@ def host_run(home, exports, native_runner, host):
     """One real profiling session of tiny_seg fp32 on the host with the native runner."""
     from kit import profile
 
-    return profile.run_session(home, exports["fp32"], host, threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner)
+    return profile.run_session(
+        home, exports["fp32"], host, threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner
+    )
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +69,12 @@ def qemu_runs(home, qemu_setup, exports):
     """tiny_seg fp32 and int8 on the emulated SME2 pair, interleaved, as `sme2 profile` runs them."""
     from kit import profile
 
-    plan = profile.ProfilePlan(model="tiny_seg", dtypes=["fp32", "int8"], targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"], iterations=50, warmup=1)
+    plan = profile.ProfilePlan(
+        model="tiny_seg",
+        dtypes=["fp32", "int8"],
+        targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
+        iterations=50,
+        warmup=1,
+    )
     results = profile.execute(plan, home)
     return {(r.record.dtype, r.record.sme2): r for r in results}

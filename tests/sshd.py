@@ -31,9 +31,14 @@ class Sshd:
         self.proc: subprocess.Popen | None = None
         for name in ("host_key", "user_key"):
             if not (self.folder / name).exists():
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.folder / name)], check=True)
+                subprocess.run(
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.folder / name)], check=True
+                )
         shutil.copy(self.folder / "user_key.pub", self.folder / "authorized_keys")
-        sftp = next((p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server") if os.path.exists(p)), "internal-sftp")
+        sftp = next(
+            (p for p in ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server") if os.path.exists(p)),
+            "internal-sftp",
+        )
         (self.folder / "sshd_config").write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.folder / 'host_key'}\nPidFile {self.folder / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {self.folder / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
@@ -42,7 +47,11 @@ class Sshd:
 
     def start(self) -> "Sshd":
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.folder / "sshd_config")], stderr=open(self.folder / "sshd.log", "a"), start_new_session=True)
+        self.proc = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(self.folder / "sshd_config")],
+            stderr=open(self.folder / "sshd.log", "a"),
+            start_new_session=True,
+        )
         deadline = time.time() + 15
         while time.time() < deadline:
             with socket.socket() as s:

@@ -14,7 +14,11 @@ GETPROP = "[ro.product.model]: [vivo X300]\n[ro.soc.model]: [MT6993]\n[ro.board.
 
 
 def test_adb_devices_parsing():
-    assert parse_devices(ADB_DEVICES) == {"10AD5F00RZ": "device", "emulator-5554": "offline", "R5CT4ABC": "unauthorized"}
+    assert parse_devices(ADB_DEVICES) == {
+        "10AD5F00RZ": "device",
+        "emulator-5554": "offline",
+        "R5CT4ABC": "unauthorized",
+    }
 
 
 def test_getprop_parsing():
@@ -28,7 +32,11 @@ def test_taskset_mask_for_toybox():
 
 def test_adb_argv_quotes_for_the_device_shell():
     t = AdbTransport("phone", serial="10AD5F00RZ", remote_dir="/data/local/tmp/sme2")
-    argv = t.remote_argv(["/data/local/tmp/sme2/runners/ab/sme2_runner", "--model", "/data/local/tmp/sme2/work/x y/p.pte"], {"FOO": "1"}, "7")
+    argv = t.remote_argv(
+        ["/data/local/tmp/sme2/runners/ab/sme2_runner", "--model", "/data/local/tmp/sme2/work/x y/p.pte"],
+        {"FOO": "1"},
+        "7",
+    )
     assert argv[:3] == ["env", "LD_LIBRARY_PATH=/data/local/tmp/sme2/runners/ab/lib", "FOO=1"]
     assert argv[3:5] == ["taskset", "80"]
     shell = t.shell_argv(argv)
@@ -60,13 +68,20 @@ def test_source_build_commands_follow_the_table(tmp_path, platform, sme2):
     spec = source.SourceBuild(tmp_path / "executorch", platform, sme2, kernel_log=False, ndk=tmp_path / "ndk")
     configure, build = spec.commands(tmp_path / "b", cmake="cmake")
     assert configure[:3] == ["cmake", "-S", str(tmp_path / "executorch")]
-    for flag in ("-DEXECUTORCH_BUILD_XNNPACK=ON", "-DEXECUTORCH_BUILD_DEVTOOLS=ON", "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON"):
+    for flag in (
+        "-DEXECUTORCH_BUILD_XNNPACK=ON",
+        "-DEXECUTORCH_BUILD_DEVTOOLS=ON",
+        "-DEXECUTORCH_ENABLE_EVENT_TRACER=ON",
+    ):
         assert flag in configure
     state = "ON" if sme2 else "OFF"
     assert f"-DXNNPACK_ENABLE_ARM_SME2={state}" in configure and f"-DXNNPACK_ENABLE_ARM_SME={state}" in configure
     assert build[-4:] == ["--target", "install", "--parallel", "2"]
     if platform == "android-arm64-v8a":
-        assert f"-DCMAKE_TOOLCHAIN_FILE={tmp_path / 'ndk'}/build/cmake/android.toolchain.cmake" in configure and "-DANDROID_ABI=arm64-v8a" in configure
+        assert (
+            f"-DCMAKE_TOOLCHAIN_FILE={tmp_path / 'ndk'}/build/cmake/android.toolchain.cmake" in configure
+            and "-DANDROID_ABI=arm64-v8a" in configure
+        )
     if platform == "macos-arm64":
         assert "-DCMAKE_OSX_ARCHITECTURES=arm64" in configure
     assert not any("XNN_LOG_LEVEL" in a for a in configure)
@@ -74,7 +89,9 @@ def test_source_build_commands_follow_the_table(tmp_path, platform, sme2):
 
 
 def test_kernel_log_variant_enables_xnnpack_logging(tmp_path):
-    configure, _ = source.SourceBuild(tmp_path, "android-arm64-v8a", True, kernel_log=True, ndk=tmp_path).commands(tmp_path)
+    configure, _ = source.SourceBuild(tmp_path, "android-arm64-v8a", True, kernel_log=True, ndk=tmp_path).commands(
+        tmp_path
+    )
     assert "-DCMAKE_CXX_FLAGS=-UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5" in configure
 
 

@@ -63,7 +63,21 @@ def test_other_is_reported(host_run):
 def test_arm_kit_compatible_files(host_run):
     rec = host_run.record
     robust = json.loads((host_run.run_dir / f"{rec.stem}_robust_stats.json").read_text())
-    for key in ("count", "mean_ms", "median_ms", "std_dev_ms", "cv_percent", "min_ms", "max_ms", "percentiles", "outliers", "trimmed_mean_5_ms", "trimmed_mean_10_ms", "robust_stats", "latencies_ms"):
+    for key in (
+        "count",
+        "mean_ms",
+        "median_ms",
+        "std_dev_ms",
+        "cv_percent",
+        "min_ms",
+        "max_ms",
+        "percentiles",
+        "outliers",
+        "trimmed_mean_5_ms",
+        "trimmed_mean_10_ms",
+        "robust_stats",
+        "latencies_ms",
+    ):
         assert key in robust
     assert robust["count"] == 30 == len(robust["latencies_ms"])
     assert robust["median_ms"] == pytest.approx(float(np.median(robust["latencies_ms"])))

@@ -1,7 +1,6 @@
 """Device registry, SME2 capability checks, pinning and condition parsing (pure functions on
 samples from real devices), and the local measurement lock."""
 
-import json
 import multiprocessing
 import textwrap
 
@@ -63,7 +62,9 @@ def test_default_registry_has_host_and_the_emulated_pair(home):
 
 def test_user_file_overrides_and_adds(tmp_path, home):
     extra = tmp_path / "devices.toml"
-    extra.write_text('[device.host]\nthreads = [1, 2]\n\n[device.pixel]\ntransport = "adb"\nplatform = "android-arm64-v8a"\nrecipe = "source"\nserial = "ABC123"\n')
+    extra.write_text(
+        '[device.host]\nthreads = [1, 2]\n\n[device.pixel]\ntransport = "adb"\nplatform = "android-arm64-v8a"\nrecipe = "source"\nserial = "ABC123"\n'
+    )
     reg = devices.load_registry(home, extra)
     assert reg["host"].threads == [1, 2] and reg["host"].transport == "local"
     assert reg["pixel"].props["serial"] == "ABC123" and reg["pixel"].size == "full"
@@ -73,9 +74,9 @@ def test_user_file_overrides_and_adds(tmp_path, home):
     "body, message",
     [
         ('[device.x]\ntransport = "telnet"\n', "unknown transport"),
-        ('[device.x]\nthreads = [0]\n', "threads must be"),
+        ("[device.x]\nthreads = [0]\n", "threads must be"),
         ('[device.x]\ncolour = "red"\n', "unknown keys"),
-        ('[device.Bad]\n', "invalid device name"),
+        ("[device.Bad]\n", "invalid device name"),
         ("[device.x\n", "not valid TOML"),
     ],
 )
@@ -141,7 +142,11 @@ def test_two_local_measurements_never_overlap(home, exports, native_runner, qemu
     """Host and emulated runs share this CPU: two processes measuring at once must take turns."""
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(2) as pool:
-        windows = [w for ws in pool.map(_measure, [(str(home.path), "host.sme2-off"), (str(home.path), "armv9-qemu.sme2-on")]) for w in ws]
+        windows = [
+            w
+            for ws in pool.map(_measure, [(str(home.path), "host.sme2-off"), (str(home.path), "armv9-qemu.sme2-on")])
+            for w in ws
+        ]
     windows.sort()
     assert len(windows) == 4
     for (s1, e1), (s2, e2) in zip(windows, windows[1:]):

@@ -19,7 +19,10 @@ def test_export_writes_the_artifact_contract(exports, dtype):
     from kit.atomic import sha256_file
 
     assert meta["pte_sha256"] == sha256_file(exp.pte)
-    assert meta["numerical_check"]["passed"] and meta["numerical_check"]["max_rel_error"] <= meta["numerical_check"]["tolerance"]
+    assert (
+        meta["numerical_check"]["passed"]
+        and meta["numerical_check"]["max_rel_error"] <= meta["numerical_check"]["tolerance"]
+    )
     assert meta["delegate_partitions"] >= 1 and meta["delegated_ops"] > 0
     # GroupNorm and LayerNorm are never delegated to XNNPACK: the graph breaks the model is built for.
     assert {"aten_native_group_norm_default", "aten_native_layer_norm_default"} <= set(meta["non_delegated_op_names"])
@@ -35,7 +38,10 @@ def test_int8_variants_delegate_quantized_compute(exports):
         ops = exports[dtype].meta["by_operator"]
         assert ops["aten_convolution_default"]["delegated"] > 0
         assert ops["aten_convolution_default"]["non_delegated"] == 0
-    assert exports["int8"].meta["numerical_check"]["error_vs_fp32_eager"] > exports["int8"].meta["numerical_check"]["max_rel_error"] / 10
+    assert (
+        exports["int8"].meta["numerical_check"]["error_vs_fp32_eager"]
+        > exports["int8"].meta["numerical_check"]["max_rel_error"] / 10
+    )
 
 
 def test_reexport_is_a_noop(exports, tiny, home):

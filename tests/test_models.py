@@ -35,7 +35,9 @@ def test_mobile_sam_matches_the_published_configuration():
 def test_edgetam_encoder_matches_the_published_configuration():
     _, m = _full("edgetam_image_encoder")
     assert count_parameters(m) == pytest.approx(4.90e6, rel=0.005)
-    assert count_parameters(m.trunk) == pytest.approx(4.714e6, rel=0.005) and count_parameters(m.neck) == pytest.approx(0.185e6, rel=0.01)
+    assert count_parameters(m.trunk) == pytest.approx(4.714e6, rel=0.005) and count_parameters(m.neck) == pytest.approx(
+        0.185e6, rel=0.01
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,7 +45,18 @@ def test_edgetam_encoder_matches_the_published_configuration():
     [
         ("squeeze_sam", [(1, 3, 1024, 1024), (1, 3)]),
         ("mobile_sam", [(1, 3, 256, 256), (1, 3)]),
-        ("edgetam_image_encoder", [(1, 256, 256, 256), (1, 256, 128, 128), (1, 256, 64, 64), (1, 256, 64, 64), (1, 256, 256, 256), (1, 256, 128, 128), (1, 256, 64, 64)]),
+        (
+            "edgetam_image_encoder",
+            [
+                (1, 256, 256, 256),
+                (1, 256, 128, 128),
+                (1, 256, 64, 64),
+                (1, 256, 64, 64),
+                (1, 256, 256, 256),
+                (1, 256, 128, 128),
+                (1, 256, 64, 64),
+            ],
+        ),
     ],
 )
 def test_full_size_output_shapes(name, shapes):
@@ -79,7 +92,11 @@ def test_int8_delegates_quantized_convolutions_and_gemms(model_exports, name):
     for d in [d for d in ("int8", "int8-dynamic") if d in _supported(name)]:
         ops = model_exports[(name, d)].meta["by_operator"]
         compute = {k: v for k, v in ops.items() if k in ("aten_convolution_default", "aten_linear_default")}
-        assert compute and all(v["delegated"] > 0 and v["non_delegated"] == 0 for v in compute.values()), (name, d, compute)
+        assert compute and all(v["delegated"] > 0 and v["non_delegated"] == 0 for v in compute.values()), (
+            name,
+            d,
+            compute,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +104,23 @@ def model_runs(home, model_exports, native_runner, qemu_setup):
     """fp32 on the host; fp32 and int8 on the emulated pair (one iteration: emulation is slow)."""
     runs = {}
     for name in CASE_STUDY:
-        host = profile.execute(profile.ProfilePlan(model=name, dtypes=["fp32"], targets=["host.sme2-off"], size="small", iterations=3, warmup=1), home)
+        host = profile.execute(
+            profile.ProfilePlan(
+                model=name, dtypes=["fp32"], targets=["host.sme2-off"], size="small", iterations=3, warmup=1
+            ),
+            home,
+        )
         runs[(name, "fp32", "host.sme2-off")] = host[0]
-        for r in profile.execute(profile.ProfilePlan(model=name, dtypes=["fp32", "int8"], targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"], iterations=1, warmup=0), home):
+        for r in profile.execute(
+            profile.ProfilePlan(
+                model=name,
+                dtypes=["fp32", "int8"],
+                targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
+                iterations=1,
+                warmup=0,
+            ),
+            home,
+        ):
             runs[(name, r.record.dtype, r.record.target)] = r
     return runs
 

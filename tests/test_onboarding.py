@@ -53,11 +53,27 @@ def test_walkthrough_with_a_new_package(tmp_path, home, native_runner):
     env = {**os.environ, "SME2_HOME": str(home.path), "SME2_MODELS": str(models)}
     listed = json.loads(sme2("models", "--json", env=env))
     assert [m["name"] for m in listed] == ["my_net"] and listed[0]["ok"] and listed[0]["dtypes"] == ["fp32", "int8"]
-    exported = json.loads(sme2("export", "--model", "my_net", "--dtype", "fp32,int8", "--size", "small", "--json", env=env))
-    assert [e["variant"] for e in exported] == ["my_net-fp32", "my_net-int8"] and all(e["numerical_check"]["passed"] for e in exported)
-    runs = json.loads(sme2("profile", "--model", "my_net", "--dtype", "int8", "--size", "small", "--iterations", "5", "--json", env=env))
+    exported = json.loads(
+        sme2("export", "--model", "my_net", "--dtype", "fp32,int8", "--size", "small", "--json", env=env)
+    )
+    assert [e["variant"] for e in exported] == ["my_net-fp32", "my_net-int8"] and all(
+        e["numerical_check"]["passed"] for e in exported
+    )
+    runs = json.loads(
+        sme2(
+            "profile", "--model", "my_net", "--dtype", "int8", "--size", "small", "--iterations", "5", "--json", env=env
+        )
+    )
     ops = {o["op_type"] for o in runs[0]["top_operators"]}
     assert any(o.startswith(("Convolution", "Fully Connected")) for o in ops)
     assert "aten::native_layer_norm.out" in ops
-    rows = json.loads(sme2("sql", "SELECT variant, count(*) AS n FROM runs WHERE model = 'my_net' GROUP BY variant", "-f", "json", env=env))
+    rows = json.loads(
+        sme2(
+            "sql",
+            "SELECT variant, count(*) AS n FROM runs WHERE model = 'my_net' GROUP BY variant",
+            "-f",
+            "json",
+            env=env,
+        )
+    )
     assert rows == [{"variant": "my_net-int8", "n": 1}]

@@ -44,7 +44,7 @@ def test_sme2_on_and_off_outputs_agree(qemu_runs, exports, dtype):
 
 
 def test_emulated_runs_are_labelled_and_capped(qemu_runs):
-    for (dtype, sme2), r in qemu_runs.items():
+    for (_dtype, sme2), r in qemu_runs.items():
         rec = r.record
         assert rec.emulated and rec.transport == "qemu" and rec.platform == "linux-aarch64"
         assert rec.size == "small" and rec.iterations == 10  # asked for 50: emulated targets cap at 10

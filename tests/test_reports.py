@@ -44,7 +44,9 @@ def test_hardware_comparison_has_speedups_with_an_interval(wh_home, host_run):
     for sme2 in (True, False):
         d = clone_run(host_run.run_dir, root, f"hw{sme2}")
         rec = json.loads((d / "run.json").read_text())
-        rec.update(target=f"board.sme2-{'on' if sme2 else 'off'}", device="board", sme2=sme2, emulated=False, run_key=None)
+        rec.update(
+            target=f"board.sme2-{'on' if sme2 else 'off'}", device="board", sme2=sme2, emulated=False, run_key=None
+        )
         (d / "run.json").write_text(json.dumps(rec))
         warehouse.ingest_run(root, d)
     c = compare.compare(Warehouse.at(root), "tiny_seg-fp32", "board")
@@ -67,7 +69,12 @@ def test_data_movement_names_transposes_and_their_modules(host_run):
     modules = set(dm.hotspots.module)
     assert any("GroupNorm" in m or "LayerNorm" in m for m in modules), modules  # graph breaks blamed on the norms
     boundary = dm.positions[dm.positions.next_to_portable != ""]
-    assert len(boundary) > 0 and set(boundary.position) <= {"delegate entry", "delegate exit", "portable operator", "sole op of its delegate"}
+    assert len(boundary) > 0 and set(boundary.position) <= {
+        "delegate entry",
+        "delegate exit",
+        "portable operator",
+        "sole op of its delegate",
+    }
     h = dm.health
     ops = host_run.trace.operators
     assert h["delegated_ops"] + h["portable_ops"] == len(ops[ops.iteration == 0])
@@ -166,7 +173,10 @@ def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host
     stored = wh.query("SELECT count(*) n FROM regressions WHERE run_id = ? AND significant", [slow.record.run_id]).n[0]
     assert stored >= 1
     regress.check_run(wh, slow.record.run_id)  # re-checking replaces rows, never duplicates
-    assert wh.query("SELECT count(*) n FROM regressions WHERE run_id = ? AND scope = 'e2e'", [slow.record.run_id]).n[0] == 1
+    assert (
+        wh.query("SELECT count(*) n FROM regressions WHERE run_id = ? AND scope = 'e2e'", [slow.record.run_id]).n[0]
+        == 1
+    )
 
 
 def test_emulated_regression_check_compares_kernels_not_time(wh_home, qemu_runs):
@@ -199,14 +209,37 @@ def test_perfetto_trace_is_valid_nested_and_round_trips(qemu_runs, tmp_path):
     assert {e["pid"] for e in xs} == {1, 2}
     calls = [e for e in xs if e["name"].startswith("DELEGATE_CALL")]
     for op in (e for e in xs if e["cat"] == "delegated op"):
-        call = next(c for c in calls if c["pid"] == op["pid"] and c["tid"] == op["tid"] and c["args"]["instruction"] == op["args"]["instruction"])
+        call = next(
+            c
+            for c in calls
+            if c["pid"] == op["pid"] and c["tid"] == op["tid"] and c["args"]["instruction"] == op["args"]["instruction"]
+        )
         assert call["ts"] <= op["ts"] and op["ts"] + op["dur"] <= call["ts"] + call["dur"] + 1e-6
     with pytest.raises(ValueError, match="missing"):
         perfetto.validate({"traceEvents": [{"ph": "X", "name": "x", "ts": 0, "pid": 1, "tid": 1}]})
 
 
 def _chromium(*args, url):
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir=" + str(url.parent / ".chromium"), "--virtual-time-budget=15000", *args, url.as_uri()], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--user-data-dir=" + str(url.parent / ".chromium"),
+            "--virtual-time-budget=15000",
+            *args,
+            url.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")
@@ -233,14 +266,21 @@ def test_import_arm_kit_folder(tmp_path, host_run):
     stem = "tiny_seg_xnnpack_fp32_sme2_off_t1"
     shutil.copy(host_run.run_dir / "etdump.etdp", exp_dir / f"{stem}.etdump")
     lat = json.loads((host_run.run_dir / "timing.json").read_text())["latencies_ms"]
-    (exp_dir / f"{stem}_exec_all_runs_timeline_robust_stats.json").write_text(json.dumps({"latencies_ms": lat, "median_ms": float(np.median(lat))}))
+    (exp_dir / f"{stem}_exec_all_runs_timeline_robust_stats.json").write_text(
+        json.dumps({"latencies_ms": lat, "median_ms": float(np.median(lat))})
+    )
     (kit_dir / "manifest.json").write_text(json.dumps({"device": "Mac M4", "platform": "macos-arm64"}))
     root = DataRoot.resolve(tmp_path / "home")
     ids = armkit.import_folder(root, kit_dir, warmup=3)
     assert armkit.import_folder(root, kit_dir, warmup=3) == ids  # re-import adds nothing
     wh = Warehouse.at(root)
     runs = wh.query("SELECT * FROM runs")
-    assert len(runs) == 1 and runs.source[0] == "arm-kit" and runs.target[0] == "mac-m4.sme2-off" and runs.model[0] == "tiny_seg"
+    assert (
+        len(runs) == 1
+        and runs.source[0] == "arm-kit"
+        and runs.target[0] == "mac-m4.sme2-off"
+        and runs.model[0] == "tiny_seg"
+    )
     assert runs.e2e_median_ms[0] == pytest.approx(float(np.median(lat)))
     assert wh.query("SELECT count(*) n FROM op_events").n[0] == len(host_run.trace.operators)
 

@@ -13,7 +13,15 @@ from kit.transports.local import LocalTransport
 
 
 def _req(exp, **kw):
-    return runners.RunRequest(pte=exp.pte, inputs=exp.inputs, iterations=kw.pop("iterations", 5), warmup=kw.pop("warmup", 1), threads=1, expected_sha256=kw.pop("sha", exp.meta["pte_sha256"]), **kw)
+    return runners.RunRequest(
+        pte=exp.pte,
+        inputs=exp.inputs,
+        iterations=kw.pop("iterations", 5),
+        warmup=kw.pop("warmup", 1),
+        threads=1,
+        expected_sha256=kw.pop("sha", exp.meta["pte_sha256"]),
+        **kw,
+    )
 
 
 def test_native_build_is_cached(home, native_runner):

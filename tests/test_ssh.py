@@ -10,10 +10,12 @@ import pytest
 
 from kit import devices, profile
 from kit.errors import RunnerError, TargetError
-from kit.home import DataRoot
 from tests.sshd import SSHD, Sshd
 
-pytestmark = pytest.mark.skipif(not shutil.which(SSHD) and not __import__("os").path.exists(SSHD), reason="openssh-server is not installed (scripts/setup.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    not shutil.which(SSHD) and not __import__("os").path.exists(SSHD),
+    reason="openssh-server is not installed (scripts/setup.sh installs it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,14 @@ def ssh_home(home, sshd, tmp_path_factory):
 
 
 def _plan(**kw):
-    return profile.ProfilePlan(model="tiny_seg", dtypes=["fp32"], targets=["loopback.sme2-off"], iterations=kw.pop("iterations", 5), warmup=1, **kw)
+    return profile.ProfilePlan(
+        model="tiny_seg",
+        dtypes=["fp32"],
+        targets=["loopback.sme2-off"],
+        iterations=kw.pop("iterations", 5),
+        warmup=1,
+        **kw,
+    )
 
 
 def test_ssh_device_is_listed_with_detected_capabilities(ssh_home):
@@ -69,7 +78,10 @@ def test_device_disappearing_mid_run_is_a_clear_error_and_keeps_nothing(ssh_home
     worker.start()
     t = devices.resolve("loopback.sme2-off", ssh_home).transport
     deadline = time.time() + 60
-    while time.time() < deadline and "sme2_runner" not in subprocess.run(["pgrep", "-af", "sme2_runner"], capture_output=True, text=True).stdout:
+    while (
+        time.time() < deadline
+        and "sme2_runner" not in subprocess.run(["pgrep", "-af", "sme2_runner"], capture_output=True, text=True).stdout
+    ):
         time.sleep(0.2)
     sshd.stop()
     worker.join(180)
@@ -97,14 +109,22 @@ def test_missing_library_on_the_device_is_repaired_by_the_next_run(ssh_home, exp
 def test_full_disk_on_the_device_is_a_clear_error(ssh_home, sshd, exports, tmp_path):
     mnt = tmp_path / "tiny-disk"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     saved = ssh_home.user_devices.read_text()
     try:
         ssh_home.user_devices.write_text(sshd.device_toml("fulldisk", mnt))
         before = set(ssh_home.runs.iterdir())
         with pytest.raises(RunnerError, match="no space left in .*KB free") as info:
-            profile.execute(profile.ProfilePlan(model="tiny_seg", dtypes=["fp32"], targets=["fulldisk.sme2-off"], iterations=3, warmup=1), ssh_home)
+            profile.execute(
+                profile.ProfilePlan(
+                    model="tiny_seg", dtypes=["fp32"], targets=["fulldisk.sme2-off"], iterations=3, warmup=1
+                ),
+                ssh_home,
+            )
         assert "out of disk space" in info.value.hint
         assert set(ssh_home.runs.iterdir()) == before
         assert not [p for p in (mnt / "runners").iterdir()] if (mnt / "runners").exists() else True  # no half bundle

@@ -7,7 +7,11 @@ from kit.errors import TraceError
 
 
 def test_trace_has_delegate_internal_operator_events(host_run):
-    tr = trace.ingest(host_run.run_dir / "etdump.etdp", host_run.run_dir and __import__("kit.program").program.ProgramMap.load(host_run.run_dir), warmup=3)
+    tr = trace.ingest(
+        host_run.run_dir / "etdump.etdp",
+        host_run.run_dir and __import__("kit.program").program.ProgramMap.load(host_run.run_dir),
+        warmup=3,
+    )
     ops = tr.operators
     assert tr.iterations == 30 and tr.warmup_dropped == 3
     assert set(ops.iteration) == set(range(30))

@@ -13,7 +13,6 @@ import pytest
 from kit import queries, warehouse
 from kit.errors import WarehouseError
 from kit.home import DataRoot
-from kit.runrecord import RunRecord
 from kit.warehouse import Warehouse, scalar
 
 
@@ -89,7 +88,12 @@ def test_sql_is_read_only(wh_root, host_run):
     warehouse.ingest_run(wh_root, clone_run(host_run.run_dir, wh_root, "x"))
     wh = Warehouse.at(wh_root)
     assert wh.sql("SELECT count(*) AS n FROM runs").n[0] == 1
-    for bad in ("DELETE FROM runs", "DROP TABLE runs", "INSERT INTO runs SELECT * FROM runs", "SELECT 1; DELETE FROM runs"):
+    for bad in (
+        "DELETE FROM runs",
+        "DROP TABLE runs",
+        "INSERT INTO runs SELECT * FROM runs",
+        "SELECT 1; DELETE FROM runs",
+    ):
         with pytest.raises(WarehouseError, match="read-only"):
             wh.sql(bad)
     assert wh.sql("SELECT count(*) AS n FROM runs").n[0] == 1
@@ -156,7 +160,9 @@ def _reader(home, stop, out):
     seen, broken = 0, []
     while not stop.is_set():
         try:
-            df = wh.query("SELECT r.run_id, r.n_op_events, r.n_samples, (SELECT count(*) FROM op_events e WHERE e.run_id = r.run_id) AS e, (SELECT count(*) FROM latency_samples s WHERE s.run_id = r.run_id) AS s FROM runs r")
+            df = wh.query(
+                "SELECT r.run_id, r.n_op_events, r.n_samples, (SELECT count(*) FROM op_events e WHERE e.run_id = r.run_id) AS e, (SELECT count(*) FROM latency_samples s WHERE s.run_id = r.run_id) AS s FROM runs r"
+            )
         except WarehouseError:
             continue
         seen = max(seen, len(df))
@@ -174,7 +180,9 @@ def test_eight_concurrent_writers_and_a_reader(wh_root, host_run):
     reader.start()
     with ctx.Pool(8) as pool:
         # every run is offered to two writers: exactly one may insert it
-        work = [(str(wh_root.path), [str(dirs[i]), str(dirs[(i + 1) % 16])]) for i in range(0, 16, 2)] + [(str(wh_root.path), [str(dirs[i])]) for i in range(1, 16, 2)]
+        work = [(str(wh_root.path), [str(dirs[i]), str(dirs[(i + 1) % 16])]) for i in range(0, 16, 2)] + [
+            (str(wh_root.path), [str(dirs[i])]) for i in range(1, 16, 2)
+        ]
         inserted = [x for r in pool.map(_writer, work) for x in r]
     stop.set()
     seen, broken = out.get(timeout=60)

@@ -23,7 +23,9 @@ from kit.home import DataRoot
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("sme2_runner.cpp", "CMakeLists.txt")
 BINARY = "sme2_runner"
-HOST_PLATFORM = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}.get(host_platform.machine(), "linux-" + host_platform.machine())
+HOST_PLATFORM = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}.get(
+    host_platform.machine(), "linux-" + host_platform.machine()
+)
 
 
 @dataclass
@@ -97,11 +99,16 @@ def file_lock(path: Path):
 def _check_compiler(cxx: str) -> str:
     found = shutil.which(cxx) if not os.path.isabs(cxx) else (cxx if os.access(cxx, os.X_OK) else None)
     if not found:
-        raise RunnerError(f"no C++ compiler: {cxx!r} was not found", "install one (Debian/Ubuntu: apt-get install g++; cross builds: g++-aarch64-linux-gnu) or set CXX to its path")
+        raise RunnerError(
+            f"no C++ compiler: {cxx!r} was not found",
+            "install one (Debian/Ubuntu: apt-get install g++; cross builds: g++-aarch64-linux-gnu) or set CXX to its path",
+        )
     return found
 
 
-def build_runner(root: DataRoot, tc: Toolchain | None = None, recipe: str = "wheel", flags: tuple[str, ...] = (), progress=None) -> RunnerBinary:
+def build_runner(
+    root: DataRoot, tc: Toolchain | None = None, recipe: str = "wheel", flags: tuple[str, ...] = (), progress=None
+) -> RunnerBinary:
     """Return the cached runner for this toolchain, building it first if needed."""
     tc = tc or host_toolchain()
     key = cache_key(tc, recipe, flags)
@@ -111,27 +118,54 @@ def build_runner(root: DataRoot, tc: Toolchain | None = None, recipe: str = "whe
         if manifest_path.exists() and (folder / BINARY).exists():
             manifest = json.loads(manifest_path.read_text())
             if atomic.sha256_file(folder / BINARY) == manifest.get("binary_sha256"):
-                return RunnerBinary(folder / BINARY, folder, manifest, Path(manifest["lib_dir"]) if manifest.get("lib_dir") else None)
+                return RunnerBinary(
+                    folder / BINARY, folder, manifest, Path(manifest["lib_dir"]) if manifest.get("lib_dir") else None
+                )
         cxx = _check_compiler(tc.cxx)
         cmake, ninja = _tool("cmake"), _tool("ninja")
         if "source_build" in tc.extra:  # the source recipe first builds ExecuTorch itself
             from kit.runner import source
 
             source.ensure_executorch(tc.extra["source_build"], root, progress)
-        if not any((tc.executorch_root / p / "executorch-config.cmake").exists() for p in ("share/cmake", "lib/cmake/ExecuTorch")):
-            raise RunnerError(f"no executorch CMake package under {tc.executorch_root}", "install executorch==1.5.1 (pip) or run `sme2 setup` for the aarch64 package")
+        if not any(
+            (tc.executorch_root / p / "executorch-config.cmake").exists()
+            for p in ("share/cmake", "lib/cmake/ExecuTorch")
+        ):
+            raise RunnerError(
+                f"no executorch CMake package under {tc.executorch_root}",
+                "install executorch==1.5.1 (pip) or run `sme2 setup` for the aarch64 package",
+            )
         t0 = time.monotonic()
         with atomic.staged_dir(folder) as stage:
             build_dir = stage / "build"
-            configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(build_dir), "-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={ninja}", "-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_CXX_COMPILER={cxx}", f"-DCMAKE_PREFIX_PATH={tc.executorch_root}", *tc.cmake_args]
-            for step, argv in (("configure", configure), ("build", [cmake, "--build", str(build_dir), "--parallel", "2"])):
+            configure = [
+                cmake,
+                "-S",
+                str(SOURCE_DIR),
+                "-B",
+                str(build_dir),
+                "-G",
+                "Ninja",
+                f"-DCMAKE_MAKE_PROGRAM={ninja}",
+                "-DCMAKE_BUILD_TYPE=Release",
+                f"-DCMAKE_CXX_COMPILER={cxx}",
+                f"-DCMAKE_PREFIX_PATH={tc.executorch_root}",
+                *tc.cmake_args,
+            ]
+            for step, argv in (
+                ("configure", configure),
+                ("build", [cmake, "--build", str(build_dir), "--parallel", "2"]),
+            ):
                 if progress:
                     progress(f"runner {step} ({tc.platform})")
                 proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
                 (stage / f"{step}.log").write_text(proc.stdout + proc.stderr)
                 if proc.returncode != 0:
                     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-                    raise RunnerError(f"native runner {step} failed for {tc.platform} (exit {proc.returncode}):\n{tail}", "check the compiler and the executorch package; the full log is printed above")
+                    raise RunnerError(
+                        f"native runner {step} failed for {tc.platform} (exit {proc.returncode}):\n{tail}",
+                        "check the compiler and the executorch package; the full log is printed above",
+                    )
             shutil.copy2(build_dir / BINARY, stage / BINARY)
             shutil.rmtree(build_dir)
             lib_dir = tc.executorch_root / "lib"
@@ -145,7 +179,9 @@ def build_runner(root: DataRoot, tc: Toolchain | None = None, recipe: str = "whe
                 "executorch_root": str(tc.executorch_root),
                 "lib_dir": str(lib_dir),
                 "compiler": cxx,
-                "compiler_version": subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()[0],
+                "compiler_version": subprocess.run(
+                    [cxx, "--version"], capture_output=True, text=True
+                ).stdout.splitlines()[0],
                 "cmake_args": configure[3:],
                 "binary_sha256": atomic.sha256_file(stage / BINARY),
                 "build_seconds": round(time.monotonic() - t0, 2),

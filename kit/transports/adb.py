@@ -8,7 +8,6 @@ check is in docs/targets.md."""
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,15 @@ from kit.transports.local import describe_linux
 from kit.transports.remote import RemoteTransport, quote
 
 ANIMATION_SETTINGS = ("window_animation_scale", "transition_animation_scale", "animator_duration_scale")
-LOST_MARKERS = ("device offline", "no devices/emulators found", "not found", "device unauthorized", "error: closed", "protocol fault", "connection reset")
+LOST_MARKERS = (
+    "device offline",
+    "no devices/emulators found",
+    "not found",
+    "device unauthorized",
+    "error: closed",
+    "protocol fault",
+    "connection reset",
+)
 
 
 def parse_devices(text: str) -> dict[str, str]:
@@ -56,8 +63,16 @@ class AdbTransport(RemoteTransport):
     def from_device(cls, device, root) -> "AdbTransport":
         serial = device.props.get("serial")
         if not serial:
-            raise TargetError(f"adb device {device.name!r} has no serial", f"set serial = \"...\" (from `adb devices`) for it in {root.user_devices}")
-        return cls(device.name, options={"affinity": device.affinity}, remote_dir=device.props.get("remote_dir", "/data/local/tmp/sme2"), serial=str(serial))
+            raise TargetError(
+                f"adb device {device.name!r} has no serial",
+                f'set serial = "..." (from `adb devices`) for it in {root.user_devices}',
+            )
+        return cls(
+            device.name,
+            options={"affinity": device.affinity},
+            remote_dir=device.props.get("remote_dir", "/data/local/tmp/sme2"),
+            serial=str(serial),
+        )
 
     def adb_argv(self, *args: str) -> list[str]:
         return [self.adb, "-s", self.serial, *args]
@@ -87,13 +102,18 @@ class AdbTransport(RemoteTransport):
         listed = parse_devices(run_local([self.adb, "devices"], 30).stdout)
         state = listed.get(self.serial)
         if state != "device":
-            raise TargetError(f"phone {self.serial} ({self.device}) is {state or 'not connected'}", "connect it, enable USB debugging and accept the prompt; `adb devices` must list it as 'device'")
+            raise TargetError(
+                f"phone {self.serial} ({self.device}) is {state or 'not connected'}",
+                "connect it, enable USB debugging and accept the prompt; `adb devices` must list it as 'device'",
+            )
         super().prepare()
 
     @contextlib.contextmanager
     def measurement(self):
         """Screen awake and animations off while measuring; previous values restored after."""
-        self.saved_settings = {k: (self.shell(["settings", "get", "global", k]).stdout.strip() or "1") for k in ANIMATION_SETTINGS}
+        self.saved_settings = {
+            k: (self.shell(["settings", "get", "global", k]).stdout.strip() or "1") for k in ANIMATION_SETTINGS
+        }
         for argv in settings_argvs(0):
             self.shell(argv)
         self.shell(["svc", "power", "stayon", "true"])
@@ -107,7 +127,13 @@ class AdbTransport(RemoteTransport):
     def describe(self) -> dict:
         props = conditions.parse_getprop(self.shell(["getprop"]).stdout)
         info = describe_linux(self.read_file, "aarch64")
-        return {**info, "serial": self.serial, "model": props.get("ro.product.model"), "soc": props.get("ro.soc.model") or props.get("ro.board.platform"), "android": props.get("ro.build.version.release")}
+        return {
+            **info,
+            "serial": self.serial,
+            "model": props.get("ro.product.model"),
+            "soc": props.get("ro.soc.model") or props.get("ro.board.platform"),
+            "android": props.get("ro.build.version.release"),
+        }
 
     def detect_sme2(self) -> bool:
         return conditions.has_sme2(conditions.parse_cpuinfo(self.read_file("/proc/cpuinfo") or ""))

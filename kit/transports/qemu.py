@@ -33,7 +33,9 @@ class QemuTransport(LocalTransport):
         if not self.qemu or not Path(self.qemu).exists():
             raise TargetError("QEMU >= 10.1 is not set up for the emulated Armv9 targets", "run: sme2 setup")
         if not Path(self.sysroot).exists():
-            raise TargetError(f"the aarch64 sysroot {self.sysroot} is missing", "as root: apt-get install g++-aarch64-linux-gnu")
+            raise TargetError(
+                f"the aarch64 sysroot {self.sysroot} is missing", "as root: apt-get install g++-aarch64-linux-gnu"
+            )
 
     def wrap(self, argv: list[str], env: dict | None = None) -> list[str]:
         """The argv QEMU runs: sysroot, CPU setting, guest environment, then the program."""
@@ -50,10 +52,20 @@ class QemuTransport(LocalTransport):
     def describe(self) -> dict:
         info = super().describe()
         try:
-            version = subprocess.run([self.qemu, "--version"], capture_output=True, text=True, timeout=20).stdout.splitlines()[0]
+            version = subprocess.run(
+                [self.qemu, "--version"], capture_output=True, text=True, timeout=20
+            ).stdout.splitlines()[0]
         except (OSError, IndexError, subprocess.TimeoutExpired):
             version = "unknown"
-        return {**info, "emulated": True, "host_cpu_model": info.get("cpu_model"), "cpu_model": f"QEMU {' '.join(cpu_args(self.sme2))} (emulated Armv9)", "qemu": version, "cpu_setting": " ".join(cpu_args(self.sme2)), "sme2_detected": self.sme2}
+        return {
+            **info,
+            "emulated": True,
+            "host_cpu_model": info.get("cpu_model"),
+            "cpu_model": f"QEMU {' '.join(cpu_args(self.sme2))} (emulated Armv9)",
+            "qemu": version,
+            "cpu_setting": " ".join(cpu_args(self.sme2)),
+            "sme2_detected": self.sme2,
+        }
 
     def detect_sme2(self) -> bool:
         return self.sme2

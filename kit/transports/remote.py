@@ -13,7 +13,14 @@ from kit.errors import RunnerError, TargetError
 from kit.transports.base import Completed, Transport
 
 # The shared libraries the runner links (kit/runner/CMakeLists.txt); pushed beside it as lib/.
-RUNNER_LIBS = ("libexecutorch.so", "libexecutorch_kernels_optimized.so", "libexecutorch_kernels_quantized.so", "libexecutorch_backend_xnnpack.so", "libexecutorch_etdump.so", "libexecutorch_threadpool.so")
+RUNNER_LIBS = (
+    "libexecutorch.so",
+    "libexecutorch_kernels_optimized.so",
+    "libexecutorch_kernels_quantized.so",
+    "libexecutorch_backend_xnnpack.so",
+    "libexecutorch_etdump.so",
+    "libexecutorch_threadpool.so",
+)
 
 
 @dataclass
@@ -42,10 +49,17 @@ class RemoteTransport(Transport):
     # ---- shared behaviour
     def _check(self, done: Completed, what: str) -> Completed:
         if done.timed_out or self.lost(done):
-            raise TargetError(f"device {self.device!r} became unreachable while {what}: {done.stderr.strip()[-300:] or 'no answer'}", "check its power and network; nothing was kept; re-run when it is back")
+            raise TargetError(
+                f"device {self.device!r} became unreachable while {what}: {done.stderr.strip()[-300:] or 'no answer'}",
+                "check its power and network; nothing was kept; re-run when it is back",
+            )
         if done.returncode != 0:
             msg = (done.stderr or done.stdout).strip()[-400:]
-            hint = "the device is out of disk space: free some and re-run" if "no space left" in msg.lower() else "check the device's remote_dir permissions and free space"
+            hint = (
+                "the device is out of disk space: free some and re-run"
+                if "no space left" in msg.lower()
+                else "check the device's remote_dir permissions and free space"
+            )
             raise RunnerError(f"on device {self.device!r}, {what} failed (exit {done.returncode}): {msg}", hint)
         return done
 
@@ -63,7 +77,10 @@ class RemoteTransport(Transport):
             free = self.free_bytes(self.remote_dir)
             need = Path(local).stat().st_size
             if free is not None and free < need + (1 << 20):
-                raise RunnerError(f"device {self.device!r} has no space left in {self.remote_dir}: {free // 1024} KB free, copying {Path(local).name} needs {need // 1024} KB", "the device is out of disk space: free some (or set remote_dir to a bigger filesystem) and re-run")
+                raise RunnerError(
+                    f"device {self.device!r} has no space left in {self.remote_dir}: {free // 1024} KB free, copying {Path(local).name} needs {need // 1024} KB",
+                    "the device is out of disk space: free some (or set remote_dir to a bigger filesystem) and re-run",
+                )
         self._check(done, f"copying {Path(local).name} to {remote}")
 
     def free_bytes(self, path: str) -> int | None:

@@ -35,13 +35,45 @@ class SshTransport(RemoteTransport):
     def from_device(cls, device, root) -> "SshTransport":
         p = device.props
         if not p.get("host"):
-            raise TargetError(f"ssh device {device.name!r} has no host", f"set host = \"...\" for it in {root.user_devices}")
+            raise TargetError(
+                f"ssh device {device.name!r} has no host", f'set host = "..." for it in {root.user_devices}'
+            )
         state = root.tools / "ssh"
         state.mkdir(parents=True, exist_ok=True)
-        return cls(device.name, options={"affinity": device.affinity}, remote_dir=p.get("remote_dir", "/tmp/sme2"), host=str(p["host"]), port=int(p.get("port", 22)), user=str(p.get("user", "root")), key=p.get("key"), state_dir=str(state))
+        return cls(
+            device.name,
+            options={"affinity": device.affinity},
+            remote_dir=p.get("remote_dir", "/tmp/sme2"),
+            host=str(p["host"]),
+            port=int(p.get("port", 22)),
+            user=str(p.get("user", "root")),
+            key=p.get("key"),
+            state_dir=str(state),
+        )
 
     def _opts(self) -> list[str]:
-        opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={self.state_dir}/known_hosts", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir()}/%C", "-o", "ControlPersist=60", "-o", "LogLevel=ERROR"]
+        opts = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=accept-new",
+            "-o",
+            f"UserKnownHostsFile={self.state_dir}/known_hosts",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={control_dir()}/%C",
+            "-o",
+            "ControlPersist=60",
+            "-o",
+            "LogLevel=ERROR",
+        ]
         if self.key:
             opts += ["-i", str(self.key), "-o", "IdentitiesOnly=yes"]
         return opts

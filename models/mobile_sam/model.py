@@ -36,7 +36,11 @@ class MBConv(nn.Module):
     def __init__(self, dim: int, expand: int = 4):
         super().__init__()
         hidden = dim * expand
-        self.conv1, self.conv2, self.conv3 = ConvBN(dim, hidden), ConvBN(hidden, hidden, 3, 1, 1, groups=hidden), ConvBN(hidden, dim)
+        self.conv1, self.conv2, self.conv3 = (
+            ConvBN(dim, hidden),
+            ConvBN(hidden, hidden, 3, 1, 1, groups=hidden),
+            ConvBN(hidden, dim),
+        )
 
     def forward(self, x):
         y = F.gelu(self.conv1(x))
@@ -50,7 +54,11 @@ class PatchMerging(nn.Module):
     def __init__(self, resolution: int, dim: int, out_dim: int, stride: int = 2):
         super().__init__()
         self.resolution = resolution
-        self.conv1, self.conv2, self.conv3 = ConvBN(dim, out_dim), ConvBN(out_dim, out_dim, 3, stride, 1, groups=out_dim), ConvBN(out_dim, out_dim)
+        self.conv1, self.conv2, self.conv3 = (
+            ConvBN(dim, out_dim),
+            ConvBN(out_dim, out_dim, 3, stride, 1, groups=out_dim),
+            ConvBN(out_dim, out_dim),
+        )
 
     def forward(self, x):
         if x.dim() == 3:  # tokens -> NCHW
@@ -76,7 +84,9 @@ class WindowAttention(nn.Module):
                 off = (abs(p1[0] - p2[0]), abs(p1[1] - p2[1]))
                 idxs.append(offsets.setdefault(off, len(offsets)))
         self.attention_biases = nn.Parameter(torch.zeros(heads, len(offsets)))
-        self.register_buffer("bias_idxs", torch.tensor(idxs, dtype=torch.long).view(len(points), len(points)), persistent=False)
+        self.register_buffer(
+            "bias_idxs", torch.tensor(idxs, dtype=torch.long).view(len(points), len(points)), persistent=False
+        )
 
     def cache_bias(self) -> None:
         """As TinyViT does in eval mode: gather the bias table once (a gather per forward would
@@ -98,7 +108,9 @@ class TinyViTBlock(nn.Module):
         self.dim, self.resolution, self.window = dim, resolution, window
         self.attn = WindowAttention(dim, heads, window)
         self.local_conv = ConvBN(dim, dim, 3, 1, 1, groups=dim)
-        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, dim * mlp_ratio), nn.GELU(), nn.Linear(dim * mlp_ratio, dim)
+        )
 
     def forward(self, x):
         b, n, c = x.shape
@@ -121,21 +133,37 @@ class TinyViTBlock(nn.Module):
 class TinyViT5M(nn.Module):
     """The MobileSAM image encoder: TinyViT-5M (64/128/160/320, depths 2/2/6/2) plus SAM's neck."""
 
-    def __init__(self, image_size: int = 1024, dims=(64, 128, 160, 320), depths=(2, 2, 6, 2), heads=(2, 4, 5, 10), windows=(7, 7, 14, 7)):
+    def __init__(
+        self,
+        image_size: int = 1024,
+        dims=(64, 128, 160, 320),
+        depths=(2, 2, 6, 2),
+        heads=(2, 4, 5, 10),
+        windows=(7, 7, 14, 7),
+    ):
         super().__init__()
         r = image_size // 4
-        self.patch_embed = nn.Sequential(ConvBN(3, dims[0] // 2, 3, 2, 1), nn.GELU(), ConvBN(dims[0] // 2, dims[0], 3, 2, 1))
+        self.patch_embed = nn.Sequential(
+            ConvBN(3, dims[0] // 2, 3, 2, 1), nn.GELU(), ConvBN(dims[0] // 2, dims[0], 3, 2, 1)
+        )
         self.stage0 = nn.Sequential(*[MBConv(dims[0]) for _ in range(depths[0])])
         self.merge0 = PatchMerging(r, dims[0], dims[1])
         self.stages = nn.ModuleList()
         self.merges = nn.ModuleList()
         res = [r // 2, r // 4, r // 4]
         for i in range(1, 4):
-            self.stages.append(nn.Sequential(*[TinyViTBlock(dims[i], res[i - 1], heads[i], windows[i]) for _ in range(depths[i])]))
+            self.stages.append(
+                nn.Sequential(*[TinyViTBlock(dims[i], res[i - 1], heads[i], windows[i]) for _ in range(depths[i])])
+            )
             if i < 3:
                 self.merges.append(PatchMerging(res[i - 1], dims[i], dims[i + 1], stride=2 if i < 2 else 1))
         self.out_res = res[-1]
-        self.neck = nn.Sequential(nn.Conv2d(dims[3], 256, 1, bias=False), LayerNorm2d(256), nn.Conv2d(256, 256, 3, padding=1, bias=False), LayerNorm2d(256))
+        self.neck = nn.Sequential(
+            nn.Conv2d(dims[3], 256, 1, bias=False),
+            LayerNorm2d(256),
+            nn.Conv2d(256, 256, 3, padding=1, bias=False),
+            LayerNorm2d(256),
+        )
 
     def forward(self, x):
         x = self.merge0(self.stage0(self.patch_embed(x)))
@@ -156,7 +184,15 @@ class PromptEncoder(nn.Module):
         self.register_buffer("gaussian", torch.randn(2, embed_dim // 2, generator=torch.Generator().manual_seed(42)))
         self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(4))  # pos, neg, box corners
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
-        self.mask_downscaling = nn.Sequential(nn.Conv2d(1, 4, 2, 2), LayerNorm2d(4), nn.GELU(), nn.Conv2d(4, 16, 2, 2), LayerNorm2d(16), nn.GELU(), nn.Conv2d(16, embed_dim, 1))
+        self.mask_downscaling = nn.Sequential(
+            nn.Conv2d(1, 4, 2, 2),
+            LayerNorm2d(4),
+            nn.GELU(),
+            nn.Conv2d(4, 16, 2, 2),
+            LayerNorm2d(16),
+            nn.GELU(),
+            nn.Conv2d(16, embed_dim, 1),
+        )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def pe(self, coords01: torch.Tensor) -> torch.Tensor:
@@ -175,7 +211,9 @@ class PromptEncoder(nn.Module):
         pts = pts * (lab != -1) + self.not_a_point_embed.weight * (lab == -1)
         for i, emb in enumerate(self.point_embeddings):
             pts = pts + emb.weight * (lab == i)
-        dense = self.mask_downscaling(mask_input) * has_mask.view(-1, 1, 1, 1) + self.no_mask_embed.weight.view(1, -1, 1, 1) * (1 - has_mask.view(-1, 1, 1, 1))
+        dense = self.mask_downscaling(mask_input) * has_mask.view(-1, 1, 1, 1) + self.no_mask_embed.weight.view(
+            1, -1, 1, 1
+        ) * (1 - has_mask.view(-1, 1, 1, 1))
         return pts, dense
 
 
@@ -187,7 +225,13 @@ class MaskDecoder(nn.Module):
         self.transformer = TwoWayTransformer(depth=2, dim=dim, heads=8, mlp_dim=2048, downsample=2)
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(num_masks, dim)
-        self.output_upscaling = nn.Sequential(nn.ConvTranspose2d(dim, dim // 4, 2, 2), LayerNorm2d(dim // 4), nn.GELU(), nn.ConvTranspose2d(dim // 4, dim // 8, 2, 2), nn.GELU())
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, 2, 2),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, 2, 2),
+            nn.GELU(),
+        )
         self.output_hypernetworks_mlps = nn.ModuleList(MLP(dim, dim, dim // 8, 3) for _ in range(num_masks))
         self.iou_prediction_head = MLP(dim, dim, num_masks, 3)
 
@@ -219,7 +263,11 @@ class MobileSAM(nn.Module):
         """image: 0-255 RGB, zero-padded to the square input size."""
         emb = self.image_encoder((image - self.pixel_mean) / self.pixel_std)
         sparse, dense = self.prompt_encoder(point_coords, point_labels, mask_input, has_mask_input)
-        dense = F.interpolate(dense, size=emb.shape[-2:], mode="bilinear", align_corners=False) if dense.shape[-2:] != emb.shape[-2:] else dense
+        dense = (
+            F.interpolate(dense, size=emb.shape[-2:], mode="bilinear", align_corners=False)
+            if dense.shape[-2:] != emb.shape[-2:]
+            else dense
+        )
         return self.mask_decoder(emb, self.prompt_encoder.dense_pe().to(emb.dtype), sparse, dense)
 
 

@@ -29,7 +29,14 @@ class DoubleConv(nn.Sequential):
     """2 x [conv3x3 with bias -> ReLU -> BatchNorm]: the norm follows the activation."""
 
     def __init__(self, cin: int, cout: int):
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(cout))
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(),
+            nn.BatchNorm2d(cout),
+            nn.Conv2d(cout, cout, 3, padding=1),
+            nn.ReLU(),
+            nn.BatchNorm2d(cout),
+        )
 
 
 class UpStage(nn.Module):
@@ -87,7 +94,9 @@ class SqueezeSAM(nn.Module):
         rect = ((xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)).to(image.dtype)
         box = is_box * rect + (1 - is_box)
         # Clicks: disks of radius 5 around positive points (padding points carry label -1).
-        d2 = (xs.unsqueeze(1) - pts[..., 0].view(*pts.shape[:2], 1, 1, 1)) ** 2 + (ys.unsqueeze(1) - pts[..., 1].view(*pts.shape[:2], 1, 1, 1)) ** 2
+        d2 = (xs.unsqueeze(1) - pts[..., 0].view(*pts.shape[:2], 1, 1, 1)) ** 2 + (
+            ys.unsqueeze(1) - pts[..., 1].view(*pts.shape[:2], 1, 1, 1)
+        ) ** 2
         positive = (lab == 1).to(image.dtype).view(*lab.shape, 1, 1, 1)
         clicks = ((d2 <= CLICK_RADIUS**2).to(image.dtype) * positive).amax(dim=1)
         return torch.cat([img, box, clicks], dim=1)
@@ -99,7 +108,11 @@ class SqueezeSAM(nn.Module):
             x = stage(x if i == 0 else F.max_pool2d(x, 2))
             skips.append(x)
         b, c = x.shape[:2]
-        tokens = torch.cat([self.iou_token, self.mask_tokens, torch.zeros_like(self.iou_token)], dim=0).unsqueeze(0).expand(b, -1, -1)
+        tokens = (
+            torch.cat([self.iou_token, self.mask_tokens, torch.zeros_like(self.iou_token)], dim=0)
+            .unsqueeze(0)
+            .expand(b, -1, -1)
+        )
         queries, keys = self.transformer(x, torch.zeros_like(x), tokens)  # no positional encoding on the image side
         x = keys.permute(0, 2, 1).reshape(x.shape)
         for up, skip in zip(self.dec, reversed(skips[:-1])):
@@ -107,7 +120,9 @@ class SqueezeSAM(nn.Module):
         hyper = torch.stack([mlp(queries[:, 1 + i]) for i, mlp in enumerate(self.hyper)], dim=1)  # B x 4 x C
         masks = (hyper @ x.flatten(2)).view(b, 4, *x.shape[-2:])
         iou = self.iou_head(queries[:, 0])
-        masks = F.interpolate(masks[:, 1:], size=image.shape[-2:], mode="bilinear", align_corners=False)  # bicubic in the original: no portable kernel
+        masks = F.interpolate(
+            masks[:, 1:], size=image.shape[-2:], mode="bilinear", align_corners=False
+        )  # bicubic in the original: no portable kernel
         return masks, iou[:, 1:]
 
 
@@ -134,7 +149,13 @@ def calibration_inputs(size: dict) -> list[tuple]:
     out = []
     for i in range(4):
         pts = torch.rand(1, 1, 2, 2, generator=g) * s
-        out.append((torch.rand(1, 3, s, s, generator=g), pts, torch.tensor([[[1, -1]]] if i % 2 == 0 else [[[2, 3]]], dtype=torch.int64)))
+        out.append(
+            (
+                torch.rand(1, 3, s, s, generator=g),
+                pts,
+                torch.tensor([[[1, -1]]] if i % 2 == 0 else [[[2, 3]]], dtype=torch.int64),
+            )
+        )
     return out
 
 
@@ -145,8 +166,13 @@ MODEL = ModelSpec(
     calibration_inputs=calibration_inputs,
     # full: the published 1024x1024 input, fused at 512 (bottleneck 2x2). small: 256 (bottleneck
     # 1x1) at an eighth of the width, for tests and emulated targets.
-    sizes={"small": {"image_size": 256, "fusion_size": 256, "width": 0.125}, "full": {"image_size": 1024, "fusion_size": 512}},
+    sizes={
+        "small": {"image_size": 256, "fusion_size": 256, "width": 0.125},
+        "full": {"image_size": 1024, "fusion_size": 512},
+    },
     description="SqueezeSAM: early-fusion UNet + two-way transformer bottleneck (GroupNorm, post-ReLU BatchNorm, pixel shuffle)",
     tolerances={"fp16": 0.1},
-    unsupported={"int8-dynamic": "XNNPACK's partitioner (executorch 1.5.1) finds a dependency cycle in the dynamically quantized graph ('Invalid partition, found dependency cycles'); use int8 (static)"},
+    unsupported={
+        "int8-dynamic": "XNNPACK's partitioner (executorch 1.5.1) finds a dependency cycle in the dynamically quantized graph ('Invalid partition, found dependency cycles'); use int8 (static)"
+    },
 )

@@ -3,4 +3,15 @@ from sme2_assets.assets.profiling import category_breakdown, device_trace, kerne
 from sme2_assets.assets.reports import report, sme2_comparison
 from sme2_assets.assets.runners import runner_binary
 
-ALL = [model_source, exported_program, runner_binary, device_trace, warehouse_rows, robust_stats, category_breakdown, kernel_view, sme2_comparison, report]
+ALL = [
+    model_source,
+    exported_program,
+    runner_binary,
+    device_trace,
+    warehouse_rows,
+    robust_stats,
+    category_breakdown,
+    kernel_view,
+    sme2_comparison,
+    report,
+]

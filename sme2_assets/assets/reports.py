@@ -24,15 +24,27 @@ def _pairs(root, variant: str) -> list[kit_compare.Comparison]:
 
 @dg.asset(
     partitions_def=MODEL,
-    deps=[dg.AssetDep(category_breakdown, partition_mapping=ON_MODEL), dg.AssetDep(kernel_view, partition_mapping=ON_MODEL)],
+    deps=[
+        dg.AssetDep(category_breakdown, partition_mapping=ON_MODEL),
+        dg.AssetDep(kernel_view, partition_mapping=ON_MODEL),
+    ],
     group_name="analysis",
     description="SME2 on vs off per device: end-to-end speedup with a bootstrap interval, per-category and per-operator speedups, share shift (emulated: counts and kernels only).",
     automation_condition=dg.AutomationCondition.eager(),
 )
 def sme2_comparison(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.MaterializeResult:
     comps = _pairs(sme2.root(), context.partition_key)
-    md = "\n\n".join(f"**{c.headline()}**\n\n" + kit_compare.blog_table(c).to_markdown(index=False) for c in comps) or "_no SME2 on/off pairs in the warehouse yet_"
-    return dg.MaterializeResult(metadata={"comparison": dg.MetadataValue.md(md), "devices": len(comps), "speedups": dg.MetadataValue.json({c.device: c.e2e.get("speedup") for c in comps})})
+    md = (
+        "\n\n".join(f"**{c.headline()}**\n\n" + kit_compare.blog_table(c).to_markdown(index=False) for c in comps)
+        or "_no SME2 on/off pairs in the warehouse yet_"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "comparison": dg.MetadataValue.md(md),
+            "devices": len(comps),
+            "speedups": dg.MetadataValue.json({c.device: c.e2e.get("speedup") for c in comps}),
+        }
+    )
 
 
 @dg.asset(
@@ -46,4 +58,11 @@ def report(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.MaterializeResul
     from kit import report as kit_report
 
     out = kit_report.build(sme2.root(), context.partition_key)
-    return dg.MaterializeResult(metadata={"markdown": dg.MetadataValue.path(str(out.markdown)), "html": dg.MetadataValue.path(str(out.html)), "summary": dg.MetadataValue.md(out.summary_md), "runs": dg.MetadataValue.json(out.run_ids)})
+    return dg.MaterializeResult(
+        metadata={
+            "markdown": dg.MetadataValue.path(str(out.markdown)),
+            "html": dg.MetadataValue.path(str(out.html)),
+            "summary": dg.MetadataValue.md(out.summary_md),
+            "runs": dg.MetadataValue.json(out.run_ids),
+        }
+    )
