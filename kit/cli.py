@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,7 +19,12 @@ from rich.table import Table
 from kit.errors import Sme2Error
 from kit.home import DataRoot
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich", help="Per-operator ExecuTorch profiling on Arm CPUs with SME2 on and off.\n\nEverything is written under the data root: --home, else $SME2_HOME, else ./.sme2")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Per-operator ExecuTorch profiling on Arm CPUs with SME2 on and off.\n\nEverything is written under the data root: --home, else $SME2_HOME, else ./.sme2",
+)
 # Wide tables when piped (CI logs, files); the terminal's width otherwise.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
@@ -47,7 +51,15 @@ def _progress(total: int | None, quiet: bool):
     if quiet:
         yield (lambda msg: None), (lambda: None)
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=err, transient=True) as prog:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
         task = prog.add_task("starting", total=total)
         yield (lambda msg: prog.update(task, description=msg)), (lambda: prog.advance(task))
 
@@ -86,20 +98,46 @@ def command(fn):
 
 @app.command("models")
 @command
-def models_cmd(models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder (default: models/ or $SME2_MODELS)."), as_json: bool = JsonOpt):
+def models_cmd(
+    models_dir: Optional[Path] = typer.Option(
+        None, "--models-dir", help="Model packages folder (default: models/ or $SME2_MODELS)."
+    ),
+    as_json: bool = JsonOpt,
+):
     """List model packages, their dtypes and sizes, and any problems."""
     from kit import registry
 
     pkgs = registry.discover(models_dir)
     if as_json:
-        _emit_json([{"name": p.name, "ok": p.ok, "kind": p.kind, "path": str(p.path), "content_hash": p.content_hash, "dtypes": list(p.spec.dtypes) if p.spec else [], "sizes": p.spec.sizes if p.spec else {}, "error": p.error} for p in pkgs])
+        _emit_json(
+            [
+                {
+                    "name": p.name,
+                    "ok": p.ok,
+                    "kind": p.kind,
+                    "path": str(p.path),
+                    "content_hash": p.content_hash,
+                    "dtypes": list(p.spec.dtypes) if p.spec else [],
+                    "sizes": p.spec.sizes if p.spec else {},
+                    "error": p.error,
+                }
+                for p in pkgs
+            ]
+        )
         return
     t = Table(title=f"Model packages in {registry.models_dir(models_dir)}")
     for col in ("model", "kind", "dtypes", "sizes", "hash", "status"):
         t.add_column(col)
     for p in pkgs:
         if p.ok:
-            t.add_row(p.name, p.kind, ", ".join(p.spec.dtypes), ", ".join(f"{k}={v}" for k, v in p.spec.sizes.items()), p.content_hash[:10], "[green]ok[/]")
+            t.add_row(
+                p.name,
+                p.kind,
+                ", ".join(p.spec.dtypes),
+                ", ".join(f"{k}={v}" for k, v in p.spec.sizes.items()),
+                p.content_hash[:10],
+                "[green]ok[/]",
+            )
         else:
             t.add_row(p.name, p.kind, "", "", p.content_hash[:10], f"[red]{p.error}[/]")
     console.print(t)
@@ -115,9 +153,13 @@ def export_cmd(
     dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated: fp32, fp16, int8, int8-dynamic."),
     size: str = typer.Option("small", "--size", "-s", help="Named input size of the package (small, full, ...)."),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack, or portable for a no-delegate baseline."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict to load (default: random init)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Local state_dict to load (default: random init)."
+    ),
     force: bool = typer.Option(False, "--force", help="Re-export even if an up-to-date export exists."),
-    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Export dtypes in parallel worker processes (lowering is single-threaded)."),
+    jobs: int = typer.Option(
+        1, "--jobs", "-j", min=1, help="Export dtypes in parallel worker processes (lowering is single-threaded)."
+    ),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
@@ -133,10 +175,31 @@ def export_cmd(
     out = []
     with _progress(len(dtypes), as_json) as (say, advance):
         if jobs > 1 and not checkpoint:
-            out = list(export.export_many([(model, d, size) for d in dtypes], root, workers=jobs, backend=backend, models_dir=str(models_dir) if models_dir else None, force=force, progress=say).values())
+            out = list(
+                export.export_many(
+                    [(model, d, size) for d in dtypes],
+                    root,
+                    workers=jobs,
+                    backend=backend,
+                    models_dir=str(models_dir) if models_dir else None,
+                    force=force,
+                    progress=say,
+                ).values()
+            )
         else:
             for d in dtypes:
-                out.append(export.export_variant(pkg, d, size, root, backend=backend, checkpoint=str(checkpoint) if checkpoint else None, force=force, progress=say))
+                out.append(
+                    export.export_variant(
+                        pkg,
+                        d,
+                        size,
+                        root,
+                        backend=backend,
+                        checkpoint=str(checkpoint) if checkpoint else None,
+                        force=force,
+                        progress=say,
+                    )
+                )
                 advance()
     if as_json:
         _emit_json([{"folder": str(e.folder), **e.meta} for e in out])
@@ -146,7 +209,17 @@ def export_cmd(
         t.add_column(col)
     for e in out:
         m = e.meta
-        t.add_row(m["variant"], m["size"], str(e.pte), f"{m['pte_bytes'] / 1e6:.2f}", str(m["delegate_partitions"]), str(m["delegated_ops"]), ", ".join(m["non_delegated_op_names"]) or "-", f"{m['numerical_check']['max_rel_error']:.2e}", str(m["export_seconds"]))
+        t.add_row(
+            m["variant"],
+            m["size"],
+            str(e.pte),
+            f"{m['pte_bytes'] / 1e6:.2f}",
+            str(m["delegate_partitions"]),
+            str(m["delegated_ops"]),
+            ", ".join(m["non_delegated_op_names"]) or "-",
+            f"{m['numerical_check']['max_rel_error']:.2e}",
+            str(m["export_seconds"]),
+        )
     console.print(t)
 
 
@@ -155,7 +228,11 @@ def export_cmd(
 
 @app.command("build-runner")
 @command
-def build_runner_cmd(target: str = typer.Option("host.sme2-off", "--target", "-t", help="Target whose platform to build for."), home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+def build_runner_cmd(
+    target: str = typer.Option("host.sme2-off", "--target", "-t", help="Target whose platform to build for."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
     """Build (or reuse) the native C++ runner for a target's platform."""
     from kit import devices, profile
 
@@ -166,7 +243,9 @@ def build_runner_cmd(target: str = typer.Option("host.sme2-off", "--target", "-t
     if as_json:
         _emit_json({"path": str(binary.path), **binary.manifest})
     else:
-        console.print(f"runner for [bold]{binary.manifest['platform']}[/] ({binary.manifest['recipe']}): {binary.path}\n  sha256 {binary.sha256[:16]}..., built in {binary.manifest['build_seconds']}s, executorch {binary.manifest['executorch_version']}")
+        console.print(
+            f"runner for [bold]{binary.manifest['platform']}[/] ({binary.manifest['recipe']}): {binary.path}\n  sha256 {binary.sha256[:16]}..., built in {binary.manifest['build_seconds']}s, executorch {binary.manifest['executorch_version']}"
+        )
 
 
 # ---------------------------------------------------------------- profile
@@ -177,12 +256,22 @@ def build_runner_cmd(target: str = typer.Option("host.sme2-off", "--target", "-t
 def profile_cmd(
     model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name (default: the bundled tiny_seg)."),
     dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated dtypes."),
-    target: str = typer.Option("host.sme2-off", "--target", "-t", help="Comma-separated targets <device>.sme2-on|sme2-off."),
-    size: Optional[str] = typer.Option(None, "--size", "-s", help="Model size (default: the device's: full on hardware, small emulated)."),
-    iterations: int = typer.Option(20, "--iterations", "-n", min=1, help="Measured iterations per run (emulated targets cap it)."),
+    target: str = typer.Option(
+        "host.sme2-off", "--target", "-t", help="Comma-separated targets <device>.sme2-on|sme2-off."
+    ),
+    size: Optional[str] = typer.Option(
+        None, "--size", "-s", help="Model size (default: the device's: full on hardware, small emulated)."
+    ),
+    iterations: int = typer.Option(
+        20, "--iterations", "-n", min=1, help="Measured iterations per run (emulated targets cap it)."
+    ),
     warmup: int = typer.Option(3, "--warmup", "-w", min=0, help="Warmup iterations, excluded from statistics."),
-    threads: Optional[str] = typer.Option(None, "--threads", help="Comma-separated thread counts, e.g. 1,2 (default: the device's)."),
-    runner: str = typer.Option("native", "--runner", help="native (C++ runner) or pybind (Python runtime in a child process)."),
+    threads: Optional[str] = typer.Option(
+        None, "--threads", help="Comma-separated thread counts, e.g. 1,2 (default: the device's)."
+    ),
+    runner: str = typer.Option(
+        "native", "--runner", help="native (C++ runner) or pybind (Python runtime in a child process)."
+    ),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
@@ -195,12 +284,36 @@ def profile_cmd(
     from kit import profile
 
     root = _root(home)
-    plan = profile.ProfilePlan(model=model, dtypes=_csv(dtype), targets=_csv(target), size=size, threads=[int(t) for t in _csv(threads)] if threads else None, iterations=iterations, warmup=warmup, runner=runner, backend=backend, checkpoint=str(checkpoint) if checkpoint else None, timeout_s=timeout, models_dir=str(models_dir) if models_dir else None)
+    plan = profile.ProfilePlan(
+        model=model,
+        dtypes=_csv(dtype),
+        targets=_csv(target),
+        size=size,
+        threads=[int(t) for t in _csv(threads)] if threads else None,
+        iterations=iterations,
+        warmup=warmup,
+        runner=runner,
+        backend=backend,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        timeout_s=timeout,
+        models_dir=str(models_dir) if models_dir else None,
+    )
     with _progress(None, as_json) as (say, _):
         results = profile.execute(plan, root, progress=say)
     after = _after_profile(root, results)
     if as_json:
-        _emit_json([{"run_dir": str(r.run_dir), **r.record.to_json(), "categories": r.analysis.category_table("blog").to_dict("records"), "top_operators": r.analysis.op_stats.head(10).to_dict("records"), **after} for r in results])
+        _emit_json(
+            [
+                {
+                    "run_dir": str(r.run_dir),
+                    **r.record.to_json(),
+                    "categories": r.analysis.category_table("blog").to_dict("records"),
+                    "top_operators": r.analysis.op_stats.head(10).to_dict("records"),
+                    **after,
+                }
+                for r in results
+            ]
+        )
         return
     for r in results:
         print_run(r)
@@ -210,14 +323,21 @@ def profile_cmd(
 
 
 def _after_profile(root: DataRoot, results) -> dict:
-    return {"warehouse": str(root.warehouse), "notes": [f"Warehouse: {root.warehouse} (sme2 query runs; sme2 sql \"SELECT ...\")"]}
+    return {
+        "warehouse": str(root.warehouse),
+        "notes": [f'Warehouse: {root.warehouse} (sme2 query runs; sme2 sql "SELECT ...")'],
+    }
 
 
 def print_run(r) -> None:
     rec, a = r.record, r.analysis
     emulated = " [yellow](EMULATED: times are not hardware times)[/]" if rec.emulated else ""
-    console.print(f"\n[bold]{rec.variant}[/] on [bold]{rec.target}[/], size {rec.size}, {rec.threads} thread(s), {rec.runner} runner{emulated}")
-    console.print(f"  end-to-end median {a.e2e['median_ms']:.3f} ms (CV {a.e2e['cv_percent']:.1f}%, 95% CI {a.e2e['median_ci95_ms'][0]:.3f}-{a.e2e['median_ci95_ms'][1]:.3f}); Method::execute {a.execute['median_ms']:.3f} ms; operators explain {a.coverage:.0%}")
+    console.print(
+        f"\n[bold]{rec.variant}[/] on [bold]{rec.target}[/], size {rec.size}, {rec.threads} thread(s), {rec.runner} runner{emulated}"
+    )
+    console.print(
+        f"  end-to-end median {a.e2e['median_ms']:.3f} ms (CV {a.e2e['cv_percent']:.1f}%, 95% CI {a.e2e['median_ci95_ms'][0]:.3f}-{a.e2e['median_ci95_ms'][1]:.3f}); Method::execute {a.execute['median_ms']:.3f} ms; operators explain {a.coverage:.0%}"
+    )
     t = Table(title="Categories (median per iteration)")
     for col in ("category", "ms", "share of execute", "ops"):
         t.add_column(col, justify="right" if col != "category" else "left")
@@ -228,7 +348,9 @@ def print_run(r) -> None:
     for col in ("operator", "category", "n", "median ms", "CV %", "kernel"):
         t.add_column(col)
     for o in a.op_stats.head(8).itertuples():
-        t.add_row(o.op_type, o.category, str(o.instances), f"{o.median_ms:.3f}", f"{o.cv_percent:.0f}", o.kernel_hint or "-")
+        t.add_row(
+            o.op_type, o.category, str(o.instances), f"{o.median_ms:.3f}", f"{o.cv_percent:.0f}", o.kernel_hint or "-"
+        )
     console.print(t)
     if a.other_ops:
         console.print(f"  in Other: {', '.join(a.other_ops)}")
@@ -252,13 +374,21 @@ def setup_cmd(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
         _emit_json(info)
         return
     p = info["probe"]
-    console.print(f"QEMU {info['qemu_version']}: {info['qemu']}\ncross compiler: {info['cross_cxx']}\naarch64 executorch: {info['executorch_aarch64']}")
-    console.print(f"probe: -cpu max -> SME2 {'yes' if p['sme2-on']['sme2'] else 'no'}; -cpu max,sme=off -> SME2 {'yes' if p['sme2-off']['sme2'] else 'no'}  [green]ok[/]")
+    console.print(
+        f"QEMU {info['qemu_version']}: {info['qemu']}\ncross compiler: {info['cross_cxx']}\naarch64 executorch: {info['executorch_aarch64']}"
+    )
+    console.print(
+        f"probe: -cpu max -> SME2 {'yes' if p['sme2-on']['sme2'] else 'no'}; -cpu max,sme=off -> SME2 {'yes' if p['sme2-off']['sme2'] else 'no'}  [green]ok[/]"
+    )
 
 
 @app.command("devices")
 @command
-def devices_cmd(detect: bool = typer.Option(True, "--detect/--no-detect", help="Contact each device to detect its CPU and SME2."), home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+def devices_cmd(
+    detect: bool = typer.Option(True, "--detect/--no-detect", help="Contact each device to detect its CPU and SME2."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
     """List devices, their targets and detected capabilities."""
     from kit import devices
 
@@ -272,13 +402,30 @@ def devices_cmd(detect: bool = typer.Option(True, "--detect/--no-detect", help="
         t.add_column(col)
     for r in rows:
         sme2 = {True: "[green]yes[/]", False: "no", None: "?"}[r["sme2_detected"]]
-        t.add_row(r["device"], r["transport"], r["platform"], r["recipe"], ", ".join(r["targets"]), ",".join(map(str, r["threads"])), r.get("cpu_model") or "-", sme2 + (" (emulated)" if r["emulated"] else ""), r["status"])
+        t.add_row(
+            r["device"],
+            r["transport"],
+            r["platform"],
+            r["recipe"],
+            ", ".join(r["targets"]),
+            ",".join(map(str, r["threads"])),
+            r.get("cpu_model") or "-",
+            sme2 + (" (emulated)" if r["emulated"] else ""),
+            r["status"],
+        )
     console.print(t)
 
 
 # ---------------------------------------------------------------- warehouse
 
 FormatOpt = typer.Option("table", "--format", "-f", help="table, csv or json.")
+
+
+def _cell(value) -> str:
+    """A table cell: missing values (None, NaN, NaT) as a dash, floats to 4 significant digits."""
+    if value is None or value != value:  # NaN and NaT are the values unequal to themselves
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _print_frame(df, fmt: str, title: str = "") -> None:
@@ -291,7 +438,7 @@ def _print_frame(df, fmt: str, title: str = "") -> None:
         for col in df.columns:
             t.add_column(str(col))
         for row in df.itertuples(index=False):
-            t.add_row(*["" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
+            t.add_row(*[_cell(v) for v in row])
         console.print(t)
         console.print(f"[dim]{len(df)} rows[/]")
     else:
@@ -300,7 +447,14 @@ def _print_frame(df, fmt: str, title: str = "") -> None:
 
 @app.command("sql")
 @command
-def sql_cmd(query: str = typer.Argument(..., help="A SELECT over runs, latency_samples, op_events, op_stats, category_stats, kernels, artifacts, regressions, current_runs."), fmt: str = FormatOpt, home: Optional[Path] = HomeOpt):
+def sql_cmd(
+    query: str = typer.Argument(
+        ...,
+        help="A SELECT over runs, latency_samples, op_events, op_stats, category_stats, kernels, artifacts, regressions, current_runs.",
+    ),
+    fmt: str = FormatOpt,
+    home: Optional[Path] = HomeOpt,
+):
     """Run read-only SQL over the warehouse."""
     from kit.warehouse import Warehouse
 
@@ -322,7 +476,9 @@ def query_cmd(
 
     if list_ or not name:
         for q in queries.QUERIES.values():
-            console.print(f"[bold]{q.name}[/]  {q.description}\n    params: {', '.join(f'{k}={v!r}' if v else k for k, v in q.params.items())}")
+            console.print(
+                f"[bold]{q.name}[/]  {q.description}\n    params: {', '.join(f'{k}={v!r}' if v else k for k, v in q.params.items())}"
+            )
         return
     params = {}
     for p in param:
@@ -333,7 +489,9 @@ def query_cmd(
     _print_frame(queries.run(Warehouse.at(_root(home)), name, params), fmt, title=name)
 
 
-warehouse_app = typer.Typer(help="Warehouse maintenance: info, rebuild from run folders, retention.", no_args_is_help=True)
+warehouse_app = typer.Typer(
+    help="Warehouse maintenance: info, rebuild from run folders, retention.", no_args_is_help=True
+)
 app.add_typer(warehouse_app, name="warehouse")
 
 
@@ -376,7 +534,12 @@ def warehouse_rebuild(home: Optional[Path] = HomeOpt):
 
 @warehouse_app.command("prune")
 @command
-def warehouse_prune(days: int = typer.Option(..., "--older-than-days", min=0, help="Drop raw op_events of runs older than this; aggregates stay."), home: Optional[Path] = HomeOpt):
+def warehouse_prune(
+    days: int = typer.Option(
+        ..., "--older-than-days", min=0, help="Drop raw op_events of runs older than this; aggregates stay."
+    ),
+    home: Optional[Path] = HomeOpt,
+):
     """Retention: drop per-iteration operator events older than N days, keep every aggregate."""
     from kit.warehouse import Warehouse
 
@@ -413,30 +576,60 @@ def compare_cmd(
     dtypes = _csv(dtype)
     if len(dtypes) > 1:
         side = compare.dtype_side_by_side(wh, model, device, dtypes)
-        _print_frame(side, "json" if as_json else "table", title=f"{model} on {device}: {' vs '.join(d.upper() for d in dtypes)}")
+        _print_frame(
+            side, "json" if as_json else "table", title=f"{model} on {device}: {' vs '.join(d.upper() for d in dtypes)}"
+        )
         return
     c = compare.compare(wh, _variant_key(model, dtypes[0]), device, threads)
     if as_json:
-        _emit_json({"headline": c.headline(), "emulated": c.emulated, "e2e": c.e2e, "runs": {"on": c.run_on, "off": c.run_off}, "bottleneck": c.bottleneck, "categories": c.categories.to_dict("records"), "operators": c.operators.head(operators).to_dict("records")})
+        _emit_json(
+            {
+                "headline": c.headline(),
+                "emulated": c.emulated,
+                "e2e": c.e2e,
+                "runs": {"on": c.run_on, "off": c.run_off},
+                "bottleneck": c.bottleneck,
+                "categories": c.categories.to_dict("records"),
+                "operators": c.operators.head(operators).to_dict("records"),
+            }
+        )
         return
     console.print(f"[bold]{c.headline()}[/]")
     if c.emulated:
-        console.print("[yellow]EMULATED: kernel selection and operator mix are real; times are not hardware times, so no speedups are shown.[/]")
+        console.print(
+            "[yellow]EMULATED: kernel selection and operator mix are real; times are not hardware times, so no speedups are shown.[/]"
+        )
     _print_frame(compare.blog_table(c), "table", title="Categories")
-    cols = ["operator", "category", "off_kernels", "on_kernels", "instances_off", "off_ms", "on_ms"] + ([] if c.emulated else ["speedup"])
+    cols = ["operator", "category", "off_kernels", "on_kernels", "instances_off", "off_ms", "on_ms"] + (
+        [] if c.emulated else ["speedup"]
+    )
     _print_frame(c.operators.head(operators)[cols], "table", title="Operators")
-    console.print(f"bottleneck: {c.bottleneck['off']} (SME2 off) -> {c.bottleneck['on']} (SME2 on); runs off {c.run_off}, on {c.run_on}")
+    console.print(
+        f"bottleneck: {c.bottleneck['off']} (SME2 off) -> {c.bottleneck['on']} (SME2 on); runs off {c.run_off}, on {c.run_on}"
+    )
 
 
 @app.command("report")
 @command
-def report_cmd(model: str = typer.Option("tiny_seg", "--model", "-m"), dtype: str = typer.Option("fp32", "--dtype", "-d"), home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+def report_cmd(
+    model: str = typer.Option("tiny_seg", "--model", "-m"),
+    dtype: str = typer.Option("fp32", "--dtype", "-d"),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
     """Markdown + self-contained HTML report (charts inlined, PNG copies) for a model variant."""
     from kit import report
 
     out = report.build(_root(home), _variant_key(model, dtype))
     if as_json:
-        _emit_json({"markdown": str(out.markdown), "html": str(out.html), "pngs": [str(p) for p in out.pngs], "runs": out.run_ids})
+        _emit_json(
+            {
+                "markdown": str(out.markdown),
+                "html": str(out.html),
+                "pngs": [str(p) for p in out.pngs],
+                "runs": out.run_ids,
+            }
+        )
     else:
         console.print(out.summary_md)
         console.print(f"report: {out.html}\nmarkdown: {out.markdown}")
@@ -447,7 +640,9 @@ def report_cmd(model: str = typer.Option("tiny_seg", "--model", "-m"), dtype: st
 def trace_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder."),
     other: Optional[Path] = typer.Option(None, "--vs", help="A second run folder: A/B tracks in one file."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output .json (default: reports/<variant>/traces/<run_id>.json)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output .json (default: reports/<variant>/traces/<run_id>.json)."
+    ),
     iterations: int = typer.Option(20, "--iterations", help="Iterations to include per run."),
     home: Optional[Path] = HomeOpt,
 ):
@@ -474,21 +669,36 @@ def datamovement_cmd(run_dir: Path = typer.Argument(..., help="A run folder."), 
     from kit.program import ProgramMap
 
     r = profile.load_run(run_dir)
-    dm = datamovement.analyze(r.trace.rows, ProgramMap.load(run_dir) if (run_dir / "program_map.json").exists() else None)
+    dm = datamovement.analyze(
+        r.trace.rows, ProgramMap.load(run_dir) if (run_dir / "program_map.json").exists() else None
+    )
     if as_json:
-        _emit_json({"sentence": dm.sentence, "transposes": dm.transposes, "health": dm.health, "summary": dm.summary.to_dict("records"), "hotspots": dm.hotspots.to_dict("records"), "positions": dm.positions.to_dict("records")})
+        _emit_json(
+            {
+                "sentence": dm.sentence,
+                "transposes": dm.transposes,
+                "health": dm.health,
+                "summary": dm.summary.to_dict("records"),
+                "hotspots": dm.hotspots.to_dict("records"),
+                "positions": dm.positions.to_dict("records"),
+            }
+        )
         return
     console.print(f"[bold]{dm.sentence}[/]")
     _print_frame(dm.summary, "table", title="Data-movement operators (median per iteration)")
     _print_frame(dm.hotspots, "table", title="Hotspots: modules causing them")
     h = dm.health
-    console.print(f"delegation: {h['delegated_ops']} delegated / {h['portable_ops']} portable operators, {h['delegate_partitions']} partitions; quantize/convert {h['quant_ms']:.3f} ms ({100 * h['quant_share']:.1f}%); portable kernels: {', '.join(h['portable_kernels']) or '-'}")
+    console.print(
+        f"delegation: {h['delegated_ops']} delegated / {h['portable_ops']} portable operators, {h['delegate_partitions']} partitions; quantize/convert {h['quant_ms']:.3f} ms ({100 * h['quant_share']:.1f}%); portable kernels: {', '.join(h['portable_kernels']) or '-'}"
+    )
 
 
 @app.command("regressions")
 @command
 def regressions_cmd(
-    run_id: Optional[str] = typer.Option(None, "--run", help="Check one run against its key's history (default: every current run)."),
+    run_id: Optional[str] = typer.Option(
+        None, "--run", help="Check one run against its key's history (default: every current run)."
+    ),
     window: int = typer.Option(7, "--window", help="Baseline: this many earlier runs of the same key."),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
@@ -504,14 +714,20 @@ def regressions_cmd(
     if as_json:
         _emit_json({i: {"passed": f.passed, "blocking": f.blocking, "message": f.message} for i, f in findings.items()})
         return
-    for i, f in findings.items():
+    for f in findings.values():
         mark = "[green]ok[/]" if f.passed else ("[red]BLOCKING[/]" if f.blocking else "[yellow]regression[/]")
         console.print(f"{mark} {f.message}")
 
 
 @app.command("import-arm-kit")
 @command
-def import_arm_kit_cmd(folder: Path = typer.Argument(..., help="Arm kit run folder (out_<model>/runs/<platform>/)."), device: Optional[str] = typer.Option(None, "--device", help="Device alias to file the runs under (default: from manifest.json)."), home: Optional[Path] = HomeOpt):
+def import_arm_kit_cmd(
+    folder: Path = typer.Argument(..., help="Arm kit run folder (out_<model>/runs/<platform>/)."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Device alias to file the runs under (default: from manifest.json)."
+    ),
+    home: Optional[Path] = HomeOpt,
+):
     """Import an existing run folder of Arm's SME2 kit (ETDumps, *_robust_stats.json, manifest)."""
     from kit import armkit
 
@@ -521,7 +737,12 @@ def import_arm_kit_cmd(folder: Path = typer.Argument(..., help="Arm kit run fold
 
 @app.command("export-hud")
 @command
-def export_hud_cmd(model: Optional[str] = typer.Option(None, "--model", "-m"), dtype: Optional[str] = typer.Option(None, "--dtype", "-d"), out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to a file instead of stdout."), home: Optional[Path] = HomeOpt):
+def export_hud_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", "-d"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write to a file instead of stdout."),
+    home: Optional[Path] = HomeOpt,
+):
     """Current results as PyTorch benchmark dashboard v3 JSON records."""
     from kit import atomic, hud
     from kit.warehouse import Warehouse
@@ -538,11 +759,19 @@ def export_hud_cmd(model: Optional[str] = typer.Option(None, "--model", "-m"), d
 
 @app.command("kernels")
 @command
-def kernels_cmd(log: Path = typer.Argument(..., help="Output of a kernel-log runner (XNN_LOG_LEVEL=5)."), other: Optional[Path] = typer.Option(None, "--vs", help="The SME2-off log, for a side-by-side view."), as_json: bool = JsonOpt):
+def kernels_cmd(
+    log: Path = typer.Argument(..., help="Output of a kernel-log runner (XNN_LOG_LEVEL=5)."),
+    other: Optional[Path] = typer.Option(None, "--vs", help="The SME2-off log, for a side-by-side view."),
+    as_json: bool = JsonOpt,
+):
     """Microkernels XNNPACK chose (`Using <kind> microkernel '<name>'` lines) with their ISA."""
     from kit import kernels
 
-    df = kernels.side_by_side(log.read_text(errors="replace"), other.read_text(errors="replace")) if other else kernels.parse_kernel_log(log.read_text(errors="replace"))
+    df = (
+        kernels.side_by_side(log.read_text(errors="replace"), other.read_text(errors="replace"))
+        if other
+        else kernels.parse_kernel_log(log.read_text(errors="replace"))
+    )
     _print_frame(df, "json" if as_json else "table", title="Microkernels")
 
 
@@ -551,14 +780,28 @@ def kernels_cmd(log: Path = typer.Argument(..., help="Output of a kernel-log run
 
 @app.command("analyze")
 @command
-def analyze_cmd(run_dir: Path = typer.Argument(..., help="A run folder under $SME2_HOME/runs/."), home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+def analyze_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder under $SME2_HOME/runs/."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
     """Re-analyse a run folder from its ETDump and timing files."""
     from kit import categories, profile
 
     root = _root(home)
     r = profile.load_run(run_dir, categories.load_rules(root.user_categories))
     if as_json:
-        _emit_json({"run_dir": str(r.run_dir), **r.record.to_json(), "coverage": r.analysis.coverage, "e2e": r.analysis.e2e, "categories": r.analysis.category_stats.to_dict("records"), "operators": r.analysis.op_stats.to_dict("records"), "other_ops": r.analysis.other_ops})
+        _emit_json(
+            {
+                "run_dir": str(r.run_dir),
+                **r.record.to_json(),
+                "coverage": r.analysis.coverage,
+                "e2e": r.analysis.e2e,
+                "categories": r.analysis.category_stats.to_dict("records"),
+                "operators": r.analysis.op_stats.to_dict("records"),
+                "other_ops": r.analysis.other_ops,
+            }
+        )
     else:
         print_run(r)
 

@@ -19,7 +19,32 @@ DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "configs" / "devices.to
 TRANSPORTS = ("local", "qemu", "ssh", "adb")
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "android-arm64-v8a", "macos-arm64")
 RECIPES = ("wheel", "source")
-KNOWN_KEYS = {"transport", "platform", "recipe", "threads", "affinity", "env", "cooldown_s", "size", "max_iterations", "enabled", "host", "port", "user", "key", "remote_dir", "serial", "executorch_repo", "android_ndk", "description", "sme2"}
+# Where to reach a device and how to build for it: kept as free-form properties.
+PROPERTY_KEYS = (
+    "host",
+    "port",
+    "user",
+    "key",
+    "remote_dir",
+    "serial",
+    "executorch_repo",
+    "android_ndk",
+    "description",
+    "sme2",
+)
+KNOWN_KEYS = {
+    "transport",
+    "platform",
+    "recipe",
+    "threads",
+    "affinity",
+    "env",
+    "cooldown_s",
+    "size",
+    "max_iterations",
+    "enabled",
+    *PROPERTY_KEYS,
+}
 
 
 @dataclass
@@ -49,26 +74,50 @@ def _device(name: str, raw: dict, source: str) -> Device:
     names.device_name(name)
     unknown = set(raw) - KNOWN_KEYS
     if unknown:
-        raise Sme2Error(f"device {name!r} in {source} has unknown keys {sorted(unknown)}", f"known keys: {', '.join(sorted(KNOWN_KEYS))}")
+        raise Sme2Error(
+            f"device {name!r} in {source} has unknown keys {sorted(unknown)}",
+            f"known keys: {', '.join(sorted(KNOWN_KEYS))}",
+        )
     transport = raw.get("transport", "local")
     if transport not in TRANSPORTS:
-        raise Sme2Error(f"device {name!r} in {source}: unknown transport {transport!r}", f"use one of {', '.join(TRANSPORTS)}")
+        raise Sme2Error(
+            f"device {name!r} in {source}: unknown transport {transport!r}", f"use one of {', '.join(TRANSPORTS)}"
+        )
     platform = raw.get("platform", "auto")
     platform = HOST_PLATFORM if platform == "auto" else platform
     if platform not in PLATFORMS:
-        raise Sme2Error(f"device {name!r} in {source}: unknown platform {platform!r}", f"use one of {', '.join(PLATFORMS)}")
+        raise Sme2Error(
+            f"device {name!r} in {source}: unknown platform {platform!r}", f"use one of {', '.join(PLATFORMS)}"
+        )
     recipe = raw.get("recipe", "wheel")
     if recipe not in RECIPES:
         raise Sme2Error(f"device {name!r} in {source}: unknown recipe {recipe!r}", f"use one of {', '.join(RECIPES)}")
     threads = raw.get("threads", [1])
     if not isinstance(threads, list) or not threads or not all(isinstance(t, int) and t >= 1 for t in threads):
-        raise Sme2Error(f"device {name!r} in {source}: threads must be a list of positive integers", "e.g. threads = [1, 4]")
+        raise Sme2Error(
+            f"device {name!r} in {source}: threads must be a list of positive integers", "e.g. threads = [1, 4]"
+        )
     env = raw.get("env", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise Sme2Error(f"device {name!r} in {source}: env values must be strings", 'e.g. env = { OMP_NUM_THREADS = "1" }')
+        raise Sme2Error(
+            f"device {name!r} in {source}: env values must be strings", 'e.g. env = { OMP_NUM_THREADS = "1" }'
+        )
     size = names.size_name(raw.get("size", "small" if transport == "qemu" else "full"))
-    props = {k: raw[k] for k in ("host", "port", "user", "key", "remote_dir", "serial", "executorch_repo", "android_ndk", "description", "sme2") if k in raw}
-    return Device(name, transport, platform, recipe, threads, raw.get("affinity"), env, float(raw.get("cooldown_s", 0.0)), size, raw.get("max_iterations", 10 if transport == "qemu" else None), bool(raw.get("enabled", True)), props)
+    props = {k: raw[k] for k in PROPERTY_KEYS if k in raw}
+    return Device(
+        name,
+        transport,
+        platform,
+        recipe,
+        threads,
+        raw.get("affinity"),
+        env,
+        float(raw.get("cooldown_s", 0.0)),
+        size,
+        raw.get("max_iterations", 10 if transport == "qemu" else None),
+        bool(raw.get("enabled", True)),
+        props,
+    )
 
 
 def load_registry(root: DataRoot | None = None, extra_file: Path | None = None) -> dict[str, Device]:
@@ -87,7 +136,9 @@ def load_registry(root: DataRoot | None = None, extra_file: Path | None = None) 
         try:
             data = tomllib.loads(f.read_text())
         except tomllib.TOMLDecodeError as e:
-            raise Sme2Error(f"device registry {f} is not valid TOML: {e}", "fix the file; see configs/devices.toml for the format") from e
+            raise Sme2Error(
+                f"device registry {f} is not valid TOML: {e}", "fix the file; see configs/devices.toml for the format"
+            ) from e
         for name, raw in data.get("device", {}).items():
             merged[name] = {**merged.get(name, {}), **raw}
             sources[name] = str(f)
@@ -117,7 +168,13 @@ class ResolvedTarget:
         return str(aff)
 
     def conditions(self) -> dict:
-        info = {"device": self.device.name, "platform": self.device.platform, "transport": self.device.transport, "emulated": self.device.emulated, "recipe": self.device.recipe}
+        info = {
+            "device": self.device.name,
+            "platform": self.device.platform,
+            "transport": self.device.transport,
+            "emulated": self.device.emulated,
+            "recipe": self.device.recipe,
+        }
         with contextlib.suppress(Exception):
             info.update(self.transport.describe())
         return info
@@ -128,7 +185,6 @@ class ResolvedTarget:
         name = "local-cpu" if self.transport.local_cpu else f"device-{self.device.name}"
         with file_lock(root.locks / f"{name}.lock"):
             yield
-
 
     def toolchain(self, root: DataRoot):
         """How to build the native runner for this device's platform and recipe."""
@@ -176,12 +232,26 @@ def toolchain_for(device: Device, root: DataRoot, sme2: bool):
     if device.platform == "linux-aarch64":
         et_root = toolsetup.aarch64_executorch_root(root)
         if not (et_root / "share" / "cmake" / "executorch-config.cmake").exists():
-            raise TargetError(f"the aarch64 executorch package is not set up (needed to build the runner for {device.name})", "run: sme2 setup")
+            raise TargetError(
+                f"the aarch64 executorch package is not set up (needed to build the runner for {device.name})",
+                "run: sme2 setup",
+            )
         cxx = __import__("shutil").which(toolsetup.CROSS_CXX)
         if not cxx:
-            raise TargetError(f"the aarch64 cross compiler {toolsetup.CROSS_CXX} is not installed", "as root: apt-get install g++-aarch64-linux-gnu, or run: sme2 setup")
-        return build.Toolchain(platform="linux-aarch64", executorch_root=et_root, cxx=cxx, cmake_args=(f"-DCMAKE_TOOLCHAIN_FILE={build.SOURCE_DIR / 'aarch64-linux-gnu.cmake'}",))
-    raise TargetError(f"device {device.name!r}: the wheel recipe builds for linux-x86_64 and linux-aarch64, not {device.platform}", 'set recipe = "source" (an ExecuTorch checkout) for Android and macOS devices')
+            raise TargetError(
+                f"the aarch64 cross compiler {toolsetup.CROSS_CXX} is not installed",
+                "as root: apt-get install g++-aarch64-linux-gnu, or run: sme2 setup",
+            )
+        return build.Toolchain(
+            platform="linux-aarch64",
+            executorch_root=et_root,
+            cxx=cxx,
+            cmake_args=(f"-DCMAKE_TOOLCHAIN_FILE={build.SOURCE_DIR / 'aarch64-linux-gnu.cmake'}",),
+        )
+    raise TargetError(
+        f"device {device.name!r}: the wheel recipe builds for linux-x86_64 and linux-aarch64, not {device.platform}",
+        'set recipe = "source" (an ExecuTorch checkout) for Android and macOS devices',
+    )
 
 
 def make_transport(device: Device, root: DataRoot, sme2: bool):
@@ -197,7 +267,14 @@ def make_transport(device: Device, root: DataRoot, sme2: bool):
 
         info = toolsetup.load_setup(root) or {}
         qemu = info.get("qemu") or str(toolsetup.find_qemu(root) or "")
-        return QemuTransport(device.name, options=opts, qemu=qemu, sysroot=info.get("sysroot", str(toolsetup.SYSROOT)), sme2=sme2, lib_dir=str(toolsetup.aarch64_executorch_root(root) / "lib"))
+        return QemuTransport(
+            device.name,
+            options=opts,
+            qemu=qemu,
+            sysroot=info.get("sysroot", str(toolsetup.SYSROOT)),
+            sme2=sme2,
+            lib_dir=str(toolsetup.aarch64_executorch_root(root) / "lib"),
+        )
     if device.transport == "ssh":
         from kit.transports.ssh import SshTransport
 
@@ -214,7 +291,10 @@ def resolve(target_key: str, root: DataRoot, registry: dict[str, Device] | None 
     registry = registry if registry is not None else load_registry(root)
     device = registry.get(target.device)
     if device is None:
-        raise TargetError(f"unknown device {target.device!r} in target {target_key!r}", f"known devices: {', '.join(sorted(registry))}; add one to {root.user_devices}")
+        raise TargetError(
+            f"unknown device {target.device!r} in target {target_key!r}",
+            f"known devices: {', '.join(sorted(registry))}; add one to {root.user_devices}",
+        )
     if not device.enabled:
         raise TargetError(f"device {device.name!r} is disabled", f"set enabled = true for it in {root.user_devices}")
     transport = make_transport(device, root, target.sme2)
@@ -230,9 +310,15 @@ def check_sme2(device: Device, target: Target, transport) -> None:
         return  # QEMU's CPU setting decides
     detected = getattr(transport, "detect_sme2", lambda: None)()
     if target.sme2 and detected is False:
-        raise TargetError(f"target {target.key} asks for SME2, but device {device.name!r} ({device.platform}) has no SME2", f"use {device.name}.sme2-off, or the emulated target armv9-qemu.sme2-on")
+        raise TargetError(
+            f"target {target.key} asks for SME2, but device {device.name!r} ({device.platform}) has no SME2",
+            f"use {device.name}.sme2-off, or the emulated target armv9-qemu.sme2-on",
+        )
     if not target.sme2 and detected and device.recipe == "wheel":
-        raise TargetError(f"target {target.key}: device {device.name!r} has SME2 and the wheel runner cannot turn it off (XNNPACK picks SME2 kernels at run time)", "set recipe = \"source\" for this device: it builds a runner with XNNPACK_ENABLE_ARM_SME2=OFF")
+        raise TargetError(
+            f"target {target.key}: device {device.name!r} has SME2 and the wheel runner cannot turn it off (XNNPACK picks SME2 kernels at run time)",
+            'set recipe = "source" for this device: it builds a runner with XNNPACK_ENABLE_ARM_SME2=OFF',
+        )
 
 
 def survey(root: DataRoot, detect: bool = True) -> list[dict]:
@@ -240,7 +326,20 @@ def survey(root: DataRoot, detect: bool = True) -> list[dict]:
     device that cannot be reached is reported, never fatal."""
     out = []
     for dev in load_registry(root).values():
-        row = {"device": dev.name, "transport": dev.transport, "platform": dev.platform, "recipe": dev.recipe, "emulated": dev.emulated, "enabled": dev.enabled, "threads": dev.threads, "size": dev.size, "targets": [t.key for t in dev.targets()], "sme2_detected": None, "cpu_model": None, "status": "not checked"}
+        row = {
+            "device": dev.name,
+            "transport": dev.transport,
+            "platform": dev.platform,
+            "recipe": dev.recipe,
+            "emulated": dev.emulated,
+            "enabled": dev.enabled,
+            "threads": dev.threads,
+            "size": dev.size,
+            "targets": [t.key for t in dev.targets()],
+            "sme2_detected": None,
+            "cpu_model": None,
+            "status": "not checked",
+        }
         if detect and dev.enabled:
             try:
                 tr = make_transport(dev, root, True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 import tempfile
 import time
@@ -26,6 +27,11 @@ from kit.errors import ExportError, ModelPackageError, Sme2Error
 from kit.home import DataRoot
 from kit.names import Variant, size_name
 from kit.registry import ModelPackage
+
+# torchao and torch log warnings at import time that say nothing about the user's export
+# (CUDA-only extensions that cannot load on a CPU build, a deprecated pytree registration).
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 # Max |pte - reference| / max |reference|. int8 compares with the quantized (fake-quant) model,
 # so the tolerance covers kernel rounding, not quantization error (recorded separately).
@@ -101,7 +107,9 @@ def relative_error(out: list[np.ndarray], ref: list[np.ndarray]) -> tuple[float,
     return max_abs, max_abs / max(scale, 1e-12)
 
 
-def numerical_check(outputs: list[np.ndarray], reference: list[np.ndarray], dtype: str, tolerance: float | None = None) -> dict:
+def numerical_check(
+    outputs: list[np.ndarray], reference: list[np.ndarray], dtype: str, tolerance: float | None = None
+) -> dict:
     tol = TOLERANCES[dtype] if tolerance is None else tolerance
     max_abs, max_rel = relative_error(outputs, reference)
     return {"max_abs_error": max_abs, "max_rel_error": max_rel, "tolerance": tol, "passed": bool(max_rel <= tol)}
@@ -123,11 +131,16 @@ def _to_numpy(out) -> list[np.ndarray]:
 
 def _quantize(model, inputs: tuple, calibration: list[tuple], dynamic: bool):
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer, get_symmetric_quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     captured = torch.export.export(model, inputs).module()
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    )
     prepared = prepare_pt2e(captured, quantizer)
     with torch.no_grad():
         for batch in calibration:
@@ -139,7 +152,11 @@ def _delegation(edge_manager) -> dict:
     from executorch.devtools.backend_debug import get_delegation_info
 
     info = get_delegation_info(edge_manager.exported_program().graph_module)
-    ops = {k: {"delegated": v.delegated, "non_delegated": v.non_delegated} for k, v in info.delegation_by_operator.items() if k != "getitem"}
+    ops = {
+        k: {"delegated": v.delegated, "non_delegated": v.non_delegated}
+        for k, v in info.delegation_by_operator.items()
+        if k != "getitem"
+    }
     return {
         "delegate_partitions": info.num_delegated_subgraphs,
         "delegated_ops": sum(v["delegated"] for v in ops.values()),
@@ -150,7 +167,16 @@ def _delegation(edge_manager) -> dict:
     }
 
 
-def export_variant(pkg: ModelPackage, dtype: str, size: str = "small", root: DataRoot | None = None, backend: str = "xnnpack", checkpoint: str | None = None, force: bool = False, progress=None) -> Export:
+def export_variant(
+    pkg: ModelPackage,
+    dtype: str,
+    size: str = "small",
+    root: DataRoot | None = None,
+    backend: str = "xnnpack",
+    checkpoint: str | None = None,
+    force: bool = False,
+    progress=None,
+) -> Export:
     """Export one variant, or return the existing export if nothing that determines it changed."""
     import torch
 
@@ -162,9 +188,20 @@ def export_variant(pkg: ModelPackage, dtype: str, size: str = "small", root: Dat
     size_params = spec.size(size)
     variant = Variant(spec.name, dtype, backend)
     folder = folder_for(root, variant, size)
-    identity = {"package_hash": pkg.content_hash, "checkpoint": str(checkpoint or ""), "size_params": size_params, **_versions()}
+    identity = {
+        "package_hash": pkg.content_hash,
+        "checkpoint": str(checkpoint or ""),
+        "size_params": size_params,
+        **_versions(),
+    }
     existing = find(root, variant, size)
-    if existing and not force and existing.meta.get("identity") == identity and existing.pte.exists() and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]:
+    if (
+        existing
+        and not force
+        and existing.meta.get("identity") == identity
+        and existing.pte.exists()
+        and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]
+    ):
         return existing
 
     say = progress or (lambda msg: None)
@@ -193,7 +230,10 @@ def export_variant(pkg: ModelPackage, dtype: str, size: str = "small", root: Dat
     except Sme2Error:
         raise
     except Exception as e:
-        raise ExportError(f"export of {variant.key} ({size}) failed in {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}", f"the model must be torch.export-able; see {pkg.path / 'model.py'}") from e
+        raise ExportError(
+            f"export of {variant.key} ({size}) failed in {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+            f"the model must be torch.export-able; see {pkg.path / 'model.py'}",
+        ) from e
 
     pte_bytes = et.buffer
     pte_sha = hashlib.sha256(pte_bytes).hexdigest()
@@ -260,7 +300,13 @@ def _lower(model, inputs: tuple, backend: str):
     return edge, edge.to_executorch()
 
 
-def run_once(pte: Path, inputs: Path, pmap: program.ProgramMap | None = None, timeout_s: float = 600.0, root: DataRoot | None = None):
+def run_once(
+    pte: Path,
+    inputs: Path,
+    pmap: program.ProgramMap | None = None,
+    timeout_s: float = 600.0,
+    root: DataRoot | None = None,
+):
     """Run a program once in a child process and return its outputs; with a program map, also
     trace it and return (outputs, trace rows). Uses the native runner (starts in milliseconds; built
     once and cached) and falls back to the pybind runner (a Python child importing torch, seconds)
@@ -276,7 +322,9 @@ def run_once(pte: Path, inputs: Path, pmap: program.ProgramMap | None = None, ti
     except RunnerError:
         pass
     with tempfile.TemporaryDirectory(prefix="sme2-check-") as tmp:
-        req = runners.RunRequest(pte=pte, inputs=inputs, iterations=1, warmup=0, threads=1, timeout_s=timeout_s, etdump=pmap is not None)
+        req = runners.RunRequest(
+            pte=pte, inputs=inputs, iterations=1, warmup=0, threads=1, timeout_s=timeout_s, etdump=pmap is not None
+        )
         outcome = runners.run_program(kind, req, Path(tmp), LocalTransport("host"), binary, label="numerical check")
         outputs = tensorfile.load(outcome.outputs)
         if pmap is None:
@@ -287,7 +335,12 @@ def run_once(pte: Path, inputs: Path, pmap: program.ProgramMap | None = None, ti
 def check_program(exp: Export, reference: list[np.ndarray] | None = None) -> dict:
     """Re-run the numerical check of an export, against its saved reference or another one."""
     ref = reference if reference is not None else tensorfile.load(exp.folder / "reference.bin")
-    return numerical_check(run_once(exp.pte, exp.inputs, root=DataRoot(exp.folder.parent.parent)), ref, exp.meta["dtype"], exp.meta["numerical_check"]["tolerance"])
+    return numerical_check(
+        run_once(exp.pte, exp.inputs, root=DataRoot(exp.folder.parent.parent)),
+        ref,
+        exp.meta["dtype"],
+        exp.meta["numerical_check"]["tolerance"],
+    )
 
 
 def _export_job(args) -> str:
@@ -297,10 +350,22 @@ def _export_job(args) -> str:
     warnings.filterwarnings("ignore")
     from kit import registry
 
-    return str(export_variant(registry.get(model, models_dir), dtype, size, DataRoot.resolve(root_path), backend=backend, force=force).folder)
+    return str(
+        export_variant(
+            registry.get(model, models_dir), dtype, size, DataRoot.resolve(root_path), backend=backend, force=force
+        ).folder
+    )
 
 
-def export_many(jobs: list[tuple[str, str, str]], root: DataRoot, workers: int = 2, backend: str = "xnnpack", models_dir: str | None = None, force: bool = False, progress=None) -> dict[tuple[str, str, str], Export]:
+def export_many(
+    jobs: list[tuple[str, str, str]],
+    root: DataRoot,
+    workers: int = 2,
+    backend: str = "xnnpack",
+    models_dir: str | None = None,
+    force: bool = False,
+    progress=None,
+) -> dict[tuple[str, str, str], Export]:
     """Export (model, dtype, size) jobs in parallel worker processes. Lowering is single-threaded
     Python, so two workers roughly halve the wall time on two cores. The first error is raised
     after the other jobs finish (their exports are kept)."""
@@ -312,11 +377,16 @@ def export_many(jobs: list[tuple[str, str, str]], root: DataRoot, workers: int =
 
         out = {}
         for model, dtype, size in jobs:
-            out[(model, dtype, size)] = export_variant(registry.get(model, models_dir), dtype, size, root, backend=backend, force=force, progress=progress)
+            out[(model, dtype, size)] = export_variant(
+                registry.get(model, models_dir), dtype, size, root, backend=backend, force=force, progress=progress
+            )
         return out
     results, errors = {}, []
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_export_job, (m, d, s, str(root.path), backend, models_dir, force)): (m, d, s) for m, d, s in jobs}
+        futures = {
+            pool.submit(_export_job, (m, d, s, str(root.path), backend, models_dir, force)): (m, d, s)
+            for m, d, s in jobs
+        }
         for fut in cf.as_completed(futures):
             job = futures[fut]
             try:

@@ -25,9 +25,26 @@ TARGETS = ["host.sme2-off", "armv9-qemu.sme2-on"]
 
 def test_definitions_validate(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")], capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "passed validation" in proc.stderr + proc.stdout
+
+
+def test_dg_loads_the_project_from_pyproject(tmp_path):
+    """`dg dev` / `dg check defs` find the code location through [tool.dg] in pyproject.toml."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "SME2_HOME": str(tmp_path / "home")}
+    dg_cli = Path(sys.executable).parent / "dg"  # installed with dagster-dg-cli beside this Python
+    proc = subprocess.run(
+        [str(dg_cli), "check", "defs"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+    assert "All definitions loaded successfully" in proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -51,19 +68,35 @@ def test_graph_materializes_and_fills_the_warehouse(materialized, instance, home
     assert all(r["success"] for r in first + second), [r for r in first + second if not r["success"]]
     assert {r["job"] for r in first} == {"prepare_models", "build_runners", "profile", "analysis"}
     wh = Warehouse.at(home)
-    cur = wh.query("SELECT target, emulated, size, n_op_events, n_samples FROM current_runs WHERE variant = 'tiny_seg-fp32' AND runner = 'native' AND list_contains(?, target)", [TARGETS])
+    cur = wh.query(
+        "SELECT target, emulated, size, n_op_events, n_samples FROM current_runs WHERE variant = 'tiny_seg-fp32' AND runner = 'native' AND list_contains(?, target)",
+        [TARGETS],
+    )
     assert set(cur.target) == set(TARGETS)
     # Sizes follow the target: full on hardware, small on emulated ones.
     emu = cur[cur.target == "armv9-qemu.sme2-on"]
     assert set(emu["size"]) == {"small"} and emu.emulated.all() and (emu.n_op_events > 0).all()
     host = cur[(cur.target == "host.sme2-off") & (cur["size"] == "full")]
     assert len(host) == 1 and not host.emulated.any()
-    sme2_ops = wh.query("SELECT DISTINCT k.kernel_family FROM kernels k JOIN current_runs r USING (run_id) WHERE r.target = 'armv9-qemu.sme2-on' AND r.variant = 'tiny_seg-fp32'")
+    sme2_ops = wh.query(
+        "SELECT DISTINCT k.kernel_family FROM kernels k JOIN current_runs r USING (run_id) WHERE r.target = 'armv9-qemu.sme2-on' AND r.variant = 'tiny_seg-fp32'"
+    )
     assert "kleidiai-sme2" in set(sme2_ops.kernel_family)
-    for asset in ("exported_program", "device_trace", "warehouse_rows", "robust_stats", "category_breakdown", "kernel_view", "sme2_comparison", "report"):
+    for asset in (
+        "exported_program",
+        "device_trace",
+        "warehouse_rows",
+        "robust_stats",
+        "category_breakdown",
+        "kernel_view",
+        "sme2_comparison",
+        "report",
+    ):
         assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
     mat = instance.get_latest_materialization_event(dg.AssetKey("category_breakdown")).asset_materialization
-    assert "Convolution" in mat.metadata["categories"].value and mat.metadata["chart"].value.startswith("![categories](data:image/png;base64,")
+    assert "Convolution" in mat.metadata["categories"].value and mat.metadata["chart"].value.startswith(
+        "![categories](data:image/png;base64,"
+    )
     evaluations = _check_evaluations(instance)
     for name in ("program_valid", "etdump_valid", "categories_partition", "sme2_kernels"):
         results = [e.passed for e in evaluations if e.check_name == name]
@@ -82,13 +115,20 @@ def _check_evaluations(instance):
 
 def test_materializing_twice_leaves_one_current_run_and_no_duplicates(materialized, home):
     wh = Warehouse.at(home)
-    keys = wh.query("SELECT run_key, count(*) n FROM runs WHERE variant = 'tiny_seg-fp32' AND list_contains(?, target) AND size IN ('full', 'small') GROUP BY run_key", [TARGETS])
+    keys = wh.query(
+        "SELECT run_key, count(*) n FROM runs WHERE variant = 'tiny_seg-fp32' AND list_contains(?, target) AND size IN ('full', 'small') GROUP BY run_key",
+        [TARGETS],
+    )
     assert (keys.n >= 2).all()  # both materializations are kept in history...
-    cur = wh.query("SELECT run_key, count(*) n FROM current_runs WHERE list_contains(?, target) GROUP BY run_key", [TARGETS])
+    cur = wh.query(
+        "SELECT run_key, count(*) n FROM current_runs WHERE list_contains(?, target) GROUP BY run_key", [TARGETS]
+    )
     assert (cur.n == 1).all()  # ...and exactly one is current per key
     dup = wh.query("SELECT run_id, iteration, seq, count(*) n FROM op_events GROUP BY ALL HAVING count(*) > 1")
     assert dup.empty
-    rows = wh.query("SELECT (SELECT count(*) FROM op_events) AS events, (SELECT sum(n_op_events) FROM runs) AS expected")
+    rows = wh.query(
+        "SELECT (SELECT count(*) FROM op_events) AS events, (SELECT sum(n_op_events) FROM runs) AS expected"
+    )
     assert rows.events[0] == rows.expected[0]
 
 
@@ -138,7 +178,11 @@ def test_nightly_schedule_requests_every_partition(home):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(MODEL.name, ["tiny_seg-fp32", "tiny_seg-int8"])
         instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off", "armv9-qemu.sme2-on"])
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime.datetime(2026, 11, 30, 2, 0), repository_def=defs.get_repository_def())
+        ctx = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime.datetime(2026, 11, 30, 2, 0),
+            repository_def=defs.get_repository_def(),
+        )
         requests = list(schedule.evaluate_tick(ctx).run_requests)
         assert len(requests) == 4
         assert len({r.run_key for r in requests}) == 4 and all("2026-11-30" in r.run_key for r in requests)
@@ -155,9 +199,33 @@ def test_webserver_lists_assets_and_partitions(tmp_path, home):
     dh.mkdir()
     shutil.copy(REPO / "configs" / "dagster.yaml", dh / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(dh), "SME2_HOME": str(home.path)}
-    subprocess.run([sys.executable, "-c", "import dagster as dg; i = dg.DagsterInstance.get(); i.add_dynamic_partitions('model', ['tiny_seg-fp32']); i.add_dynamic_partitions('target', ['host.sme2-off'])"], env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import dagster as dg; i = dg.DagsterInstance.get(); i.add_dynamic_partitions('model', ['tiny_seg-fp32']); i.add_dynamic_partitions('target', ['host.sme2-off'])",
+        ],
+        env=env,
+        check=True,
+    )
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dagster_webserver", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dagster_webserver",
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
@@ -167,10 +235,13 @@ def test_webserver_lists_assets_and_partitions(tmp_path, home):
                 break
             except OSError:
                 time.sleep(0.5)
-        body = _graphql(url, '{ assetNodes { assetKey { path } isPartitioned } }')
+        body = _graphql(url, "{ assetNodes { assetKey { path } isPartitioned } }")
         names = {"/".join(n["assetKey"]["path"]) for n in body["data"]["assetNodes"]}
         assert {"exported_program", "device_trace", "warehouse_rows", "sme2_comparison", "report"} <= names
-        parts = _graphql(url, '{ assetNodeOrError(assetKey: {path: ["device_trace"]}) { ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }')
+        parts = _graphql(
+            url,
+            '{ assetNodeOrError(assetKey: {path: ["device_trace"]}) { ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }',
+        )
         dims = {d["name"]: d["partitionKeys"] for d in parts["data"]["assetNodeOrError"]["partitionKeysByDimension"]}
         assert dims == {"model": ["tiny_seg-fp32"], "target": ["host.sme2-off"]}
     finally:
@@ -179,5 +250,7 @@ def test_webserver_lists_assets_and_partitions(tmp_path, home):
 
 
 def _graphql(url, query):
-    req = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     return json.loads(urllib.request.urlopen(req, timeout=30).read())
