@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -65,9 +66,10 @@ def _progress(total: int | None, quiet: bool):
 
 
 def _fail(e: Sme2Error) -> None:
-    err.print(f"[bold red]error:[/] {e.message}")
+    # Messages carry user input and regexes such as [a-z0-9_]+: never let rich read them as markup.
+    err.print(f"[bold red]error:[/] {escape(e.message)}")
     if e.hint:
-        err.print(f"  [yellow]->[/] {e.hint}")
+        err.print(f"  [yellow]->[/] {escape(e.hint)}")
     raise typer.Exit(2)
 
 
@@ -75,7 +77,7 @@ def main() -> None:
     try:
         app()
     except Sme2Error as e:  # raised outside a command's own handler
-        err.print(f"error: {e}")
+        err.print(f"error: {escape(str(e))}")
         sys.exit(2)
 
 
@@ -139,7 +141,7 @@ def models_cmd(
                 "[green]ok[/]",
             )
         else:
-            t.add_row(p.name, p.kind, "", "", p.content_hash[:10], f"[red]{p.error}[/]")
+            t.add_row(p.name, p.kind, "", "", p.content_hash[:10], f"[red]{escape(p.error)}[/]")
     console.print(t)
 
 
@@ -353,7 +355,7 @@ def print_run(r) -> None:
         )
     console.print(t)
     if a.other_ops:
-        console.print(f"  in Other: {', '.join(a.other_ops)}")
+        console.print(f"  in Other: {escape(', '.join(a.other_ops))}")
     console.print(f"  run folder: {r.run_dir}")
 
 
@@ -425,7 +427,7 @@ def _cell(value) -> str:
     """A table cell: missing values (None, NaN, NaT) as a dash, floats to 4 significant digits."""
     if value is None or value != value:  # NaN and NaT are the values unequal to themselves
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.4g}" if isinstance(value, float) else escape(str(value))
 
 
 def _print_frame(df, fmt: str, title: str = "") -> None:
@@ -684,7 +686,7 @@ def datamovement_cmd(run_dir: Path = typer.Argument(..., help="A run folder."), 
             }
         )
         return
-    console.print(f"[bold]{dm.sentence}[/]")
+    console.print(f"[bold]{escape(dm.sentence)}[/]")
     _print_frame(dm.summary, "table", title="Data-movement operators (median per iteration)")
     _print_frame(dm.hotspots, "table", title="Hotspots: modules causing them")
     h = dm.health
@@ -716,7 +718,7 @@ def regressions_cmd(
         return
     for f in findings.values():
         mark = "[green]ok[/]" if f.passed else ("[red]BLOCKING[/]" if f.blocking else "[yellow]regression[/]")
-        console.print(f"{mark} {f.message}")
+        console.print(f"{mark} {escape(f.message)}")
 
 
 @app.command("import-arm-kit")

@@ -69,7 +69,9 @@ def compare(wh: Warehouse, variant: str, device: str, threads: int | None = None
         have = ", ".join(f"{'on' if r.sme2 else 'off'}/t{r.threads}/{r.size}" for r in runs.itertuples()) or "none"
         raise WarehouseError(
             f"no SME2 on/off pair of {variant} on {device} in the warehouse (have: {have})",
-            f"profile both targets: sme2 profile --model {variant.split('-')[0]} --dtype {variant.split('-', 1)[1]} --target {device}.sme2-on,{device}.sme2-off",
+            f"profile both targets: sme2 profile --model {variant.split('-')[0]} --dtype {variant.split('-', 1)[1]} "
+            f"--target {device}.sme2-on,{device}.sme2-off (the on target needs a device with SME2; "
+            "without one, the emulated pair: --device armv9-qemu)",
         )
     first = pairs.iloc[0]
     t, size = int(first.threads), first["size"]

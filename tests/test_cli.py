@@ -38,6 +38,7 @@ def test_models_lists_the_default_model(home):
 def test_bad_input_exits_2_with_a_hint(home):
     proc = sme2("profile", "--model", "Bad/Name", home=home.path, check=False)
     assert proc.returncode == 2 and "invalid model name" in proc.stderr
+    assert "[a-z0-9_]+" in proc.stderr  # the rule is printed as written, not eaten as markup
     proc = sme2("profile", "--target", "host.sme2-on", home=home.path, check=False)
     assert proc.returncode == 2 and "has no SME2" in proc.stderr
     proc = sme2("export", "--dtype", "int4", home=home.path, check=False)
