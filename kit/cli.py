@@ -119,7 +119,8 @@ def models_cmd(
                     "kind": p.kind,
                     "path": str(p.path),
                     "content_hash": p.content_hash,
-                    "dtypes": list(p.spec.dtypes) if p.spec else [],
+                    "dtypes": list(p.spec.supported_dtypes) if p.spec else [],
+                    "unsupported": p.spec.unsupported if p.spec else {},
                     "sizes": p.spec.sizes if p.spec else {},
                     "error": p.error,
                 }
@@ -135,7 +136,8 @@ def models_cmd(
             t.add_row(
                 p.name,
                 p.kind,
-                ", ".join(p.spec.dtypes),
+                ", ".join(p.spec.supported_dtypes)
+                + (f"\n[dim]not: {', '.join(p.spec.unsupported)}[/]" if p.spec.unsupported else ""),
                 ", ".join(f"{k}={v}" for k, v in p.spec.sizes.items()),
                 p.content_hash[:10],
                 "[green]ok[/]",
@@ -143,6 +145,9 @@ def models_cmd(
         else:
             t.add_row(p.name, p.kind, "", "", p.content_hash[:10], f"[red]{escape(p.error)}[/]")
     console.print(t)
+    for p in pkgs:
+        for dtype, why in p.spec.unsupported.items() if p.ok else ():
+            console.print(f"[dim]{p.name} {dtype}:[/] {escape(why)}")
 
 
 # ---------------------------------------------------------------- export
@@ -152,7 +157,9 @@ def models_cmd(
 @command
 def export_cmd(
     model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name."),
-    dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated: fp32, fp16, int8, int8-dynamic."),
+    dtype: str = typer.Option(
+        "fp32", "--dtype", "-d", help="Comma-separated: fp32, fp16, int8, int8-dynamic; or all the model supports."
+    ),
     size: str = typer.Option("small", "--size", "-s", help="Named input size of the package (small, full, ...)."),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack, or portable for a no-delegate baseline."),
     checkpoint: Optional[Path] = typer.Option(
@@ -171,9 +178,7 @@ def export_cmd(
 
     root = _root(home)
     pkg = registry.get(model, models_dir)
-    dtypes = _csv(dtype)
-    for d in dtypes:
-        pkg.spec.check_dtype(d)
+    dtypes = registry.dtypes_of(model, dtype, models_dir)
     out = []
     with _progress(len(dtypes), as_json) as (say, advance):
         if jobs > 1 and not checkpoint:
@@ -257,7 +262,7 @@ def build_runner_cmd(
 @command
 def profile_cmd(
     model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name (default: the bundled tiny_seg)."),
-    dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated dtypes."),
+    dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated dtypes, or all the model supports."),
     target: str = typer.Option(
         "host.sme2-off", "--target", "-t", help="Comma-separated targets <device>.sme2-on|sme2-off."
     ),
@@ -283,12 +288,12 @@ def profile_cmd(
 ):
     """Export and build if needed, then a timing run and an ETDump run per target and thread count,
     and the per-operator analysis."""
-    from kit import profile
+    from kit import profile, registry
 
     root = _root(home)
     plan = profile.ProfilePlan(
         model=model,
-        dtypes=_csv(dtype),
+        dtypes=registry.dtypes_of(model, dtype, models_dir),
         targets=_csv(target),
         size=size,
         threads=[int(t) for t in _csv(threads)] if threads else None,

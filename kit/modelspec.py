@@ -49,6 +49,11 @@ class ModelSpec:
                 "add `small` (seconds to export) and `full` (published resolution) to sizes",
             )
 
+    @property
+    def supported_dtypes(self) -> tuple[str, ...]:
+        """The declared dtypes this model exports in (declared minus the unsupported ones)."""
+        return tuple(d for d in self.dtypes if d not in self.unsupported)
+
     def size(self, size: str) -> SizeParams:
         if size not in self.sizes:
             raise ModelPackageError(
@@ -61,11 +66,12 @@ class ModelSpec:
         if dtype in self.unsupported:
             raise ModelPackageError(
                 f"model {self.name!r} does not support {dtype}: {self.unsupported[dtype]}",
-                f"choose one of {', '.join(self.dtypes)}",
+                f"choose one of {', '.join(self.supported_dtypes)}",
             )
         if dtype not in self.dtypes:
             raise ModelPackageError(
-                f"model {self.name!r} does not support dtype {dtype}", f"choose one of {', '.join(self.dtypes)}"
+                f"model {self.name!r} does not support dtype {dtype}",
+                f"choose one of {', '.join(self.supported_dtypes)}",
             )
 
 

@@ -34,7 +34,7 @@ def model_partitions(root: DataRoot, models_dir: str | None = None) -> tuple[lis
         if not pkg.ok:
             problems[pkg.name] = pkg.error
             continue
-        keys += [Variant(pkg.name, d).key for d in pkg.spec.dtypes if d not in pkg.spec.unsupported]
+        keys += [Variant(pkg.name, d).key for d in pkg.spec.supported_dtypes]
     return keys, problems
 
 

@@ -175,3 +175,15 @@ def get(name: str, path: str | Path | None = None) -> ModelPackage:
     raise ModelPackageError(
         f"no model package {name!r} in {models_dir(path)}", f"available: {', '.join(p.name for p in pkgs) or 'none'}"
     )
+
+
+def dtypes_of(name: str, spec_text: str, path: str | Path | None = None) -> list[str]:
+    """The dtypes a user asked for: a comma-separated list, each checked against the package,
+    or `all` for every dtype the package supports."""
+    spec = get(name, path).spec
+    wanted = [d.strip() for d in spec_text.split(",") if d.strip()]
+    if wanted == ["all"]:
+        return list(spec.supported_dtypes)
+    for d in wanted:
+        spec.check_dtype(d)
+    return wanted

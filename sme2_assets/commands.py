@@ -14,6 +14,7 @@ import dagster as dg
 import typer
 
 from kit import pipeline as kit_pipeline
+from kit import registry
 from kit.home import DataRoot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +99,10 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
     def pipeline_cmd(
         model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package."),
         dtype: str = typer.Option(
-            "fp32,int8", "--dtype", "-d", help="Comma-separated dtypes (model partitions <model>-<dtype>)."
+            "fp32,int8",
+            "--dtype",
+            "-d",
+            help="Comma-separated dtypes (model partitions <model>-<dtype>), or all the model supports.",
         ),
         target: Optional[str] = typer.Option(
             None,
@@ -116,7 +120,7 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
 
         root = root_of(home)
         dh = instance_home(root)
-        variants = [Variant(model, d.strip()).key for d in dtype.split(",") if d.strip()]
+        variants = [Variant(model, d).key for d in registry.dtypes_of(model, dtype)]
         targets = [t.strip() for t in target.split(",")] if target else kit_pipeline.target_partitions(root)
         targets = _with_emulator(root, targets, console)
         instance = dg.DagsterInstance.get()

@@ -39,7 +39,7 @@ def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
             continue
         if hashes.get(pkg.name) == pkg.content_hash:
             continue
-        keys = [Variant(pkg.name, d).key for d in pkg.spec.dtypes if d not in pkg.spec.unsupported]
+        keys = [Variant(pkg.name, d).key for d in pkg.spec.supported_dtypes]
         new_keys += [k for k in keys if k not in known]
         for k in keys:
             requests.append(

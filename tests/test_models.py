@@ -68,8 +68,7 @@ def test_full_size_output_shapes(name, shapes):
 
 
 def _supported(name):
-    spec = registry.get(name).spec
-    return [d for d in DTYPES if d in spec.dtypes and d not in spec.unsupported]
+    return list(registry.get(name).spec.supported_dtypes)
 
 
 @pytest.fixture(scope="session")

@@ -114,3 +114,11 @@ def test_checkpoint_mismatch_is_a_clear_error(tiny, tmp_path):
     torch.save({"stem.weight": torch.zeros(1)}, path)
     with pytest.raises(ModelPackageError, match="does not match model 'tiny_seg'"):
         tiny.spec.build(tiny.spec.size("small"), str(path))
+
+
+def test_dtype_selection_offers_only_supported_dtypes():
+    assert registry.dtypes_of("squeeze_sam", "all") == ["fp32", "fp16", "int8"]  # no int8-dynamic
+    assert registry.dtypes_of("tiny_seg", "int8, fp32") == ["int8", "fp32"]
+    with pytest.raises(ModelPackageError, match="does not support int8-dynamic") as info:
+        registry.dtypes_of("squeeze_sam", "fp32,int8-dynamic")
+    assert info.value.hint == "choose one of fp32, fp16, int8"
