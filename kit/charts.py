@@ -19,6 +19,15 @@ COLORS = {
 }
 
 
+def category_color() -> alt.Color:
+    """The blog's five categories in the same colours in every chart."""
+    return alt.Color(
+        "category:N",
+        scale=alt.Scale(domain=list(BLOG_ORDER), range=[COLORS[c] for c in BLOG_ORDER]),
+        sort=list(BLOG_ORDER),
+    )
+
+
 def category_bars(df: pd.DataFrame, title: str) -> alt.Chart:
     """Stacked category breakdown; df has columns label, category, median_ms."""
     return (
@@ -27,11 +36,7 @@ def category_bars(df: pd.DataFrame, title: str) -> alt.Chart:
         .encode(
             y=alt.Y("label:N", title=None),
             x=alt.X("median_ms:Q", title="median ms per inference"),
-            color=alt.Color(
-                "category:N",
-                scale=alt.Scale(domain=list(BLOG_ORDER), range=[COLORS[c] for c in BLOG_ORDER]),
-                sort=list(BLOG_ORDER),
-            ),
+            color=category_color(),
             order=alt.Order("order:Q"),
             tooltip=["label", "category", alt.Tooltip("median_ms:Q", format=".3f")],
         )

@@ -18,6 +18,11 @@ from kit.home import DataRoot
 from kit.names import Variant
 from kit.warehouse import Warehouse
 
+# Chart panels: emulated and hardware times never share an axis.
+KIND = {False: "hardware", True: "emulated (QEMU: not hardware times)"}
+# History axes: dates a reader can read, whether the runs span seconds or months.
+TIME_AXIS = alt.Axis(format="%b %d %H:%M", labelAngle=-30, tickCount=6, labelOverlap=True)
+
 
 @dataclass
 class Report:
@@ -86,19 +91,23 @@ def build(root: DataRoot, variant_key: str) -> Report:
     e2e = runs[["target", "threads", "emulated", "e2e_median_ms", "e2e_ci_low_ms", "e2e_ci_high_ms"]].copy()
     e2e["label"] = e2e.target + " t" + e2e.threads.astype(str) + e2e.emulated.map({True: " (emulated)", False: ""})
     sections.append(("End to end", _md(e2e.drop(columns=["label"]))))
+    e2e["kind"] = e2e.emulated.map(KIND)
+    e2e["SME2"] = e2e.target.str.endswith(".sme2-on").map({True: "on", False: "off"})
     base = alt.Chart(e2e)
     bars = (
         base.mark_bar().encode(
-            y=alt.Y("label:N", title=None), x=alt.X("e2e_median_ms:Q", title="ms"), color=alt.Color("emulated:N")
+            y=alt.Y("label:N", title=None),
+            x=alt.X("e2e_median_ms:Q", title="end-to-end median ms (95% CI)"),
+            color=alt.Color("SME2:N", scale=alt.Scale(domain=["off", "on"], range=["#9D9D9D", "#4C78A8"])),
         )
         + base.mark_rule().encode(y="label:N", x="e2e_ci_low_ms:Q", x2="e2e_ci_high_ms:Q")
-    ).properties(width=360)
+    ).properties(width=560)
     figures.append(
         (
             "e2e",
             bars.facet(
-                column=alt.Column("emulated:N", title="emulated"),
-                title=f"{variant_key}: end-to-end median latency with 95% CI, SME2 on vs off per device and thread count",
+                row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
+                title=f"{variant_key}: end-to-end latency, SME2 on vs off per device and thread count",
             ).resolve_scale(x="independent", y="independent"),
         )
     )
@@ -125,18 +134,21 @@ def build(root: DataRoot, variant_key: str) -> Report:
         [variant_key, variant_key],
     )
     top_ops = ops.sort_values("median_ms", ascending=False).groupby("target").head(8)
+    emulated_targets = set(runs.target[runs.emulated])
+    top_ops["target"] = [t + (" (emulated)" if t in emulated_targets else "") for t in top_ops.target]
     figures.append(
         (
             "top_operators",
             alt.Chart(top_ops, title="Top operators per target (median ms)")
             .mark_bar()
             .encode(
-                y=alt.Y("op_type:N", sort="-x", title=None),
+                y=alt.Y("op_type:N", sort="-x", title=None, axis=alt.Axis(labelLimit=360)),
                 x=alt.X("median_ms:Q", title="ms"),
-                color="category:N",
+                color=charts.category_color(),
                 row=alt.Row("target:N", title=None),
             )
-            .properties(width=420),
+            .properties(width=420)
+            .resolve_scale(x="independent", y="independent"),  # emulated and hardware never share an axis
         )
     )
 
@@ -145,18 +157,19 @@ def build(root: DataRoot, variant_key: str) -> Report:
         [variant_key],
     )
     hist["series"] = hist.target + " t" + hist.threads.astype(str) + " " + hist["size"]
+    hist["kind"] = hist.emulated.map(KIND)
     figures.append(
         (
             "history",
             alt.Chart(hist, title="History of the end-to-end median (emulated and hardware never share a panel)")
             .mark_line(point=True)
             .encode(
-                x=alt.X("started_at:T", title=None),
+                x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
                 y=alt.Y("e2e_median_ms:Q", title="ms"),
                 color="series:N",
-                column=alt.Column("emulated:N", title="emulated"),
+                row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
             )
-            .properties(width=360)
+            .properties(width=560, height=160)
             .resolve_scale(y="independent"),
         )
     )
@@ -172,9 +185,9 @@ def build(root: DataRoot, variant_key: str) -> Report:
             alt.Chart(op_hist, title="History of the top operators")
             .mark_line(point=True)
             .encode(
-                x=alt.X("started_at:T", title=None),
+                x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
                 y=alt.Y("median_ms:Q", title="ms"),
-                color="op_type:N",
+                color=alt.Color("op_type:N", legend=alt.Legend(labelLimit=360)),
                 row=alt.Row("target:N", title=None),
             )
             .properties(width=420, height=120)
@@ -259,20 +272,22 @@ def build(root: DataRoot, variant_key: str) -> Report:
         )
     for title, text in sections:
         md.append(f"## {title}\n\n{text}")
+    # The Markdown shows the PNG copies; the HTML page draws the same charts itself (Vega inlined),
+    # so it stays self-contained when moved away from the PNGs.
+    page = atomic.write_text(out_dir / "report.html", _html("\n\n".join(md), figures, f"{variant_key}: SME2 report"))
     md.append("## Charts\n\n" + "\n\n".join(f"![{p.stem}]({p.name})" for p in pngs))
     markdown = atomic.write_text(out_dir / "report.md", "\n\n".join(md) + "\n")
-    page = atomic.write_text(out_dir / "report.html", _html("\n\n".join(md), figures))
     summary = "\n\n".join(s for s in (c.headline() for c in comps)) or "no SME2 pairs yet"
     return Report(markdown, page, pngs, summary, run_ids)
 
 
-def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]]) -> str:
+def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]], title: str = "SME2 report") -> str:
     """One page: the report text, then every chart embedded with Vega inlined (no network)."""
     import vl_convert as vlc
 
     bundle = vlc.javascript_bundle()
     divs = "\n".join(
-        f'<h3>{html.escape(name)}</h3><div id="chart-{i}" class="chart"></div>' for i, (name, _) in enumerate(figures)
+        f'<div id="chart-{i}" class="chart" title="{html.escape(name)}"></div>' for i, (name, _) in enumerate(figures)
     )
     embeds = "\n".join(
         f"vegaEmbed('#chart-{i}', {json.dumps(chart.to_dict())}, {{actions: false, renderer: 'svg'}}).catch(e => document.body.insertAdjacentHTML('beforeend', '<p class=err>' + e + '</p>'));"
@@ -284,6 +299,6 @@ def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]]) -> str:
         body = md_lib.markdown(markdown_text, extensions=["tables"])
     except ImportError:
         body = f"<pre>{html.escape(markdown_text)}</pre>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>SME2 report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}} .err{{color:red}}</style>
-<script>{bundle}</script></head><body>{body}<h2>Interactive charts</h2>{divs}<script>{embeds}</script></body></html>"""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}} .err{{color:red}} .chart{{margin:1.5em 0}}</style>
+<script>{bundle}</script></head><body>{body}<h2>Charts</h2>{divs}<script>{embeds}</script></body></html>"""
