@@ -224,7 +224,12 @@ def build(root: DataRoot, variant_key: str) -> Report:
             f"- **{r.target}** (t{r.threads}{', emulated' if r.emulated else ''}): {dm.sentence}. Delegation: {dm.health['delegated_ops']} delegated / {dm.health['portable_ops']} portable operators in {dm.health['delegate_partitions']} partitions; quantize/convert {100 * dm.health['quant_share']:.1f}% of runtime."
         )
         dm_rows += [
-            {"target": r.target, "module": h.module, "count": h.count, "ms": h.ms}
+            {
+                "target": r.target + (" (emulated)" if r.emulated else ""),
+                "module": h.module,
+                "count": h.count,
+                "ms": h.ms,
+            }
             for h in dm.hotspots.head(6).itertuples()
         ]
     sections.append(("Data movement", "\n".join(dm_text) or "_no run folders available_"))
@@ -238,12 +243,15 @@ def build(root: DataRoot, variant_key: str) -> Report:
                 )
                 .mark_bar()
                 .encode(
-                    y=alt.Y("module:N", sort="-x", title=None),
-                    x=alt.X("ms:Q"),
-                    color="target:N",
+                    y=alt.Y("module:N", sort="-x", title=None, axis=alt.Axis(labelLimit=360)),
+                    x=alt.X("ms:Q", title="ms per inference"),
+                    color=alt.value(charts.COLORS["Data Movement"]),
+                    row=alt.Row("target:N", title=None),
                     tooltip=["target", "module", "count", "ms"],
                 )
-                .properties(width=420),
+                .properties(width=420)
+                # One panel per target: times of different targets never add up in one bar.
+                .resolve_scale(x="independent", y="independent"),
             )
         )
 
