@@ -9,15 +9,15 @@ stats file, or from Method::execute when there is none."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
 import shutil
 from pathlib import Path
 
-from kit import atomic, names, warehouse
-from kit.errors import Sme2Error
+from kit import atomic, categories, names, warehouse
+from kit.errors import DiskFullError, Sme2Error
 from kit.home import DataRoot
-from kit.runrecord import RUN_FILE, RunRecord, now
+from kit.runrecord import RUN_FILE, RunRecord, now, read_json
 
 # <model_stem>_<experiment>_t<threads>: the experiment is "sme2_on"/"sme2_off" (or ends with it).
 ETDUMP_NAMES = (
@@ -56,7 +56,9 @@ def discover(folder: Path) -> list[dict]:
     manifest = {}
     for m in [folder / "manifest.json", *folder.parents[:1]]:
         if isinstance(m, Path) and m.name == "manifest.json" and m.exists():
-            manifest = json.loads(m.read_text())
+            manifest = read_json(m, "the Arm kit run folder")
+            if not isinstance(manifest, dict):
+                raise Sme2Error(f"{m} is not a JSON object", "the kit's manifest.json is corrupt: re-run its pipeline")
     found = []
     for d in dumps:
         m = next((m for rx in ETDUMP_NAMES if (m := rx.match(d.stem))), None)
@@ -84,76 +86,142 @@ def discover(folder: Path) -> list[dict]:
 
 
 def import_folder(root: DataRoot, folder: Path, device: str | None = None, warmup: int = 0) -> list[str]:
-    """Import every ETDump of a kit run folder; returns the run ids added to the warehouse."""
+    """Import every ETDump of a kit run folder, all or nothing; returns the run ids (those imported
+    before included, so a re-import returns the same list and adds nothing).
+
+    Every ETDump, robust-stats file and manifest is parsed and every run folder built and read
+    back in a staging folder first; only when all of them are valid are the folders committed and
+    their rows written to the warehouse in one transaction. If anything fails, no run folder is
+    left under runs/ and no row in the warehouse: a half import would break every later
+    `sme2 warehouse rebuild` and hide which runs came in."""
+    wh = warehouse.Warehouse.at(root)
+    rules = categories.load_rules(root.user_categories)
+    ids: list[str] = []
+    rows: list[warehouse.RunRows] = []
+    written: list[Path] = []  # run folders this import commits: removed again if a later step fails
+    try:
+        with contextlib.ExitStack() as stages:
+            for item in discover(folder):
+                try:
+                    run = _read_item(item, device, warmup)
+                    if run["run_id"] in ids:  # the same ETDump twice under one folder
+                        continue
+                    final = root.runs / run["run_id"]
+                    ids.append(run["run_id"])
+                    if final.exists():
+                        if wh.has_run(run["run_id"]):
+                            continue  # imported before
+                        with contextlib.suppress(Exception):  # a folder an earlier import left: reuse if whole
+                            rows.append(warehouse.rows_from_run(final, rules))
+                            continue
+                    stage = stages.enter_context(atomic.staged_dir(final))
+                    _write_run_folder(stage, item, run)
+                    rows.append(warehouse.rows_from_run(stage, rules).relocated(stage, final))
+                    written.append(final)
+                except DiskFullError:
+                    raise  # names the file and what to do already
+                except OSError as e:
+                    if warehouse.is_disk_full(e):
+                        raise atomic.disk_full_error(root.runs, e) from e
+                    raise _not_imported(item, e, folder) from e
+                except Sme2Error as e:
+                    raise _not_imported(item, e, folder) from e
+                except Exception as e:  # a file no validator anticipated: still nothing imported
+                    raise _not_imported(item, e, folder) from e
+        # Every stage is now a committed folder; the rows go in as one transaction.
+        wh.insert_runs(rows)
+    except BaseException:
+        for final in written:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    return ids
+
+
+def _not_imported(item: dict, e: Exception, folder: Path) -> Sme2Error:
+    """The error of one file of the kit folder, saying that nothing of the folder was imported."""
+    why = e.message if isinstance(e, Sme2Error) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    hint = f"fix or remove that file, then import {folder} again; nothing of it was imported"
+    error_type = type(e) if isinstance(e, Sme2Error) else Sme2Error
+    return error_type(f"cannot import {item['etdump']}: {why}", hint)
+
+
+def _read_item(item: dict, device: str | None, warmup: int) -> dict:
+    """Parse one ETDump (and its robust stats) of the kit folder into what its run folder holds."""
     from kit import trace
 
-    ids = []
-    for item in discover(folder):
-        man = item["manifest"]
-        dev = names.device_name(
-            device
-            or re.sub(r"[^a-z0-9_-]", "-", str(man.get("device") or man.get("platform") or "arm-kit").lower()).strip(
-                "-"
+    man = item["manifest"]
+    dev = names.device_name(
+        device
+        or re.sub(r"[^a-z0-9_-]", "-", str(man.get("device") or man.get("platform") or "arm-kit").lower()).strip("-")
+        or "arm-kit"
+    )
+    model, dtype = _variant(item["stem"])
+    tr = trace.ingest(item["etdump"], None, warmup=warmup)
+    latencies = tr.method_ms.tolist()
+    if item["robust_stats"]:
+        rs = read_json(item["robust_stats"], "the Arm kit's robust statistics")
+        latencies = (rs.get("latencies_ms") if isinstance(rs, dict) else None) or latencies
+        if not isinstance(latencies, list):
+            raise Sme2Error(
+                f"{item['robust_stats']}: 'latencies_ms' is not a list of numbers",
+                "the file is corrupt or was edited: re-run the kit's pipeline, or remove the file",
             )
-            or "arm-kit"
-        )
-        sme2 = bool(item["sme2"])
-        model, dtype = _variant(item["stem"])
-        target = names.Target(dev, sme2)
-        tr = trace.ingest(item["etdump"], None, warmup=warmup)
-        execute = tr.method_ms.tolist()
-        latencies = execute
-        if item["robust_stats"]:
-            rs = json.loads(item["robust_stats"].read_text())
-            latencies = rs.get("latencies_ms") or execute
-        run_id = f"armkit-{item['etdump'].stem}-{dev}-{atomic.sha256_file(item['etdump'])[:8]}"
-        folder_out = root.runs / run_id
-        if not folder_out.exists():
-            with atomic.staged_dir(folder_out) as stage:
-                shutil.copy2(item["etdump"], stage / "etdump.etdp")
-                if item["robust_stats"]:
-                    shutil.copy2(item["robust_stats"], stage / item["robust_stats"].name)
-                atomic.write_json(
-                    stage / "timing.json",
-                    {
-                        "runner": "arm-kit",
-                        "latencies_ms": latencies,
-                        "warmup_ms": [],
-                        "load_ms": None,
-                        "first_inference_ms": latencies[0] if latencies else None,
-                        "peak_rss_kb": None,
-                        "checksum": None,
-                    },
-                )
-                rec = RunRecord(
-                    run_id=run_id,
-                    model=names.model_name(model),
-                    dtype=dtype,
-                    backend="xnnpack",
-                    size=str(man.get("size", "full")),
-                    target=target.key,
-                    device=dev,
-                    sme2=sme2,
-                    threads=item["threads"],
-                    runner="arm-kit",
-                    iterations=tr.iterations,
-                    warmup=warmup,
-                    emulated=False,
-                    platform=str(man.get("platform", "")),
-                    transport="imported",
-                    started_at=str(man.get("timestamp") or man.get("date") or now()),
-                    finished_at=now(),
-                    versions={k: man[k] for k in ("executorch", "executorch_version") if k in man},
-                    conditions={
-                        "imported_from": str(item["etdump"]),
-                        "experiment": item["experiment"],
-                        "manifest": man,
-                    },
-                    results={"load_ms": None, "first_inference_ms": None, "peak_rss_kb": None},
-                    source="arm-kit",
-                    stem=item["etdump"].stem,
-                )
-                atomic.write_json(stage / RUN_FILE, rec.to_json())
-        warehouse.ingest_run(root, folder_out)
-        ids.append(run_id)
-    return ids
+    return {
+        "run_id": f"armkit-{item['etdump'].stem}-{dev}-{atomic.sha256_file(item['etdump'])[:8]}",
+        "device": dev,
+        "sme2": bool(item["sme2"]),
+        "model": names.model_name(model),
+        "dtype": dtype,
+        "iterations": tr.iterations,
+        "warmup": warmup,
+        "latencies": latencies,
+    }
+
+
+def _write_run_folder(stage: Path, item: dict, run: dict) -> None:
+    man = item["manifest"]
+    shutil.copy2(item["etdump"], stage / "etdump.etdp")
+    if item["robust_stats"]:
+        shutil.copy2(item["robust_stats"], stage / item["robust_stats"].name)
+    latencies = run["latencies"]
+    atomic.write_json(
+        stage / "timing.json",
+        {
+            "runner": "arm-kit",
+            "latencies_ms": latencies,
+            "warmup_ms": [],
+            "load_ms": None,
+            "first_inference_ms": latencies[0] if latencies else None,
+            "peak_rss_kb": None,
+            "checksum": None,
+        },
+    )
+    rec = RunRecord(
+        run_id=run["run_id"],
+        model=run["model"],
+        dtype=run["dtype"],
+        backend="xnnpack",
+        size=str(man.get("size", "full")),
+        target=names.Target(run["device"], run["sme2"]).key,
+        device=run["device"],
+        sme2=run["sme2"],
+        threads=item["threads"],
+        runner="arm-kit",
+        iterations=run["iterations"],
+        warmup=run["warmup"],
+        emulated=False,
+        platform=str(man.get("platform", "")),
+        transport="imported",
+        started_at=str(man.get("timestamp") or man.get("date") or now()),
+        finished_at=now(),
+        versions={k: man[k] for k in ("executorch", "executorch_version") if k in man},
+        conditions={
+            "imported_from": str(item["etdump"]),
+            "experiment": item["experiment"],
+            "manifest": man,
+        },
+        results={"load_ms": None, "first_inference_ms": None, "peak_rss_kb": None},
+        source="arm-kit",
+        stem=item["etdump"].stem,
+    )
+    atomic.write_json(stage / RUN_FILE, rec.to_json())

@@ -288,15 +288,16 @@ def profile_cmd(
 ):
     """Export and build if needed, then a timing run and an ETDump run per target and thread count,
     and the per-operator analysis."""
-    from kit import profile, registry
+    from kit import profile, registry, validation
 
     root = _root(home)
+    validation.check_timeout(timeout)
     plan = profile.ProfilePlan(
         model=model,
         dtypes=registry.dtypes_of(model, dtype, models_dir),
         targets=_csv(target),
         size=size,
-        threads=[int(t) for t in _csv(threads)] if threads else None,
+        threads=validation.parse_threads(threads) if threads else None,
         iterations=iterations,
         warmup=warmup,
         runner=runner,
@@ -462,10 +463,12 @@ def sql_cmd(
     fmt: str = FormatOpt,
     home: Optional[Path] = HomeOpt,
 ):
-    """Run read-only SQL over the warehouse."""
-    from kit.warehouse import Warehouse
+    """Run one read-only SELECT (or EXPLAIN of one) over the warehouse. It cannot read or write
+    files, attach databases, load extensions or change settings (docs/orchestration.md, Security)."""
+    from kit import usersql
 
-    _print_frame(Warehouse.at(_root(home)).sql(query), fmt)
+    root = _root(home)
+    _print_frame(usersql.run_user_sql(root.warehouse, query), fmt)
 
 
 @app.command("query")
@@ -505,38 +508,55 @@ app.add_typer(warehouse_app, name="warehouse")
 @warehouse_app.command("info")
 @command
 def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
-    """Row counts per table and the schema version."""
-    from kit.warehouse import TABLES, Warehouse, scalar
+    """Row counts per table, the schema version, and run folders not (yet) in the warehouse."""
+    from kit.warehouse import TABLES, Warehouse, missing_runs, scalar
 
-    wh = Warehouse.at(_root(home))
+    root = _root(home)
+    wh = Warehouse.at(root)
     wh.ensure()
     with wh.read() as conn:
         counts = {t: scalar(conn, f"SELECT count(*) FROM {t}") for t in TABLES}
         version = scalar(conn, "SELECT max(version) FROM schema_version")
-    info = {"path": str(wh.path), "schema_version": version, "rows": counts}
+    # Left by a run killed between its folder's rename and its insert (or a folder that fails to ingest).
+    missing = [d.name for d in missing_runs(root)]
+    info = {
+        "path": str(wh.path),
+        "schema_version": version,
+        "rows": counts,
+        "runs_not_in_warehouse": len(missing),
+        "run_folders_not_in_warehouse": missing,
+    }
     if as_json:
         _emit_json(info)
     else:
         console.print(f"{wh.path} (schema v{version})")
         for t, n in counts.items():
             console.print(f"  {t:16s} {n:>12,}")
+        if missing:
+            console.print(
+                f"[yellow]{len(missing)} run folder(s) under {escape(str(root.runs))} are not in the warehouse[/]: "
+                f"{escape(', '.join(missing[:5]))}{' ...' if len(missing) > 5 else ''}\n"
+                "  -> the next `sme2 profile` ingests them, or run `sme2 warehouse rebuild` now"
+            )
 
 
 @warehouse_app.command("rebuild")
 @command
 def warehouse_rebuild(home: Optional[Path] = HomeOpt):
-    """Ingest every run folder not yet in the warehouse (the files are the source of truth)."""
+    """Ingest every run folder not yet in the warehouse (the files are the source of truth).
+    Bad folders are skipped and listed with the reason at the end (exit status 1)."""
     from kit import warehouse
 
     root = _root(home)
-    dirs = sorted(p for p in root.runs.iterdir() if (p / "run.json").exists())
-    added = 0
-    with _progress(len(dirs), False) as (say, advance):
-        for d in dirs:
-            say(d.name)
-            added += warehouse.ingest_run(root, d)
-            advance()
-    console.print(f"{added} run(s) added, {len(dirs) - added} already present")
+    with _progress(len(warehouse.rebuild_candidates(root)), False) as (say, advance):
+        result = warehouse.rebuild(root, say, advance)
+    console.print(f"{len(result.added)} run(s) added, {len(result.present)} already present")
+    if result.bad:
+        err.print(f"[bold red]{len(result.bad)} run folder(s) skipped:[/]")
+        for folder, why in result.bad.items():
+            err.print(f"  {escape(folder)}: {escape(why)}")
+        err.print("  [yellow]->[/] fix or delete those folders, then run `sme2 warehouse rebuild` again")
+        raise typer.Exit(1)
 
 
 @warehouse_app.command("prune")
@@ -576,9 +596,11 @@ def compare_cmd(
 ):
     """SME2 on vs off from the warehouse: the case study's table (category, ms off -> on, speedup,
     share with SME2 on), the end-to-end speedup with its bootstrap interval, per-operator speedups."""
-    from kit import compare
+    from kit import compare, validation
     from kit.warehouse import Warehouse
 
+    if threads is not None:
+        validation.check_threads(threads)
     wh = Warehouse.at(_root(home))
     dtypes = _csv(dtype)
     if len(dtypes) > 1:
@@ -648,21 +670,29 @@ def trace_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder."),
     other: Optional[Path] = typer.Option(None, "--vs", help="A second run folder: A/B tracks in one file."),
     out: Optional[Path] = typer.Option(
-        None, "--out", "-o", help="Output .json (default: reports/<variant>/traces/<run_id>.json)."
+        None,
+        "--out",
+        "-o",
+        help="Output .json, or a folder to write <run_id>.json into (default: reports/<variant>/traces/).",
     ),
     iterations: int = typer.Option(20, "--iterations", help="Iterations to include per run."),
     home: Optional[Path] = HomeOpt,
 ):
     """ETDump to Chrome/Perfetto trace JSON: one track per iteration, delegate ops nested under
     their DELEGATE_CALL (open in ui.perfetto.dev)."""
-    from kit import perfetto, profile
+    from kit import perfetto, profile, validation
+
+    validation.check_iterations(iterations)
 
     runs, loaded = [], []
     for d in [run_dir] + ([other] if other else []):
         r = profile.load_run(d)
         loaded.append(r.record)
         runs.append((f"{r.record.variant} on {r.record.target} ({r.record.run_id})", r.trace.rows))
-    default = _root(home).reports / loaded[0].variant / "traces" / ("-vs-".join(rec.run_id for rec in loaded) + ".json")
+    file_name = "-vs-".join(rec.run_id for rec in loaded) + ".json"
+    default = _root(home).reports / loaded[0].variant / "traces" / file_name
+    if out is not None and out.is_dir():  # -o DIR: the trace goes into the folder, named from the run
+        out = out / file_name
     path = perfetto.export(runs, out or default, iterations)
     console.print(f"trace: {path}  (open https://ui.perfetto.dev and drop the file)")
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit import names
-from kit.errors import Sme2Error, TargetError
+from kit.errors import NameError_, Sme2Error, TargetError
 from kit.home import DataRoot
 from kit.names import Target
 from kit.runner.build import HOST_PLATFORM, file_lock
@@ -103,7 +103,7 @@ def _device(name: str, raw: dict, source: str) -> Device:
             f"device {name!r} in {source}: env values must be strings", 'e.g. env = { OMP_NUM_THREADS = "1" }'
         )
     size = names.size_name(raw.get("size", "small" if transport == "qemu" else "full"))
-    props = {k: raw[k] for k in PROPERTY_KEYS if k in raw}
+    props = _checked_props(name, {k: raw[k] for k in PROPERTY_KEYS if k in raw}, source)
     return Device(
         name,
         transport,
@@ -118,6 +118,35 @@ def _device(name: str, raw: dict, source: str) -> Device:
         bool(raw.get("enabled", True)),
         props,
     )
+
+
+# Transport properties that end up in an ssh/scp/adb argv or a remote shell: checked when the file
+# is loaded, so a value like user = "-oProxyCommand=..." can never be read as an option.
+PROPERTY_CHECKS = {
+    "host": names.host_name,
+    "port": names.port_number,
+    "user": names.ssh_user,
+    "serial": names.adb_serial,
+    "remote_dir": names.remote_path,
+}
+
+
+def _checked_props(device: str, props: dict, source: str) -> dict:
+    for key, check in PROPERTY_CHECKS.items():
+        if key in props:
+            try:
+                check(props[key])
+            except NameError_ as e:
+                raise Sme2Error(
+                    f"device {device!r} in {source}: key {key!r} = {props[key]!r} is refused: {e.message}",
+                    f"fix {key} for [device.{device}] in {source}: {e.hint}",
+                ) from e
+    for key in ("key", "executorch_repo", "android_ndk", "description"):
+        if key in props and (not isinstance(props[key], str) or "\0" in props[key]):
+            raise Sme2Error(
+                f"device {device!r} in {source}: key {key!r} must be a string", f'e.g. {key} = "..." in {source}'
+            )
+    return props
 
 
 def load_registry(root: DataRoot | None = None, extra_file: Path | None = None) -> dict[str, Device]:

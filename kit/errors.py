@@ -44,3 +44,17 @@ class TargetError(Sme2Error):
 
 class WarehouseError(Sme2Error):
     """The DuckDB warehouse is locked, corrupt or asked something invalid."""
+
+
+class RunFolderError(Sme2Error):
+    """A run folder whose files (run.json, timing.json, ...) are missing, corrupt or hand-crafted."""
+
+
+class DiskFullError(Sme2Error, OSError):
+    """A write that ran out of space (ENOSPC, EDQUOT). Also an OSError, so code that tolerates a
+    failed write keeps doing so; `errno` is ENOSPC."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message, hint)
+        self.errno = 28  # errno.ENOSPC
+        self.strerror = message

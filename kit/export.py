@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import atomic, program, tensorfile, trace
+from kit import atomic, exitguard, program, tensorfile, trace
 from kit.errors import ExportError, ModelPackageError, Sme2Error
 from kit.home import DataRoot
 from kit.names import Variant, size_name
@@ -37,6 +37,8 @@ for _noisy in ("torchao", "torch.utils._pytree"):
 # so the tolerance covers kernel rounding, not quantization error (recorded separately).
 TOLERANCES = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.15, "int8-dynamic": 0.15}
 META = "export_meta.json"
+# Keys every reader of an export relies on; a meta without one of them is incomplete.
+REQUIRED_META = ("model", "dtype", "backend", "size", "pte", "etrecord", "pte_sha256", "versions", "numerical_check")
 
 
 @dataclass
@@ -69,22 +71,57 @@ def folder_for(root: DataRoot, variant: Variant, size: str) -> Path:
     return root.exports / f"{variant.key}-{size_name(size)}"
 
 
-def load(folder: Path) -> Export:
-    """An export folder, checked against its meta (the .pte's sha256)."""
+def reexport_hint(variant: Variant | None = None, size: str | None = None) -> str:
+    if variant is None:
+        return "re-export the variant with --force: sme2 export --model ... --dtype ... --size ... --force"
+    backend = "" if variant.backend == "xnnpack" else f" --backend {variant.backend}"
+    return (
+        f"re-export it with --force: sme2 export --model {variant.model} --dtype {variant.dtype} "
+        f"--size {size}{backend} --force"
+    )
+
+
+def load(folder: Path, repair_hint: str | None = None) -> Export:
+    """An export folder whose export_meta.json and program_map.json are readable and complete.
+
+    A corrupt or incomplete file is an ExportError naming it; `repair_hint` says how to re-export."""
     folder = Path(folder)
+    hint = repair_hint or reexport_hint()
     meta_path = folder / META
     if not meta_path.exists():
         raise ExportError(f"{folder} holds no {META}", "export the variant first: sme2 export --model ... --dtype ...")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ExportError(f"{meta_path} is not valid JSON ({e})", "re-export the variant with --force") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{meta_path} is not valid JSON ({e})", hint) from e
+    missing = [k for k in REQUIRED_META if k not in meta] if isinstance(meta, dict) else list(REQUIRED_META)
+    if missing:
+        raise ExportError(f"{meta_path} is incomplete: it lacks {', '.join(missing)}", hint)
+    # The program and ETRecord are named by the meta: they must be files of this folder.
+    for key in ("pte", "etrecord"):
+        if not isinstance(meta[key], str) or not meta[key] or Path(meta[key]).name != meta[key]:
+            raise ExportError(f"{meta_path} names its {key} {meta[key]!r}, which is not a file of {folder}", hint)
+    map_path = folder / program.FILE_NAME
+    try:
+        program.ProgramMap.load(folder)
+    except Exception as e:  # missing, not JSON, or not the map's shape
+        detail = e.message if isinstance(e, Sme2Error) else f"{type(e).__name__}: {e}"
+        raise ExportError(f"{map_path} is unreadable or incomplete ({detail})", hint) from e
     return Export(folder, meta)
 
 
 def find(root: DataRoot, variant: Variant, size: str) -> Export | None:
+    """The export of `variant` at `size`, or None. A folder whose meta is corrupt, incomplete or
+    describes another variant is an error (re-export with --force), never silently reused."""
     folder = folder_for(root, variant, size)
-    return load(folder) if (folder / META).exists() else None
+    if not (folder / META).exists():
+        return None
+    hint = reexport_hint(variant, size)
+    exp = load(folder, hint)
+    described = (exp.meta["model"], exp.meta["dtype"], exp.meta["backend"], exp.meta["size"])
+    if described != (variant.model, variant.dtype, variant.backend, size):
+        raise ExportError(f"{folder / META} describes {'-'.join(map(str, described))}, not {variant.key}-{size}", hint)
+    return exp
 
 
 def _versions() -> dict:
@@ -112,7 +149,45 @@ def numerical_check(
 ) -> dict:
     tol = TOLERANCES[dtype] if tolerance is None else tolerance
     max_abs, max_rel = relative_error(outputs, reference)
-    return {"max_abs_error": max_abs, "max_rel_error": max_rel, "tolerance": tol, "passed": bool(max_rel <= tol)}
+    check = {"max_abs_error": max_abs, "max_rel_error": max_rel, "tolerance": tol, "passed": bool(max_rel <= tol)}
+    # NaN/inf make the error NaN, which reads as a tolerance failure; count them so the failure
+    # says what it is.
+    check["nan_outputs"], check["inf_outputs"] = _count_non_finite(outputs)
+    check["nan_reference"], check["inf_reference"] = _count_non_finite(reference)
+    check["output_values"] = int(sum(o.size for o in outputs))
+    if check["nan_outputs"] or check["inf_outputs"]:
+        check["passed"] = False
+    return check
+
+
+def _count_non_finite(arrays: list[np.ndarray]) -> tuple[int, int]:
+    """(NaN count, inf count) over the floating-point arrays."""
+    nan = inf = 0
+    for a in arrays:
+        if np.issubdtype(a.dtype, np.floating):
+            nan += int(np.isnan(a).sum())
+            inf += int(np.isinf(a).sum())
+    return nan, inf
+
+
+def non_finite_error(check: dict, label: str, model_file: Path) -> ExportError | None:
+    """The error for a check whose program outputs hold NaN or inf, else None."""
+    nan, inf = check.get("nan_outputs", 0), check.get("inf_outputs", 0)
+    if not (nan or inf):
+        return None
+    total = check.get("output_values", "?")
+    what = f"NaN ({nan} of {total} values)" if nan else f"infinite values ({inf} of {total})"
+    if check.get("nan_reference") or check.get("inf_reference"):
+        return ExportError(
+            f"the output of {label} contains {what}; the eager model's output does too",
+            f"the model itself computes NaN/inf on its example inputs (log or sqrt of negatives, division by zero, "
+            f"overflow): fix the model or its example_inputs in {model_file}",
+        )
+    return ExportError(
+        f"the output of {label} contains {what}, where the eager model's output is finite",
+        "the program computes something the eager model does not (an op lowered wrongly, or fp16 overflow): "
+        "compare with --backend portable and with fp32 to find the cause",
+    )
 
 
 def _to_numpy(out) -> list[np.ndarray]:
@@ -182,11 +257,17 @@ def export_variant(
 
     root = root or DataRoot.resolve()
     spec = pkg.spec
-    if spec is None:
+    if not pkg.ok:
         raise ModelPackageError(f"model package {pkg.name!r} is broken: {pkg.error}", f"fix {pkg.path}")
+    if spec.name != pkg.name:  # the registry refuses these; a hand-made ModelPackage must too
+        raise ModelPackageError(
+            f"model package {pkg.name!r} declares name {spec.name!r}; a package's name must be its folder name",
+            f"rename the folder {pkg.path} or the name in its spec",
+        )
     spec.check_dtype(dtype)
     size_params = spec.size(size)
-    variant = Variant(spec.name, dtype, backend)
+    # Every path and key below derives from the validated folder name, never from the spec.
+    variant = Variant(pkg.name, dtype, backend)
     folder = folder_for(root, variant, size)
     identity = {
         "package_hash": pkg.content_hash,
@@ -194,10 +275,10 @@ def export_variant(
         "size_params": size_params,
         **_versions(),
     }
-    existing = find(root, variant, size)
+    # --force never reads the old meta: a corrupt one must not stop the export that repairs it.
+    existing = None if force else find(root, variant, size)
     if (
         existing
-        and not force
         and existing.meta.get("identity") == identity
         and existing.pte.exists()
         and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]
@@ -207,10 +288,11 @@ def export_variant(
     say = progress or (lambda msg: None)
     t0 = time.monotonic()
     torch.manual_seed(0)
+    model_file = pkg.path / "model.py" if (pkg.path / "model.py").exists() else pkg.path
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), exitguard.model_code(pkg.name, f"exporting {variant.key}", str(model_file)):
             warnings.simplefilter("ignore")
-            say(f"building {spec.name} ({size})")
+            say(f"building {pkg.name} ({size})")
             model = spec.build(size_params, checkpoint).eval()
             inputs = tuple(spec.example_inputs(size_params))
             with torch.no_grad():
@@ -220,7 +302,7 @@ def export_variant(
                 eager = model.half()
                 inputs = tuple(x.half() if torch.is_floating_point(x) else x for x in inputs)
             elif dtype in ("int8", "int8-dynamic"):
-                say(f"quantizing {spec.name} to {dtype}")
+                say(f"quantizing {pkg.name} to {dtype}")
                 calibration = spec.calibration_inputs(size_params) if spec.calibration_inputs else [inputs]
                 eager = _quantize(model, inputs, calibration, dynamic=dtype == "int8-dynamic")
             with torch.no_grad():
@@ -232,7 +314,7 @@ def export_variant(
     except Exception as e:
         raise ExportError(
             f"export of {variant.key} ({size}) failed in {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
-            f"the model must be torch.export-able; see {pkg.path / 'model.py'}",
+            f"the model must be torch.export-able; see {model_file}",
         ) from e
 
     pte_bytes = et.buffer
@@ -253,13 +335,16 @@ def export_variant(
         check["reference"] = "fp32 eager" if dtype in ("fp32", "fp16") else "quantized (fake-quant) eager"
         if dtype != "fp32":
             check["error_vs_fp32_eager"] = relative_error(outputs, fp32_reference)[1]
+        nan_error = non_finite_error(check, variant.key, model_file)
+        if nan_error:
+            raise nan_error
         if not check["passed"]:
             raise ExportError(
                 f"numerical check failed for {variant.key} ({size}): max relative error {check['max_rel_error']:.3g} > tolerance {check['tolerance']:.3g} (max abs {check['max_abs_error']:.3g})",
                 "the program computes something else than the eager model: check the model for ops the backend lowers wrongly, or raise tolerances[dtype] in the ModelSpec if the gap is expected",
             )
         meta = {
-            "model": spec.name,
+            "model": pkg.name,
             "dtype": dtype,
             "backend": backend,
             "size": size,
@@ -316,14 +401,22 @@ def run_once(
     from kit.runner.build import build_runner
     from kit.transports.local import LocalTransport
 
+    root = root or DataRoot.resolve()
     kind, binary = "pybind", None
     try:
-        binary, kind = build_runner(root or DataRoot.resolve()), "native"
+        binary, kind = build_runner(root), "native"
     except RunnerError:
         pass
     with tempfile.TemporaryDirectory(prefix="sme2-check-") as tmp:
         req = runners.RunRequest(
-            pte=pte, inputs=inputs, iterations=1, warmup=0, threads=1, timeout_s=timeout_s, etdump=pmap is not None
+            pte=pte,
+            inputs=inputs,
+            iterations=1,
+            warmup=0,
+            threads=1,
+            timeout_s=timeout_s,
+            etdump=pmap is not None,
+            failure_logs=root.logs,  # the temporary folder goes away; a failure's log must not
         )
         outcome = runners.run_program(kind, req, Path(tmp), LocalTransport("host"), binary, label="numerical check")
         outputs = tensorfile.load(outcome.outputs)
@@ -382,7 +475,18 @@ def export_many(
             )
         return out
     results, errors = {}, []
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    import os
+
+    from kit import lifetime
+
+    # Workers die with this process (an orphaned export would compete with the next measurement);
+    # they are spawned by this thread in submit(), which waits for them below.
+    with cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=lifetime.worker_initializer,
+        initargs=(os.getpid(),),
+    ) as pool:
         futures = {
             pool.submit(_export_job, (m, d, s, str(root.path), backend, models_dir, force)): (m, d, s)
             for m, d, s in jobs
@@ -395,6 +499,18 @@ def export_many(
                     progress(f"exported {job[0]}-{job[1]} ({job[2]})")
             except Sme2Error as e:
                 errors.append(e)
+            except (cf.process.BrokenProcessPool, SystemExit) as e:
+                # The worker ended (os._exit, a signal, a native crash) or asked to: no result is a
+                # failure, never a silent success.
+                how = "ended" if isinstance(e, cf.process.BrokenProcessPool) else f"called sys.exit({e.code!r})"
+                errors.append(
+                    ExportError(
+                        f"the export worker for model {job[0]!r} {how} without a result while exporting "
+                        f"{job[0]}-{job[1]} ({job[2]})",
+                        f"export it alone to see the model's own error: sme2 export --model {job[0]} "
+                        f"--dtype {job[1]} --size {job[2]}",
+                    )
+                )
     if errors:
         raise errors[0]
     return {job: results[job] for job in jobs}

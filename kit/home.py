@@ -58,6 +58,12 @@ class DataRoot:
         return self.sub("locks")
 
     @property
+    def logs(self) -> Path:
+        """Logs of failed builds and runs, kept here because the staging folders that held them
+        are removed on failure."""
+        return self.sub("logs")
+
+    @property
     def dagster_home(self) -> Path:
         return self.sub("dagster_home")
 

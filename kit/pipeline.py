@@ -87,7 +87,9 @@ def build_partition(root: DataRoot, target_key: str, settings: Settings, progres
 def profile_partition(
     root: DataRoot, variant_key: str, target_key: str, settings: Settings, progress=None
 ) -> list[profile.ProfileResult]:
-    """Timing + ETDump runs of one variant on one target, for each thread count (no warehouse writes)."""
+    """Timing + ETDump runs of one variant on one target, for each thread count. Its runs are not
+    written to the warehouse (store_runs does that); run folders an interrupted earlier start left
+    un-ingested are (profile.execute -> kit.recovery)."""
     v = Variant.parse(variant_key)
     plan = profile.ProfilePlan(
         model=v.model,

@@ -6,17 +6,16 @@ device has its own lock."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from kit import analysis as analysis_mod
-from kit import atomic, categories, export, runners, trace
+from kit import atomic, categories, export, recovery, runners, trace
 from kit.errors import Sme2Error
 from kit.home import DataRoot
-from kit.runrecord import RUN_FILE, RunRecord, new_run_id, now
+from kit.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_timing
 
 
 @dataclass
@@ -87,6 +86,7 @@ def run_session(
             expected_sha256=meta["pte_sha256"],
             env=env,
             cpus=cpus,
+            failure_logs=root.logs,  # the staging folder holding the logs is removed on failure
         )
         with resolved.measurement_lock(root), resolved.transport.measurement():
             window_start = time.time()
@@ -143,7 +143,7 @@ def load_run(folder: Path, rules=None) -> ProfileResult:
 
     pmap = ProgramMap.load(folder) if (folder / "program_map.json").exists() else None
     tr = trace.ingest(folder / "etdump.etdp", pmap, warmup=record.warmup)
-    timing = json.loads((folder / "timing.json").read_text())
+    timing = read_timing(folder)  # validated: the numbers feed statistics and the warehouse
     result = analysis_mod.analyze(tr, timing["latencies_ms"], rules or categories.load_rules())
     return ProfileResult(folder, record, result, tr)
 
@@ -164,6 +164,16 @@ class ProfilePlan:
     checkpoint: str | None = None
     timeout_s: float = 900.0
     models_dir: str | None = None
+
+    def __post_init__(self):
+        # Refused before any export or build starts, not at the first run.
+        from kit import validation
+
+        validation.check_iterations(self.iterations, "iterations")
+        validation.check_iterations(self.warmup, "warmup", minimum=0)
+        validation.check_timeout(self.timeout_s, "timeout")
+        for t in self.threads or ():
+            validation.check_threads(t, "threads")
 
 
 def runner_for(resolved, root: DataRoot, runner_kind: str, progress=None):
@@ -189,6 +199,9 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, ingest: bool = Tru
     results: list[ProfileResult] = []
     for dtype in plan.dtypes:
         pkg.spec.check_dtype(dtype)
+    # A killed earlier start left staging folders and maybe runs the warehouse lacks: repair first.
+    # Also with ingest=False (Dagster, sme2 pipeline): only folders already committed are ingested.
+    recovery.recover(root, say)
     for block in devices.interleave(resolved, plan.threads):
         r, threads = block
         size = plan.size or r.device.size

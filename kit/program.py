@@ -7,11 +7,11 @@ not check that)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kit import atomic
+from kit.errors import RunFolderError
 
 FILE_NAME = "program_map.json"
 
@@ -52,8 +52,27 @@ class ProgramMap:
 
     @classmethod
     def load(cls, folder: Path) -> "ProgramMap":
-        raw = json.loads((Path(folder) / FILE_NAME).read_text())
-        return cls(raw["pte_sha256"], [Instruction(**i) for i in raw["instructions"]], raw.get("signature", {}))
+        from kit.runrecord import read_json
+
+        path = Path(folder) / FILE_NAME
+        raw = read_json(path, f"the folder {Path(folder)}")
+        try:
+            pmap = cls(raw["pte_sha256"], [Instruction(**i) for i in raw["instructions"]], raw.get("signature", {}))
+            # What trace ingestion relies on: integer indices, string kinds/names, lists of names.
+            ok = isinstance(pmap.signature, dict) and all(
+                isinstance(i.index, int) and isinstance(i.kind, str) and isinstance(i.name, str)
+                for i in pmap.instructions
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            ok, e_text = False, str(e)
+        else:
+            e_text = "unexpected field types"
+        if not ok:
+            raise RunFolderError(
+                f"{path} is not a valid program map ({e_text})",
+                "it was edited or corrupted: re-export the model (sme2 export) or re-run the profile",
+            )
+        return pmap
 
 
 def _instructions_from_pte(pte_bytes: bytes) -> list[Instruction]:

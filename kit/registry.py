@@ -16,7 +16,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import modelspec, names
+from kit import exitguard, modelspec, names
 from kit.errors import ModelPackageError, Sme2Error
 from kit.modelspec import ModelSpec
 
@@ -35,7 +35,9 @@ class ModelPackage:
 
     @property
     def ok(self) -> bool:
-        return self.spec is not None
+        # A package with any problem is unusable, even if it produced a spec before the problem
+        # was found (e.g. a spec that claims another package's name).
+        return self.spec is not None and not self.error
 
 
 def content_hash(folder: Path) -> str:
@@ -107,7 +109,8 @@ def discover(path: str | Path | None = None) -> list[ModelPackage]:
         try:
             names.model_name(sub.name)
             before = dict(registered)
-            module = _import_package(pkg_name, sub)
+            with exitguard.model_code(sub.name, "importing its package", str(sub)):
+                module = _import_package(pkg_name, sub)
             spec = getattr(module, "MODEL", None)
             new = {k: v for k, v in registered.items() if before.get(k) is not v}
             if isinstance(spec, ModelSpec):
@@ -125,8 +128,15 @@ def discover(path: str | Path | None = None) -> list[ModelPackage]:
                     "define MODEL = ModelSpec(...) in model.py, or call register_model('name', Class) in __init__.py",
                 )
             if pkg.spec.name != sub.name:
+                # Every key a package's exports and runs are filed under derives from its folder
+                # name; a spec naming another model would overwrite that model's results.
+                other = folder / pkg.spec.name
                 raise ModelPackageError(
-                    f"package folder {sub.name} declares model {pkg.spec.name!r}", "name the folder after the model"
+                    f"{folder.name}/{sub.name} declares name {pkg.spec.name!r}; a package's name must be its "
+                    "folder name: rename the folder or the name",
+                    f"{folder.name}/{pkg.spec.name} is another package; two packages cannot share a name"
+                    if other.is_dir()
+                    else f"set name={sub.name!r} in {sub / 'model.py'}, or rename the folder to {pkg.spec.name}",
                 )
         except Sme2Error as e:
             pkg.error = str(e)
@@ -138,6 +148,8 @@ def discover(path: str | Path | None = None) -> list[ModelPackage]:
             if isinstance(e, SyntaxError):
                 where = f"{Path(e.filename or '').name}:{e.lineno}"
             pkg.error = f"{type(e).__name__}: {e}" + (f" (at {where})" if where else "")
+        if pkg.error:
+            pkg.spec = None  # nothing may use a spec the package failed to validate
     return out
 
 

@@ -6,9 +6,12 @@ child Python. A crash (signal), hang (timeout) or non-zero exit names the progra
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +35,17 @@ class RunRequest:
     expected_sha256: str | None = None  # from export_meta.json; checked before running
     env: dict = field(default_factory=dict)
     cpus: str | None = None  # CPU list to pin to ("3", "4-7"), None = no pinning
+    # Where a failed run's log is kept (<data root>/logs): the out_dir of a run is often a staging
+    # or temporary folder that is removed on failure. None: the log stays in out_dir.
+    failure_logs: Path | None = None
+
+    def __post_init__(self):
+        from kit import validation
+
+        validation.check_iterations(self.iterations, "iterations")
+        validation.check_iterations(self.warmup, "warmup", minimum=0)
+        validation.check_threads(self.threads, "threads")
+        validation.check_timeout(self.timeout_s, "timeout")
 
 
 @dataclass
@@ -52,6 +66,34 @@ def verify_program(pte: Path, expected_sha256: str | None) -> None:
             f"program {pte} does not match its export_meta.json (sha256 differs): it was modified or corrupted after export",
             "re-export it: sme2 export --model ... --dtype ... --force",
         )
+
+
+# The C++ runner prints non-finite doubles (a checksum of NaN outputs) as nan/-nan/inf, which is
+# not JSON; they are read as NaN/Infinity so a NaN output is reported as such, not as a broken file.
+_NON_FINITE = re.compile(r"(?<=[\s:\[,])(-?)(nan|inf)(?=[\s,\]}])", re.IGNORECASE)
+
+
+def read_result(path: Path) -> dict:
+    """A runner's result JSON (non-finite numbers allowed)."""
+
+    def as_json(m: re.Match) -> str:
+        return "NaN" if m.group(2).lower() == "nan" else f"{m.group(1)}Infinity"
+
+    return json.loads(_NON_FINITE.sub(as_json, Path(path).read_text()))
+
+
+def keep_failure_log(log: Path, failure_logs: Path | None, label: str) -> Path:
+    """Copy a failed run's log to `failure_logs` (when given) and return the path a hint may name."""
+    if failure_logs is None or not Path(log).exists():
+        return log
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "run"
+    kept = Path(failure_logs) / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{slug}-{Path(log).name}"
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(log, kept)
+    except OSError:  # keeping the log must never hide the failure itself
+        return log
+    return kept
 
 
 def _tail(text: str, n: int = 12) -> str:
@@ -113,32 +155,46 @@ def run_program(
         log = out_dir / f"{stem}.log"
         atomic.write_text(log, f"$ {' '.join(done.argv)}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
         where = f"on {transport.device}"
+
+        def kept_log() -> Path:  # a hint must name a log that outlives out_dir
+            return keep_failure_log(log, req.failure_logs, f"{label}-{Path(req.pte).stem}")
+
         if done.timed_out:
             raise RunnerError(
                 f"{label} hung {where}: no result after {req.timeout_s:.0f}s running {Path(req.pte).name}",
-                f"raise the timeout for large models or check the device; log: {log}",
+                f"raise the timeout for large models or check the device; log: {kept_log()}",
             )
         sig = _signal_of(done.returncode)
         if sig:
             raise RunnerError(
                 f"{label} crashed with {sig} {where} running {Path(req.pte).name}: {_tail(done.stderr, 3) or 'no message'}",
-                f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {log}",
+                f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {kept_log()}",
             )
         if done.returncode != 0:
             if not local_fs and _missing_library(done.stderr):
                 transport.forget_runner(binary)  # the next run pushes a whole bundle again
             raise RunnerError(
                 f"{label} failed {where} (exit {done.returncode}) running {Path(req.pte).name}:\n{_tail(done.stderr)}",
-                _hint_for(done.stderr, log),
+                _hint_for(done.stderr, kept_log()),
             )
         if not local_fs:
             for remote in files.values():
                 transport.pull(remote, out_dir / Path(remote).name)
         local = {k: out_dir / Path(v).name for k, v in files.items()}
         try:
-            result = json.loads(local["json"].read_text())
+            result = read_result(local["json"])
         except (OSError, json.JSONDecodeError) as e:
-            raise RunnerError(f"{label} {where} wrote no readable result JSON ({e})", f"log: {log}") from e
+            # Exit status 0 without a result is a failure, never a silent success.
+            raise RunnerError(
+                f"{label} {where} exited (status {done.returncode}) without a readable result running "
+                f"{Path(req.pte).name} ({type(e).__name__}: {e})",
+                f"the runner ended before writing {Path(files['json']).name}; log: {kept_log()}",
+            ) from e
+        if not local["outputs"].exists():
+            raise RunnerError(
+                f"{label} {where} exited (status {done.returncode}) without writing the outputs of {Path(req.pte).name}",
+                f"log: {kept_log()}",
+            )
         if req.etdump and not (local["etdump"].exists() and local["etdump"].stat().st_size > 0):
             raise RunnerError(
                 f"{label} {where} wrote no ETDump",

@@ -1,5 +1,8 @@
 """The validation gates, as pure functions returning a Gate (passed, message, metadata). The Dagster
-asset checks and the CLI call the same functions."""
+asset checks and the CLI call the same functions.
+
+Also the checks of run parameters (thread counts, iterations, timeouts) that the CLI, a profile
+plan and every run request apply, so a nonsensical value is refused before anything runs."""
 
 from __future__ import annotations
 
@@ -9,6 +12,51 @@ import numpy as np
 import pandas as pd
 
 from kit import kernels
+from kit.errors import Sme2Error
+
+# More threads than any Arm CPU has cores (the largest servers have 192 per socket, phones 8-10):
+# a count above this is a typo, not an experiment.
+MAX_THREADS = 1024
+
+
+def check_threads(value, where: str = "--threads") -> int:
+    """A thread count: a whole number from 1 to MAX_THREADS."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise Sme2Error(
+            f"invalid thread count {value!r} ({where})",
+            f"use a whole number from 1 to {MAX_THREADS} (0 does not mean 'all cores' here), e.g. --threads 1,4",
+        )
+    return value
+
+
+def check_iterations(value, where: str = "--iterations", minimum: int = 1) -> int:
+    """A count of iterations (measured: at least 1; warmup: at least 0)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise Sme2Error(f"invalid {where} {value!r}", f"use a whole number of at least {minimum}")
+    return value
+
+
+def check_timeout(value, where: str = "--timeout") -> float:
+    """A timeout in seconds: a finite number above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+        raise Sme2Error(f"invalid timeout {value!r} ({where})", "use a number of seconds above 0, e.g. --timeout 900")
+    return float(value)
+
+
+def parse_threads(text: str, where: str = "--threads") -> list[int]:
+    """'1,4' -> [1, 4], every entry checked."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            n = int(part)
+        except ValueError:
+            raise Sme2Error(
+                f"invalid thread count {part!r} ({where})", f"use whole numbers from 1 to {MAX_THREADS}, e.g. 1,4"
+            ) from None
+        out.append(check_threads(n, where))
+    return out
 
 
 @dataclass

@@ -9,6 +9,7 @@ supersedes the older one through the `current_runs` view, and ingesting a run tw
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import random
 import time
@@ -20,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from kit import categories
-from kit.errors import WarehouseError
+from kit.errors import RunFolderError, WarehouseError
 from kit.home import DataRoot
 
 SCHEMA_VERSION = 1
@@ -87,10 +88,32 @@ def _is_lock_error(e: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text or "database is locked" in text
 
 
+def is_disk_full(e: BaseException) -> bool:
+    """An out-of-space (or quota) failure, from the OS or from DuckDB's message."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def disk_full(path: Path, e: BaseException) -> WarehouseError:
+    return WarehouseError(
+        f"disk full at {path}: {str(e).splitlines()[0]}",
+        f"free space on that file system (df -h {Path(path).parent}) or point --home / $SME2_HOME at a"
+        " bigger disk, then re-run; the failed write left no partial rows",
+    )
+
+
 @contextlib.contextmanager
-def connect(path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S, config: dict | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short-lived connection; waits with bounded, jittered back-off while another process holds
-    the file, then raises a WarehouseError naming the file."""
+    the file, then raises a WarehouseError naming the file.
+
+    `config` (DuckDB settings applied before the first statement) is for locked-down readers such
+    as kit.usersql: such a connection never falls back to another mode or shares the instance of a
+    less restricted connection of this process; it waits for that one to close instead."""
     path = Path(path)
     if read_only and not path.exists():
         raise WarehouseError(
@@ -101,14 +124,27 @@ def connect(path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S) ->
     delay = 0.02
     while True:
         try:
-            conn = duckdb.connect(str(path), read_only=read_only)
+            conn = duckdb.connect(str(path), read_only=read_only, **({"config": config} if config else {}))
             break
-        except duckdb.ConnectionException:
+        except duckdb.ConnectionException as e:
+            if config:  # this process has the file open with other settings: wait, never widen
+                if time.monotonic() > deadline:
+                    raise WarehouseError(
+                        f"this process already has the warehouse {path} open with other settings"
+                        f" (a read-write or ordinary connection) for more than {wait_s:.0f}s",
+                        "user SQL opens the file only read-only and locked down: run it from its own"
+                        " process (sme2 sql), or close the other connection first",
+                    ) from e
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
             if read_only:  # this process already holds a read-write connection: reuse its mode
                 conn = duckdb.connect(str(path))
                 break
             raise
         except (duckdb.IOException, duckdb.Error) as e:
+            if is_disk_full(e):
+                raise disk_full(path, e) from e
             if not _is_lock_error(e):
                 raise WarehouseError(
                     f"cannot open the warehouse {path}: {e}",
@@ -164,9 +200,14 @@ class Warehouse:
 
     @contextlib.contextmanager
     def write(self):
-        with connect(self.path) as conn:
-            migrate(conn)
-            yield conn
+        try:
+            with connect(self.path) as conn:
+                migrate(conn)
+                yield conn
+        except (duckdb.Error, OSError) as e:
+            if is_disk_full(e):  # say so, instead of DuckDB's follow-up errors and a traceback
+                raise disk_full(self.path, e) from e
+            raise
 
     @contextlib.contextmanager
     def read(self):
@@ -178,20 +219,11 @@ class Warehouse:
             pass
 
     def sql(self, text: str) -> pd.DataFrame:
-        """A user's ad-hoc SQL, read-only: only SELECT-like statements are accepted."""
-        with self.read() as conn:
-            try:
-                statements = conn.extract_statements(text)
-            except duckdb.Error as e:
-                raise WarehouseError(f"SQL does not parse: {str(e).splitlines()[0]}", "check the SQL") from e
-            allowed = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN, duckdb.StatementType.PRAGMA}
-            bad = [st.type.name for st in statements if st.type not in allowed]
-            if bad or not statements:
-                raise WarehouseError(
-                    f"sme2 sql is read-only; got {', '.join(bad) or 'no statement'}",
-                    "use SELECT (tables: " + ", ".join(TABLES) + ", current_runs)",
-                )
-        return self.query(text)
+        """A user's ad-hoc SQL, through the one guard every entry point uses (kit.usersql):
+        one SELECT, on a read-only, locked-down connection that cannot reach files or settings."""
+        from kit import usersql
+
+        return usersql.run_user_sql(self.path, text)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.read() as conn:
@@ -214,23 +246,34 @@ class Warehouse:
 
     def insert_run(self, rows: "RunRows") -> bool:
         """Insert one run's rows in one transaction; False if the run is already there."""
+        return bool(self.insert_runs([rows]))
+
+    def insert_runs(self, runs: list["RunRows"]) -> list[str]:
+        """Insert several runs' rows in ONE transaction: all of them or none. Runs already there
+        are skipped (ingesting twice is a no-op); returns the run ids added."""
         with self.write() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
-                if scalar(conn, "SELECT count(*) FROM runs WHERE run_id = ?", [rows.run["run_id"]]):
-                    conn.execute("ROLLBACK")
-                    return False
-                for table, frame in rows.tables():
-                    if frame is None or frame.empty:
+                added: list[str] = []
+                for rows in runs:
+                    run_id = rows.run["run_id"]
+                    if run_id in added or scalar(conn, "SELECT count(*) FROM runs WHERE run_id = ?", [run_id]):
                         continue
-                    cols = ", ".join(f'"{c}"' for c in frame.columns)
-                    conn.register("_frame", frame)
-                    conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _frame")
-                    conn.unregister("_frame")
+                    for table, frame in rows.tables():
+                        if frame is None or frame.empty:
+                            continue
+                        cols = ", ".join(f'"{c}"' for c in frame.columns)
+                        conn.register("_frame", frame)
+                        conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _frame")
+                        conn.unregister("_frame")
+                    added.append(run_id)
                 conn.execute("COMMIT")
-                return True
-            except Exception:
-                conn.execute("ROLLBACK")
+                return added
+            except BaseException:
+                # A failed COMMIT (e.g. a full disk) has already rolled back, and DuckDB answers the
+                # ROLLBACK with "no transaction is active": that must not mask the real error.
+                with contextlib.suppress(duckdb.Error):
+                    conn.execute("ROLLBACK")
                 raise
 
     def prune_events(self, older_than_days: int) -> int:
@@ -265,20 +308,38 @@ class RunRows:
         yield "kernels", self.kernels
         yield "artifacts", self.artifacts
 
+    def relocated(self, staged: Path, final: Path) -> "RunRows":
+        """The same rows for a folder read while staged and committed later: paths name `final`."""
+        staged, final = str(Path(staged)), str(Path(final))
+
+        def moved(path):
+            return final + path[len(staged) :] if isinstance(path, str) and path.startswith(staged) else path
+
+        run = {**self.run, "run_dir": moved(self.run.get("run_dir"))}
+        artifacts = self.artifacts.copy()
+        if "path" in artifacts:
+            artifacts["path"] = artifacts["path"].map(moved)
+        return RunRows(run, self.samples, self.events, self.op_stats, self.category_stats, self.kernels, artifacts)
+
 
 def rows_from_run(run_dir: Path, rules=None) -> RunRows:
     """Everything the warehouse keeps about a run folder, from its files alone."""
     from kit import kernels, profile
     from kit.atomic import sha256_file
+    from kit.runrecord import read_json, read_timing
 
     result = profile.load_run(run_dir, rules or categories.load_rules())
     rec, a = result.record, result.analysis
     run_id = rec.run_id
     tr_rows = result.trace.rows if hasattr(result, "trace") and result.trace is not None else None
-    timing = json.loads((Path(run_dir) / "timing.json").read_text())
+    timing = read_timing(run_dir)  # validated like run.json: a crafted file raises, never half-ingests
     etdump_json = (
-        json.loads((Path(run_dir) / "etdump.json").read_text()) if (Path(run_dir) / "etdump.json").exists() else {}
+        read_json(Path(run_dir) / "etdump.json", f"the run in {run_dir}")
+        if (Path(run_dir) / "etdump.json").exists()
+        else {}
     )
+    if not isinstance(etdump_json, dict):
+        raise RunFolderError(f"{Path(run_dir) / 'etdump.json'} is not a JSON object", "re-run the profile")
     samples = pd.concat(
         [
             pd.DataFrame(
@@ -359,8 +420,8 @@ def rows_from_run(run_dir: Path, rules=None) -> RunRows:
         "runner_sha256": rec.runner_sha256,
         "runner_recipe": rec.runner_recipe,
         "pte_sha256": rec.pte_sha256,
-        "started_at": _utc(rec.started_at),
-        "finished_at": _utc(rec.finished_at) if rec.finished_at else None,
+        "started_at": _utc(rec.started_at, run_dir),
+        "finished_at": _utc(rec.finished_at, run_dir) if rec.finished_at else None,
         "ingested_at": _utc(None),
         "torch_version": rec.versions.get("torch"),
         "executorch_version": rec.versions.get("executorch"),
@@ -390,9 +451,17 @@ def rows_from_run(run_dir: Path, rules=None) -> RunRows:
     return RunRows(run, samples, events, op_stats, cat, kern, pd.DataFrame(arts))
 
 
-def _utc(text: str | None) -> pd.Timestamp:
+def _utc(text: str | None, run_dir: Path | None = None) -> pd.Timestamp:
     """A naive UTC timestamp (DuckDB TIMESTAMP) from an ISO string; now when None."""
-    ts = pd.Timestamp(text) if text else pd.Timestamp.now(tz="UTC")
+    try:
+        ts = pd.Timestamp(text) if text else pd.Timestamp.now(tz="UTC")
+    except (ValueError, TypeError, OverflowError) as e:
+        raise RunFolderError(
+            f"{Path(run_dir or '.') / 'run.json'}: timestamp {text!r} is not a date ({e})",
+            "use an ISO 8601 time such as 2026-01-31T12:00:00Z",
+        ) from e
+    if ts is pd.NaT:
+        raise RunFolderError(f"{Path(run_dir or '.') / 'run.json'}: timestamp {text!r} is not a date", "use ISO 8601")
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
 
@@ -404,3 +473,103 @@ def ingest_run(root: DataRoot, run_dir: Path, rules=None) -> bool:
     if wh.has_run(RunRecord.load(run_dir).run_id):
         return False
     return wh.insert_run(rows_from_run(run_dir, rules or categories.load_rules(root.user_categories)))
+
+
+# ---------------------------------------------------------------- folders the warehouse lacks
+
+
+def run_folders(root: DataRoot) -> list[Path]:
+    """Committed run folders under runs/ (staging and `.old` folders start with a dot)."""
+    from kit.runrecord import RUN_FILE
+
+    return sorted(p for p in root.runs.iterdir() if not p.name.startswith(".") and (p / RUN_FILE).is_file())
+
+
+def stored_run_names(root: DataRoot) -> set[str]:
+    """Run ids in the warehouse, and the folder names they were read from."""
+    if not root.warehouse.exists():
+        return set()
+    with Warehouse.at(root).read() as conn:
+        try:
+            rows = conn.execute("SELECT run_id, run_dir FROM runs").fetchall()
+        except duckdb.CatalogException:  # created but never migrated
+            return set()
+    return {run_id for run_id, _ in rows} | {Path(run_dir).name for _, run_dir in rows if run_dir}
+
+
+def missing_runs(root: DataRoot) -> list[Path]:
+    """Run folders with no rows in the warehouse."""
+    stored = stored_run_names(root)
+    return [d for d in run_folders(root) if d.name not in stored]
+
+
+@dataclass
+class Reconciled:
+    recovered: list[str]  # run ids ingested now
+    failed: dict[str, str]  # run folder -> why it could not be ingested
+
+
+def reconcile(root: DataRoot, progress=None) -> Reconciled:
+    """Ingest the run folders the warehouse lacks. A process killed after a run folder's rename and
+    before its warehouse insert leaves exactly that; the files are the source of truth, so the next
+    start completes the insert. Only the missing folders are read (this runs at every start), with
+    rebuild's rules: a folder that cannot be ingested is reported with the reason, never raised (one
+    bad folder must not stop profiling); a busy, broken or full warehouse is raised."""
+    missing = missing_runs(root)
+    if not missing:
+        return Reconciled([], {})
+    say = progress or (lambda msg: None)
+    say(f"{len(missing)} run folder(s) are not in the warehouse (an earlier run was interrupted): ingesting")
+    done = rebuild(root, say, folders=missing)
+    failed = dict(done.bad)
+    for name in done.present:  # its run.json names a run id the warehouse has, read from another folder
+        failed[str(root.runs / name)] = "its run id is already in the warehouse from another folder (a copy?)"
+    return Reconciled(done.added, failed)
+
+
+# ---------------------------------------------------------------- rebuild from the run folders
+
+
+@dataclass
+class Rebuilt:
+    added: list[str]  # run ids ingested now
+    present: list[str]  # run folders whose run was already in the warehouse
+    bad: dict[str, str]  # run folder -> why it was skipped
+
+
+def rebuild_candidates(root: DataRoot) -> list[Path]:
+    """Every folder under runs/ that should be a run (staging and `.old` folders start with a dot)."""
+    if not root.runs.is_dir():
+        return []
+    return sorted(p for p in root.runs.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def rebuild(root: DataRoot, progress=None, advance=None, folders: list[Path] | None = None) -> Rebuilt:
+    """`sme2 warehouse rebuild`: ingest every run folder the warehouse lacks (the files are the
+    source of truth). One bad folder (corrupt run.json, truncated ETDump, ...) must not stop the
+    others: it is skipped and reported with the reason. A busy, broken or full warehouse is raised,
+    since every folder would fail the same way. `folders`: only these (default: every candidate)."""
+    from kit.errors import Sme2Error
+    from kit.runrecord import RUN_FILE
+
+    say, step = progress or (lambda msg: None), advance or (lambda: None)
+    Warehouse.at(root).ensure()
+    rules = categories.load_rules(root.user_categories)
+    out = Rebuilt([], [], {})
+    for folder in rebuild_candidates(root) if folders is None else folders:
+        say(folder.name)
+        try:
+            if not (folder / RUN_FILE).is_file():
+                out.bad[str(folder)] = f"no {RUN_FILE}: not a run folder, or its run never finished"
+            elif ingest_run(root, folder, rules):
+                out.added.append(folder.name)
+            else:
+                out.present.append(folder.name)
+        except WarehouseError:
+            raise
+        except Sme2Error as e:
+            out.bad[str(folder)] = e.message
+        except Exception as e:  # a folder no validator anticipated: report it, keep going
+            out.bad[str(folder)] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        step()
+    return out

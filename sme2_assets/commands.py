@@ -3,10 +3,13 @@ the orchestration package is installed, so `kit` itself never imports Dagster)."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -169,7 +172,7 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
         os.environ["SME2_HOME"] = str(root.path)
         console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
         sys.exit(
-            subprocess.call(
+            supervise(
                 [
                     sys.executable,
                     "-m",
@@ -184,3 +187,115 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
                 ]
             )
         )
+
+
+# ---------------------------------------------------------------- process supervision (sme2 ui)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+STOP_GRACE_S = 30.0  # dagster dev usually stops its webserver and daemon in ~15 s here
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def supervise(argv: list[str], grace_s: float = STOP_GRACE_S) -> int:
+    """Run argv (`dagster dev`) in its own process group until it exits or we are told to stop.
+
+    `dagster dev` starts the webserver, the daemon and code servers; a SIGTERM to us alone used to
+    leave all of them running with the port open. Now SIGTERM/SIGINT/SIGHUP is forwarded to the
+    whole group (dagster shuts down gracefully on it), and whatever is left after `grace_s`
+    (or at a second signal) is killed, descendants that left the group included. Returns the
+    exit code: the child's, or 128 + the signal number."""
+    received: list[int] = []
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        if len(received) == 1:
+            raise _Stop(signum)  # breaks out of wait(); a second signal only hurries the shutdown
+
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    proc = None
+    try:
+        proc = subprocess.Popen(argv, start_new_session=True)
+        return proc.wait()
+    except _Stop as stop:
+        if proc is not None:
+            stop_tree(proc, stop.signum, grace_s, hurry=lambda: len(received) > 1)
+        return 128 + stop.signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if proc is not None and proc.poll() is None:  # any other way out (an exception): no orphans
+            stop_tree(proc, signal.SIGTERM, 5.0)
+
+
+def stop_tree(proc: subprocess.Popen, signum: int, grace_s: float, hurry=lambda: False) -> None:
+    """Send signum to proc's process group, wait up to grace_s for the group and every
+    descendant to go, then SIGKILL what remains."""
+    tree = descendants(proc.pid)
+    _signal_group(proc.pid, signum)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and not hurry():
+        tree |= descendants(proc.pid) if proc.poll() is None else set()
+        tree = {pid for pid in tree if alive(pid)}
+        if proc.poll() is not None and not tree and not _group_alive(proc.pid):
+            return
+        time.sleep(0.1)
+    _signal_group(proc.pid, signal.SIGKILL)
+    for pid in tree | descendants(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    # A group whose members are all zombies is gone for our purposes (they hold no port).
+    return any(_stat(pid)[1] == pgid and alive(pid) for pid in _all_pids())
+
+
+def _all_pids() -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def _stat(pid: int) -> tuple[str, int, int]:
+    """(state, process group, parent pid) from /proc/<pid>/stat; ("", -1, -1) if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "", -1, -1
+    fields = text[text.rfind(")") + 2 :].split()  # the command name may hold spaces and ")"
+    return fields[0], int(fields[2]), int(fields[1])
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie)."""
+    return _stat(pid)[0] not in ("", "Z", "X")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of pid (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for p in _all_pids():
+        state, _, ppid = _stat(p)
+        if state:
+            children.setdefault(ppid, []).append(p)
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return {p for p in found if alive(p)}

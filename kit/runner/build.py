@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit import atomic
+from kit import atomic, lifetime
 from kit.errors import RunnerError
 from kit.home import DataRoot
 
@@ -158,13 +158,19 @@ def build_runner(
             ):
                 if progress:
                     progress(f"runner {step} ({tc.platform})")
-                proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
+                # cmake dies with this process; ninja under it on its next write to the closed pipe.
+                proc = subprocess.run(
+                    argv, capture_output=True, text=True, errors="replace", preexec_fn=lifetime.die_with_parent()
+                )
                 (stage / f"{step}.log").write_text(proc.stdout + proc.stderr)
                 if proc.returncode != 0:
                     tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+                    # The staging folder (and its log) is removed on failure: keep the log.
+                    kept = root.logs / f"{time.strftime('%Y%m%dT%H%M%S')}-runner-{step}-{folder.name}.log"
+                    shutil.copy2(stage / f"{step}.log", kept)
                     raise RunnerError(
                         f"native runner {step} failed for {tc.platform} (exit {proc.returncode}):\n{tail}",
-                        "check the compiler and the executorch package; the full log is printed above",
+                        f"check the compiler and the executorch package; full log: {kept}",
                     )
             shutil.copy2(build_dir / BINARY, stage / BINARY)
             shutil.rmtree(build_dir)

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import atomic
+from kit import atomic, lifetime
 from kit.errors import RunnerError
 from kit.runner.build import SOURCE_DIR, Toolchain, _tool, file_lock
 
@@ -172,12 +172,16 @@ def ensure_executorch(spec: SourceBuild, root, progress=None) -> Path:
         for argv in spec.commands(folder, cmake):
             if progress:
                 progress(f"executorch source build ({spec.name}): {argv[1]}")
-            proc = subprocess.run(argv, capture_output=True, text=True)
+            proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=lifetime.die_with_parent())
             if proc.returncode != 0:
                 tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+                step = "configure" if argv[1] == "-S" else "build"
+                log = root.logs / f"executorch-source-{spec.name}-{step}.log"
+                atomic.write_text(log, f"$ {' '.join(map(str, argv))}\n{proc.stdout}{proc.stderr}")
                 raise RunnerError(
                     f"ExecuTorch source build failed ({spec.name}):\n{tail}",
-                    "check the checkout's submodules and the toolchain; the commands come from kit/runner/source.py",
+                    f"check the checkout's submodules and the toolchain (the commands come from "
+                    f"kit/runner/source.py); full log: {log}",
                 )
         atomic.write_json(stamp, {"commit": commit, "args": spec.executorch_args(folder / "install")})
     return folder / "install"

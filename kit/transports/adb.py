@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit import conditions
-from kit.errors import TargetError
+from kit import conditions, names
+from kit.errors import NameError_, TargetError
 from kit.transports.base import Completed, run_local
 from kit.transports.local import describe_linux
 from kit.transports.remote import RemoteTransport, quote
@@ -59,6 +59,16 @@ class AdbTransport(RemoteTransport):
     adb: str = "adb"
     saved_settings: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        super().__post_init__()
+        # The serial is the value of `adb -s`; checked (as at devices.toml load) so it can never
+        # be an option or carry shell syntax. The remote folder reaches the device's shell.
+        try:
+            names.adb_serial(self.serial)
+            names.remote_path(self.remote_dir)
+        except NameError_ as e:
+            raise TargetError(f"adb device {self.device!r}: {e.message}", e.hint) from e
+
     @classmethod
     def from_device(cls, device, root) -> "AdbTransport":
         serial = device.props.get("serial")
@@ -84,10 +94,11 @@ class AdbTransport(RemoteTransport):
         return run_local(self.shell_argv(argv), timeout)
 
     def copy_to(self, local: Path, remote: str) -> Completed:
-        return run_local(self.adb_argv("push", str(local), remote), 600)
+        # Absolute local paths: a relative one starting with "-" would be an adb push option.
+        return run_local(self.adb_argv("push", str(Path(local).absolute()), remote), 600)
 
     def copy_from(self, remote: str, local: Path) -> Completed:
-        return run_local(self.adb_argv("pull", remote, str(local)), 600)
+        return run_local(self.adb_argv("pull", remote, str(Path(local).absolute())), 600)
 
     def lost(self, done: Completed) -> bool:
         text = (done.stderr or "").lower()

@@ -24,21 +24,42 @@ class Completed:
 
 
 def run_local(argv: list[str], timeout: float, env: dict | None = None, cwd: str | None = None) -> Completed:
-    """Run an argv list on this machine (never through a shell); a timeout kills the process group."""
+    """Run an argv list on this machine (never through a shell); a timeout kills the process group.
+
+    The child dies with this process: SIGKILL through PR_SET_PDEATHSIG (kit.lifetime), so a killed
+    `sme2 profile` never leaves a runner busy on the core the next run measures on. It is the
+    thread calling run_local that forks and then waits here, so the child can only outlive that
+    thread by this process dying. Its own session (start_new_session) lets a timeout kill the
+    whole group (taskset, qemu-aarch64 and what they start).
+
+    The child's stdin is a pipe this process holds open and never writes: it reads end-of-file
+    only once this process is gone. That reaches across ssh, where no signal does (see
+    RemoteTransport.run)."""
     import os
     import signal
 
+    from kit import lifetime
+
     t0 = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
+    stdin_read, stdin_keepalive = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=stdin_read,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=lifetime.die_with_parent(),
+        )
+    except BaseException:
+        os.close(stdin_keepalive)
+        raise
+    finally:
+        os.close(stdin_read)
     try:
         out, err = proc.communicate(timeout=timeout)
         return Completed(argv, proc.returncode, out, err, time.monotonic() - t0)
@@ -49,6 +70,13 @@ def run_local(argv: list[str], timeout: float, env: dict | None = None, cwd: str
             pass
         out, err = proc.communicate()
         return Completed(argv, None, out or "", err or "", time.monotonic() - t0, timed_out=True)
+    except BaseException:  # Ctrl-C or any error while waiting: the child's own session never saw it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        os.close(stdin_keepalive)
 
 
 @dataclass

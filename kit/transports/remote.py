@@ -23,9 +23,29 @@ RUNNER_LIBS = (
 )
 
 
+# Runs the program (the script's arguments) in the background and a watcher that kills it once
+# stdin reaches end-of-file. Nothing signals a remote process when the local side dies: ssh without
+# a tty just closes the channel, and the runner would keep the device's core busy until done. The
+# local stdin is a pipe run_local holds open until the program ends, so end-of-file means the
+# connection or the local process is gone. `kill -0 $$` skips the kill once the script has ended
+# (the program was reaped; its pid may be reused). The watcher holds no output pipe, so it never
+# keeps the session open. A non-interactive shell gives background jobs /dev/null as stdin, hence
+# the copy of the real stdin on fd 3.
+KILL_ON_DISCONNECT = (
+    "exec 3<&0; "
+    '"$@" 3<&- & pid=$!; '
+    "( cat <&3 >/dev/null 2>&1; kill -0 $$ 2>/dev/null && kill -9 $pid 2>/dev/null ) >/dev/null 2>&1 & "
+    "exec 3<&-; "
+    "wait $pid"
+)
+
+
 @dataclass
 class RemoteTransport(Transport):
     remote_dir: str = "/data/local/tmp/sme2"
+    # Wrap runs in KILL_ON_DISCONNECT: only where end-of-file on stdin is known to reach the remote
+    # side when the connection drops (ssh; not verified for adb, whose older devices do not forward stdin).
+    kill_on_disconnect = False
 
     def __post_init__(self):
         self.local_cpu = False
@@ -144,7 +164,10 @@ class RemoteTransport(Transport):
         return ["taskset", "-c", cpus]
 
     def run(self, argv: list[str], timeout: float, env: dict | None = None, cpus: str | None = None) -> Completed:
-        done = self.shell(self.remote_argv(argv, env, cpus), timeout=timeout)
+        remote = self.remote_argv(argv, env, cpus)
+        if self.kill_on_disconnect:
+            remote = ["sh", "-c", KILL_ON_DISCONNECT, "sme2-run", *remote]
+        done = self.shell(remote, timeout=timeout)
         if self.lost(done):
             self._check(done, "running the program")
         return done

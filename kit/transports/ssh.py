@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit import conditions
-from kit.errors import TargetError
+from kit import conditions, names
+from kit.errors import NameError_, TargetError
 from kit.transports.base import Completed, run_local
 from kit.transports.local import describe_linux
 from kit.transports.remote import RemoteTransport, quote
@@ -30,6 +30,19 @@ class SshTransport(RemoteTransport):
     user: str = "root"
     key: str | None = None
     state_dir: str = ""  # known_hosts and control sockets
+    kill_on_disconnect = True  # the remote runner dies when the connection does (remote.KILL_ON_DISCONNECT)
+
+    def __post_init__(self):
+        super().__post_init__()
+        # Checked again here (devices.toml is checked at load) so a transport built any other way
+        # cannot put an option where ssh expects a user, a host or a port either.
+        try:
+            self.host = names.host_name(self.host)
+            self.user = names.ssh_user(self.user)
+            self.port = names.port_number(self.port)
+            names.remote_path(self.remote_dir)
+        except NameError_ as e:
+            raise TargetError(f"ssh device {self.device!r}: {e.message}", e.hint) from e
 
     @classmethod
     def from_device(cls, device, root) -> "SshTransport":
@@ -45,8 +58,8 @@ class SshTransport(RemoteTransport):
             options={"affinity": device.affinity},
             remote_dir=p.get("remote_dir", "/tmp/sme2"),
             host=str(p["host"]),
-            port=int(p.get("port", 22)),
-            user=str(p.get("user", "root")),
+            port=p.get("port", 22),
+            user=p.get("user", "root"),
             key=p.get("key"),
             state_dir=str(state),
         )
@@ -80,22 +93,25 @@ class SshTransport(RemoteTransport):
 
     @property
     def destination(self) -> str:
-        return f"{self.user}@{self.host}"
+        """The scp form `user@host` (IPv6 bracketed); ssh itself gets `-l user -- host`."""
+        return f"{self.user}@[{self.host}]" if ":" in self.host else f"{self.user}@{self.host}"
 
     def ssh_argv(self, argv: list[str]) -> list[str]:
-        return ["ssh", "-p", str(self.port), *self._opts(), self.destination, "--", quote(argv)]
+        # User and port as separate option values, then "--": nothing after it (the host, the
+        # quoted remote command) can be read as an ssh option.
+        return ["ssh", "-l", self.user, "-p", str(self.port), *self._opts(), "--", self.host, quote(argv)]
 
     def scp_argv(self, src: str, dst: str) -> list[str]:
-        return ["scp", "-q", "-P", str(self.port), *self._opts(), src, dst]
+        return ["scp", "-q", "-P", str(self.port), *self._opts(), "--", src, dst]
 
     def shell(self, argv: list[str], timeout: float = 60.0) -> Completed:
         return run_local(self.ssh_argv(argv), timeout)
 
     def copy_to(self, local: Path, remote: str) -> Completed:
-        return run_local(self.scp_argv(str(local), f"{self.destination}:{remote}"), 600)
+        return run_local(self.scp_argv(str(Path(local).absolute()), f"{self.destination}:{remote}"), 600)
 
     def copy_from(self, remote: str, local: Path) -> Completed:
-        return run_local(self.scp_argv(f"{self.destination}:{remote}", str(local)), 600)
+        return run_local(self.scp_argv(f"{self.destination}:{remote}", str(Path(local).absolute())), 600)
 
     def lost(self, done: Completed) -> bool:
         # ssh exits 255 for its own errors (connection refused, reset, timed out).
