@@ -27,21 +27,27 @@ def main() -> None:
     ap.add_argument("--home", default=None)
     a = ap.parse_args()
 
-    from kit import analysis, categories, devices, export, profile, registry, runners, trace
-    from kit.home import DataRoot
-    from kit.runner.build import build_runner
-    from kit.transports.local import LocalTransport
+    from kit.stats import summary, categories
+    from kit.devices import inventory
+    from kit.export import exporter
+    from kit.profile import session
+    from kit.models import registry
+    from kit.runners import invoke
+    from kit.trace import etdump
+    from kit.core.home import DataRoot
+    from kit.runners.build import build_runner
+    from kit.devices.transports.local import LocalTransport
 
     root = DataRoot.resolve(a.home)
-    exp = export.export_variant(registry.get(a.model), "fp32", a.size, root)
+    exp = exporter.export_variant(registry.get(a.model), "fp32", a.size, root)
     binary = build_runner(root)
-    host = devices.resolve("host.sme2-off", root)
+    host = inventory.resolve("host.sme2-off", root)
     rules = categories.load_rules()
 
     print(f"model {a.model} fp32 {a.size}, {a.iterations} iterations, 1 thread")
     results = {}
     for kind in ("native", "pybind"):
-        r = profile.run_session(
+        r = session.run_session(
             root, exp, host, threads=1, iterations=a.iterations, warmup=5, runner_kind=kind, binary=binary
         )
         results[kind] = r.analysis
@@ -58,9 +64,9 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        out = runners.run_program(
+        out = invoke.run_program(
             "native",
-            runners.RunRequest(
+            invoke.RunRequest(
                 pte=exp.pte, inputs=exp.inputs, iterations=a.trace_iterations, warmup=0, threads=1, etdump=True
             ),
             Path(tmp),
@@ -71,13 +77,13 @@ def main() -> None:
         ours = []
         for _ in range(3):
             t = time.perf_counter()
-            tr = trace.ingest(out.etdump, exp.program_map)
-            analysis.analyze(tr, [1.0] * 10, rules)
+            tr = etdump.ingest(out.etdump, exp.program_map)
+            summary.analyze(tr, [1.0] * 10, rules)
             ours.append(time.perf_counter() - t)
         ingest_only = []
         for _ in range(3):
             t = time.perf_counter()
-            trace.ingest(out.etdump, exp.program_map)
+            etdump.ingest(out.etdump, exp.program_map)
             ingest_only.append(time.perf_counter() - t)
         from executorch.devtools import Inspector
 

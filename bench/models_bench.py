@@ -23,16 +23,18 @@ def main() -> None:
     ap.add_argument("--home", default=None)
     a = ap.parse_args()
 
-    from kit import datamovement, export, profile
-    from kit.home import DataRoot
-    from kit.program import ProgramMap
+    from kit.analysis import datamovement
+    from kit.export import exporter
+    from kit.profile import session
+    from kit.core.home import DataRoot
+    from kit.trace.program import ProgramMap
 
     root = DataRoot.resolve(a.home)
     models, dtypes = a.models.split(","), a.dtypes.split(",")
-    export.export_many([(m, d, "full") for m in models for d in dtypes], root, workers=2, progress=print)
+    exporter.export_many([(m, d, "full") for m in models for d in dtypes], root, workers=2, progress=print)
     rows = []
     for m in models:
-        plan = profile.ProfilePlan(
+        plan = session.ProfilePlan(
             model=m,
             dtypes=dtypes,
             targets=["host.sme2-off"],
@@ -41,7 +43,7 @@ def main() -> None:
             iterations=a.iterations,
             warmup=a.warmup,
         )
-        for r in profile.execute(plan, root):
+        for r in session.execute(plan, root):
             cats = {c.category: c.share_of_execute for c in r.analysis.category_table("blog").itertuples()}
             dm = datamovement.analyze(r.trace.rows, ProgramMap.load(r.run_dir))
             rows.append(

@@ -26,20 +26,24 @@ def main() -> None:
     ap.add_argument("--home", default=None)
     a = ap.parse_args()
 
-    from kit import devices, export, profile, queries, registry, warehouse
-    from kit.home import DataRoot
-    from kit.runner.build import build_runner
+    from kit.devices import inventory
+    from kit.export import exporter
+    from kit.profile import session
+    from kit.store import queries, warehouse
+    from kit.models import registry
+    from kit.core.home import DataRoot
+    from kit.runners.build import build_runner
 
     root = DataRoot.resolve(a.home)
     if root.warehouse.exists():
         root.warehouse.unlink()
-    host = devices.resolve("host.sme2-off", root)
+    host = inventory.resolve("host.sme2-off", root)
     binary = build_runner(root)
     pkg = registry.get("tiny_seg")
     templates = []
     for dtype in ("fp32", "int8"):
-        exp = export.export_variant(pkg, dtype, "small", root)
-        r = profile.run_session(root, exp, host, threads=1, iterations=a.iterations, warmup=3, binary=binary)
+        exp = exporter.export_variant(pkg, dtype, "small", root)
+        r = session.run_session(root, exp, host, threads=1, iterations=a.iterations, warmup=3, binary=binary)
         templates.append(warehouse.rows_from_run(r.run_dir))
     per_run = statistics.mean(len(t.events) for t in templates)
     n_runs = int(a.rows / per_run) + 1

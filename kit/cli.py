@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kit.errors import Sme2Error
-from kit.home import DataRoot
+from kit.core.errors import Sme2Error
+from kit.core.home import DataRoot
 
 app = typer.Typer(
     add_completion=False,
@@ -107,7 +107,7 @@ def models_cmd(
     as_json: bool = JsonOpt,
 ):
     """List model packages, their dtypes and sizes, and any problems."""
-    from kit import registry
+    from kit.models import registry
 
     pkgs = registry.discover(models_dir)
     if as_json:
@@ -174,7 +174,8 @@ def export_cmd(
     as_json: bool = JsonOpt,
 ):
     """Export model variants to .pte + ETRecord + inputs + export_meta.json (with a numerical check)."""
-    from kit import export, registry
+    from kit.export import exporter
+    from kit.models import registry
 
     root = _root(home)
     pkg = registry.get(model, models_dir)
@@ -183,7 +184,7 @@ def export_cmd(
     with _progress(len(dtypes), as_json) as (say, advance):
         if jobs > 1 and not checkpoint:
             out = list(
-                export.export_many(
+                exporter.export_many(
                     [(model, d, size) for d in dtypes],
                     root,
                     workers=jobs,
@@ -196,7 +197,7 @@ def export_cmd(
         else:
             for d in dtypes:
                 out.append(
-                    export.export_variant(
+                    exporter.export_variant(
                         pkg,
                         d,
                         size,
@@ -241,12 +242,13 @@ def build_runner_cmd(
     as_json: bool = JsonOpt,
 ):
     """Build (or reuse) the native C++ runner for a target's platform."""
-    from kit import devices, profile
+    from kit.devices import inventory
+    from kit.profile import session
 
     root = _root(home)
-    resolved = devices.resolve(target, root)
+    resolved = inventory.resolve(target, root)
     with _progress(None, as_json) as (say, _):
-        binary = profile.runner_for(resolved, root, "native", say)
+        binary = session.runner_for(resolved, root, "native", say)
     if as_json:
         _emit_json({"path": str(binary.path), **binary.manifest})
     else:
@@ -288,11 +290,13 @@ def profile_cmd(
 ):
     """Export and build if needed, then a timing run and an ETDump run per target and thread count,
     and the per-operator analysis."""
-    from kit import profile, registry, validation
+    from kit.profile import session
+    from kit.models import registry
+    from kit.analysis import validation
 
     root = _root(home)
     validation.check_timeout(timeout)
-    plan = profile.ProfilePlan(
+    plan = session.ProfilePlan(
         model=model,
         dtypes=registry.dtypes_of(model, dtype, models_dir),
         targets=_csv(target),
@@ -307,7 +311,7 @@ def profile_cmd(
         models_dir=str(models_dir) if models_dir else None,
     )
     with _progress(None, as_json) as (say, _):
-        results = profile.execute(plan, root, progress=say)
+        results = session.execute(plan, root, progress=say)
     after = _after_profile(root, results)
     if as_json:
         _emit_json(
@@ -373,7 +377,7 @@ def print_run(r) -> None:
 def setup_cmd(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
     """Obtain QEMU >= 10.1, the aarch64 cross compiler and executorch wheel, and prove SME2 on/off
     switching with an aarch64 HWCAP2 probe (for the emulated armv9-qemu targets)."""
-    from kit import toolsetup
+    from kit.devices import toolsetup
 
     root = _root(home)
     with _progress(None, as_json) as (say, _):
@@ -398,10 +402,10 @@ def devices_cmd(
     as_json: bool = JsonOpt,
 ):
     """List devices, their targets and detected capabilities."""
-    from kit import devices
+    from kit.devices import inventory
 
     root = _root(home)
-    rows = devices.survey(root, detect=detect)
+    rows = inventory.survey(root, detect=detect)
     if as_json:
         _emit_json(rows)
         return
@@ -465,7 +469,7 @@ def sql_cmd(
 ):
     """Run one read-only SELECT (or EXPLAIN of one) over the warehouse. It cannot read or write
     files, attach databases, load extensions or change settings (docs/orchestration.md, Security)."""
-    from kit import usersql
+    from kit.store import usersql
 
     root = _root(home)
     _print_frame(usersql.run_user_sql(root.warehouse, query), fmt)
@@ -481,8 +485,8 @@ def query_cmd(
     home: Optional[Path] = HomeOpt,
 ):
     """Run one of the everyday questions: latest-ops, op-history, category-shares, biggest-changes, runs."""
-    from kit import queries
-    from kit.warehouse import Warehouse
+    from kit.store import queries
+    from kit.store.warehouse import Warehouse
 
     if list_ or not name:
         for q in queries.QUERIES.values():
@@ -509,7 +513,7 @@ app.add_typer(warehouse_app, name="warehouse")
 @command
 def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
     """Row counts per table, the schema version, and run folders not (yet) in the warehouse."""
-    from kit.warehouse import TABLES, Warehouse, missing_runs, scalar
+    from kit.store.warehouse import TABLES, Warehouse, missing_runs, scalar
 
     root = _root(home)
     wh = Warehouse.at(root)
@@ -545,7 +549,7 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
 def warehouse_rebuild(home: Optional[Path] = HomeOpt):
     """Ingest every run folder not yet in the warehouse (the files are the source of truth).
     Bad folders are skipped and listed with the reason at the end (exit status 1)."""
-    from kit import warehouse
+    from kit.store import warehouse
 
     root = _root(home)
     with _progress(len(warehouse.rebuild_candidates(root)), False) as (say, advance):
@@ -568,7 +572,7 @@ def warehouse_prune(
     home: Optional[Path] = HomeOpt,
 ):
     """Retention: drop per-iteration operator events older than N days, keep every aggregate."""
-    from kit.warehouse import Warehouse
+    from kit.store.warehouse import Warehouse
 
     n = Warehouse.at(_root(home)).prune_events(days)
     console.print(f"pruned {n:,} op_events rows")
@@ -578,7 +582,7 @@ def warehouse_prune(
 
 
 def _variant_key(model: str, dtype: str) -> str:
-    from kit.names import Variant
+    from kit.core.names import Variant
 
     return Variant(model, dtype).key
 
@@ -596,8 +600,8 @@ def compare_cmd(
 ):
     """SME2 on vs off from the warehouse: the case study's table (category, ms off -> on, speedup,
     share with SME2 on), the end-to-end speedup with its bootstrap interval, per-operator speedups."""
-    from kit import compare, validation
-    from kit.warehouse import Warehouse
+    from kit.analysis import compare, validation
+    from kit.store.warehouse import Warehouse
 
     if threads is not None:
         validation.check_threads(threads)
@@ -647,9 +651,9 @@ def report_cmd(
     as_json: bool = JsonOpt,
 ):
     """Markdown + self-contained HTML report (charts inlined, PNG copies) for a model variant."""
-    from kit import report
+    from kit.report import builder
 
-    out = report.build(_root(home), _variant_key(model, dtype))
+    out = builder.build(_root(home), _variant_key(model, dtype))
     if as_json:
         _emit_json(
             {
@@ -680,13 +684,15 @@ def trace_cmd(
 ):
     """ETDump to Chrome/Perfetto trace JSON: one track per iteration, delegate ops nested under
     their DELEGATE_CALL (open in ui.perfetto.dev)."""
-    from kit import perfetto, profile, validation
+    from kit.report import perfetto
+    from kit.profile import session
+    from kit.analysis import validation
 
     validation.check_iterations(iterations)
 
     runs, loaded = [], []
     for d in [run_dir] + ([other] if other else []):
-        r = profile.load_run(d)
+        r = session.load_run(d)
         loaded.append(r.record)
         runs.append((f"{r.record.variant} on {r.record.target} ({r.record.run_id})", r.trace.rows))
     file_name = "-vs-".join(rec.run_id for rec in loaded) + ".json"
@@ -702,10 +708,11 @@ def trace_cmd(
 def datamovement_cmd(run_dir: Path = typer.Argument(..., help="A run folder."), as_json: bool = JsonOpt):
     """Transposes and other layout/copy/convert operators: time, share, position relative to
     delegate boundaries and non-delegated ops, and the nn.Modules that cause them."""
-    from kit import datamovement, profile
-    from kit.program import ProgramMap
+    from kit.analysis import datamovement
+    from kit.profile import session
+    from kit.trace.program import ProgramMap
 
-    r = profile.load_run(run_dir)
+    r = session.load_run(run_dir)
     dm = datamovement.analyze(
         r.trace.rows, ProgramMap.load(run_dir) if (run_dir / "program_map.json").exists() else None
     )
@@ -742,8 +749,8 @@ def regressions_cmd(
 ):
     """Regression detection: Mann-Whitney U per operator and end to end vs the baseline window,
     Benjamini-Hochberg across operators, minimum effect 5%; emulated runs: kernels and op mix only."""
-    from kit import regress
-    from kit.warehouse import Warehouse
+    from kit.analysis import regress
+    from kit.store.warehouse import Warehouse
 
     wh = Warehouse.at(_root(home))
     ids = [run_id] if run_id else wh.query("SELECT run_id FROM current_runs ORDER BY variant, target").run_id.tolist()
@@ -766,7 +773,7 @@ def import_arm_kit_cmd(
     home: Optional[Path] = HomeOpt,
 ):
     """Import an existing run folder of Arm's SME2 kit (ETDumps, *_robust_stats.json, manifest)."""
-    from kit import armkit
+    from kit.report import armkit
 
     ids = armkit.import_folder(_root(home), folder, device)
     console.print(f"imported {len(ids)} run(s): " + ", ".join(ids))
@@ -781,8 +788,9 @@ def export_hud_cmd(
     home: Optional[Path] = HomeOpt,
 ):
     """Current results as PyTorch benchmark dashboard v3 JSON records."""
-    from kit import atomic, hud
-    from kit.warehouse import Warehouse
+    from kit.core import atomic
+    from kit.report import hud
+    from kit.store.warehouse import Warehouse
 
     variant = _variant_key(model, dtype) if model and dtype else None
     recs = hud.records(Warehouse.at(_root(home)), variant)
@@ -802,7 +810,7 @@ def kernels_cmd(
     as_json: bool = JsonOpt,
 ):
     """Microkernels XNNPACK chose (`Using <kind> microkernel '<name>'` lines) with their ISA."""
-    from kit import kernels
+    from kit.trace import kernels
 
     df = (
         kernels.side_by_side(log.read_text(errors="replace"), other.read_text(errors="replace"))
@@ -823,10 +831,11 @@ def analyze_cmd(
     as_json: bool = JsonOpt,
 ):
     """Re-analyse a run folder from its ETDump and timing files."""
-    from kit import categories, profile
+    from kit.stats import categories
+    from kit.profile import session
 
     root = _root(home)
-    r = profile.load_run(run_dir, categories.load_rules(root.user_categories))
+    r = session.load_run(run_dir, categories.load_rules(root.user_categories))
     if as_json:
         _emit_json(
             {

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kit import devices, export, names, profile, registry, warehouse
-from kit.errors import Sme2Error
-from kit.home import DataRoot
-from kit.names import Target, Variant
+from kit.devices import inventory
+from kit.export import exporter
+from kit.core import names
+from kit.profile import session
+from kit.models import registry
+from kit.store import warehouse
+from kit.core.errors import Sme2Error
+from kit.core.home import DataRoot
+from kit.core.names import Target, Variant
 
 
 @dataclass
@@ -42,19 +47,19 @@ def target_partitions(root: DataRoot) -> list[str]:
     """Targets of enabled devices that the device can plausibly honour without contacting it:
     the host is checked locally, emulated pairs always work, remote devices may declare `sme2`."""
     out = []
-    for dev in devices.load_registry(root).values():
+    for dev in inventory.load_registry(root).values():
         if not dev.enabled:
             continue
         for t in dev.targets():
             if dev.transport == "local":
-                from kit.transports.local import LocalTransport
+                from kit.devices.transports.local import LocalTransport
 
                 detected = LocalTransport(dev.name).detect_sme2()
             else:
                 detected = dev.props.get("sme2") if dev.transport != "qemu" else None
             try:
                 if detected is not None:
-                    devices.check_sme2(dev, t, type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})())
+                    inventory.check_sme2(dev, t, type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})())
                 out.append(t.key)
             except Sme2Error:
                 continue
@@ -64,34 +69,34 @@ def target_partitions(root: DataRoot) -> list[str]:
 def sizes_for(root: DataRoot, settings: Settings, targets: list[str] | None = None) -> list[str]:
     if settings.size:
         return [settings.size]
-    reg = devices.load_registry(root)
+    reg = inventory.load_registry(root)
     keys = targets or target_partitions(root)
     return sorted({reg[Target.parse(k).device].size for k in keys if Target.parse(k).device in reg})
 
 
-def export_partition(root: DataRoot, variant_key: str, settings: Settings, progress=None) -> dict[str, export.Export]:
+def export_partition(root: DataRoot, variant_key: str, settings: Settings, progress=None) -> dict[str, exporter.Export]:
     """Export one model partition at every size its targets need."""
     v = Variant.parse(variant_key)
     pkg = registry.get(v.model, settings.models_dir)
     return {
-        size: export.export_variant(pkg, v.dtype, size, root, backend=v.backend, progress=progress)
+        size: exporter.export_variant(pkg, v.dtype, size, root, backend=v.backend, progress=progress)
         for size in sizes_for(root, settings, settings.targets or None)
     }
 
 
 def build_partition(root: DataRoot, target_key: str, settings: Settings, progress=None):
-    resolved = devices.resolve(target_key, root)
-    return resolved, profile.runner_for(resolved, root, settings.runner, progress)
+    resolved = inventory.resolve(target_key, root)
+    return resolved, session.runner_for(resolved, root, settings.runner, progress)
 
 
 def profile_partition(
     root: DataRoot, variant_key: str, target_key: str, settings: Settings, progress=None
-) -> list[profile.ProfileResult]:
+) -> list[session.ProfileResult]:
     """Timing + ETDump runs of one variant on one target, for each thread count. Its runs are not
     written to the warehouse (store_runs does that); run folders an interrupted earlier start left
-    un-ingested are (profile.execute -> kit.recovery)."""
+    un-ingested are (session.execute -> kit.recovery)."""
     v = Variant.parse(variant_key)
-    plan = profile.ProfilePlan(
+    plan = session.ProfilePlan(
         model=v.model,
         dtypes=[v.dtype],
         targets=[target_key],
@@ -104,12 +109,12 @@ def profile_partition(
         timeout_s=settings.timeout_s,
         models_dir=settings.models_dir,
     )
-    return profile.execute(plan, root, progress, ingest=False)
+    return session.execute(plan, root, progress, ingest=False)
 
 
 def store_runs(root: DataRoot, run_dirs: list) -> list[str]:
     """Warehouse rows for each run folder (idempotent); returns the run ids."""
-    from kit.runrecord import RunRecord
+    from kit.profile.runrecord import RunRecord
 
     ids = []
     for d in run_dirs:

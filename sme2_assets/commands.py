@@ -17,8 +17,8 @@ import dagster as dg
 import typer
 
 from kit import pipeline as kit_pipeline
-from kit import registry
-from kit.home import DataRoot
+from kit.models import registry
+from kit.core.home import DataRoot
 
 REPO = Path(__file__).resolve().parent.parent
 DAGSTER_YAML = REPO / "configs" / "dagster.yaml"
@@ -79,11 +79,11 @@ def run_pipeline(
 def _with_emulator(root: DataRoot, targets: list[str], console) -> list[str]:
     """Set up QEMU and the aarch64 toolchain when emulated targets are asked for; if that is not
     possible here, drop them with the reason instead of failing every emulated run."""
-    from kit import devices, toolsetup
-    from kit.errors import Sme2Error
-    from kit.names import Target
+    from kit.devices import inventory, toolsetup
+    from kit.core.errors import Sme2Error
+    from kit.core.names import Target
 
-    reg = devices.load_registry(root)
+    reg = inventory.load_registry(root)
     emulated = [t for t in targets if reg.get(Target.parse(t).device) and reg[Target.parse(t).device].emulated]
     if not emulated or toolsetup.load_setup(root):
         return targets
@@ -118,8 +118,8 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
         """Materialize the whole Dagster asset graph (export, runner, traces, warehouse rows, stats,
         categories, kernels, SME2 comparison, report) for one model on the default targets, on the
         local Dagster instance, then print the summary and how to open the UI."""
-        from kit.names import Variant
-        from kit.warehouse import Warehouse
+        from kit.core.names import Variant
+        from kit.store.warehouse import Warehouse
 
         root = root_of(home)
         dh = instance_home(root)
@@ -130,7 +130,7 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
         with progress_cm(None, False) as (say, _):
             results = run_pipeline(instance, root, variants, targets, say)
         failed = [r for r in results if not r["success"]]
-        from kit import compare
+        from kit.analysis import compare
 
         wh = Warehouse.at(root)
         current = wh.query(

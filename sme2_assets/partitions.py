@@ -24,12 +24,12 @@ def keys(context) -> tuple[str, str]:
 
 def run_tags(target_key: str) -> dict[str, str]:
     """Queue tags: one run per device at a time; host and emulated targets share the local CPU."""
-    from kit import devices
-    from kit.names import Target
+    from kit.devices import inventory
+    from kit.core.names import Target
 
     device = Target.parse(target_key).device
     try:
-        reg = devices.load_registry()
+        reg = inventory.load_registry()
         local = reg[device].transport in ("local", "qemu")
     except Exception:  # noqa: BLE001 - an unknown device still gets a device tag
         local = False

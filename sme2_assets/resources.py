@@ -6,7 +6,7 @@ from typing import Optional
 
 import dagster as dg
 
-from kit.home import DataRoot
+from kit.core.home import DataRoot
 from kit.pipeline import Settings
 
 

@@ -4,9 +4,10 @@ import json
 
 import dagster as dg
 
-from kit import pipeline, registry
-from kit.home import DataRoot
-from kit.names import Variant
+from kit import pipeline
+from kit.models import registry
+from kit.core.home import DataRoot
+from kit.core.names import Variant
 from sme2_assets import jobs
 from sme2_assets.partitions import MODEL, TARGET, run_tags
 

@@ -8,8 +8,9 @@ import warnings
 
 import pytest
 
-from kit import export, registry
-from kit.home import DataRoot
+from kit.export import exporter
+from kit.models import registry
+from kit.core.home import DataRoot
 
 warnings.filterwarnings("ignore")
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
@@ -28,30 +29,30 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
-def exports(home, tiny) -> dict[str, export.Export]:
-    return {d: export.export_variant(tiny, d, "small", home) for d in DTYPES}
+def exports(home, tiny) -> dict[str, exporter.Export]:
+    return {d: exporter.export_variant(tiny, d, "small", home) for d in DTYPES}
 
 
 @pytest.fixture(scope="session")
 def native_runner(home):
-    from kit.runner.build import build_runner
+    from kit.runners.build import build_runner
 
     return build_runner(home)
 
 
 @pytest.fixture(scope="session")
 def host(home):
-    from kit import devices
+    from kit.devices import inventory
 
-    return devices.resolve("host.sme2-off", home)
+    return inventory.resolve("host.sme2-off", home)
 
 
 @pytest.fixture(scope="session")
 def host_run(home, exports, native_runner, host):
     """One real profiling session of tiny_seg fp32 on the host with the native runner."""
-    from kit import profile
+    from kit.profile import session
 
-    return profile.run_session(
+    return session.run_session(
         home, exports["fp32"], host, threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner
     )
 
@@ -59,7 +60,7 @@ def host_run(home, exports, native_runner, host):
 @pytest.fixture(scope="session")
 def qemu_setup(home):
     """`sme2 setup` for real: QEMU >= 10.1, the aarch64 wheel, the HWCAP2 probe."""
-    from kit import toolsetup
+    from kit.devices import toolsetup
 
     return toolsetup.setup(home)
 
@@ -67,14 +68,14 @@ def qemu_setup(home):
 @pytest.fixture(scope="session")
 def qemu_runs(home, qemu_setup, exports):
     """tiny_seg fp32 and int8 on the emulated SME2 pair, interleaved, as `sme2 profile` runs them."""
-    from kit import profile
+    from kit.profile import session
 
-    plan = profile.ProfilePlan(
+    plan = session.ProfilePlan(
         model="tiny_seg",
         dtypes=["fp32", "int8"],
         targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
         iterations=50,
         warmup=1,
     )
-    results = profile.execute(plan, home)
+    results = session.execute(plan, home)
     return {(r.record.dtype, r.record.sme2): r for r in results}

@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from kit.home import DataRoot
+from kit.core.home import DataRoot
 
 _made: dict[str, Path] = {}
 
@@ -17,11 +17,14 @@ def real_run_folder(home: DataRoot) -> Path:
     """A finished run folder under home's runs/ (made on first use, then reused)."""
     key = str(home.path)
     if key not in _made:
-        from kit import devices, export, profile, registry
+        from kit.devices import inventory
+        from kit.export import exporter
+        from kit.profile import session
+        from kit.models import registry
 
-        exp = export.export_variant(registry.get("tiny_seg"), "fp32", "small", home)
-        host = devices.resolve("host.sme2-off", home)
-        run = profile.run_session(home, exp, host, threads=1, iterations=3, warmup=1, runner_kind="pybind")
+        exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", home)
+        host = inventory.resolve("host.sme2-off", home)
+        run = session.run_session(home, exp, host, threads=1, iterations=3, warmup=1, runner_kind="pybind")
         _made[key] = run.run_dir
     return _made[key]
 

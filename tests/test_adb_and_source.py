@@ -3,11 +3,11 @@ ExecuTorch checkout or NDK exists here, so argv, parsing and the errors are what
 
 import pytest
 
-from kit import conditions, devices
-from kit.errors import RunnerError, TargetError
-from kit.runner import source
-from kit.transports.adb import AdbTransport, cpu_mask, parse_devices, settings_argvs
-from kit.transports.base import Completed
+from kit.devices import conditions, inventory
+from kit.core.errors import RunnerError, TargetError
+from kit.runners import source
+from kit.devices.transports.adb import AdbTransport, cpu_mask, parse_devices, settings_argvs
+from kit.devices.transports.base import Completed
 
 ADB_DEVICES = "List of devices attached\n* daemon started successfully\n10AD5F00RZ\tdevice\nemulator-5554\toffline\nR5CT4ABC\tunauthorized\n\n"
 GETPROP = "[ro.product.model]: [vivo X300]\n[ro.soc.model]: [MT6993]\n[ro.board.platform]: [mt6993]\n[ro.build.version.release]: [16]\n"
@@ -54,7 +54,7 @@ def test_adb_lost_device_is_recognised():
 
 
 def test_adb_needs_a_serial_and_adb(home, monkeypatch):
-    dev = devices.Device("phone", "adb", "android-arm64-v8a", recipe="source")
+    dev = inventory.Device("phone", "adb", "android-arm64-v8a", recipe="source")
     with pytest.raises(TargetError, match="has no serial"):
         AdbTransport.from_device(dev, home)
     monkeypatch.setenv("PATH", "/nonexistent")
@@ -117,6 +117,6 @@ def test_missing_checkout_and_ndk_are_clear_errors(tmp_path):
 
 def test_source_device_without_checkout_fails_at_build_with_the_hint(home, monkeypatch):
     monkeypatch.delenv("EXECUTORCH_REPO", raising=False)
-    dev = devices.Device("mac", "ssh", "macos-arm64", recipe="source", props={"host": "mac.local"})
+    dev = inventory.Device("mac", "ssh", "macos-arm64", recipe="source", props={"host": "mac.local"})
     with pytest.raises(RunnerError, match="needs an ExecuTorch checkout"):
-        devices.toolchain_for(dev, home, sme2=False)
+        inventory.toolchain_for(dev, home, sme2=False)

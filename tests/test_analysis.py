@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from kit import categories, stats
+from kit.stats import categories, robust
 
 
 def test_robust_stats_known_answers():
     x = np.array([10.0] * 18 + [10.5, 30.0])  # one far outlier
-    s = stats.robust_stats(x)
+    s = robust.robust_stats(x)
     assert s["count"] == 20 and s["median_ms"] == 10.0 and s["min_ms"] == 10.0 and s["max_ms"] == 30.0
     assert s["outliers"]["count"] == 2 and 30.0 in s["outliers"]["values"]
     assert s["robust_stats"]["count"] == 18 and s["robust_stats"]["cv_percent"] == 0.0
@@ -26,13 +26,13 @@ def test_bootstrap_interval_covers_the_true_median():
     hits = 0
     for trial in range(200):
         x = rng.lognormal(mean=0.0, sigma=0.3, size=50)  # true median exp(0) = 1
-        lo, hi = stats.bootstrap_median_ci(x, seed=trial)
+        lo, hi = robust.bootstrap_median_ci(x, seed=trial)
         hits += lo <= 1.0 <= hi
     assert 0.88 <= hits / 200 <= 0.99  # nominal 95%
 
 
 def test_bootstrap_cost_is_capped():
-    lo, hi = stats.bootstrap_median_ci(np.arange(100_000, dtype=float))
+    lo, hi = robust.bootstrap_median_ci(np.arange(100_000, dtype=float))
     assert lo < 50_000 < hi
 
 
@@ -100,7 +100,7 @@ def test_portable_ops_are_their_own_fine_group():
 
 
 def test_bad_rules_file_is_a_clear_error(tmp_path):
-    from kit.errors import Sme2Error
+    from kit.core.errors import Sme2Error
 
     bad = tmp_path / "categories.toml"
     bad.write_text('[[rule]]\nmatch = "("\nblog = "X"\n')

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from kit import atomic, export, lifetime, warehouse
-from kit.home import DataRoot
-from kit.runner.build import BINARY
+from kit.core import atomic, lifetime
+from kit.export import exporter
+from kit.store import warehouse
+from kit.core.home import DataRoot
+from kit.runners.build import BINARY
 
 GONE_WITHIN_S = 10.0  # a process that dies with its parent is gone in milliseconds
 START_WITHIN_S = 180.0  # a cold CLI start imports torch and executorch on two shared cores
@@ -107,7 +109,7 @@ def crash_home(home, tiny, native_runner, tmp_path_factory) -> DataRoot:
     """A data root of its own (its warehouse holds only what these tests put there), with the
     session's fp32 export and native runner copied in, and one real profiled run."""
     root = DataRoot.resolve(tmp_path_factory.mktemp("crash"))
-    exp = export.export_variant(tiny, "fp32", "small", home)
+    exp = exporter.export_variant(tiny, "fp32", "small", home)
     shutil.copytree(exp.folder, root.exports / exp.folder.name)
     shutil.copytree(native_runner.folder, root.runners / native_runner.folder.name, symlinks=True)
     done = subprocess.run(
@@ -208,7 +210,7 @@ KILLED_WRITER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from kit import atomic
+    from kit.core import atomic
 
     with atomic.staged_dir(Path(sys.argv[1])) as stage:
         (stage / "half.bin").write_bytes(b"x" * 1000)
@@ -222,7 +224,7 @@ LIVE_WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from kit import atomic
+    from kit.core import atomic
 
     with atomic.staged_dir(Path(sys.argv[1])) as stage:
         print(stage, flush=True)
@@ -293,7 +295,7 @@ SLOW_PACKAGE = textwrap.dedent(
     import os, time
     from pathlib import Path
     import torch
-    from kit.modelspec import ModelSpec
+    from kit.models.modelspec import ModelSpec
 
     def build(size, checkpoint=None):
         Path(os.environ["SLOW_MARKERS"], str(os.getpid())).write_text("building")
@@ -340,7 +342,7 @@ def test_killed_parallel_export_takes_its_workers_with_it(tmp_path):
 RUN_OVER_SSH = textwrap.dedent(
     """
     import sys
-    from kit.transports.ssh import SshTransport
+    from kit.devices.transports.ssh import SshTransport
 
     host, port, user, key, state, remote = sys.argv[1:7]
     t = SshTransport("loopback", host=host, port=int(port), user=user, key=key, state_dir=state, remote_dir=remote)
@@ -368,7 +370,7 @@ def ssh_device(tmp_path_factory):
 @needs_sshd
 def test_program_on_the_ssh_device_keeps_its_output_and_exit_status(ssh_device):
     """Runs are wrapped to die with the connection; exit status, signals and output pass through."""
-    from kit.transports.ssh import SshTransport
+    from kit.devices.transports.ssh import SshTransport
 
     server, folder = ssh_device
     t = SshTransport(

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kit.warehouse import Warehouse
+from kit.store.warehouse import Warehouse
 from sme2_assets.definitions import defs
 from sme2_assets.partitions import MODEL, TARGET
 

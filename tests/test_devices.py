@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from kit import conditions, devices
-from kit.errors import Sme2Error, TargetError
-from kit.names import Target
-from kit.transports.base import fastest_core
+from kit.devices import conditions, inventory
+from kit.core.errors import Sme2Error, TargetError
+from kit.core.names import Target
+from kit.devices.transports.base import fastest_core
 
 DIMENSITY_9500_CPUINFO = textwrap.dedent(
     """
@@ -53,7 +53,7 @@ def test_fastest_core_prefers_the_big_core():
 
 
 def test_default_registry_has_host_and_the_emulated_pair(home):
-    reg = devices.load_registry(home)
+    reg = inventory.load_registry(home)
     assert reg["host"].transport == "local" and not reg["host"].emulated
     qemu = reg["armv9-qemu"]
     assert qemu.emulated and qemu.platform == "linux-aarch64" and qemu.size == "small" and qemu.max_iterations == 10
@@ -65,7 +65,7 @@ def test_user_file_overrides_and_adds(tmp_path, home):
     extra.write_text(
         '[device.host]\nthreads = [1, 2]\n\n[device.pixel]\ntransport = "adb"\nplatform = "android-arm64-v8a"\nrecipe = "source"\nserial = "ABC123"\n'
     )
-    reg = devices.load_registry(home, extra)
+    reg = inventory.load_registry(home, extra)
     assert reg["host"].threads == [1, 2] and reg["host"].transport == "local"
     assert reg["pixel"].props["serial"] == "ABC123" and reg["pixel"].size == "full"
 
@@ -84,7 +84,7 @@ def test_bad_registry_entries_are_clear_errors(tmp_path, home, body, message):
     extra = tmp_path / "devices.toml"
     extra.write_text(body)
     with pytest.raises(Sme2Error, match=message):
-        devices.load_registry(home, extra)
+        inventory.load_registry(home, extra)
 
 
 class _Caps:
@@ -96,28 +96,28 @@ class _Caps:
 
 
 def test_sme2_flag_is_checked_against_the_device():
-    x86 = devices.Device("host", "local", "linux-x86_64")
-    devices.check_sme2(x86, Target("host", False), _Caps(False))
+    x86 = inventory.Device("host", "local", "linux-x86_64")
+    inventory.check_sme2(x86, Target("host", False), _Caps(False))
     with pytest.raises(TargetError, match="has no SME2"):
-        devices.check_sme2(x86, Target("host", True), _Caps(False))
-    board = devices.Device("board", "ssh", "linux-aarch64")
-    devices.check_sme2(board, Target("board", True), _Caps(True))
+        inventory.check_sme2(x86, Target("host", True), _Caps(False))
+    board = inventory.Device("board", "ssh", "linux-aarch64")
+    inventory.check_sme2(board, Target("board", True), _Caps(True))
     with pytest.raises(TargetError, match="cannot turn it off") as info:
-        devices.check_sme2(board, Target("board", False), _Caps(True))
+        inventory.check_sme2(board, Target("board", False), _Caps(True))
     assert 'recipe = "source"' in info.value.hint
     board.recipe = "source"
-    devices.check_sme2(board, Target("board", False), _Caps(True))
+    inventory.check_sme2(board, Target("board", False), _Caps(True))
 
 
 def test_unknown_device_lists_known_ones(home):
     with pytest.raises(TargetError, match="known devices: armv9-qemu, host"):
-        devices.resolve("phone.sme2-on", home)
+        inventory.resolve("phone.sme2-on", home)
 
 
 def test_interleaving_alternates_on_and_off_per_thread_count():
-    dev = devices.Device("d", "qemu", "linux-aarch64", threads=[1, 2])
-    on, off = (devices.ResolvedTarget(Target("d", s), dev, None) for s in (True, False))
-    blocks = devices.interleave([off, on], None)
+    dev = inventory.Device("d", "qemu", "linux-aarch64", threads=[1, 2])
+    on, off = (inventory.ResolvedTarget(Target("d", s), dev, None) for s in (True, False))
+    blocks = inventory.interleave([off, on], None)
     assert [(r.target.sme2, t) for r, t in blocks] == [(True, 1), (False, 1), (True, 2), (False, 2)]
 
 
@@ -126,15 +126,18 @@ def _measure(args):
     import warnings
 
     warnings.filterwarnings("ignore")
-    from kit import devices, export, profile, registry
-    from kit.home import DataRoot
-    from kit.runner.build import build_runner
+    from kit.devices import inventory
+    from kit.export import exporter
+    from kit.profile import session
+    from kit.models import registry
+    from kit.core.home import DataRoot
+    from kit.runners.build import build_runner
 
     root = DataRoot.resolve(home_path)
-    r = devices.resolve(target, root)
-    exp = export.export_variant(registry.get("tiny_seg"), "fp32", "small", root)
+    r = inventory.resolve(target, root)
+    exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", root)
     binary = build_runner(root, r.toolchain(root))
-    results = [profile.run_session(root, exp, r, threads=1, iterations=30, warmup=1, binary=binary) for _ in range(2)]
+    results = [session.run_session(root, exp, r, threads=1, iterations=30, warmup=1, binary=binary) for _ in range(2)]
     return [res.record.conditions["measurement_window"] for res in results]
 
 

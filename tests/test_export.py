@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from kit import export, tensorfile
-from kit.errors import ExportError
+from kit.export import exporter
+from kit.runners import tensorfile
+from kit.core.errors import ExportError
 from tests.conftest import DTYPES
 
 
@@ -16,7 +17,7 @@ def test_export_writes_the_artifact_contract(exports, dtype):
     meta = json.loads((exp.folder / "export_meta.json").read_text())
     assert exp.pte.name == f"tiny_seg_xnnpack_{dtype.replace('-', '_')}.pte"
     assert exp.etrecord.exists() and exp.etrecord.stat().st_size > 0
-    from kit.atomic import sha256_file
+    from kit.core.atomic import sha256_file
 
     assert meta["pte_sha256"] == sha256_file(exp.pte)
     assert (
@@ -45,7 +46,7 @@ def test_int8_variants_delegate_quantized_compute(exports):
 
 
 def test_reexport_is_a_noop(exports, tiny, home):
-    again = export.export_variant(tiny, "fp32", "small", home)
+    again = exporter.export_variant(tiny, "fp32", "small", home)
     assert again.meta["exported_at"] == exports["fp32"].meta["exported_at"]
 
 
@@ -56,25 +57,25 @@ def test_numerical_check_catches_a_wrong_program(exports, tiny):
     model = tiny.spec.build(tiny.spec.size("small"), None)
     with torch.no_grad():
         model.stem.weight.mul_(1.5)
-    altered = export._to_numpy(model(*[torch.from_numpy(x) for x in tensorfile.load(exports["fp32"].inputs)]))
-    check = export.check_program(exports["fp32"], altered)
+    altered = exporter._to_numpy(model(*[torch.from_numpy(x) for x in tensorfile.load(exports["fp32"].inputs)]))
+    check = exporter.check_program(exports["fp32"], altered)
     assert not check["passed"] and check["max_rel_error"] > 0.01
-    assert export.check_program(exports["fp32"])["passed"]
+    assert exporter.check_program(exports["fp32"])["passed"]
 
 
 def test_numerical_check_is_a_pure_comparison():
     ref = [np.ones((2, 2), np.float32)]
-    assert export.numerical_check([ref[0] + 1e-5], ref, "fp32")["passed"]
-    assert not export.numerical_check([ref[0] * 1.1], ref, "fp32")["passed"]
-    assert not export.numerical_check([np.ones((3,), np.float32)], ref, "fp32")["passed"]
+    assert exporter.numerical_check([ref[0] + 1e-5], ref, "fp32")["passed"]
+    assert not exporter.numerical_check([ref[0] * 1.1], ref, "fp32")["passed"]
+    assert not exporter.numerical_check([np.ones((3,), np.float32)], ref, "fp32")["passed"]
 
 
 def test_portable_backend_is_a_no_delegate_baseline(tiny, home):
-    exp = export.export_variant(tiny, "fp32", "small", home, backend="portable")
+    exp = exporter.export_variant(tiny, "fp32", "small", home, backend="portable")
     assert exp.meta["delegate_partitions"] == 0 and exp.meta["delegated_ops"] == 0
     assert exp.folder.name == "tiny_seg-fp32-portable-small" and exp.pte.name == "tiny_seg_portable_fp32.pte"
 
 
 def test_loading_a_folder_without_meta_is_a_clear_error(tmp_path):
     with pytest.raises(ExportError, match="export_meta.json"):
-        export.load(tmp_path)
+        exporter.load(tmp_path)

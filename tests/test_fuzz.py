@@ -24,11 +24,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit import trace, warehouse
-from kit.errors import Sme2Error, TraceError
-from kit.home import DataRoot
-from kit.program import ProgramMap
-from kit.warehouse import TABLES, Warehouse
+from kit.trace import etdump
+from kit.store import warehouse
+from kit.core.errors import Sme2Error, TraceError
+from kit.core.home import DataRoot
+from kit.trace.program import ProgramMap
+from kit.store.warehouse import TABLES, Warehouse
 from tests.runfolder import clone_run, real_run_folder
 
 DATA = Path(__file__).parent / "data" / "etdump_tiny_seg_fp32"
@@ -107,7 +108,7 @@ def scratch(tmp_path_factory):
 
 
 def test_the_checked_in_etdump_parses(program_map):
-    tr = trace.ingest(DATA / "etdump.etdp", program_map)
+    tr = etdump.ingest(DATA / "etdump.etdp", program_map)
     assert tr.iterations == 2 and (tr.rows.row_kind == "operator").any()
 
 
@@ -121,11 +122,11 @@ def test_mutated_etdump_is_a_trace_or_a_trace_error(scratch, program_map, data, 
     path.write_bytes(data)
     try:
         with time_limit(PER_CALL_LIMIT_S):
-            tr = trace.ingest(path, program_map if with_program else None)
+            tr = etdump.ingest(path, program_map if with_program else None)
     except TraceError as e:
         assert str(path) in e.message
         return
-    assert list(tr.rows.columns) == trace.COLUMNS and tr.iterations >= 1
+    assert list(tr.rows.columns) == etdump.COLUMNS and tr.iterations >= 1
 
 
 # ---------------------------------------------------------------- run folders into a real warehouse

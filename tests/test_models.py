@@ -5,7 +5,9 @@ timeline, int8 compute delegated to XNNPACK."""
 import pytest
 import torch
 
-from kit import export, profile, registry
+from kit.export import exporter
+from kit.profile import session
+from kit.models import registry
 from models.common import count_parameters
 
 CASE_STUDY = ("squeeze_sam", "mobile_sam", "edgetam_image_encoder")
@@ -75,7 +77,7 @@ def _supported(name):
 def model_exports(home, native_runner):
     """Every supported dtype of every case-study model at `small`, two exports at a time."""
     jobs = [(n, d, "small") for n in CASE_STUDY for d in _supported(n)]
-    return {(n, d): e for (n, d, _), e in export.export_many(jobs, home, workers=2).items()}
+    return {(n, d): e for (n, d, _), e in exporter.export_many(jobs, home, workers=2).items()}
 
 
 @pytest.mark.parametrize("name", CASE_STUDY)
@@ -103,15 +105,15 @@ def model_runs(home, model_exports, native_runner, qemu_setup):
     """fp32 on the host; fp32 and int8 on the emulated pair (one iteration: emulation is slow)."""
     runs = {}
     for name in CASE_STUDY:
-        host = profile.execute(
-            profile.ProfilePlan(
+        host = session.execute(
+            session.ProfilePlan(
                 model=name, dtypes=["fp32"], targets=["host.sme2-off"], size="small", iterations=3, warmup=1
             ),
             home,
         )
         runs[(name, "fp32", "host.sme2-off")] = host[0]
-        for r in profile.execute(
-            profile.ProfilePlan(
+        for r in session.execute(
+            session.ProfilePlan(
                 model=name,
                 dtypes=["fp32", "int8"],
                 targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
@@ -125,10 +127,10 @@ def model_runs(home, model_exports, native_runner, qemu_setup):
 
 
 def test_unsupported_dtype_has_a_clear_message(home):
-    from kit.errors import ModelPackageError
+    from kit.core.errors import ModelPackageError
 
     with pytest.raises(ModelPackageError, match="squeeze_sam.*does not support int8-dynamic: XNNPACK's partitioner"):
-        export.export_variant(registry.get("squeeze_sam"), "int8-dynamic", "small", home)
+        exporter.export_variant(registry.get("squeeze_sam"), "int8-dynamic", "small", home)
 
 
 @pytest.mark.parametrize("name", CASE_STUDY)
@@ -152,9 +154,9 @@ def test_data_movement_appears_in_the_timeline(model_runs, name):
 
 
 def test_squeeze_sam_report_shows_the_kernel_difference_labelled_emulated(model_runs, home):
-    from kit import report
+    from kit.report import builder
 
-    md = report.build(home, "squeeze_sam-int8").markdown.read_text()
+    md = builder.build(home, "squeeze_sam-int8").markdown.read_text()
     assert "EMULATED" in md and "xnnpack -> kleidiai-sme2" in md
     assert "| Convolution" in md and "| Data Movement" in md
     assert "transposes" in md  # the data-movement sentence

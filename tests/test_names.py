@@ -1,8 +1,8 @@
 import pytest
 
-from kit import names
-from kit.errors import NameError_
-from kit.names import Target, Variant
+from kit.core import names
+from kit.core.errors import NameError_
+from kit.core.names import Target, Variant
 
 
 @pytest.mark.parametrize("bad", ["", "Tiny", "a-b", "../x", "a b", "x" * 65, "a;rm"])

@@ -9,7 +9,7 @@ import textwrap
 PACKAGE = textwrap.dedent(
     """
     import torch
-    from kit.modelspec import ModelSpec
+    from kit.models.modelspec import ModelSpec
 
 
     class MyNet(torch.nn.Module):

@@ -4,8 +4,9 @@ import textwrap
 
 import pytest
 
-from kit import export, registry
-from kit.errors import ExportError, ModelPackageError
+from kit.export import exporter
+from kit.models import registry
+from kit.core.errors import ExportError, ModelPackageError
 
 ARM_MODEL = textwrap.dedent(
     """
@@ -26,7 +27,7 @@ ARM_INIT = 'from .model import ArmToy\nfrom .. import register_model\n\nregister
 NOT_EXPORTABLE = textwrap.dedent(
     """
     import torch
-    from kit.modelspec import ModelSpec
+    from kit.models.modelspec import ModelSpec
 
 
     class Branchy(torch.nn.Module):
@@ -77,7 +78,7 @@ def test_broken_packages_are_reported_without_hiding_others(models_dir):
 
 def test_arm_kit_package_exports_unchanged(models_dir, home):
     pkg = registry.get("arm_toy", models_dir)
-    exp = export.export_variant(pkg, "fp32", "small", home)
+    exp = exporter.export_variant(pkg, "fp32", "small", home)
     assert exp.meta["package"]["kind"] == "arm-kit"
     assert exp.meta["numerical_check"]["passed"]
     assert exp.meta["delegate_partitions"] >= 1
@@ -86,7 +87,7 @@ def test_arm_kit_package_exports_unchanged(models_dir, home):
 def test_export_failure_names_the_package_and_leaves_nothing(models_dir, home):
     pkg = registry.get("not_exportable", models_dir)
     with pytest.raises(ExportError, match="not_exportable-fp32"):
-        export.export_variant(pkg, "fp32", "small", home)
+        exporter.export_variant(pkg, "fp32", "small", home)
     assert not list(home.exports.glob("not_exportable*"))
     assert not list(home.exports.glob(".not_exportable*"))
 
@@ -102,7 +103,7 @@ def test_unsupported_dtype_is_refused_with_choices(tiny, home):
     tiny.spec.unsupported["fp16"] = "example reason"
     try:
         with pytest.raises(ModelPackageError, match="does not support fp16: example reason"):
-            export.export_variant(tiny, "fp16", "small", home)
+            exporter.export_variant(tiny, "fp16", "small", home)
     finally:
         tiny.spec.unsupported.pop("fp16")
 

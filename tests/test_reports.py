@@ -10,10 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from kit import armkit, compare, datamovement, hud, kernels, perfetto, profile, regress, report, validation, warehouse
-from kit.home import DataRoot
-from kit.program import ProgramMap
-from kit.warehouse import Warehouse
+from kit.report import armkit, hud, perfetto, builder
+from kit.analysis import compare, datamovement, regress, validation
+from kit.trace import kernels
+from kit.profile import session
+from kit.store import warehouse
+from kit.core.home import DataRoot
+from kit.trace.program import ProgramMap
+from kit.store.warehouse import Warehouse
 from tests.test_warehouse import clone_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -151,17 +155,17 @@ def test_detector_per_operator_fdr_on_noise(host_run):
 def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host, tmp_path):
     """Real runs of one key: three clean nights, then one with a CPU hog sharing the runner's core.
     The full size (~15 ms per inference) so that every inference spans scheduler slices."""
-    from kit import export as kit_export
+    from kit.export import exporter as kit_export
 
     root = DataRoot.resolve(tmp_path / "slow")
     exp = kit_export.export_variant(tiny, "fp32", "full", home)
     core = host.affinity_for(1)
     for _ in range(3):
-        warehouse.ingest_run(root, profile.run_session(root, exp, host, 1, 20, 2, binary=native_runner).run_dir)
+        warehouse.ingest_run(root, session.run_session(root, exp, host, 1, 20, 2, binary=native_runner).run_dir)
     hog = subprocess.Popen(["taskset", "-c", core, "python3", "-c", "while True: pass"])
     try:
         time.sleep(0.5)
-        slow = profile.run_session(root, exp, host, 1, 20, 2, binary=native_runner)
+        slow = session.run_session(root, exp, host, 1, 20, 2, binary=native_runner)
     finally:
         hog.kill()
     warehouse.ingest_run(root, slow.run_dir)
@@ -244,7 +248,7 @@ def _chromium(*args, url):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")
 def test_html_report_renders_offline_in_headless_chromium(wh_home, tmp_path):
-    rep = report.build(wh_home, "tiny_seg-int8")
+    rep = builder.build(wh_home, "tiny_seg-int8")
     md = rep.markdown.read_text()
     assert "EMULATED" in md and "kleidiai-sme2" in md and "| Convolution" in md
     side_by_side = md.split("## Dtypes side by side", 1)[1].split("\n## ", 1)[0]  # both dtypes were measured

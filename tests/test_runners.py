@@ -6,14 +6,14 @@ import random
 
 import pytest
 
-from kit import runners, tensorfile
-from kit.errors import RunnerError
-from kit.runner import build
-from kit.transports.local import LocalTransport
+from kit.runners import invoke, tensorfile
+from kit.core.errors import RunnerError
+from kit.runners import build
+from kit.devices.transports.local import LocalTransport
 
 
 def _req(exp, **kw):
-    return runners.RunRequest(
+    return invoke.RunRequest(
         pte=exp.pte,
         inputs=exp.inputs,
         iterations=kw.pop("iterations", 5),
@@ -33,13 +33,13 @@ def test_native_build_is_cached(home, native_runner):
 
 
 def test_native_and_pybind_agree_on_operators_and_outputs(exports, native_runner, tmp_path):
-    from kit import trace
+    from kit.trace import etdump
 
     exp = exports["fp32"]
     results = {}
-    for kind in runners.RUNNER_KINDS:
-        out = runners.run_program(kind, _req(exp, etdump=True), tmp_path / kind, LocalTransport("host"), native_runner)
-        tr = trace.ingest(out.etdump, exp.program_map, warmup=1)
+    for kind in invoke.RUNNER_KINDS:
+        out = invoke.run_program(kind, _req(exp, etdump=True), tmp_path / kind, LocalTransport("host"), native_runner)
+        tr = etdump.ingest(out.etdump, exp.program_map, warmup=1)
         results[kind] = (out, tr)
         r = out.result
         assert len(r["latencies_ms"]) == 5 and len(r["warmup_ms"]) == 1
@@ -53,7 +53,7 @@ def test_native_and_pybind_agree_on_operators_and_outputs(exports, native_runner
 
 
 def test_timing_run_has_no_etdump(exports, native_runner, tmp_path):
-    out = runners.run_program("native", _req(exports["fp32"]), tmp_path, LocalTransport("host"), native_runner)
+    out = invoke.run_program("native", _req(exports["fp32"]), tmp_path, LocalTransport("host"), native_runner)
     assert out.etdump is None and not list(tmp_path.glob("*.etdp"))
     assert json.loads((tmp_path / "timing.json").read_text())["etdump"] is None
 
@@ -73,16 +73,16 @@ def test_corrupted_program_is_caught_by_sha256_before_running(exports, native_ru
     req = _req(exp)
     req.pte = _corrupt_copy(exp, tmp_path)
     with pytest.raises(RunnerError, match="does not match its export_meta.json"):
-        runners.run_program("native", req, tmp_path / "out", LocalTransport("host"), native_runner)
+        invoke.run_program("native", req, tmp_path / "out", LocalTransport("host"), native_runner)
 
 
-@pytest.mark.parametrize("kind", runners.RUNNER_KINDS)
+@pytest.mark.parametrize("kind", invoke.RUNNER_KINDS)
 def test_corrupted_program_body_crashes_the_child_not_us(exports, native_runner, tmp_path, kind):
     exp = exports["fp32"]
     req = _req(exp, sha=None)
     req.pte = _corrupt_copy(exp, tmp_path)
     with pytest.raises(RunnerError, match=r"crashed with SIGSEGV.*corrupt\.pte") as info:
-        runners.run_program(kind, req, tmp_path / "out", LocalTransport("host"), native_runner)
+        invoke.run_program(kind, req, tmp_path / "out", LocalTransport("host"), native_runner)
     assert "re-export" in info.value.hint
     assert os.getpid() > 0  # still here
 
@@ -94,13 +94,13 @@ def test_truncated_program_fails_cleanly(exports, native_runner, tmp_path):
     req = _req(exp, sha=None)
     req.pte = bad
     with pytest.raises(RunnerError, match=r"failed on host \(exit 2\) running truncated\.pte"):
-        runners.run_program("native", req, tmp_path / "out", LocalTransport("host"), native_runner)
+        invoke.run_program("native", req, tmp_path / "out", LocalTransport("host"), native_runner)
 
 
 def test_runner_hang_is_a_timeout_error(exports, native_runner, tmp_path):
     req = _req(exports["fp32"], iterations=10_000_000, timeout_s=1.5)
     with pytest.raises(RunnerError, match="hung on host: no result after 2s"):
-        runners.run_program("native", req, tmp_path, LocalTransport("host"), native_runner)
+        invoke.run_program("native", req, tmp_path, LocalTransport("host"), native_runner)
 
 
 def test_missing_compiler_is_a_clear_error_and_builds_nothing(home, monkeypatch):

@@ -24,12 +24,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kit import devices, warehouse
-from kit.errors import Sme2Error, TargetError
-from kit.home import DataRoot
-from kit.runrecord import RunRecord
-from kit.transports.adb import AdbTransport
-from kit.transports.ssh import SshTransport
+from kit.devices import inventory
+from kit.store import warehouse
+from kit.core.errors import Sme2Error, TargetError
+from kit.core.home import DataRoot
+from kit.profile.runrecord import RunRecord
+from kit.devices.transports.adb import AdbTransport
+from kit.devices.transports.ssh import SshTransport
 from tests.runfolder import clone_run, files_under, real_run_folder
 
 # ---------------------------------------------------------------- devices.toml
@@ -71,7 +72,7 @@ def test_hostile_device_property_is_refused_at_load_naming_file_device_and_key(t
     path = tmp_path / "devices.toml"
     path.write_text(_toml_with(template, "evil", key, value))
     with pytest.raises(Sme2Error) as info:
-        devices.load_registry(extra_file=path)
+        inventory.load_registry(extra_file=path)
     message = info.value.message
     assert str(path) in message and "'evil'" in message and f"'{key}'" in message, message
     assert str(path) in info.value.hint  # says which file to fix
@@ -88,7 +89,7 @@ def test_valid_device_properties_load(tmp_path):
         + "\n"
         + ADB_DEVICE.format(name="phone").replace('"R5CT1"', '"192.168.1.5:5555"')
     )
-    reg = devices.load_registry(extra_file=path)
+    reg = inventory.load_registry(extra_file=path)
     assert reg["board"].props["user"] == "ci_runner-1.x" and reg["board"].props["port"] == 2222
     assert reg["phone"].props["serial"] == "192.168.1.5:5555"
 
@@ -146,7 +147,7 @@ def test_hostile_ssh_user_never_runs_a_proxy_command(tmp_path):
         f'user = "-oProxyCommand=touch {marker}"\nremote_dir = "{tmp_path}/remote"\n'
     )
     with pytest.raises(Sme2Error) as info:
-        devices.resolve("evil.sme2-off", root)
+        inventory.resolve("evil.sme2-off", root)
     assert str(root.user_devices) in info.value.message and "'user'" in info.value.message
     assert not list(tmp_path.glob("pwned*"))  # the old argv made "pwned@127.0.0.1"
 

@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import export, profile, registry, runners, validation
-from kit.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
-from kit.home import DataRoot
+from kit.export import exporter
+from kit.profile import session
+from kit.models import registry
+from kit.runners import invoke
+from kit.analysis import validation
+from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
+from kit.core.home import DataRoot
 
 TINY_SEG_SOURCE = (registry.DEFAULT_MODELS_DIR / "tiny_seg" / "model.py").read_text()
 
@@ -49,7 +53,7 @@ def _native_package(name: str, forward_body: str, top: str = "") -> str:
         f"""
             import os, signal, sys
             import torch
-            from kit.modelspec import ModelSpec
+            from kit.models.modelspec import ModelSpec
             {top}
 
             class Net(torch.nn.Module):
@@ -103,15 +107,15 @@ def fresh_root(tmp_path_factory, home, native_runner) -> DataRoot:
 
 
 @pytest.fixture(scope="module")
-def tiny_fp32(fresh_root) -> export.Export:
-    return export.export_variant(registry.get("tiny_seg"), "fp32", "small", fresh_root)
+def tiny_fp32(fresh_root) -> exporter.Export:
+    return exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", fresh_root)
 
 
 @pytest.fixture(scope="module")
 def host(fresh_root):
-    from kit import devices
+    from kit.devices import inventory
 
-    return devices.resolve("host.sme2-off", fresh_root)
+    return inventory.resolve("host.sme2-off", fresh_root)
 
 
 @pytest.fixture(scope="module")
@@ -149,18 +153,18 @@ def test_a_package_declaring_another_name_is_listed_with_its_problem_and_refused
 
 def test_no_export_or_run_lands_under_another_packages_key(impostor_models, fresh_root):
     # The profile path refuses the package before anything runs.
-    plan = profile.ProfilePlan(
+    plan = session.ProfilePlan(
         model="impostor", dtypes=["fp32"], targets=["host.sme2-off"], runner="pybind", models_dir=str(impostor_models)
     )
     with pytest.raises(ModelPackageError, match="declares name 'tiny_seg'"):
-        profile.execute(plan, fresh_root)
+        session.execute(plan, fresh_root)
     # A package object made by hand (not through the registry) is refused by export too.
     real = registry.get("tiny_seg", impostor_models)
     forged = registry.ModelPackage(
         name="impostor", path=impostor_models / "impostor", content_hash="0" * 64, spec=real.spec
     )
     with pytest.raises(ModelPackageError, match="declares name 'tiny_seg'"):
-        export.export_variant(forged, "fp32", "small", fresh_root)
+        exporter.export_variant(forged, "fp32", "small", fresh_root)
     assert not list(fresh_root.exports.glob("impostor-*"))
 
 
@@ -183,76 +187,76 @@ def test_cli_lists_the_impostor_as_broken_and_exports_nothing(impostor_models, t
 
 def test_force_repairs_a_corrupt_meta_and_without_force_the_error_says_so(tiny_fp32, fresh_root):
     tiny = registry.get("tiny_seg")
-    meta_path = tiny_fp32.folder / export.META
+    meta_path = tiny_fp32.folder / exporter.META
     meta_path.write_text("{ this is not json")
     with pytest.raises(ExportError) as info:
-        export.export_variant(tiny, "fp32", "small", fresh_root)
+        exporter.export_variant(tiny, "fp32", "small", fresh_root)
     assert str(meta_path) in info.value.message and "not valid JSON" in info.value.message
     assert "sme2 export --model tiny_seg --dtype fp32 --size small --force" in info.value.hint
     # The profile path (and the Dagster asset, which calls the same export) says the same.
-    plan = profile.ProfilePlan(
+    plan = session.ProfilePlan(
         model="tiny_seg", dtypes=["fp32"], targets=["host.sme2-off"], size="small", runner="pybind"
     )
     with pytest.raises(ExportError, match="not valid JSON") as info:
-        profile.execute(plan, fresh_root)
+        session.execute(plan, fresh_root)
     assert "--force" in info.value.hint
 
-    repaired = export.export_variant(tiny, "fp32", "small", fresh_root, force=True)
+    repaired = exporter.export_variant(tiny, "fp32", "small", fresh_root, force=True)
     assert json.loads(meta_path.read_text())["pte_sha256"] == repaired.meta["pte_sha256"]
-    assert export.export_variant(tiny, "fp32", "small", fresh_root).meta == repaired.meta
+    assert exporter.export_variant(tiny, "fp32", "small", fresh_root).meta == repaired.meta
 
 
 def test_incomplete_meta_and_corrupt_program_map_are_clear_errors(tiny_fp32, fresh_root):
     tiny = registry.get("tiny_seg")
     folder = tiny_fp32.folder
-    meta_path, map_path = folder / export.META, folder / "program_map.json"
+    meta_path, map_path = folder / exporter.META, folder / "program_map.json"
     good_meta, good_map = meta_path.read_text(), map_path.read_text()
     try:
         incomplete = json.loads(good_meta)
         del incomplete["pte_sha256"]
         meta_path.write_text(json.dumps(incomplete))
         with pytest.raises(ExportError, match=r"export_meta\.json is incomplete: it lacks pte_sha256") as info:
-            export.export_variant(tiny, "fp32", "small", fresh_root)
+            exporter.export_variant(tiny, "fp32", "small", fresh_root)
         assert "--force" in info.value.hint
 
         # A meta that names a file outside its folder is refused, not followed.
         meta_path.write_text(json.dumps({**json.loads(good_meta), "pte": "../../escape.pte"}))
         with pytest.raises(ExportError, match="not a file of"):
-            export.export_variant(tiny, "fp32", "small", fresh_root)
+            exporter.export_variant(tiny, "fp32", "small", fresh_root)
 
         meta_path.write_text(good_meta)
         map_path.write_text('{"pte_sha256": ')
         with pytest.raises(ExportError, match=r"program_map\.json is unreadable") as info:
-            export.export_variant(tiny, "fp32", "small", fresh_root)
+            exporter.export_variant(tiny, "fp32", "small", fresh_root)
         assert "--force" in info.value.hint
     finally:
         meta_path.write_text(good_meta)
         map_path.write_text(good_map)
-    assert export.export_variant(tiny, "fp32", "small", fresh_root).meta == json.loads(good_meta)
+    assert exporter.export_variant(tiny, "fp32", "small", fresh_root).meta == json.loads(good_meta)
 
 
 # ------------------------------------------------------- 3. failure logs outlive their folder
 
 
-def _truncated_copy(exp: export.Export, where: Path) -> export.Export:
+def _truncated_copy(exp: exporter.Export, where: Path) -> exporter.Export:
     """A copy of an export whose program is cut in half (its meta updated to match), so the runner
     itself fails rather than the sha256 check before it."""
-    exp = export.load(exp.folder)  # as on disk now (an earlier test may have re-exported it)
+    exp = exporter.load(exp.folder)  # as on disk now (an earlier test may have re-exported it)
     folder = where / exp.folder.name
     shutil.copytree(exp.folder, folder)
     pte = folder / exp.meta["pte"]
     pte.write_bytes(pte.read_bytes()[: pte.stat().st_size // 2])
-    from kit.atomic import sha256_file
+    from kit.core.atomic import sha256_file
 
     meta = {**exp.meta, "pte_sha256": sha256_file(pte)}
-    (folder / export.META).write_text(json.dumps(meta))
-    return export.load(folder)
+    (folder / exporter.META).write_text(json.dumps(meta))
+    return exporter.load(folder)
 
 
 def test_a_failed_numerical_check_run_keeps_its_log(tiny_fp32, fresh_root, tmp_path):
     bad = _truncated_copy(tiny_fp32, tmp_path)
     with pytest.raises(RunnerError) as info:
-        export.run_once(bad.pte, bad.inputs, root=fresh_root)
+        exporter.run_once(bad.pte, bad.inputs, root=fresh_root)
     log = _log_in_hint(info.value)
     assert log.is_file() and log.parent == fresh_root.logs
     assert "--model" in log.read_text()
@@ -263,14 +267,14 @@ def test_a_failed_profiling_run_keeps_its_log_after_the_staging_folder_is_gone(
 ):
     bad = _truncated_copy(tiny_fp32, tmp_path)
     with pytest.raises(RunnerError) as info:
-        profile.run_session(fresh_root, bad, host, 1, 2, 0, "native", native_runner)
+        session.run_session(fresh_root, bad, host, 1, 2, 0, "native", native_runner)
     log = _log_in_hint(info.value)
     assert log.is_file() and log.parent == fresh_root.logs
     assert not [p for p in fresh_root.runs.iterdir() if "staging" in p.name]
 
 
 def test_a_failed_runner_build_keeps_its_log(tmp_path):
-    from kit.runner import build
+    from kit.runners import build
 
     root = DataRoot.resolve(tmp_path / "home")
     broken = dataclasses.replace(build.host_toolchain(), cmake_args=("-DCMAKE_CXX_FLAGS=--no-such-flag-xyz",))
@@ -316,7 +320,7 @@ def test_a_parallel_export_worker_that_dies_is_a_failure_naming_the_model(tmp_pa
     _write_package(models, "killer", _native_package("killer", "os.kill(os.getpid(), signal.SIGKILL)"))
     jobs = [("killer", "fp32", "small"), ("killer", "int8", "small")]
     with pytest.raises(ExportError, match="export worker for model 'killer' ended without a result") as info:
-        export.export_many(jobs, fresh_root, workers=2, models_dir=str(models))
+        exporter.export_many(jobs, fresh_root, workers=2, models_dir=str(models))
     assert "sme2 export --model killer" in info.value.hint
     assert not list(fresh_root.exports.glob("killer-*"))
 
@@ -341,10 +345,10 @@ def test_a_parallel_export_worker_that_dies_is_a_failure_naming_the_model(tmp_pa
 def test_run_parameters_that_make_no_sense_are_refused(tiny_fp32, field, value, message):
     kwargs = {"pte": tiny_fp32.pte, "inputs": tiny_fp32.inputs, field: value}
     with pytest.raises(Sme2Error, match=re.escape(message)):
-        runners.RunRequest(**kwargs)
+        invoke.RunRequest(**kwargs)
     plan_value = [value] if field == "threads" else value  # a plan holds a list of thread counts
     with pytest.raises(Sme2Error, match=re.escape(message)):
-        profile.ProfilePlan(model="tiny_seg", dtypes=["fp32"], targets=["host.sme2-off"], **{field: plan_value})
+        session.ProfilePlan(model="tiny_seg", dtypes=["fp32"], targets=["host.sme2-off"], **{field: plan_value})
 
 
 def test_thread_lists_are_parsed_and_checked():
@@ -371,20 +375,20 @@ def test_cli_refuses_nonsensical_run_parameters(tmp_path, args, message):
 def test_nan_outputs_are_reported_as_nan():
     finite = [np.ones((2, 3), dtype=np.float32)]
     with_nan = [np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 1.0]], dtype=np.float32)]
-    check = export.numerical_check(with_nan, finite, "fp32")
+    check = exporter.numerical_check(with_nan, finite, "fp32")
     assert not check["passed"] and check["nan_outputs"] == 1
-    error = export.non_finite_error(check, "tiny_seg-fp32", Path("models/tiny_seg/model.py"))
+    error = exporter.non_finite_error(check, "tiny_seg-fp32", Path("models/tiny_seg/model.py"))
     assert error.message == (
         "the output of tiny_seg-fp32 contains NaN (1 of 6 values), where the eager model's output is finite"
     )
-    assert export.non_finite_error(export.numerical_check(finite, finite, "fp32"), "x", Path(".")) is None
+    assert exporter.non_finite_error(exporter.numerical_check(finite, finite, "fp32"), "x", Path(".")) is None
 
 
 def test_an_export_whose_outputs_are_nan_says_so(tmp_path, fresh_root):
     models = tmp_path / "models"
     _write_package(models, "nan_net", _native_package("nan_net", "return torch.sqrt(self.conv(x) - 100.0)"))
     with pytest.raises(ExportError) as info:
-        export.export_variant(registry.get("nan_net", models), "fp32", "small", fresh_root)
+        exporter.export_variant(registry.get("nan_net", models), "fp32", "small", fresh_root)
     assert re.match(r"the output of nan_net-fp32 contains NaN \((\d+) of \1 values\)", info.value.message)
     assert "the eager model's output does too" in info.value.message
     assert str(models / "nan_net" / "model.py") in info.value.hint
@@ -394,8 +398,8 @@ def test_an_export_whose_outputs_are_nan_says_so(tmp_path, fresh_root):
 def test_trace_into_an_existing_folder_names_the_file_from_the_run(
     tiny_fp32, fresh_root, host, native_runner, tmp_path
 ):
-    exp = export.load(tiny_fp32.folder)  # as on disk now (an earlier test may have re-exported it)
-    run = profile.run_session(fresh_root, exp, host, 1, 3, 1, "native", native_runner)
+    exp = exporter.load(tiny_fp32.folder)  # as on disk now (an earlier test may have re-exported it)
+    run = session.run_session(fresh_root, exp, host, 1, 3, 1, "native", native_runner)
     out_dir = tmp_path / "traces"
     out_dir.mkdir()
     proc = sme2("trace", str(run.run_dir), "-o", str(out_dir), home=fresh_root.path)

@@ -23,10 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit import armkit, atomic, usersql, warehouse
-from kit.errors import Sme2Error, WarehouseError
-from kit.home import DataRoot
-from kit.warehouse import Warehouse
+from kit.report import armkit
+from kit.core import atomic
+from kit.store import usersql, warehouse
+from kit.core.errors import Sme2Error, WarehouseError
+from kit.core.home import DataRoot
+from kit.store.warehouse import Warehouse
 
 SECRET = "sme2-secret-line-4711"
 

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from kit import devices, profile
-from kit.errors import RunnerError, TargetError
+from kit.devices import inventory
+from kit.profile import session
+from kit.core.errors import RunnerError, TargetError
 from tests.sshd import SSHD, Sshd
 
 pytestmark = pytest.mark.skipif(
@@ -35,7 +36,7 @@ def ssh_home(home, sshd, tmp_path_factory):
 
 
 def _plan(**kw):
-    return profile.ProfilePlan(
+    return session.ProfilePlan(
         model="tiny_seg",
         dtypes=["fp32"],
         targets=["loopback.sme2-off"],
@@ -46,20 +47,20 @@ def _plan(**kw):
 
 
 def test_ssh_device_is_listed_with_detected_capabilities(ssh_home):
-    rows = {r["device"]: r for r in devices.survey(ssh_home)}
+    rows = {r["device"]: r for r in inventory.survey(ssh_home)}
     assert rows["loopback"]["status"] == "ok" and rows["loopback"]["sme2_detected"] is False
     assert rows["loopback"]["targets"] == ["loopback.sme2-off"]
 
 
 def test_profile_over_ssh(ssh_home, exports):
-    (r,) = profile.execute(_plan(), ssh_home)
+    (r,) = session.execute(_plan(), ssh_home)
     rec = r.record
     assert rec.transport == "ssh" and not rec.emulated and rec.conditions["host"] == "127.0.0.1"
     assert r.analysis.op_stats.op_type.str.startswith("Convolution").any()
     assert (r.run_dir / "etdump.etdp").stat().st_size > 0
     # The runner bundle is pushed once and reused; run folders on the device are cleaned up.
-    (r2,) = profile.execute(_plan(), ssh_home)
-    t = devices.resolve("loopback.sme2-off", ssh_home).transport
+    (r2,) = session.execute(_plan(), ssh_home)
+    t = inventory.resolve("loopback.sme2-off", ssh_home).transport
     assert len(t.shell(["ls", f"{t.remote_dir}/runners"]).stdout.split()) == 1
     assert t.shell(["ls", f"{t.remote_dir}/work"]).stdout.split() == []
 
@@ -70,13 +71,13 @@ def test_device_disappearing_mid_run_is_a_clear_error_and_keeps_nothing(ssh_home
 
     def run():
         try:
-            profile.execute(_plan(iterations=100_000, timeout_s=120), ssh_home)
+            session.execute(_plan(iterations=100_000, timeout_s=120), ssh_home)
         except Exception as e:  # noqa: BLE001 - the assertion below names it
             errors.append(e)
 
     worker = threading.Thread(target=run)
     worker.start()
-    t = devices.resolve("loopback.sme2-off", ssh_home).transport
+    t = inventory.resolve("loopback.sme2-off", ssh_home).transport
     deadline = time.time() + 60
     while (
         time.time() < deadline
@@ -90,19 +91,19 @@ def test_device_disappearing_mid_run_is_a_clear_error_and_keeps_nothing(ssh_home
     assert "became unreachable" in errors[0].message
     assert set(ssh_home.runs.iterdir()) == before  # nothing partial kept
     sshd.start()
-    (r,) = profile.execute(_plan(), ssh_home)  # the next run works
+    (r,) = session.execute(_plan(), ssh_home)  # the next run works
     assert r.record.transport == "ssh"
 
 
 def test_missing_library_on_the_device_is_repaired_by_the_next_run(ssh_home, exports):
-    (r,) = profile.execute(_plan(), ssh_home)
-    t = devices.resolve("loopback.sme2-off", ssh_home).transport
+    (r,) = session.execute(_plan(), ssh_home)
+    t = inventory.resolve("loopback.sme2-off", ssh_home).transport
     (bundle,) = t.shell(["ls", f"{t.remote_dir}/runners"]).stdout.split()
     t.shell(["rm", f"{t.remote_dir}/runners/{bundle}/lib/libexecutorch_backend_xnnpack.so"])
     with pytest.raises(RunnerError, match="shared librar") as info:
-        profile.execute(_plan(), ssh_home)
+        session.execute(_plan(), ssh_home)
     assert "re-run" in info.value.hint
-    (r,) = profile.execute(_plan(), ssh_home)
+    (r,) = session.execute(_plan(), ssh_home)
     assert r.record.transport == "ssh"
 
 
@@ -119,8 +120,8 @@ def test_full_disk_on_the_device_is_a_clear_error(ssh_home, sshd, exports, tmp_p
         ssh_home.user_devices.write_text(sshd.device_toml("fulldisk", mnt))
         before = set(ssh_home.runs.iterdir())
         with pytest.raises(RunnerError, match="no space left in .*KB free") as info:
-            profile.execute(
-                profile.ProfilePlan(
+            session.execute(
+                session.ProfilePlan(
                     model="tiny_seg", dtypes=["fp32"], targets=["fulldisk.sme2-off"], iterations=3, warmup=1
                 ),
                 ssh_home,

@@ -2,12 +2,12 @@
 
 import pytest
 
-from kit import trace
-from kit.errors import TraceError
+from kit.trace import etdump
+from kit.core.errors import TraceError
 
 
 def test_trace_has_delegate_internal_operator_events(host_run):
-    tr = trace.ingest(
+    tr = etdump.ingest(
         host_run.run_dir / "etdump.etdp",
         host_run.run_dir and __import__("kit.program").program.ProgramMap.load(host_run.run_dir),
         warmup=3,
@@ -35,14 +35,14 @@ def test_truncated_etdump_is_a_clear_error(host_run, tmp_path):
     bad = tmp_path / "cut.etdp"
     bad.write_bytes((host_run.run_dir / "etdump.etdp").read_bytes()[:-100])
     with pytest.raises(TraceError, match="truncated"):
-        trace.ingest(bad)
+        etdump.ingest(bad)
 
 
 def test_garbage_is_not_an_etdump(tmp_path):
     bad = tmp_path / "x.etdp"
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(TraceError, match="not an ETDump"):
-        trace.ingest(bad)
+        etdump.ingest(bad)
 
 
 def test_corrupt_body_is_a_clear_error(host_run, tmp_path):
@@ -51,23 +51,23 @@ def test_corrupt_body_is_a_clear_error(host_run, tmp_path):
     bad = tmp_path / "corrupt.etdp"
     bad.write_bytes(bytes(data))
     with pytest.raises(TraceError):
-        trace.ingest(bad)
+        etdump.ingest(bad)
 
 
 def test_etdump_of_another_program_is_detected(host_run, exports):
     """The fp32 trace read with the int8 program's map: Inspector accepts this, we must not."""
     with pytest.raises(TraceError, match="does not belong to this program"):
-        trace.ingest(host_run.run_dir / "etdump.etdp", exports["int8"].program_map, warmup=3)
+        etdump.ingest(host_run.run_dir / "etdump.etdp", exports["int8"].program_map, warmup=3)
 
 
 def test_warmups_must_leave_iterations(host_run):
     with pytest.raises(TraceError, match="all of them warmups"):
-        trace.ingest(host_run.run_dir / "etdump.etdp", warmup=33)
+        etdump.ingest(host_run.run_dir / "etdump.etdp", warmup=33)
 
 
 def test_kernel_hint_names_kleidiai_packed_types():
-    assert trace.kernel_hint("Convolution (NHWC, PF32) IGEMM") == "kleidiai:PF32"
-    assert trace.kernel_hint("Fully Connected (NC, PQS8, QC8W) GEMM") == "kleidiai:PQS8"
-    assert trace.kernel_hint("Convolution (NHWC, QC8) IGEMM") == ""
-    assert trace.kernel_hint("Transpose (ND, X32)") == ""
-    assert trace.op_type_of("Transpose (ND, X32) #12") == "Transpose (ND, X32)"
+    assert etdump.kernel_hint("Convolution (NHWC, PF32) IGEMM") == "kleidiai:PF32"
+    assert etdump.kernel_hint("Fully Connected (NC, PQS8, QC8W) GEMM") == "kleidiai:PQS8"
+    assert etdump.kernel_hint("Convolution (NHWC, QC8) IGEMM") == ""
+    assert etdump.kernel_hint("Transpose (ND, X32)") == ""
+    assert etdump.op_type_of("Transpose (ND, X32) #12") == "Transpose (ND, X32)"

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from kit import queries, warehouse
-from kit.errors import WarehouseError
-from kit.home import DataRoot
-from kit.warehouse import Warehouse, scalar
+from kit.store import queries, warehouse
+from kit.core.errors import WarehouseError
+from kit.core.home import DataRoot
+from kit.store.warehouse import Warehouse, scalar
 
 
 def clone_run(src, root: DataRoot, suffix: str, started_at: str | None = None):

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kit.checkpoint import load_into
-from kit.modelspec import ModelSpec
+from kit.models.checkpoint import load_into
+from kit.models.modelspec import ModelSpec
 
 DIMS = (48, 96, 192, 384)
 DEPTHS = (2, 2, 14, 2)

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kit.checkpoint import load_into
-from kit.modelspec import ModelSpec
+from kit.models.checkpoint import load_into
+from kit.models.modelspec import ModelSpec
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

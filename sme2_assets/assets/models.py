@@ -2,8 +2,9 @@
 
 import dagster as dg
 
-from kit import registry, validation
-from kit.names import Variant
+from kit.models import registry
+from kit.analysis import validation
+from kit.core.names import Variant
 from kit.pipeline import export_partition
 from sme2_assets import checks
 from sme2_assets.partitions import MODEL

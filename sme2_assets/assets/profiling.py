@@ -8,11 +8,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from kit import charts, export, profile, regress, validation
+from kit.report import charts
+from kit.export import exporter
+from kit.profile import session
+from kit.analysis import regress, validation
 
-from kit.names import Variant
+from kit.core.names import Variant
 from kit.pipeline import profile_partition, store_runs
-from kit.warehouse import Warehouse
+from kit.store.warehouse import Warehouse
 from sme2_assets.assets.models import exported_program
 from sme2_assets.assets.runners import runner_binary
 from sme2_assets import checks
@@ -40,7 +43,7 @@ def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
     root = sme2.root()
     gates = [
         validation.etdump(
-            r.trace.rows, export.find(root, Variant.parse(variant), r.record.size).meta["delegate_partitions"]
+            r.trace.rows, exporter.find(root, Variant.parse(variant), r.record.size).meta["delegate_partitions"]
         )
         for r in results
     ]
@@ -119,7 +122,7 @@ def robust_stats(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_rows: 
     )
     gates, files = [], []
     for r in runs.itertuples():
-        loaded = profile.load_run(Path(r.run_dir))
+        loaded = session.load_run(Path(r.run_dir))
         gates.append(
             validation.stats(
                 loaded.analysis.op_stats, loaded.analysis.e2e, loaded.record.iterations, sme2.cv_bound_percent
@@ -154,7 +157,7 @@ def category_breakdown(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_
         "SELECT r.threads, c.category, c.median_ms, c.share_of_execute, c.ops FROM category_stats c JOIN runs r USING (run_id) WHERE c.scheme = 'blog' AND list_contains(?, run_id) ORDER BY r.threads",
         [warehouse_rows["run_ids"]],
     )
-    gates = [validation.categories(profile.load_run(Path(r.run_dir)).analysis.per_iteration) for r in runs.itertuples()]
+    gates = [validation.categories(session.load_run(Path(r.run_dir)).analysis.per_iteration) for r in runs.itertuples()]
     variant, target = keys(context)
     png = root.reports / variant / f"{target}-categories.png"
     chart_df = cats.assign(label=[f"{target} t{t}" for t in cats.threads])

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from kit import compare as kit_compare
-from kit import devices
-from kit.errors import Sme2Error
-from kit.warehouse import Warehouse
+from kit.analysis import compare as kit_compare
+from kit.devices import inventory
+from kit.core.errors import Sme2Error
+from kit.store.warehouse import Warehouse
 from sme2_assets.assets.profiling import category_breakdown, kernel_view
 from sme2_assets.partitions import MODEL, ON_MODEL
 from sme2_assets.resources import Sme2
@@ -14,7 +14,7 @@ from sme2_assets.resources import Sme2
 def _pairs(root, variant: str) -> list[kit_compare.Comparison]:
     wh = Warehouse.at(root)
     out = []
-    for dev in devices.load_registry(root):
+    for dev in inventory.load_registry(root):
         try:
             out.append(kit_compare.compare(wh, variant, dev))
         except Sme2Error:
@@ -55,7 +55,7 @@ def sme2_comparison(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.Materia
     automation_condition=dg.AutomationCondition.eager(),
 )
 def report(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.MaterializeResult:
-    from kit import report as kit_report
+    from kit.report import builder as kit_report
 
     out = kit_report.build(sme2.root(), context.partition_key)
     return dg.MaterializeResult(

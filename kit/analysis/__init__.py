@@ -1,0 +1,1 @@
+"""Stage 9, across runs: SME2 on/off comparison, data movement, regressions, validation gates."""

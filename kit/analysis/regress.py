@@ -1,0 +1,253 @@
+"""Regression detection over the warehouse history, per run key and per operator.
+
+Method: the newest run's raw samples against a baseline window (the previous N runs of the same key,
+pooled), two-sided Mann-Whitney U (no normality assumption; iterations treated as exchangeable
+within a run), with a minimum effect size (relative change of medians, plus an absolute floor
+below the timer's resolution) so that statistically detectable but irrelevant changes are ignored,
+and Benjamini-Hochberg control of the false discovery rate across the operators tested at once.
+Change points in nightly medians are found by binary segmentation with a permutation test.
+
+Emulated targets never compare time: their check compares kernels and operator mix.
+What a user can conclude from a flagged operator: its time distribution moved by at least the
+minimum effect, and among all flagged operators at most `alpha` are expected to be false alarms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from kit.trace import kernels
+
+ALPHA = 0.05
+MIN_EFFECT = 0.05  # 5% change of the median
+MIN_ABS_MS = 0.005  # below XNNPACK's microsecond event resolution, differences are noise
+WINDOW = 7
+
+
+@dataclass
+class Test:
+    scope: str  # "e2e" or "op"
+    op_type: str | None
+    baseline_median_ms: float
+    new_median_ms: float
+    change: float  # new / baseline - 1
+    p_value: float
+    q_value: float = float("nan")
+    significant: bool = False
+
+
+def mann_whitney(new: np.ndarray, baseline: np.ndarray) -> float:
+    if len(new) < 3 or len(baseline) < 3:
+        return 1.0
+    if np.all(new == new[0]) and np.all(baseline == new[0]):
+        return 1.0
+    return float(sps.mannwhitneyu(new, baseline, alternative="two-sided").pvalue)
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """q-values: the smallest FDR at which each test would be rejected."""
+    p = np.asarray(p, dtype=float)
+    n = len(p)
+    if n == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * n / np.arange(1, n + 1)
+    q = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(n)
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+def compare(
+    new: dict[str, np.ndarray],
+    baseline: dict[str, np.ndarray],
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    min_abs_ms: float = MIN_ABS_MS,
+) -> list[Test]:
+    """Test every key present in both (key None = end to end); BH across the operator keys."""
+    tests = []
+    for key in sorted(set(new) & set(baseline), key=str):
+        a, b = np.asarray(new[key], float), np.asarray(baseline[key], float)
+        if len(a) == 0 or len(b) == 0:
+            continue
+        mb, ma = float(np.median(b)), float(np.median(a))
+        change = ma / mb - 1 if mb > 0 else (0.0 if ma == 0 else float("inf"))
+        tests.append(Test("e2e" if key is None else "op", key, mb, ma, change, mann_whitney(a, b)))
+    ops = [t for t in tests if t.scope == "op"]
+    for t, q in zip(ops, benjamini_hochberg(np.array([t.p_value for t in ops]))):
+        t.q_value = float(q)
+    for t in tests:
+        q = t.p_value if t.scope == "e2e" else t.q_value
+        t.significant = bool(
+            q < alpha and abs(t.change) >= min_effect and abs(t.new_median_ms - t.baseline_median_ms) >= min_abs_ms
+        )
+    return tests
+
+
+def change_points(values, min_size: int = 3, alpha: float = 0.01, permutations: int = 999, seed: int = 0) -> list[int]:
+    """Indices where the level of a series (e.g. nightly medians) shifts: binary segmentation,
+    each split kept only if a permutation test of the mean difference gives p < alpha."""
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    found: list[int] = []
+
+    def best_split(seg: np.ndarray) -> tuple[int, float]:
+        n = len(seg)
+        c = np.cumsum(seg)
+        k = np.arange(min_size, n - min_size + 1)
+        if len(k) == 0:
+            return -1, 0.0
+        left = c[k - 1] / k
+        right = (c[-1] - c[k - 1]) / (n - k)
+        stat = np.abs(left - right) * np.sqrt(k * (n - k) / n)
+        i = int(np.argmax(stat))
+        return int(k[i]), float(stat[i])
+
+    def recurse(lo: int, hi: int) -> None:
+        seg = x[lo:hi]
+        if len(seg) < 2 * min_size:
+            return
+        k, stat = best_split(seg)
+        if k < 0 or np.std(seg) == 0:
+            return
+        perms = np.array([best_split(rng.permutation(seg))[1] for _ in range(permutations)])
+        p = (1 + np.sum(perms >= stat)) / (permutations + 1)
+        if p < alpha:
+            found.append(lo + k)
+            recurse(lo, lo + k)
+            recurse(lo + k, hi)
+
+    recurse(0, len(x))
+    return sorted(found)
+
+
+@dataclass
+class Finding:
+    passed: bool
+    message: str
+    blocking: bool = False
+    tests: list[Test] = field(default_factory=list)
+
+    @property
+    def severity_rank(self) -> int:
+        return 2 if self.blocking else (1 if not self.passed else 0)
+
+
+def _op_samples(wh, run_ids: list[str]) -> dict[str, np.ndarray]:
+    df = wh.query(
+        "SELECT run_id, iteration, op_type, sum(duration_ms) AS ms FROM op_events WHERE list_contains(?, run_id) GROUP BY ALL",
+        [run_ids],
+    )
+    return {op: g.ms.to_numpy() for op, g in df.groupby("op_type")}
+
+
+def check_run(
+    wh,
+    run_id: str,
+    window: int = WINDOW,
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    block_ratio: float = 1.5,
+    store: bool = True,
+) -> Finding:
+    """The regression gate of one run against its key's history; findings are stored as rows."""
+    run = wh.query("SELECT run_id, run_key, emulated, started_at FROM runs WHERE run_id = ?", [run_id])
+    if run.empty:
+        return Finding(True, f"run {run_id} is not in the warehouse")
+    key, emulated, started = run.run_key[0], bool(run.emulated[0]), run.started_at[0]
+    base = wh.query(
+        "SELECT run_id FROM runs WHERE run_key = ? AND started_at < ? AND run_id <> ? ORDER BY started_at DESC LIMIT ?",
+        [key, started, run_id, window],
+    )
+    if base.empty:
+        return Finding(True, f"{key}: no earlier run to compare with")
+    base_ids = base.run_id.tolist()
+    if emulated:
+        return _check_mix(wh, run_id, base_ids[0], key)
+    new_e2e = wh.query(
+        "SELECT latency_ms FROM latency_samples WHERE run_id = ? AND kind = 'timing'", [run_id]
+    ).latency_ms.to_numpy()
+    old_e2e = wh.query(
+        "SELECT latency_ms FROM latency_samples WHERE list_contains(?, run_id) AND kind = 'timing'", [base_ids]
+    ).latency_ms.to_numpy()
+    new, old = {None: new_e2e, **_op_samples(wh, [run_id])}, {None: old_e2e, **_op_samples(wh, base_ids)}
+    tests = compare(new, old, alpha, min_effect)
+    if store:
+        _store(wh, run_id, key, len(base_ids), tests)
+    e2e = next((t for t in tests if t.scope == "e2e"), None)
+    slower = [t for t in tests if t.scope == "op" and t.significant and t.change > 0]
+    blocking = bool(e2e and e2e.significant and e2e.new_median_ms / e2e.baseline_median_ms >= block_ratio)
+    parts = []
+    if e2e:
+        parts.append(
+            f"e2e {e2e.baseline_median_ms:.3f} -> {e2e.new_median_ms:.3f} ms ({e2e.change:+.1%}, p={e2e.p_value:.2g}{', significant' if e2e.significant else ''})"
+        )
+    if slower:
+        parts.append(
+            "slower operators: "
+            + ", ".join(f"{t.op_type} {t.change:+.0%}" for t in sorted(slower, key=lambda t: -t.change)[:5])
+        )
+    passed = not (e2e and e2e.significant and e2e.change > 0) and not slower
+    return Finding(
+        passed, f"{key} vs {len(base_ids)} earlier run(s): " + ("; ".join(parts) or "no change"), blocking, tests
+    )
+
+
+def _check_mix(wh, run_id: str, base_id: str, key: str) -> Finding:
+    """Emulated runs: did the operator mix (types and instance counts) or kernel families change?"""
+    q = "SELECT op_type, instances FROM op_stats WHERE run_id = ?"
+    new = dict(wh.query(q, [run_id]).itertuples(index=False))
+    old = dict(wh.query(q, [base_id]).itertuples(index=False))
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    recount = sorted(o for o in set(new) & set(old) if new[o] != old[o])
+    fam_new = {kernels.family(o) for o in new}
+    fam_old = {kernels.family(o) for o in old}
+    changes = []
+    if added or removed:
+        changes.append(f"operators added {added[:4]} removed {removed[:4]}")
+    if recount:
+        changes.append(f"instance counts changed for {recount[:4]}")
+    if fam_new != fam_old:
+        changes.append(f"kernel families {sorted(fam_old)} -> {sorted(fam_new)}")
+    return Finding(
+        not changes,
+        f"{key} (emulated: kernels and operator mix only, never time): "
+        + ("; ".join(changes) or "same operators and kernels as the previous run"),
+    )
+
+
+def _store(wh, run_id: str, key: str, n_base: int, tests: list[Test]) -> None:
+    if not tests:
+        return
+    rows = pd.DataFrame(
+        [
+            {
+                "detected_at": pd.Timestamp.now(tz="UTC").tz_localize(None),
+                "run_id": run_id,
+                "run_key": key,
+                "scope": t.scope,
+                "op_type": t.op_type,
+                "baseline_runs": n_base,
+                "baseline_median_ms": t.baseline_median_ms,
+                "new_median_ms": t.new_median_ms,
+                "change": t.change,
+                "p_value": t.p_value,
+                "q_value": t.q_value,
+                "significant": t.significant,
+                "method": "mann-whitney-u+bh",
+                "detail": "",
+            }
+            for t in tests
+        ]
+    )
+    with wh.write() as conn:
+        conn.execute("BEGIN TRANSACTION")
+        conn.execute("DELETE FROM regressions WHERE run_id = ?", [run_id])  # re-checking replaces, never duplicates
+        conn.register("_r", rows)
+        conn.execute("INSERT INTO regressions SELECT * FROM _r")
+        conn.unregister("_r")
+        conn.execute("COMMIT")

@@ -1,0 +1,71 @@
+"""The `qemu` transport: an emulated Armv9 CPU on this machine, user-mode QEMU >= 10.1.
+
+`-cpu max` gives SME2 (XNNPACK picks KleidiAI SME2 kernels at run time); `-cpu max,sme=off` takes
+it away. One aarch64 runner binary serves both. Timings are emulated, never hardware timings:
+every run from this transport is marked emulated."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kit.core.errors import TargetError
+from kit.devices.transports.base import Completed, run_local
+from kit.devices.transports.local import LocalTransport, pin
+
+
+def cpu_args(sme2: bool) -> list[str]:
+    return ["-cpu", "max" if sme2 else "max,sme=off"]
+
+
+@dataclass
+class QemuTransport(LocalTransport):
+    qemu: str = ""
+    sysroot: str = "/usr/aarch64-linux-gnu"
+    sme2: bool = True
+    lib_dir: str = ""  # the aarch64 executorch libraries
+
+    def __post_init__(self):
+        self.emulated = True
+
+    def prepare(self) -> None:
+        if not self.qemu or not Path(self.qemu).exists():
+            raise TargetError("QEMU >= 10.1 is not set up for the emulated Armv9 targets", "run: sme2 setup")
+        if not Path(self.sysroot).exists():
+            raise TargetError(
+                f"the aarch64 sysroot {self.sysroot} is missing", "as root: apt-get install g++-aarch64-linux-gnu"
+            )
+
+    def wrap(self, argv: list[str], env: dict | None = None) -> list[str]:
+        """The argv QEMU runs: sysroot, CPU setting, guest environment, then the program."""
+        guest_env = {**(env or {})}
+        if self.lib_dir:
+            guest_env["LD_LIBRARY_PATH"] = self.lib_dir
+        env_args = [a for k, v in guest_env.items() for a in ("-E", f"{k}={v}")]
+        return [self.qemu, "-L", self.sysroot, *cpu_args(self.sme2), *env_args, *argv]
+
+    def run(self, argv: list[str], timeout: float, env: dict | None = None, cpus: str | None = None) -> Completed:
+        self.prepare()
+        return run_local(pin(self.wrap(argv, env), cpus), timeout)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        try:
+            version = subprocess.run(
+                [self.qemu, "--version"], capture_output=True, text=True, timeout=20
+            ).stdout.splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            version = "unknown"
+        return {
+            **info,
+            "emulated": True,
+            "host_cpu_model": info.get("cpu_model"),
+            "cpu_model": f"QEMU {' '.join(cpu_args(self.sme2))} (emulated Armv9)",
+            "qemu": version,
+            "cpu_setting": " ".join(cpu_args(self.sme2)),
+            "sme2_detected": self.sme2,
+        }
+
+    def detect_sme2(self) -> bool:
+        return self.sme2

@@ -1,0 +1,519 @@
+"""Export of a model variant (model x dtype x backend) at one size to the artifact contract:
+
+    exports/<model>-<dtype>[-portable]-<size>/
+        <model>_<backend>_<dtype>.pte, .etrecord, inputs.bin, reference.bin, program_map.json,
+        export_meta.json
+
+Any .pte folder that follows this contract runs through the same runners and pipeline. The
+numerical check runs the .pte in a child process on the saved inputs and compares it with the
+eager reference; a gap beyond the dtype's tolerance fails the export and writes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kit.core import atomic
+from kit.models import exitguard
+from kit.trace import program, etdump
+from kit.runners import tensorfile
+from kit.core.errors import ExportError, ModelPackageError, Sme2Error
+from kit.core.home import DataRoot
+from kit.core.names import Variant, size_name
+from kit.models.registry import ModelPackage
+
+# torchao and torch log warnings at import time that say nothing about the user's export
+# (CUDA-only extensions that cannot load on a CPU build, a deprecated pytree registration).
+for _noisy in ("torchao", "torch.utils._pytree"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
+
+# Max |pte - reference| / max |reference|. int8 compares with the quantized (fake-quant) model,
+# so the tolerance covers kernel rounding, not quantization error (recorded separately).
+TOLERANCES = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.15, "int8-dynamic": 0.15}
+META = "export_meta.json"
+# Keys every reader of an export relies on; a meta without one of them is incomplete.
+REQUIRED_META = ("model", "dtype", "backend", "size", "pte", "etrecord", "pte_sha256", "versions", "numerical_check")
+
+
+@dataclass
+class Export:
+    folder: Path
+    meta: dict
+
+    @property
+    def pte(self) -> Path:
+        return self.folder / self.meta["pte"]
+
+    @property
+    def inputs(self) -> Path:
+        return self.folder / "inputs.bin"
+
+    @property
+    def etrecord(self) -> Path:
+        return self.folder / self.meta["etrecord"]
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.meta["model"], self.meta["dtype"], self.meta["backend"])
+
+    @property
+    def program_map(self) -> program.ProgramMap:
+        return program.ProgramMap.load(self.folder)
+
+
+def folder_for(root: DataRoot, variant: Variant, size: str) -> Path:
+    return root.exports / f"{variant.key}-{size_name(size)}"
+
+
+def reexport_hint(variant: Variant | None = None, size: str | None = None) -> str:
+    if variant is None:
+        return "re-export the variant with --force: sme2 export --model ... --dtype ... --size ... --force"
+    backend = "" if variant.backend == "xnnpack" else f" --backend {variant.backend}"
+    return (
+        f"re-export it with --force: sme2 export --model {variant.model} --dtype {variant.dtype} "
+        f"--size {size}{backend} --force"
+    )
+
+
+def load(folder: Path, repair_hint: str | None = None) -> Export:
+    """An export folder whose export_meta.json and program_map.json are readable and complete.
+
+    A corrupt or incomplete file is an ExportError naming it; `repair_hint` says how to re-export."""
+    folder = Path(folder)
+    hint = repair_hint or reexport_hint()
+    meta_path = folder / META
+    if not meta_path.exists():
+        raise ExportError(f"{folder} holds no {META}", "export the variant first: sme2 export --model ... --dtype ...")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{meta_path} is not valid JSON ({e})", hint) from e
+    missing = [k for k in REQUIRED_META if k not in meta] if isinstance(meta, dict) else list(REQUIRED_META)
+    if missing:
+        raise ExportError(f"{meta_path} is incomplete: it lacks {', '.join(missing)}", hint)
+    # The program and ETRecord are named by the meta: they must be files of this folder.
+    for key in ("pte", "etrecord"):
+        if not isinstance(meta[key], str) or not meta[key] or Path(meta[key]).name != meta[key]:
+            raise ExportError(f"{meta_path} names its {key} {meta[key]!r}, which is not a file of {folder}", hint)
+    map_path = folder / program.FILE_NAME
+    try:
+        program.ProgramMap.load(folder)
+    except Exception as e:  # missing, not JSON, or not the map's shape
+        detail = e.message if isinstance(e, Sme2Error) else f"{type(e).__name__}: {e}"
+        raise ExportError(f"{map_path} is unreadable or incomplete ({detail})", hint) from e
+    return Export(folder, meta)
+
+
+def find(root: DataRoot, variant: Variant, size: str) -> Export | None:
+    """The export of `variant` at `size`, or None. A folder whose meta is corrupt, incomplete or
+    describes another variant is an error (re-export with --force), never silently reused."""
+    folder = folder_for(root, variant, size)
+    if not (folder / META).exists():
+        return None
+    hint = reexport_hint(variant, size)
+    exp = load(folder, hint)
+    described = (exp.meta["model"], exp.meta["dtype"], exp.meta["backend"], exp.meta["size"])
+    if described != (variant.model, variant.dtype, variant.backend, size):
+        raise ExportError(f"{folder / META} describes {'-'.join(map(str, described))}, not {variant.key}-{size}", hint)
+    return exp
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {"torch": version("torch"), "executorch": version("executorch"), "python": platform.python_version()}
+
+
+def relative_error(out: list[np.ndarray], ref: list[np.ndarray]) -> tuple[float, float]:
+    """(max abs error, max abs error / max |reference|) over all outputs."""
+    if len(out) != len(ref):
+        return float("inf"), float("inf")
+    max_abs, scale = 0.0, 0.0
+    for o, r in zip(out, ref):
+        if o.shape != r.shape:
+            return float("inf"), float("inf")
+        o64, r64 = o.astype(np.float64), r.astype(np.float64)
+        max_abs = max(max_abs, float(np.max(np.abs(o64 - r64))) if o.size else 0.0)
+        scale = max(scale, float(np.max(np.abs(r64))) if r.size else 0.0)
+    return max_abs, max_abs / max(scale, 1e-12)
+
+
+def numerical_check(
+    outputs: list[np.ndarray], reference: list[np.ndarray], dtype: str, tolerance: float | None = None
+) -> dict:
+    tol = TOLERANCES[dtype] if tolerance is None else tolerance
+    max_abs, max_rel = relative_error(outputs, reference)
+    check = {"max_abs_error": max_abs, "max_rel_error": max_rel, "tolerance": tol, "passed": bool(max_rel <= tol)}
+    # NaN/inf make the error NaN, which reads as a tolerance failure; count them so the failure
+    # says what it is.
+    check["nan_outputs"], check["inf_outputs"] = _count_non_finite(outputs)
+    check["nan_reference"], check["inf_reference"] = _count_non_finite(reference)
+    check["output_values"] = int(sum(o.size for o in outputs))
+    if check["nan_outputs"] or check["inf_outputs"]:
+        check["passed"] = False
+    return check
+
+
+def _count_non_finite(arrays: list[np.ndarray]) -> tuple[int, int]:
+    """(NaN count, inf count) over the floating-point arrays."""
+    nan = inf = 0
+    for a in arrays:
+        if np.issubdtype(a.dtype, np.floating):
+            nan += int(np.isnan(a).sum())
+            inf += int(np.isinf(a).sum())
+    return nan, inf
+
+
+def non_finite_error(check: dict, label: str, model_file: Path) -> ExportError | None:
+    """The error for a check whose program outputs hold NaN or inf, else None."""
+    nan, inf = check.get("nan_outputs", 0), check.get("inf_outputs", 0)
+    if not (nan or inf):
+        return None
+    total = check.get("output_values", "?")
+    what = f"NaN ({nan} of {total} values)" if nan else f"infinite values ({inf} of {total})"
+    if check.get("nan_reference") or check.get("inf_reference"):
+        return ExportError(
+            f"the output of {label} contains {what}; the eager model's output does too",
+            f"the model itself computes NaN/inf on its example inputs (log or sqrt of negatives, division by zero, "
+            f"overflow): fix the model or its example_inputs in {model_file}",
+        )
+    return ExportError(
+        f"the output of {label} contains {what}, where the eager model's output is finite",
+        "the program computes something the eager model does not (an op lowered wrongly, or fp16 overflow): "
+        "compare with --backend portable and with fp32 to find the cause",
+    )
+
+
+def _to_numpy(out) -> list[np.ndarray]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    flat = []
+    for o in out:
+        if isinstance(o, torch.Tensor):
+            flat.append(o.detach().contiguous().numpy())
+        elif isinstance(o, (tuple, list)):
+            flat.extend(_to_numpy(o))
+    return flat
+
+
+def _quantize(model, inputs: tuple, calibration: list[tuple], dynamic: bool):
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    captured = torch.export.export(model, inputs).module()
+    quantizer = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    )
+    prepared = prepare_pt2e(captured, quantizer)
+    with torch.no_grad():
+        for batch in calibration:
+            prepared(*batch)
+    return convert_pt2e(prepared)
+
+
+def _delegation(edge_manager) -> dict:
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(edge_manager.exported_program().graph_module)
+    ops = {
+        k: {"delegated": v.delegated, "non_delegated": v.non_delegated}
+        for k, v in info.delegation_by_operator.items()
+        if k != "getitem"
+    }
+    return {
+        "delegate_partitions": info.num_delegated_subgraphs,
+        "delegated_ops": sum(v["delegated"] for v in ops.values()),
+        "non_delegated_ops": sum(v["non_delegated"] for v in ops.values()),
+        "delegated_op_names": sorted(k for k, v in ops.items() if v["delegated"]),
+        "non_delegated_op_names": sorted(k for k, v in ops.items() if v["non_delegated"]),
+        "by_operator": ops,
+    }
+
+
+def export_variant(
+    pkg: ModelPackage,
+    dtype: str,
+    size: str = "small",
+    root: DataRoot | None = None,
+    backend: str = "xnnpack",
+    checkpoint: str | None = None,
+    force: bool = False,
+    progress=None,
+) -> Export:
+    """Export one variant, or return the existing export if nothing that determines it changed."""
+    import torch
+
+    root = root or DataRoot.resolve()
+    spec = pkg.spec
+    if not pkg.ok:
+        raise ModelPackageError(f"model package {pkg.name!r} is broken: {pkg.error}", f"fix {pkg.path}")
+    if spec.name != pkg.name:  # the registry refuses these; a hand-made ModelPackage must too
+        raise ModelPackageError(
+            f"model package {pkg.name!r} declares name {spec.name!r}; a package's name must be its folder name",
+            f"rename the folder {pkg.path} or the name in its spec",
+        )
+    spec.check_dtype(dtype)
+    size_params = spec.size(size)
+    # Every path and key below derives from the validated folder name, never from the spec.
+    variant = Variant(pkg.name, dtype, backend)
+    folder = folder_for(root, variant, size)
+    identity = {
+        "package_hash": pkg.content_hash,
+        "checkpoint": str(checkpoint or ""),
+        "size_params": size_params,
+        **_versions(),
+    }
+    # --force never reads the old meta: a corrupt one must not stop the export that repairs it.
+    existing = None if force else find(root, variant, size)
+    if (
+        existing
+        and existing.meta.get("identity") == identity
+        and existing.pte.exists()
+        and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]
+    ):
+        return existing
+
+    say = progress or (lambda msg: None)
+    t0 = time.monotonic()
+    torch.manual_seed(0)
+    model_file = pkg.path / "model.py" if (pkg.path / "model.py").exists() else pkg.path
+    try:
+        with warnings.catch_warnings(), exitguard.model_code(pkg.name, f"exporting {variant.key}", str(model_file)):
+            warnings.simplefilter("ignore")
+            say(f"building {pkg.name} ({size})")
+            model = spec.build(size_params, checkpoint).eval()
+            inputs = tuple(spec.example_inputs(size_params))
+            with torch.no_grad():
+                fp32_reference = _to_numpy(model(*inputs))
+            eager = model
+            if dtype == "fp16":
+                eager = model.half()
+                inputs = tuple(x.half() if torch.is_floating_point(x) else x for x in inputs)
+            elif dtype in ("int8", "int8-dynamic"):
+                say(f"quantizing {pkg.name} to {dtype}")
+                calibration = spec.calibration_inputs(size_params) if spec.calibration_inputs else [inputs]
+                eager = _quantize(model, inputs, calibration, dynamic=dtype == "int8-dynamic")
+            with torch.no_grad():
+                reference = _to_numpy(eager(*inputs)) if dtype != "fp16" else fp32_reference
+            say(f"exporting {variant.key} ({backend})")
+            edge, et = _lower(eager, inputs, backend)
+    except Sme2Error:
+        raise
+    except Exception as e:
+        raise ExportError(
+            f"export of {variant.key} ({size}) failed in {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+            f"the model must be torch.export-able; see {model_file}",
+        ) from e
+
+    pte_bytes = et.buffer
+    pte_sha = hashlib.sha256(pte_bytes).hexdigest()
+    with atomic.staged_dir(folder) as stage:
+        pte_name = f"{variant.stem}.pte"
+        etrecord_name = f"{variant.stem}.etrecord"
+        (stage / pte_name).write_bytes(pte_bytes)
+        et.get_etrecord().save(str(stage / etrecord_name))
+        tensorfile.save(stage / "inputs.bin", [x.detach().contiguous().numpy() for x in inputs])
+        tensorfile.save(stage / "reference.bin", reference)
+        pmap = program.build(pte_bytes, pte_sha, et.get_etrecord())
+        say(f"numerical check of {variant.key}")
+        outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap, root=root)
+        pmap.signature = etdump.compute_signature(etdump_rows)
+        pmap.save(stage)
+        check = numerical_check(outputs, reference, dtype, spec.tolerances.get(dtype))
+        check["reference"] = "fp32 eager" if dtype in ("fp32", "fp16") else "quantized (fake-quant) eager"
+        if dtype != "fp32":
+            check["error_vs_fp32_eager"] = relative_error(outputs, fp32_reference)[1]
+        nan_error = non_finite_error(check, variant.key, model_file)
+        if nan_error:
+            raise nan_error
+        if not check["passed"]:
+            raise ExportError(
+                f"numerical check failed for {variant.key} ({size}): max relative error {check['max_rel_error']:.3g} > tolerance {check['tolerance']:.3g} (max abs {check['max_abs_error']:.3g})",
+                "the program computes something else than the eager model: check the model for ops the backend lowers wrongly, or raise tolerances[dtype] in the ModelSpec if the gap is expected",
+            )
+        meta = {
+            "model": pkg.name,
+            "dtype": dtype,
+            "backend": backend,
+            "size": size,
+            "size_params": size_params,
+            "variant": variant.key,
+            "pte": pte_name,
+            "etrecord": etrecord_name,
+            "pte_sha256": pte_sha,
+            "pte_bytes": len(pte_bytes),
+            "inputs": [{"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")} for x in inputs],
+            "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in reference],
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            **_delegation(edge),
+            "instructions": len(pmap.instructions),
+            "numerical_check": check,
+            "export_seconds": round(time.monotonic() - t0, 2),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": _versions(),
+            "package": {"name": pkg.name, "kind": pkg.kind, "content_hash": pkg.content_hash, "path": str(pkg.path)},
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "identity": identity,
+        }
+        atomic.write_json(stage / META, meta)
+    return Export(folder, meta)
+
+
+def _lower(model, inputs: tuple, backend: str):
+    import torch
+    from executorch.exir import to_edge_transform_and_lower
+
+    ep = torch.export.export(model, inputs)
+    partitioners = []
+    if backend == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioners = [XnnpackPartitioner()]
+    edge = to_edge_transform_and_lower(ep, partitioner=partitioners, generate_etrecord=True)
+    return edge, edge.to_executorch()
+
+
+def run_once(
+    pte: Path,
+    inputs: Path,
+    pmap: program.ProgramMap | None = None,
+    timeout_s: float = 600.0,
+    root: DataRoot | None = None,
+):
+    """Run a program once in a child process and return its outputs; with a program map, also
+    trace it and return (outputs, trace rows). Uses the native runner (starts in milliseconds; built
+    once and cached) and falls back to the pybind runner (a Python child importing torch, seconds)
+    where no C++ compiler is available."""
+    from kit.runners import invoke
+    from kit.core.errors import RunnerError
+    from kit.runners.build import build_runner
+    from kit.devices.transports.local import LocalTransport
+
+    root = root or DataRoot.resolve()
+    kind, binary = "pybind", None
+    try:
+        binary, kind = build_runner(root), "native"
+    except RunnerError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="sme2-check-") as tmp:
+        req = invoke.RunRequest(
+            pte=pte,
+            inputs=inputs,
+            iterations=1,
+            warmup=0,
+            threads=1,
+            timeout_s=timeout_s,
+            etdump=pmap is not None,
+            failure_logs=root.logs,  # the temporary folder goes away; a failure's log must not
+        )
+        outcome = invoke.run_program(kind, req, Path(tmp), LocalTransport("host"), binary, label="numerical check")
+        outputs = tensorfile.load(outcome.outputs)
+        if pmap is None:
+            return outputs
+        return outputs, etdump.ingest(outcome.etdump, pmap).rows
+
+
+def check_program(exp: Export, reference: list[np.ndarray] | None = None) -> dict:
+    """Re-run the numerical check of an export, against its saved reference or another one."""
+    ref = reference if reference is not None else tensorfile.load(exp.folder / "reference.bin")
+    return numerical_check(
+        run_once(exp.pte, exp.inputs, root=DataRoot(exp.folder.parent.parent)),
+        ref,
+        exp.meta["dtype"],
+        exp.meta["numerical_check"]["tolerance"],
+    )
+
+
+def _export_job(args) -> str:
+    model, dtype, size, root_path, backend, models_dir, force = args
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from kit.models import registry
+
+    return str(
+        export_variant(
+            registry.get(model, models_dir), dtype, size, DataRoot.resolve(root_path), backend=backend, force=force
+        ).folder
+    )
+
+
+def export_many(
+    jobs: list[tuple[str, str, str]],
+    root: DataRoot,
+    workers: int = 2,
+    backend: str = "xnnpack",
+    models_dir: str | None = None,
+    force: bool = False,
+    progress=None,
+) -> dict[tuple[str, str, str], Export]:
+    """Export (model, dtype, size) jobs in parallel worker processes. Lowering is single-threaded
+    Python, so two workers roughly halve the wall time on two cores. The first error is raised
+    after the other jobs finish (their exports are kept)."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    if workers <= 1 or len(jobs) <= 1:
+        from kit.models import registry
+
+        out = {}
+        for model, dtype, size in jobs:
+            out[(model, dtype, size)] = export_variant(
+                registry.get(model, models_dir), dtype, size, root, backend=backend, force=force, progress=progress
+            )
+        return out
+    results, errors = {}, []
+    import os
+
+    from kit.core import lifetime
+
+    # Workers die with this process (an orphaned export would compete with the next measurement);
+    # they are spawned by this thread in submit(), which waits for them below.
+    with cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=lifetime.worker_initializer,
+        initargs=(os.getpid(),),
+    ) as pool:
+        futures = {
+            pool.submit(_export_job, (m, d, s, str(root.path), backend, models_dir, force)): (m, d, s)
+            for m, d, s in jobs
+        }
+        for fut in cf.as_completed(futures):
+            job = futures[fut]
+            try:
+                results[job] = load(Path(fut.result()))
+                if progress:
+                    progress(f"exported {job[0]}-{job[1]} ({job[2]})")
+            except Sme2Error as e:
+                errors.append(e)
+            except (cf.process.BrokenProcessPool, SystemExit) as e:
+                # The worker ended (os._exit, a signal, a native crash) or asked to: no result is a
+                # failure, never a silent success.
+                how = "ended" if isinstance(e, cf.process.BrokenProcessPool) else f"called sys.exit({e.code!r})"
+                errors.append(
+                    ExportError(
+                        f"the export worker for model {job[0]!r} {how} without a result while exporting "
+                        f"{job[0]}-{job[1]} ({job[2]})",
+                        f"export it alone to see the model's own error: sme2 export --model {job[0]} "
+                        f"--dtype {job[1]} --size {job[2]}",
+                    )
+                )
+    if errors:
+        raise errors[0]
+    return {job: results[job] for job in jobs}

@@ -1,1 +1,0 @@
-"""Runners: the native C++ runner (built against an executorch package) and the pybind child."""

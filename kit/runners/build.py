@@ -1,0 +1,197 @@
+"""Building the native runner against an executorch package, cached by what determines the binary:
+the runner sources, the executorch version, the platform, the recipe and its build flags. A second
+request for the same key is a no-op; concurrent requests wait on a lock instead of racing."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform as host_platform
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.core import atomic, lifetime
+from kit.core.errors import RunnerError
+from kit.core.home import DataRoot
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCES = ("sme2_runner.cpp", "CMakeLists.txt")
+BINARY = "sme2_runner"
+HOST_PLATFORM = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}.get(
+    host_platform.machine(), "linux-" + host_platform.machine()
+)
+
+
+@dataclass
+class RunnerBinary:
+    path: Path  # the executable
+    folder: Path
+    manifest: dict
+    lib_dir: Path | None = None  # shared libraries a device needs beside the binary
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["binary_sha256"]
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """How to compile for one platform against one executorch package."""
+
+    platform: str
+    executorch_root: Path  # folder holding share/cmake/executorch-config.cmake
+    cmake_args: tuple[str, ...] = ()
+    cxx: str = ""  # compiler for the platform
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def executorch_version() -> str:
+    from importlib.metadata import version
+
+    return version("executorch")
+
+
+def host_toolchain() -> Toolchain:
+    import executorch
+
+    root = Path(list(executorch.__path__)[0])
+    return Toolchain(platform=HOST_PLATFORM, executorch_root=root, cxx=os.environ.get("CXX", "c++"))
+
+
+def _tool(name: str) -> str:
+    """cmake and ninja from their pip packages (CMake >= 3.28 is required; Debian 12 has 3.25)."""
+    with contextlib.suppress(ImportError):
+        mod = __import__(name)
+        d = getattr(mod, "CMAKE_BIN_DIR" if name == "cmake" else "BIN_DIR", None)
+        if d and (Path(d) / name).exists():
+            return str(Path(d) / name)
+    found = shutil.which(name)
+    if not found:
+        raise RunnerError(f"{name} is not installed", f"pip install {name} (the project's dependencies include it)")
+    return found
+
+
+def cache_key(tc: Toolchain, recipe: str = "wheel", flags: tuple[str, ...] = ()) -> str:
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update(name.encode() + b"\0" + (SOURCE_DIR / name).read_bytes())
+    h.update(json.dumps([executorch_version(), tc.platform, recipe, list(flags), list(tc.cmake_args)]).encode())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_compiler(cxx: str) -> str:
+    found = shutil.which(cxx) if not os.path.isabs(cxx) else (cxx if os.access(cxx, os.X_OK) else None)
+    if not found:
+        raise RunnerError(
+            f"no C++ compiler: {cxx!r} was not found",
+            "install one (Debian/Ubuntu: apt-get install g++; cross builds: g++-aarch64-linux-gnu) or set CXX to its path",
+        )
+    return found
+
+
+def build_runner(
+    root: DataRoot, tc: Toolchain | None = None, recipe: str = "wheel", flags: tuple[str, ...] = (), progress=None
+) -> RunnerBinary:
+    """Return the cached runner for this toolchain, building it first if needed."""
+    tc = tc or host_toolchain()
+    key = cache_key(tc, recipe, flags)
+    folder = root.runners / f"{recipe}-{tc.platform}-{key}"
+    with file_lock(root.runners / f".{folder.name}.lock"):
+        manifest_path = folder / "manifest.json"
+        if manifest_path.exists() and (folder / BINARY).exists():
+            manifest = json.loads(manifest_path.read_text())
+            if atomic.sha256_file(folder / BINARY) == manifest.get("binary_sha256"):
+                return RunnerBinary(
+                    folder / BINARY, folder, manifest, Path(manifest["lib_dir"]) if manifest.get("lib_dir") else None
+                )
+        cxx = _check_compiler(tc.cxx)
+        cmake, ninja = _tool("cmake"), _tool("ninja")
+        if "source_build" in tc.extra:  # the source recipe first builds ExecuTorch itself
+            from kit.runners import source
+
+            source.ensure_executorch(tc.extra["source_build"], root, progress)
+        if not any(
+            (tc.executorch_root / p / "executorch-config.cmake").exists()
+            for p in ("share/cmake", "lib/cmake/ExecuTorch")
+        ):
+            raise RunnerError(
+                f"no executorch CMake package under {tc.executorch_root}",
+                "install executorch==1.5.1 (pip) or run `sme2 setup` for the aarch64 package",
+            )
+        t0 = time.monotonic()
+        with atomic.staged_dir(folder) as stage:
+            build_dir = stage / "build"
+            configure = [
+                cmake,
+                "-S",
+                str(SOURCE_DIR),
+                "-B",
+                str(build_dir),
+                "-G",
+                "Ninja",
+                f"-DCMAKE_MAKE_PROGRAM={ninja}",
+                "-DCMAKE_BUILD_TYPE=Release",
+                f"-DCMAKE_CXX_COMPILER={cxx}",
+                f"-DCMAKE_PREFIX_PATH={tc.executorch_root}",
+                *tc.cmake_args,
+            ]
+            for step, argv in (
+                ("configure", configure),
+                ("build", [cmake, "--build", str(build_dir), "--parallel", "2"]),
+            ):
+                if progress:
+                    progress(f"runner {step} ({tc.platform})")
+                # cmake dies with this process; ninja under it on its next write to the closed pipe.
+                proc = subprocess.run(
+                    argv, capture_output=True, text=True, errors="replace", preexec_fn=lifetime.die_with_parent()
+                )
+                (stage / f"{step}.log").write_text(proc.stdout + proc.stderr)
+                if proc.returncode != 0:
+                    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+                    # The staging folder (and its log) is removed on failure: keep the log.
+                    kept = root.logs / f"{time.strftime('%Y%m%dT%H%M%S')}-runner-{step}-{folder.name}.log"
+                    shutil.copy2(stage / f"{step}.log", kept)
+                    raise RunnerError(
+                        f"native runner {step} failed for {tc.platform} (exit {proc.returncode}):\n{tail}",
+                        f"check the compiler and the executorch package; full log: {kept}",
+                    )
+            shutil.copy2(build_dir / BINARY, stage / BINARY)
+            shutil.rmtree(build_dir)
+            lib_dir = tc.executorch_root / "lib"
+            (stage / "lib").symlink_to(lib_dir, target_is_directory=True)
+            manifest = {
+                "recipe": recipe,
+                "platform": tc.platform,
+                "flags": list(flags),
+                "cache_key": key,
+                "executorch_version": executorch_version(),
+                "executorch_root": str(tc.executorch_root),
+                "lib_dir": str(lib_dir),
+                "compiler": cxx,
+                "compiler_version": subprocess.run(
+                    [cxx, "--version"], capture_output=True, text=True
+                ).stdout.splitlines()[0],
+                "cmake_args": configure[3:],
+                "binary_sha256": atomic.sha256_file(stage / BINARY),
+                "build_seconds": round(time.monotonic() - t0, 2),
+                "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            atomic.write_json(stage / "manifest.json", manifest)
+        return RunnerBinary(folder / BINARY, folder, manifest, lib_dir)

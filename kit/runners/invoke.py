@@ -1,0 +1,246 @@
+"""Running a program with a runner on a transport, and turning every failure into a clear error.
+
+Never executes a program in this process: the native runner is its own binary, the pybind runner a
+child Python. A crash (signal), hang (timeout) or non-zero exit names the program and what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.core import atomic
+from kit.core.errors import RunnerError
+from kit.runners.build import RunnerBinary
+from kit.devices.transports.base import Transport
+
+RUNNER_KINDS = ("native", "pybind")
+
+
+@dataclass
+class RunRequest:
+    pte: Path
+    inputs: Path
+    iterations: int = 20
+    warmup: int = 3
+    threads: int = 1
+    etdump: bool = False
+    timeout_s: float = 900.0
+    expected_sha256: str | None = None  # from export_meta.json; checked before running
+    env: dict = field(default_factory=dict)
+    cpus: str | None = None  # CPU list to pin to ("3", "4-7"), None = no pinning
+    # Where a failed run's log is kept (<data root>/logs): the out_dir of a run is often a staging
+    # or temporary folder that is removed on failure. None: the log stays in out_dir.
+    failure_logs: Path | None = None
+
+    def __post_init__(self):
+        from kit.analysis import validation
+
+        validation.check_iterations(self.iterations, "iterations")
+        validation.check_iterations(self.warmup, "warmup", minimum=0)
+        validation.check_threads(self.threads, "threads")
+        validation.check_timeout(self.timeout_s, "timeout")
+
+
+@dataclass
+class RunOutcome:
+    result: dict  # runner JSON: load_ms, first_inference_ms, warmup_ms, latencies_ms, peak_rss_kb, checksum
+    etdump: Path | None
+    outputs: Path
+    log: Path
+    argv: list[str]
+    seconds: float
+
+
+def verify_program(pte: Path, expected_sha256: str | None) -> None:
+    if not Path(pte).is_file():
+        raise RunnerError(f"program {pte} does not exist", "export it first: sme2 export --model ... --dtype ...")
+    if expected_sha256 and atomic.sha256_file(pte) != expected_sha256:
+        raise RunnerError(
+            f"program {pte} does not match its export_meta.json (sha256 differs): it was modified or corrupted after export",
+            "re-export it: sme2 export --model ... --dtype ... --force",
+        )
+
+
+# The C++ runner prints non-finite doubles (a checksum of NaN outputs) as nan/-nan/inf, which is
+# not JSON; they are read as NaN/Infinity so a NaN output is reported as such, not as a broken file.
+_NON_FINITE = re.compile(r"(?<=[\s:\[,])(-?)(nan|inf)(?=[\s,\]}])", re.IGNORECASE)
+
+
+def read_result(path: Path) -> dict:
+    """A runner's result JSON (non-finite numbers allowed)."""
+
+    def as_json(m: re.Match) -> str:
+        return "NaN" if m.group(2).lower() == "nan" else f"{m.group(1)}Infinity"
+
+    return json.loads(_NON_FINITE.sub(as_json, Path(path).read_text()))
+
+
+def keep_failure_log(log: Path, failure_logs: Path | None, label: str) -> Path:
+    """Copy a failed run's log to `failure_logs` (when given) and return the path a hint may name."""
+    if failure_logs is None or not Path(log).exists():
+        return log
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "run"
+    kept = Path(failure_logs) / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{slug}-{Path(log).name}"
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(log, kept)
+    except OSError:  # keeping the log must never hide the failure itself
+        return log
+    return kept
+
+
+def _tail(text: str, n: int = 12) -> str:
+    lines = [l for l in text.strip().splitlines() if "cpuinfo_utils" not in l]
+    return "\n".join(lines[-n:])
+
+
+def run_program(
+    kind: str, req: RunRequest, out_dir: Path, transport: Transport, binary: RunnerBinary | None = None, label: str = ""
+) -> RunOutcome:
+    """Run once (all warmups + iterations) and collect JSON, outputs and the ETDump into out_dir."""
+    if kind not in RUNNER_KINDS:
+        raise RunnerError(f"unknown runner {kind!r}", f"use one of {', '.join(RUNNER_KINDS)}")
+    verify_program(req.pte, req.expected_sha256)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "etdump" if req.etdump else "timing"
+    label = label or f"{kind} runner"
+    local_fs = getattr(transport, "local_fs", True)
+    if kind == "pybind":
+        if not local_fs or transport.emulated:
+            raise RunnerError(
+                f"the pybind runner cannot run on device {transport.device!r}",
+                "use --runner native for remote and emulated targets",
+            )
+        prog = [sys.executable, "-m", "kit.runners.pybind_child"]
+    else:
+        if binary is None:
+            raise RunnerError("the native runner is not built", "sme2 build-runner")
+        prog = [str(binary.path)]
+    work = str(out_dir) if local_fs else transport.workdir(stem)
+    try:
+        if local_fs:
+            pte, inputs = str(req.pte), str(req.inputs)
+        else:
+            prog = [transport.install_runner(binary)]
+            pte, inputs = f"{work}/program.pte", f"{work}/inputs.bin"
+            transport.push(req.pte, pte)
+            transport.push(req.inputs, inputs)
+        files = {"json": f"{work}/{stem}.json", "outputs": f"{work}/{stem}_outputs.bin"}
+        if req.etdump:
+            files["etdump"] = f"{work}/{stem}.etdp"
+        argv = [
+            *prog,
+            "--model",
+            pte,
+            "--inputs",
+            inputs,
+            "--iterations",
+            str(req.iterations),
+            "--warmup",
+            str(req.warmup),
+            "--threads",
+            str(req.threads),
+        ]
+        for k, v in files.items():
+            argv += [f"--{k}", v]
+        done = transport.run(argv, timeout=req.timeout_s, env=req.env, cpus=req.cpus)
+        log = out_dir / f"{stem}.log"
+        atomic.write_text(log, f"$ {' '.join(done.argv)}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+        where = f"on {transport.device}"
+
+        def kept_log() -> Path:  # a hint must name a log that outlives out_dir
+            return keep_failure_log(log, req.failure_logs, f"{label}-{Path(req.pte).stem}")
+
+        if done.timed_out:
+            raise RunnerError(
+                f"{label} hung {where}: no result after {req.timeout_s:.0f}s running {Path(req.pte).name}",
+                f"raise the timeout for large models or check the device; log: {kept_log()}",
+            )
+        sig = _signal_of(done.returncode)
+        if sig:
+            raise RunnerError(
+                f"{label} crashed with {sig} {where} running {Path(req.pte).name}: {_tail(done.stderr, 3) or 'no message'}",
+                f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {kept_log()}",
+            )
+        if done.returncode != 0:
+            if not local_fs and _missing_library(done.stderr):
+                transport.forget_runner(binary)  # the next run pushes a whole bundle again
+            raise RunnerError(
+                f"{label} failed {where} (exit {done.returncode}) running {Path(req.pte).name}:\n{_tail(done.stderr)}",
+                _hint_for(done.stderr, kept_log()),
+            )
+        if not local_fs:
+            for remote in files.values():
+                transport.pull(remote, out_dir / Path(remote).name)
+        local = {k: out_dir / Path(v).name for k, v in files.items()}
+        try:
+            result = read_result(local["json"])
+        except (OSError, json.JSONDecodeError) as e:
+            # Exit status 0 without a result is a failure, never a silent success.
+            raise RunnerError(
+                f"{label} {where} exited (status {done.returncode}) without a readable result running "
+                f"{Path(req.pte).name} ({type(e).__name__}: {e})",
+                f"the runner ended before writing {Path(files['json']).name}; log: {kept_log()}",
+            ) from e
+        if not local["outputs"].exists():
+            raise RunnerError(
+                f"{label} {where} exited (status {done.returncode}) without writing the outputs of {Path(req.pte).name}",
+                f"log: {kept_log()}",
+            )
+        if req.etdump and not (local["etdump"].exists() and local["etdump"].stat().st_size > 0):
+            raise RunnerError(
+                f"{label} {where} wrote no ETDump",
+                "the runtime must be built with the event tracer (ET_EVENT_TRACER_ENABLED)",
+            )
+        result["argv"] = done.argv
+        return RunOutcome(result, local.get("etdump"), local["outputs"], log, done.argv, done.seconds)
+    finally:
+        if not local_fs:
+            transport.cleanup(work)
+
+
+def _signal_of(returncode: int) -> str:
+    """SIGSEGV etc. for a signal death: negative codes locally, 128+N through a remote shell."""
+    if returncode < 0:
+        code = -returncode
+    elif returncode in (128 + 4, 128 + 6, 128 + 7, 128 + 8, 128 + 11):
+        code = returncode - 128
+    else:
+        return ""
+    try:
+        return signal.Signals(code).name
+    except ValueError:
+        return f"signal {code}"
+
+
+def _missing_library(stderr: str) -> bool:
+    s = stderr.lower()
+    return (
+        "error while loading shared libraries" in s
+        or "cannot open shared object" in s
+        or "library" in s
+        and "not found" in s
+    )
+
+
+def _hint_for(stderr: str, log: Path) -> str:
+    s = stderr.lower()
+    if "no space left" in s:
+        return f"the device is out of disk space: free some and re-run; log: {log}"
+    if _missing_library(stderr):
+        return f"a shared library is missing on the device: the runner bundle was removed, re-run to push it again; log: {log}"
+    if "cannot load method" in s or "invalid program" in s:
+        return f"the .pte could not be loaded: re-export it (sme2 export --force); log: {log}"
+    return f"see the log: {log}"
+
+
+def clean_partial(out_dir: Path) -> None:
+    shutil.rmtree(out_dir, ignore_errors=True)

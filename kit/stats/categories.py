@@ -1,0 +1,82 @@
+"""Operator categories as data: one rules table (kit/data/categories.toml, plus the user's
+$SME2_HOME/categories.toml tried first), two schemes: `blog` (the case study's five) and `fine`."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from kit.core.errors import Sme2Error
+
+RULES_FILE = Path(__file__).resolve().parent / "data" / "categories.toml"
+SCHEMES = ("blog", "fine")
+BLOG_ORDER = ("Convolution", "GEMM", "Data Movement", "Elementwise", "Other")
+
+
+@dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern
+    delegated: bool | None
+    blog: str | None
+    fine: str | None
+
+
+def load_rules(user_file: Path | None = None) -> tuple[Rule, ...]:
+    files = [f for f in (user_file, RULES_FILE) if f is not None and Path(f).exists()]
+    return _load(tuple(str(f) for f in files))
+
+
+@lru_cache(maxsize=8)
+def _load(files: tuple[str, ...]) -> tuple[Rule, ...]:
+    rules = []
+    for f in files:
+        try:
+            data = tomllib.loads(Path(f).read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise Sme2Error(
+                f"category rules file {f} is not valid TOML: {e}",
+                "fix the file; see kit/data/categories.toml for the format",
+            ) from e
+        for i, r in enumerate(data.get("rule", [])):
+            try:
+                pattern = re.compile(r["match"], re.I)
+            except (KeyError, re.error) as e:
+                raise Sme2Error(
+                    f"rule {i + 1} in {f} has a bad or missing `match`: {e}",
+                    "give each [[rule]] a valid regular expression in `match`",
+                ) from e
+            rules.append(Rule(pattern, r.get("delegated"), r.get("blog"), r.get("fine")))
+    return tuple(rules)
+
+
+def categorize(op_type: str, delegated: bool, rules: tuple[Rule, ...]) -> dict[str, str]:
+    """{'blog': ..., 'fine': ...} for one operator type; 'Other'/'OTHER' when nothing matches."""
+    out: dict[str, str] = {}
+    for r in rules:
+        if r.delegated is not None and r.delegated != delegated:
+            continue
+        if not r.pattern.search(op_type):
+            continue
+        for scheme in SCHEMES:
+            value = getattr(r, scheme)
+            if value and scheme not in out:
+                out[scheme] = value
+        if len(out) == len(SCHEMES):
+            break
+    return {"blog": out.get("blog", "Other"), "fine": out.get("fine", "OTHER")}
+
+
+def label(frame: pd.DataFrame, rules: tuple[Rule, ...]) -> pd.DataFrame:
+    """Add `category` (blog) and `fine_category` columns to a frame with op_type and delegated."""
+    keys = frame[["op_type", "delegated"]].drop_duplicates()
+    table = {(t, bool(d)): categorize(t, bool(d), rules) for t, d in keys.itertuples(index=False)}
+    out = frame.copy()
+    pairs = list(zip(out["op_type"], out["delegated"].astype(bool)))
+    out["category"] = [table[p]["blog"] for p in pairs]
+    out["fine_category"] = [table[p]["fine"] for p in pairs]
+    return out

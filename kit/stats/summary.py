@@ -1,0 +1,163 @@
+"""Per-run analysis: per-operator robust statistics, category totals per iteration and their share
+of Method::execute, coverage (how much of execute the operators explain), and what fell into Other.
+
+Operators are aggregated per iteration first (an op type that runs 12 times contributes the sum of
+its 12 instances to each iteration), then summarized over iterations: the median of per-iteration
+totals is the number that adds up across operators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.core import atomic
+from kit.stats import categories, robust
+from kit.trace.etdump import Trace
+
+
+@dataclass
+class Analysis:
+    e2e: dict  # robust stats of the timing run's end-to-end latencies (Arm-kit keys)
+    e2e_samples: list[float]
+    execute: dict  # robust stats of Method::execute in the ETDump run
+    op_stats: pd.DataFrame  # one row per op type
+    category_stats: pd.DataFrame  # one row per (scheme, category)
+    per_iteration: pd.DataFrame  # iteration x (scheme, category) totals, plus operators and execute
+    coverage: float  # sum of operator medians / Method::execute median
+    other_ops: list[str]  # op types that fell into Other (blog) or OTHER (fine)
+
+    def category_table(self, scheme: str = "blog") -> pd.DataFrame:
+        return self.category_stats[self.category_stats.scheme == scheme].drop(columns="scheme").reset_index(drop=True)
+
+
+def analyze(trace: Trace, e2e_latencies_ms, rules) -> Analysis:
+    ops = categories.label(trace.operators, rules)
+    execute_ms = trace.method_ms
+    iters = np.arange(trace.iterations)
+
+    # Per-iteration totals per op type, then robust stats across iterations.
+    per_op = (
+        ops.groupby(["op_type", "iteration"], sort=False)["duration_ms"]
+        .sum()
+        .unstack(fill_value=0.0)
+        .reindex(columns=iters, fill_value=0.0)
+    )
+    first = ops.drop_duplicates("op_type").set_index("op_type")
+    instances = ops[ops.iteration == 0].groupby("op_type").size()
+    rows = []
+    for op_type, samples in per_op.iterrows():
+        meta = first.loc[op_type]
+        rows.append(
+            {
+                "op_type": op_type,
+                "category": meta["category"],
+                "fine_category": meta["fine_category"],
+                "delegated": bool(meta["delegated"]),
+                "backend": meta["backend"],
+                "kernel_hint": meta["kernel_hint"],
+                "instances": int(instances.get(op_type, 0)),
+                **robust.summary_row(samples.to_numpy()),
+            }
+        )
+    op_stats = pd.DataFrame(rows).sort_values("median_ms", ascending=False, ignore_index=True)
+    exec_median = float(np.median(execute_ms))
+    op_stats["share_of_execute"] = op_stats["median_ms"] / exec_median if exec_median > 0 else np.nan
+
+    per_iteration = pd.DataFrame(
+        {
+            "iteration": iters,
+            "execute_ms": execute_ms,
+            "operators_ms": ops.groupby("iteration")["duration_ms"].sum().reindex(iters, fill_value=0.0).to_numpy(),
+        }
+    )
+    cat_rows = []
+    for scheme, column in (("blog", "category"), ("fine", "fine_category")):
+        totals = (
+            ops.groupby([column, "iteration"])["duration_ms"]
+            .sum()
+            .unstack(fill_value=0.0)
+            .reindex(columns=iters, fill_value=0.0)
+        )
+        for cat, samples in totals.iterrows():
+            per_iteration[f"{scheme}:{cat}"] = samples.to_numpy()
+            s = robust.summary_row(samples.to_numpy())
+            cat_rows.append(
+                {
+                    "scheme": scheme,
+                    "category": cat,
+                    "median_ms": s["median_ms"],
+                    "p10_ms": s["p10_ms"],
+                    "p90_ms": s["p90_ms"],
+                    "cv_percent": s["cv_percent"],
+                    "ops": int((ops[ops.iteration == 0][column] == cat).sum()),
+                }
+            )
+    category_stats = pd.DataFrame(cat_rows)
+    # Shares use per-iteration ratios so they sum to the operator share of execute.
+    for i, r in category_stats.iterrows():
+        ratio = per_iteration[f"{r.scheme}:{r.category}"] / per_iteration["execute_ms"]
+        category_stats.loc[i, "share_of_execute"] = float(np.median(ratio))
+        category_stats.loc[i, "share_of_operators"] = float(
+            np.median(per_iteration[f"{r.scheme}:{r.category}"] / per_iteration["operators_ms"])
+        )
+    order = {c: i for i, c in enumerate(categories.BLOG_ORDER)}
+    category_stats["_o"] = [
+        order.get(c, 99) if s == "blog" else 0 for s, c in zip(category_stats.scheme, category_stats.category)
+    ]
+    category_stats = (
+        category_stats.sort_values(["scheme", "_o", "median_ms"], ascending=[True, True, False])
+        .drop(columns="_o")
+        .reset_index(drop=True)
+    )
+
+    coverage = float(op_stats["median_ms"].sum() / exec_median) if exec_median > 0 else float("nan")
+    other = sorted(set(op_stats.loc[(op_stats.category == "Other") | (op_stats.fine_category == "OTHER"), "op_type"]))
+    return Analysis(
+        e2e=robust.robust_stats(e2e_latencies_ms),
+        e2e_samples=[float(x) for x in e2e_latencies_ms],
+        execute=robust.robust_stats(execute_ms),
+        op_stats=op_stats,
+        category_stats=category_stats,
+        per_iteration=per_iteration,
+        coverage=coverage,
+        other_ops=other,
+    )
+
+
+def write(analysis: Analysis, folder: Path, stem: str, name: str = "") -> dict[str, Path]:
+    """Arm-kit compatible files: `<stem>_robust_stats.json`, `<stem>_exec_ops_stats.csv`, plus
+    `<stem>_categories.csv` and `analysis.json`."""
+    folder = Path(folder)
+    robust = {
+        **analysis.e2e,
+        "latencies_ms": analysis.e2e_samples,
+        "run_indices": list(range(len(analysis.e2e_samples))),
+        "name": name or stem,
+    }
+    robust["method_execute"] = analysis.execute
+    robust["operators"] = {
+        r.op_type: {k: v for k, v in r._asdict().items() if k != "op_type"}
+        for r in analysis.op_stats.itertuples(index=False)
+    }
+    paths = {
+        "robust_stats": atomic.write_json(folder / f"{stem}_robust_stats.json", robust),
+        "ops_stats": atomic.write_text(folder / f"{stem}_exec_ops_stats.csv", analysis.op_stats.to_csv(index=False)),
+        "categories": atomic.write_text(folder / f"{stem}_categories.csv", analysis.category_stats.to_csv(index=False)),
+    }
+    summary = {
+        "e2e_median_ms": analysis.e2e.get("median_ms"),
+        "execute_median_ms": analysis.execute.get("median_ms"),
+        "coverage": analysis.coverage,
+        "category_totals_ms": {r.category: r.median_ms for r in analysis.category_table("blog").itertuples()},
+        "category_shares": {r.category: r.share_of_execute for r in analysis.category_table("blog").itertuples()},
+        "fine_category_totals_ms": {r.category: r.median_ms for r in analysis.category_table("fine").itertuples()},
+        "other_ops": analysis.other_ops,
+        "top_operators": analysis.op_stats.head(10)[
+            ["op_type", "category", "median_ms", "instances", "kernel_hint"]
+        ].to_dict("records"),
+    }
+    paths["summary"] = atomic.write_json(folder / "analysis.json", summary)
+    return paths

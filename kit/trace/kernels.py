@@ -1,0 +1,113 @@
+"""The kernel view: per operator, the kernel family its XNNPACK name reveals (KleidiAI packed types
+vs plain), and, from kernel-log runs, the microkernels XNNPACK chose with their ISA."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from kit.trace.etdump import KLEIDIAI_TAGS, SME2_ONLY_TAGS
+
+
+def dtype_tags(op_type: str) -> list[str]:
+    m = re.search(r"\(([^)]*)\)", op_type)
+    return [t.strip() for t in m.group(1).split(",")][1:] if m else []  # first is the layout
+
+
+def family(op_type: str) -> str:
+    """'kleidiai-sme2' (PF32/PQS8: chosen only with SME2), 'kleidiai' (PF16/QP8), 'xnnpack' (plain
+    XNNPACK kernels) or 'portable' (a non-delegated operator)."""
+    if "::" in op_type:
+        return "portable"
+    tags = dtype_tags(op_type)
+    if any(t in SME2_ONLY_TAGS for t in tags):
+        return "kleidiai-sme2"
+    if any(t in KLEIDIAI_TAGS for t in tags):
+        return "kleidiai"
+    return "xnnpack"
+
+
+def kernel_table(op_stats: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for op in op_stats.op_type:
+        fam = family(op)
+        tags = dtype_tags(op)
+        rows.append(
+            {
+                "op_type": op,
+                "kernel_family": fam,
+                "dtype_tags": ",".join(tags),
+                "kleidiai": fam.startswith("kleidiai"),
+                "sme2_only": fam == "kleidiai-sme2",
+                "microkernel": None,
+                "isa": None,
+                "source": "op-name",
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["op_type", "kernel_family", "dtype_tags", "kleidiai", "sme2_only", "microkernel", "isa", "source"],
+    )
+
+
+# ---- XNNPACK kernel logs (the kernel-log runner variant: -UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5)
+
+_LOG_LINE = re.compile(r"Using\s+(?:(?P<kind>[A-Za-z0-9_ -]+?)\s+)?micro-?kernel\s+'(?P<name>[^']+)'")
+# ISA from the microkernel name's suffix (after "__"); more specific first.
+_ISA = (
+    ("sme2", "sme2"),
+    ("sme", "sme"),
+    ("sve2", "sve2"),
+    ("sve", "sve"),
+    ("i8mm", "neon-i8mm"),
+    ("neondot", "neon-dot"),
+    ("neonfp16arith", "neon-fp16"),
+    ("neonbf16", "neon-bf16"),
+    ("neon", "neon"),
+    ("aarch64", "neon"),
+    ("avx512amx", "avx512-amx"),
+    ("avx512vnni", "avx512-vnni"),
+    ("avx512", "avx512"),
+    ("avxvnni", "avx-vnni"),
+    ("avx2", "avx2"),
+    ("fma3", "avx2"),
+    ("avx", "avx"),
+    ("sse", "sse"),
+    ("wasm", "wasm"),
+    ("rvv", "rvv"),
+    ("scalar", "scalar"),
+)
+
+
+def isa_of(microkernel: str) -> str:
+    """'xnn_pf32_gemm_minmax_ukernel_32x32__neonsme2' -> 'sme2'."""
+    suffix = microkernel.split("__", 1)[1].lower() if "__" in microkernel else microkernel.lower()
+    return next((isa for key, isa in _ISA if key in suffix), "unknown")
+
+
+def parse_kernel_log(text: str) -> pd.DataFrame:
+    """`Using <kind> microkernel '<name>'` lines (in any log prefix) to rows: kind, microkernel,
+    isa, and how many times it was chosen."""
+    rows = [
+        {
+            "kind": (m.group("kind") or "").strip().lower() or "unknown",
+            "microkernel": m.group("name"),
+            "isa": isa_of(m.group("name")),
+        }
+        for m in _LOG_LINE.finditer(text)
+    ]
+    df = pd.DataFrame(rows, columns=["kind", "microkernel", "isa"])
+    if df.empty:
+        return df.assign(count=pd.Series(dtype=int))
+    return df.groupby(["kind", "microkernel", "isa"], as_index=False).size().rename(columns={"size": "count"})
+
+
+def side_by_side(log_on: str, log_off: str) -> pd.DataFrame:
+    """Microkernels chosen with SME2 on vs off, per kind."""
+    on, off = parse_kernel_log(log_on), parse_kernel_log(log_off)
+    agg = lambda df: df.groupby("kind").agg(
+        microkernels=("microkernel", lambda s: ", ".join(sorted(set(s)))),
+        isa=("isa", lambda s: ",".join(sorted(set(s)))),
+    )  # noqa: E731
+    return agg(on).join(agg(off), lsuffix="_on", rsuffix="_off", how="outer").fillna("-").reset_index()

@@ -1,0 +1,154 @@
+"""The program map: what each instruction of an ExecuTorch program is, and where it came from.
+
+Built once at export from the in-memory ETRecord (or later from a saved ETRecord), saved as
+`program_map.json` beside the .pte. Trace ingestion uses it to name portable operators, to attach
+nn.Module paths and source lines, and to prove an ETDump belongs to the program (Inspector does
+not check that)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from kit.core import atomic
+from kit.core.errors import RunFolderError
+
+FILE_NAME = "program_map.json"
+
+
+@dataclass
+class Instruction:
+    index: int
+    kind: str  # "kernel" (a portable/optimized operator), "delegate" (a DELEGATE_CALL), "other"
+    name: str  # operator name ("aten::native_layer_norm.out") or backend id ("XnnpackBackend")
+    op_types: list[str] = field(default_factory=list)  # edge ops behind it (all ops of a delegate)
+    modules: list[str] = field(default_factory=list)  # nn.Module paths ("encoder.norm1"), in order
+    module_types: list[str] = field(default_factory=list)  # their classes ("LayerNorm")
+    source: str = ""  # innermost model-code frame, "file.py:123 code"
+
+
+@dataclass
+class ProgramMap:
+    pte_sha256: str
+    instructions: list[Instruction]
+    # Per delegate instruction, its compute operators as "Kind:class" (e.g. "Convolution:qs8"),
+    # recorded from the export's own check run; CPU-independent (PF32 and F32 are both f32).
+    signature: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def traced(self) -> dict[int, Instruction]:
+        """Instructions that emit a profiling event: kernel calls and delegate calls."""
+        return {i.index: i for i in self.instructions if i.kind in ("kernel", "delegate")}
+
+    def save(self, folder: Path) -> Path:
+        return atomic.write_json(
+            Path(folder) / FILE_NAME,
+            {
+                "pte_sha256": self.pte_sha256,
+                "signature": self.signature,
+                "instructions": [asdict(i) for i in self.instructions],
+            },
+        )
+
+    @classmethod
+    def load(cls, folder: Path) -> "ProgramMap":
+        from kit.profile.runrecord import read_json
+
+        path = Path(folder) / FILE_NAME
+        raw = read_json(path, f"the folder {Path(folder)}")
+        try:
+            pmap = cls(raw["pte_sha256"], [Instruction(**i) for i in raw["instructions"]], raw.get("signature", {}))
+            # What trace ingestion relies on: integer indices, string kinds/names, lists of names.
+            ok = isinstance(pmap.signature, dict) and all(
+                isinstance(i.index, int) and isinstance(i.kind, str) and isinstance(i.name, str)
+                for i in pmap.instructions
+            )
+        except (KeyError, TypeError, AttributeError) as e:
+            ok, e_text = False, str(e)
+        else:
+            e_text = "unexpected field types"
+        if not ok:
+            raise RunFolderError(
+                f"{path} is not a valid program map ({e_text})",
+                "it was edited or corrupted: re-export the model (sme2 export) or re-run the profile",
+            )
+        return pmap
+
+
+def _instructions_from_pte(pte_bytes: bytes) -> list[Instruction]:
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    plan = next(p for p in deserialize_pte_binary(pte_bytes).program.execution_plan if p.name == "forward")
+    out = []
+    for idx, ins in enumerate(plan.chains[0].instructions):
+        args, kind = ins.instr_args, type(ins.instr_args).__name__
+        if kind == "KernelCall":
+            op = plan.operators[args.op_index]
+            out.append(Instruction(idx, "kernel", f"{op.name}.{op.overload}" if op.overload else op.name))
+        elif kind == "DelegateCall":
+            out.append(Instruction(idx, "delegate", plan.delegates[args.delegate_index].id))
+        else:
+            out.append(Instruction(idx, "other", kind))
+    return out
+
+
+def _short_source(stack_trace: str | None) -> str:
+    """The innermost frame that is not inside torch itself: the model line that made the op."""
+    if not stack_trace:
+        return ""
+    lines = stack_trace.strip().splitlines()
+    best = ""
+    for i, line in enumerate(lines):
+        line = line.strip()
+        if line.startswith("File ") and "/torch/" not in line:
+            parts = line.split('"')
+            fname = Path(parts[1]).name if len(parts) > 1 else "?"
+            lineno = line.rsplit("line ", 1)[-1].split(",")[0]
+            code = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            best = f"{fname}:{lineno} {code}"
+    return best
+
+
+def build(pte_bytes: bytes, pte_sha256: str, etrecord=None) -> ProgramMap:
+    """Instruction kinds from the .pte; op types, modules and source lines from the ETRecord."""
+    instructions = _instructions_from_pte(pte_bytes)
+    if etrecord is not None and etrecord.edge_dialect_program is not None:
+        _enrich(instructions, etrecord)
+    return ProgramMap(pte_sha256, instructions)
+
+
+def _enrich(instructions: list[Instruction], etrecord) -> None:
+    edge = etrecord.edge_dialect_program
+    gm = edge.graph_module if hasattr(edge, "graph_module") else edge
+    by_handle: dict[int, list] = {}
+    for node in gm.graph.nodes:
+        h = node.meta.get("debug_handle")
+        if node.op == "call_function" and h is not None and not str(node.target).startswith("<built-in"):
+            by_handle.setdefault(int(h), []).append(node)
+    handle_map = (etrecord._debug_handle_map or {}).get("forward", {})
+    for ins in instructions:
+        if ins.kind not in ("kernel", "delegate"):
+            continue
+        handles = handle_map.get(str(ins.index), handle_map.get(ins.index))
+        if handles is None:
+            continue
+        for h in handles if isinstance(handles, (list, tuple)) else [handles]:
+            for node in by_handle.get(int(h), []):
+                _add_node(ins, node)
+        if ins.kind == "kernel":
+            # Decompositions share debug handles: keep the op types that name this kernel.
+            base = ins.name.split("::")[-1].split(".")[0]
+            ins.op_types = [t for t in ins.op_types if base in t] or ins.op_types
+
+
+def _add_node(ins: Instruction, node) -> None:
+    ins.op_types.append(str(node.target) if not hasattr(node.target, "__name__") else node.target.__name__)
+    stack = node.meta.get("nn_module_stack") or {}
+    if stack:
+        path, cls = list(stack.values())[-1]
+        cls_name = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+        if path and path not in ins.modules:
+            ins.modules.append(path)
+            ins.module_types.append(cls_name)
+    if not ins.source:
+        ins.source = _short_source(node.meta.get("stack_trace"))
