@@ -27,16 +27,16 @@ def main() -> None:
     ap.add_argument("--home", default=None)
     a = ap.parse_args()
 
-    from kit.stats import summary, categories
-    from kit.devices import inventory
-    from kit.export import exporter
-    from kit.profile import session
-    from kit.models import registry
-    from kit.runners import invoke
-    from kit.trace import etdump
     from kit.core.home import DataRoot
-    from kit.runners.build import build_runner
+    from kit.devices import inventory
     from kit.devices.transports.local import LocalTransport
+    from kit.export import exporter
+    from kit.models import registry
+    from kit.profile import session
+    from kit.runners import invoke
+    from kit.runners.build import build_runner
+    from kit.stats import categories, summary
+    from kit.trace import etdump
 
     root = DataRoot.resolve(a.home)
     exp = exporter.export_variant(registry.get(a.model), "fp32", a.size, root)

@@ -23,10 +23,11 @@ def main() -> None:
     ap.add_argument("--home", default=None)
     a = ap.parse_args()
 
+    from kit import pipeline
     from kit.analysis import datamovement
+    from kit.core.home import DataRoot
     from kit.export import exporter
     from kit.profile import session
-    from kit.core.home import DataRoot
     from kit.trace.program import ProgramMap
 
     root = DataRoot.resolve(a.home)
@@ -43,7 +44,7 @@ def main() -> None:
             iterations=a.iterations,
             warmup=a.warmup,
         )
-        for r in session.execute(plan, root):
+        for r in pipeline.profile_and_store(plan, root):
             cats = {c.category: c.share_of_execute for c in r.analysis.category_table("blog").itertuples()}
             dm = datamovement.analyze(r.trace.rows, ProgramMap.load(r.run_dir))
             rows.append(

@@ -26,13 +26,13 @@ def main() -> None:
     ap.add_argument("--home", default=None)
     a = ap.parse_args()
 
+    from kit.core.home import DataRoot
     from kit.devices import inventory
     from kit.export import exporter
-    from kit.profile import session
-    from kit.store import queries, warehouse
     from kit.models import registry
-    from kit.core.home import DataRoot
+    from kit.profile import session
     from kit.runners.build import build_runner
+    from kit.store import queries, warehouse
 
     root = DataRoot.resolve(a.home)
     if root.warehouse.exists():

@@ -1,7 +1,19 @@
-"""The SME2 profiling kit: plain Python, no Dagster.
+"""The SME2 profiling kit: plain Python, no Dagster. Sub-packages in data-flow order; each imports
+only from the ones above it (tests/test_structure.py holds the order and checks it):
 
-Data flow: models (registry) -> export -> runner (C++ + build) -> targets (devices, transports)
--> trace (ETDump ingest) -> stats -> categories -> analysis -> warehouse -> report. `kit.cli` sits on top.
+    core       errors, validated names, the data root, atomic files, locks, platforms, settings
+    models     model packages: spec, registry (native and Arm-kit), checkpoints
+    devices    device inventory (devices.toml), targets, SME2 detection, transports, emulator set-up
+    runners    runner binaries: toolchains, recipes (wheel, source), the C++ runner, invoking it
+    trace      ETDump reading, program maps, kernel naming
+    export     model package -> .pte + ETRecord + program map, numerically checked
+    stats      robust statistics, operator categories, the per-run summary files
+    profile    sessions: timing + ETDump runs, interleaved SME2 on/off, run folders
+    store      the DuckDB warehouse: schema, ingestion, user-SQL guard, named queries
+    analysis   across runs: SME2 comparison, data movement, regressions, validation gates
+    report     reports, charts, Perfetto traces, HUD export, Arm-kit import
+    pipeline   the workflow cut along Dagster's partitions (shared by the CLI and the assets)
+    cli        the `sme2` command line
 """
 
 __version__ = "0.1.0"

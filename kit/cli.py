@@ -17,8 +17,25 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kit import pipeline
+from kit.analysis import compare, datamovement, regress
+from kit.core import atomic, limits
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
+from kit.core.names import Variant
+from kit.devices import inventory, toolsetup
+from kit.export import exporter
+from kit.models import registry
+from kit.profile import session
+from kit.report import armkit, builder, hud, perfetto
+from kit.runners import recipes
+from kit.stats import categories
+from kit.store import queries, usersql, warehouse
+from kit.store.connection import scalar
+from kit.store.schema import TABLES
+from kit.store.warehouse import Warehouse, missing_runs
+from kit.trace import kernels
+from kit.trace.program import ProgramMap
 
 app = typer.Typer(
     add_completion=False,
@@ -107,7 +124,6 @@ def models_cmd(
     as_json: bool = JsonOpt,
 ):
     """List model packages, their dtypes and sizes, and any problems."""
-    from kit.models import registry
 
     pkgs = registry.discover(models_dir)
     if as_json:
@@ -174,8 +190,6 @@ def export_cmd(
     as_json: bool = JsonOpt,
 ):
     """Export model variants to .pte + ETRecord + inputs + export_meta.json (with a numerical check)."""
-    from kit.export import exporter
-    from kit.models import registry
 
     root = _root(home)
     pkg = registry.get(model, models_dir)
@@ -242,13 +256,11 @@ def build_runner_cmd(
     as_json: bool = JsonOpt,
 ):
     """Build (or reuse) the native C++ runner for a target's platform."""
-    from kit.devices import inventory
-    from kit.profile import session
 
     root = _root(home)
     resolved = inventory.resolve(target, root)
     with _progress(None, as_json) as (say, _):
-        binary = session.runner_for(resolved, root, "native", say)
+        binary = recipes.runner_for(resolved, root, "native", say)
     if as_json:
         _emit_json({"path": str(binary.path), **binary.manifest})
     else:
@@ -290,18 +302,15 @@ def profile_cmd(
 ):
     """Export and build if needed, then a timing run and an ETDump run per target and thread count,
     and the per-operator analysis."""
-    from kit.profile import session
-    from kit.models import registry
-    from kit.analysis import validation
 
     root = _root(home)
-    validation.check_timeout(timeout)
+    limits.check_timeout(timeout)
     plan = session.ProfilePlan(
         model=model,
         dtypes=registry.dtypes_of(model, dtype, models_dir),
         targets=_csv(target),
         size=size,
-        threads=validation.parse_threads(threads) if threads else None,
+        threads=limits.parse_threads(threads) if threads else None,
         iterations=iterations,
         warmup=warmup,
         runner=runner,
@@ -311,7 +320,7 @@ def profile_cmd(
         models_dir=str(models_dir) if models_dir else None,
     )
     with _progress(None, as_json) as (say, _):
-        results = session.execute(plan, root, progress=say)
+        results = pipeline.profile_and_store(plan, root, progress=say)
     after = _after_profile(root, results)
     if as_json:
         _emit_json(
@@ -377,7 +386,6 @@ def print_run(r) -> None:
 def setup_cmd(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
     """Obtain QEMU >= 10.1, the aarch64 cross compiler and executorch wheel, and prove SME2 on/off
     switching with an aarch64 HWCAP2 probe (for the emulated armv9-qemu targets)."""
-    from kit.devices import toolsetup
 
     root = _root(home)
     with _progress(None, as_json) as (say, _):
@@ -402,14 +410,13 @@ def devices_cmd(
     as_json: bool = JsonOpt,
 ):
     """List devices, their targets and detected capabilities."""
-    from kit.devices import inventory
 
     root = _root(home)
     rows = inventory.survey(root, detect=detect)
     if as_json:
         _emit_json(rows)
         return
-    t = Table(title=f"Devices (defaults: configs/devices.toml; yours: {root.user_devices})")
+    t = Table(title=f"Devices (defaults: kit/devices/devices.toml; yours: {root.user_devices})")
     for col in ("device", "transport", "platform", "recipe", "targets", "threads", "CPU", "SME2", "status"):
         t.add_column(col)
     for r in rows:
@@ -469,7 +476,6 @@ def sql_cmd(
 ):
     """Run one read-only SELECT (or EXPLAIN of one) over the warehouse. It cannot read or write
     files, attach databases, load extensions or change settings (docs/orchestration.md, Security)."""
-    from kit.store import usersql
 
     root = _root(home)
     _print_frame(usersql.run_user_sql(root.warehouse, query), fmt)
@@ -485,8 +491,6 @@ def query_cmd(
     home: Optional[Path] = HomeOpt,
 ):
     """Run one of the everyday questions: latest-ops, op-history, category-shares, biggest-changes, runs."""
-    from kit.store import queries
-    from kit.store.warehouse import Warehouse
 
     if list_ or not name:
         for q in queries.QUERIES.values():
@@ -513,7 +517,6 @@ app.add_typer(warehouse_app, name="warehouse")
 @command
 def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
     """Row counts per table, the schema version, and run folders not (yet) in the warehouse."""
-    from kit.store.warehouse import TABLES, Warehouse, missing_runs, scalar
 
     root = _root(home)
     wh = Warehouse.at(root)
@@ -549,7 +552,6 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
 def warehouse_rebuild(home: Optional[Path] = HomeOpt):
     """Ingest every run folder not yet in the warehouse (the files are the source of truth).
     Bad folders are skipped and listed with the reason at the end (exit status 1)."""
-    from kit.store import warehouse
 
     root = _root(home)
     with _progress(len(warehouse.rebuild_candidates(root)), False) as (say, advance):
@@ -572,7 +574,6 @@ def warehouse_prune(
     home: Optional[Path] = HomeOpt,
 ):
     """Retention: drop per-iteration operator events older than N days, keep every aggregate."""
-    from kit.store.warehouse import Warehouse
 
     n = Warehouse.at(_root(home)).prune_events(days)
     console.print(f"pruned {n:,} op_events rows")
@@ -582,8 +583,6 @@ def warehouse_prune(
 
 
 def _variant_key(model: str, dtype: str) -> str:
-    from kit.core.names import Variant
-
     return Variant(model, dtype).key
 
 
@@ -600,11 +599,9 @@ def compare_cmd(
 ):
     """SME2 on vs off from the warehouse: the case study's table (category, ms off -> on, speedup,
     share with SME2 on), the end-to-end speedup with its bootstrap interval, per-operator speedups."""
-    from kit.analysis import compare, validation
-    from kit.store.warehouse import Warehouse
 
     if threads is not None:
-        validation.check_threads(threads)
+        limits.check_threads(threads)
     wh = Warehouse.at(_root(home))
     dtypes = _csv(dtype)
     if len(dtypes) > 1:
@@ -651,7 +648,6 @@ def report_cmd(
     as_json: bool = JsonOpt,
 ):
     """Markdown + self-contained HTML report (charts inlined, PNG copies) for a model variant."""
-    from kit.report import builder
 
     out = builder.build(_root(home), _variant_key(model, dtype))
     if as_json:
@@ -684,11 +680,8 @@ def trace_cmd(
 ):
     """ETDump to Chrome/Perfetto trace JSON: one track per iteration, delegate ops nested under
     their DELEGATE_CALL (open in ui.perfetto.dev)."""
-    from kit.report import perfetto
-    from kit.profile import session
-    from kit.analysis import validation
 
-    validation.check_iterations(iterations)
+    limits.check_iterations(iterations)
 
     runs, loaded = [], []
     for d in [run_dir] + ([other] if other else []):
@@ -708,9 +701,6 @@ def trace_cmd(
 def datamovement_cmd(run_dir: Path = typer.Argument(..., help="A run folder."), as_json: bool = JsonOpt):
     """Transposes and other layout/copy/convert operators: time, share, position relative to
     delegate boundaries and non-delegated ops, and the nn.Modules that cause them."""
-    from kit.analysis import datamovement
-    from kit.profile import session
-    from kit.trace.program import ProgramMap
 
     r = session.load_run(run_dir)
     dm = datamovement.analyze(
@@ -749,8 +739,6 @@ def regressions_cmd(
 ):
     """Regression detection: Mann-Whitney U per operator and end to end vs the baseline window,
     Benjamini-Hochberg across operators, minimum effect 5%; emulated runs: kernels and op mix only."""
-    from kit.analysis import regress
-    from kit.store.warehouse import Warehouse
 
     wh = Warehouse.at(_root(home))
     ids = [run_id] if run_id else wh.query("SELECT run_id FROM current_runs ORDER BY variant, target").run_id.tolist()
@@ -773,7 +761,6 @@ def import_arm_kit_cmd(
     home: Optional[Path] = HomeOpt,
 ):
     """Import an existing run folder of Arm's SME2 kit (ETDumps, *_robust_stats.json, manifest)."""
-    from kit.report import armkit
 
     ids = armkit.import_folder(_root(home), folder, device)
     console.print(f"imported {len(ids)} run(s): " + ", ".join(ids))
@@ -788,9 +775,6 @@ def export_hud_cmd(
     home: Optional[Path] = HomeOpt,
 ):
     """Current results as PyTorch benchmark dashboard v3 JSON records."""
-    from kit.core import atomic
-    from kit.report import hud
-    from kit.store.warehouse import Warehouse
 
     variant = _variant_key(model, dtype) if model and dtype else None
     recs = hud.records(Warehouse.at(_root(home)), variant)
@@ -810,7 +794,6 @@ def kernels_cmd(
     as_json: bool = JsonOpt,
 ):
     """Microkernels XNNPACK chose (`Using <kind> microkernel '<name>'` lines) with their ISA."""
-    from kit.trace import kernels
 
     df = (
         kernels.side_by_side(log.read_text(errors="replace"), other.read_text(errors="replace"))
@@ -831,8 +814,6 @@ def analyze_cmd(
     as_json: bool = JsonOpt,
 ):
     """Re-analyse a run folder from its ETDump and timing files."""
-    from kit.stats import categories
-    from kit.profile import session
 
     root = _root(home)
     r = session.load_run(run_dir, categories.load_rules(root.user_categories))

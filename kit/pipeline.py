@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kit.devices import inventory
-from kit.export import exporter
 from kit.core import names
-from kit.profile import session
-from kit.models import registry
-from kit.store import warehouse
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
+from kit.devices import inventory
+from kit.devices.transports.local import LocalTransport
+from kit.export import exporter
+from kit.models import registry
+from kit.profile import session
+from kit.profile.runrecord import RunRecord
+from kit.runners import recipes
+from kit.store import recovery, warehouse
 
 
 @dataclass
@@ -52,14 +55,14 @@ def target_partitions(root: DataRoot) -> list[str]:
             continue
         for t in dev.targets():
             if dev.transport == "local":
-                from kit.devices.transports.local import LocalTransport
-
                 detected = LocalTransport(dev.name).detect_sme2()
             else:
                 detected = dev.props.get("sme2") if dev.transport != "qemu" else None
             try:
                 if detected is not None:
-                    inventory.check_sme2(dev, t, type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})())
+                    inventory.check_sme2(
+                        dev, t, type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})()
+                    )
                 out.append(t.key)
             except Sme2Error:
                 continue
@@ -86,7 +89,7 @@ def export_partition(root: DataRoot, variant_key: str, settings: Settings, progr
 
 def build_partition(root: DataRoot, target_key: str, settings: Settings, progress=None):
     resolved = inventory.resolve(target_key, root)
-    return resolved, session.runner_for(resolved, root, settings.runner, progress)
+    return resolved, recipes.runner_for(resolved, root, settings.runner, progress)
 
 
 def profile_partition(
@@ -94,7 +97,7 @@ def profile_partition(
 ) -> list[session.ProfileResult]:
     """Timing + ETDump runs of one variant on one target, for each thread count. Its runs are not
     written to the warehouse (store_runs does that); run folders an interrupted earlier start left
-    un-ingested are (session.execute -> kit.recovery)."""
+    un-ingested are (kit.store.recovery, first)."""
     v = Variant.parse(variant_key)
     plan = session.ProfilePlan(
         model=v.model,
@@ -109,12 +112,12 @@ def profile_partition(
         timeout_s=settings.timeout_s,
         models_dir=settings.models_dir,
     )
-    return session.execute(plan, root, progress, ingest=False)
+    recovery.recover(root, progress)  # a killed earlier start: reclaim staging, ingest committed runs
+    return session.execute(plan, root, progress)
 
 
 def store_runs(root: DataRoot, run_dirs: list) -> list[str]:
     """Warehouse rows for each run folder (idempotent); returns the run ids."""
-    from kit.profile.runrecord import RunRecord
 
     ids = []
     for d in run_dirs:
@@ -125,3 +128,15 @@ def store_runs(root: DataRoot, run_dirs: list) -> list[str]:
 
 def device_of(target_key: str) -> str:
     return names.Target.parse(target_key).device
+
+
+def profile_and_store(plan: session.ProfilePlan, root: DataRoot, progress=None) -> list[session.ProfileResult]:
+    """`sme2 profile`: run a plan and write each run to the warehouse as soon as its folder is committed."""
+    say = progress or (lambda msg: None)
+
+    def store(result: session.ProfileResult) -> None:
+        say(f"{result.record.target}: writing {result.record.run_id} to the warehouse")
+        warehouse.ingest_run(root, result.run_dir)
+
+    recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
+    return session.execute(plan, root, progress, on_result=store)

@@ -17,11 +17,16 @@ import dagster as dg
 import typer
 
 from kit import pipeline as kit_pipeline
-from kit.models import registry
+from kit.analysis import compare
+from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
+from kit.core.names import Target, Variant
+from kit.devices import inventory, toolsetup
+from kit.models import registry
+from kit.store.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parent.parent
-DAGSTER_YAML = REPO / "configs" / "dagster.yaml"
+DAGSTER_YAML = Path(__file__).resolve().parent / "dagster.yaml"  # package data
 
 
 def instance_home(root: DataRoot) -> Path:
@@ -79,9 +84,6 @@ def run_pipeline(
 def _with_emulator(root: DataRoot, targets: list[str], console) -> list[str]:
     """Set up QEMU and the aarch64 toolchain when emulated targets are asked for; if that is not
     possible here, drop them with the reason instead of failing every emulated run."""
-    from kit.devices import inventory, toolsetup
-    from kit.core.errors import Sme2Error
-    from kit.core.names import Target
 
     reg = inventory.load_registry(root)
     emulated = [t for t in targets if reg.get(Target.parse(t).device) and reg[Target.parse(t).device].emulated]
@@ -118,8 +120,6 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
         """Materialize the whole Dagster asset graph (export, runner, traces, warehouse rows, stats,
         categories, kernels, SME2 comparison, report) for one model on the default targets, on the
         local Dagster instance, then print the summary and how to open the UI."""
-        from kit.core.names import Variant
-        from kit.store.warehouse import Warehouse
 
         root = root_of(home)
         dh = instance_home(root)
@@ -130,7 +130,6 @@ def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> N
         with progress_cm(None, False) as (say, _):
             results = run_pipeline(instance, root, variants, targets, say)
         failed = [r for r in results if not r["success"]]
-        from kit.analysis import compare
 
         wh = Warehouse.at(root)
         current = wh.query(

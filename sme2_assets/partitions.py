@@ -6,6 +6,9 @@ import warnings
 
 import dagster as dg
 
+from kit.core.names import Target
+from kit.devices import inventory
+
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 MODEL = dg.DynamicPartitionsDefinition(name="model")
@@ -24,8 +27,6 @@ def keys(context) -> tuple[str, str]:
 
 def run_tags(target_key: str) -> dict[str, str]:
     """Queue tags: one run per device at a time; host and emulated targets share the local CPU."""
-    from kit.devices import inventory
-    from kit.core.names import Target
 
     device = Target.parse(target_key).device
     try:

@@ -5,9 +5,9 @@ import json
 import dagster as dg
 
 from kit import pipeline
-from kit.models import registry
 from kit.core.home import DataRoot
 from kit.core.names import Variant
+from kit.models import registry
 from sme2_assets import jobs
 from sme2_assets.partitions import MODEL, TARGET, run_tags
 

@@ -8,9 +8,13 @@ import warnings
 
 import pytest
 
+from kit import pipeline
+from kit.core.home import DataRoot
+from kit.devices import inventory, toolsetup
 from kit.export import exporter
 from kit.models import registry
-from kit.core.home import DataRoot
+from kit.profile import session
+from kit.runners.build import build_runner
 
 warnings.filterwarnings("ignore")
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
@@ -35,22 +39,17 @@ def exports(home, tiny) -> dict[str, exporter.Export]:
 
 @pytest.fixture(scope="session")
 def native_runner(home):
-    from kit.runners.build import build_runner
-
     return build_runner(home)
 
 
 @pytest.fixture(scope="session")
 def host(home):
-    from kit.devices import inventory
-
     return inventory.resolve("host.sme2-off", home)
 
 
 @pytest.fixture(scope="session")
 def host_run(home, exports, native_runner, host):
     """One real profiling session of tiny_seg fp32 on the host with the native runner."""
-    from kit.profile import session
 
     return session.run_session(
         home, exports["fp32"], host, threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner
@@ -60,7 +59,6 @@ def host_run(home, exports, native_runner, host):
 @pytest.fixture(scope="session")
 def qemu_setup(home):
     """`sme2 setup` for real: QEMU >= 10.1, the aarch64 wheel, the HWCAP2 probe."""
-    from kit.devices import toolsetup
 
     return toolsetup.setup(home)
 
@@ -68,7 +66,6 @@ def qemu_setup(home):
 @pytest.fixture(scope="session")
 def qemu_runs(home, qemu_setup, exports):
     """tiny_seg fp32 and int8 on the emulated SME2 pair, interleaved, as `sme2 profile` runs them."""
-    from kit.profile import session
 
     plan = session.ProfilePlan(
         model="tiny_seg",
@@ -77,5 +74,5 @@ def qemu_runs(home, qemu_setup, exports):
         iterations=50,
         warmup=1,
     )
-    results = session.execute(plan, home)
+    results = pipeline.profile_and_store(plan, home)
     return {(r.record.dtype, r.record.sme2): r for r in results}

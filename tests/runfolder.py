@@ -19,8 +19,8 @@ def real_run_folder(home: DataRoot) -> Path:
     if key not in _made:
         from kit.devices import inventory
         from kit.export import exporter
-        from kit.profile import session
         from kit.models import registry
+        from kit.profile import session
 
         exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", home)
         host = inventory.resolve("host.sme2-off", home)

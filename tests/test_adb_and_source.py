@@ -3,11 +3,11 @@ ExecuTorch checkout or NDK exists here, so argv, parsing and the errors are what
 
 import pytest
 
-from kit.devices import conditions, inventory
 from kit.core.errors import RunnerError, TargetError
-from kit.runners import source
+from kit.devices import conditions, inventory
 from kit.devices.transports.adb import AdbTransport, cpu_mask, parse_devices, settings_argvs
 from kit.devices.transports.base import Completed
+from kit.runners import recipes, source
 
 ADB_DEVICES = "List of devices attached\n* daemon started successfully\n10AD5F00RZ\tdevice\nemulator-5554\toffline\nR5CT4ABC\tunauthorized\n\n"
 GETPROP = "[ro.product.model]: [vivo X300]\n[ro.soc.model]: [MT6993]\n[ro.board.platform]: [mt6993]\n[ro.build.version.release]: [16]\n"
@@ -119,4 +119,4 @@ def test_source_device_without_checkout_fails_at_build_with_the_hint(home, monke
     monkeypatch.delenv("EXECUTORCH_REPO", raising=False)
     dev = inventory.Device("mac", "ssh", "macos-arm64", recipe="source", props={"host": "mac.local"})
     with pytest.raises(RunnerError, match="needs an ExecuTorch checkout"):
-        inventory.toolchain_for(dev, home, sme2=False)
+        recipes.toolchain_for(dev, home, sme2=False)

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from kit.core import atomic, lifetime
-from kit.export import exporter
-from kit.store import warehouse
 from kit.core.home import DataRoot
+from kit.export import exporter
 from kit.runners.build import BINARY
+from kit.store import warehouse
 
 GONE_WITHIN_S = 10.0  # a process that dies with its parent is gone in milliseconds
 START_WITHIN_S = 180.0  # a cold CLI start imports torch and executorch on two shared cores

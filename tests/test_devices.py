@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from kit.devices import conditions, inventory
 from kit.core.errors import Sme2Error, TargetError
 from kit.core.names import Target
+from kit.devices import conditions, inventory
 from kit.devices.transports.base import fastest_core
 
 DIMENSITY_9500_CPUINFO = textwrap.dedent(
@@ -126,17 +126,18 @@ def _measure(args):
     import warnings
 
     warnings.filterwarnings("ignore")
+    from kit.core.home import DataRoot
     from kit.devices import inventory
     from kit.export import exporter
-    from kit.profile import session
     from kit.models import registry
-    from kit.core.home import DataRoot
+    from kit.profile import session
+    from kit.runners import recipes
     from kit.runners.build import build_runner
 
     root = DataRoot.resolve(home_path)
     r = inventory.resolve(target, root)
     exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", root)
-    binary = build_runner(root, r.toolchain(root))
+    binary = build_runner(root, recipes.toolchain_for(r.device, root, r.target.sme2))
     results = [session.run_session(root, exp, r, threads=1, iterations=30, warmup=1, binary=binary) for _ in range(2)]
     return [res.record.conditions["measurement_window"] for res in results]
 

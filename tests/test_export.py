@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from kit.core.errors import ExportError
 from kit.export import exporter
 from kit.runners import tensorfile
-from kit.core.errors import ExportError
 from tests.conftest import DTYPES
 
 

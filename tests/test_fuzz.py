@@ -24,12 +24,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.trace import etdump
-from kit.store import warehouse
 from kit.core.errors import Sme2Error, TraceError
 from kit.core.home import DataRoot
+from kit.store import warehouse
+from kit.store.schema import TABLES
+from kit.store.warehouse import Warehouse
+from kit.trace import etdump
 from kit.trace.program import ProgramMap
-from kit.store.warehouse import TABLES, Warehouse
 from tests.runfolder import clone_run, real_run_folder
 
 DATA = Path(__file__).parent / "data" / "etdump_tiny_seg_fp32"

@@ -5,9 +5,10 @@ timeline, int8 compute delegated to XNNPACK."""
 import pytest
 import torch
 
+from kit import pipeline
 from kit.export import exporter
-from kit.profile import session
 from kit.models import registry
+from kit.profile import session
 from models.common import count_parameters
 
 CASE_STUDY = ("squeeze_sam", "mobile_sam", "edgetam_image_encoder")
@@ -105,14 +106,14 @@ def model_runs(home, model_exports, native_runner, qemu_setup):
     """fp32 on the host; fp32 and int8 on the emulated pair (one iteration: emulation is slow)."""
     runs = {}
     for name in CASE_STUDY:
-        host = session.execute(
+        host = pipeline.profile_and_store(
             session.ProfilePlan(
                 model=name, dtypes=["fp32"], targets=["host.sme2-off"], size="small", iterations=3, warmup=1
             ),
             home,
         )
         runs[(name, "fp32", "host.sme2-off")] = host[0]
-        for r in session.execute(
+        for r in pipeline.profile_and_store(
             session.ProfilePlan(
                 model=name,
                 dtypes=["fp32", "int8"],

@@ -2,9 +2,9 @@
 
 import pytest
 
+from kit.devices import toolsetup
 from kit.export import exporter
 from kit.runners import tensorfile
-from kit.devices import toolsetup
 
 
 def test_setup_proves_sme2_switching(qemu_setup, home):

@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
+from kit.core.errors import ExportError, ModelPackageError
 from kit.export import exporter
 from kit.models import registry
-from kit.core.errors import ExportError, ModelPackageError
 
 ARM_MODEL = textwrap.dedent(
     """

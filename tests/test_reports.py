@@ -10,14 +10,14 @@ import time
 import numpy as np
 import pytest
 
-from kit.report import armkit, hud, perfetto, builder
 from kit.analysis import compare, datamovement, regress, validation
-from kit.trace import kernels
-from kit.profile import session
-from kit.store import warehouse
 from kit.core.home import DataRoot
-from kit.trace.program import ProgramMap
+from kit.profile import session
+from kit.report import armkit, builder, hud, perfetto
+from kit.store import warehouse
 from kit.store.warehouse import Warehouse
+from kit.trace import kernels
+from kit.trace.program import ProgramMap
 from tests.test_warehouse import clone_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

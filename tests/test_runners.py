@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from kit.runners import invoke, tensorfile
 from kit.core.errors import RunnerError
-from kit.runners import build
+from kit.core.platforms import HOST_PLATFORM
 from kit.devices.transports.local import LocalTransport
+from kit.runners import build, invoke, tensorfile
 
 
 def _req(exp, **kw):
@@ -29,7 +29,7 @@ def test_native_build_is_cached(home, native_runner):
     assert again.path == native_runner.path and again.sha256 == native_runner.sha256
     assert again.path.stat().st_mtime == native_runner.path.stat().st_mtime
     m = native_runner.manifest
-    assert m["executorch_version"] == "1.5.1" and m["platform"] == build.HOST_PLATFORM and len(m["binary_sha256"]) == 64
+    assert m["executorch_version"] == "1.5.1" and m["platform"] == HOST_PLATFORM and len(m["binary_sha256"]) == 64
 
 
 def test_native_and_pybind_agree_on_operators_and_outputs(exports, native_runner, tmp_path):

@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from kit.devices import inventory
-from kit.store import warehouse
 from kit.core.errors import Sme2Error, TargetError
 from kit.core.home import DataRoot
-from kit.profile.runrecord import RunRecord
+from kit.devices import inventory
 from kit.devices.transports.adb import AdbTransport
 from kit.devices.transports.ssh import SshTransport
+from kit.profile.runrecord import RunRecord
+from kit.store import warehouse
 from tests.runfolder import clone_run, files_under, real_run_folder
 
 # ---------------------------------------------------------------- devices.toml

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit.export import exporter
-from kit.profile import session
-from kit.models import registry
-from kit.runners import invoke
-from kit.analysis import validation
+from kit.core import limits
 from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
 from kit.core.home import DataRoot
+from kit.export import exporter
+from kit.models import registry
+from kit.profile import session
+from kit.runners import invoke
 
 TINY_SEG_SOURCE = (registry.DEFAULT_MODELS_DIR / "tiny_seg" / "model.py").read_text()
 
@@ -352,11 +352,11 @@ def test_run_parameters_that_make_no_sense_are_refused(tiny_fp32, field, value, 
 
 
 def test_thread_lists_are_parsed_and_checked():
-    assert validation.MAX_THREADS == 1024  # more than any Arm CPU has cores
-    assert validation.parse_threads("1, 4") == [1, 4]
+    assert limits.MAX_THREADS == 1024  # more than any Arm CPU has cores
+    assert limits.parse_threads("1, 4") == [1, 4]
     for text, message in (("0", "invalid thread count 0"), ("abc", "invalid thread count 'abc'"), ("1,9999", "9999")):
         with pytest.raises(Sme2Error, match=re.escape(message)):
-            validation.parse_threads(text)
+            limits.parse_threads(text)
 
 
 @pytest.mark.parametrize(

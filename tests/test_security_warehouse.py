@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.report import armkit
 from kit.core import atomic
-from kit.store import usersql, warehouse
 from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.home import DataRoot
+from kit.report import armkit
+from kit.store import usersql, warehouse
+from kit.store.schema import TABLES
 from kit.store.warehouse import Warehouse
 
 SECRET = "sme2-secret-line-4711"
@@ -302,7 +303,7 @@ def test_arm_kit_import_heals_a_folder_an_old_import_left_broken(tmp_path, host_
     broken = root.runs / ids[0]
     (broken / "timing.json").write_text('{"latencies_ms": ["fast"]}')
     with Warehouse.at(root).write() as conn:  # as if its ingestion had failed
-        for table in warehouse.TABLES:
+        for table in TABLES:
             conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [ids[0]])
     assert armkit.import_folder(root, kit_dir, warmup=3) == ids
     assert Warehouse.at(root).query("SELECT count(*) AS n FROM runs").n[0] == 2
@@ -343,10 +344,7 @@ def fill(disk: Path) -> Path:
 
 def table_counts(wh: Warehouse, run_id: str) -> dict[str, int]:
     with wh.read() as conn:
-        return {
-            t: conn.execute(f"SELECT count(*) FROM {t} WHERE run_id = ?", [run_id]).fetchone()[0]
-            for t in warehouse.TABLES
-        }
+        return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE run_id = ?", [run_id]).fetchone()[0] for t in TABLES}
 
 
 def test_insert_on_a_full_disk_says_disk_full_and_keeps_nothing_partial(tmp_path, host_run):

@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from kit import pipeline
+from kit.core.errors import RunnerError, TargetError
 from kit.devices import inventory
 from kit.profile import session
-from kit.core.errors import RunnerError, TargetError
 from tests.sshd import SSHD, Sshd
 
 pytestmark = pytest.mark.skipif(
@@ -53,13 +54,13 @@ def test_ssh_device_is_listed_with_detected_capabilities(ssh_home):
 
 
 def test_profile_over_ssh(ssh_home, exports):
-    (r,) = session.execute(_plan(), ssh_home)
+    (r,) = pipeline.profile_and_store(_plan(), ssh_home)
     rec = r.record
     assert rec.transport == "ssh" and not rec.emulated and rec.conditions["host"] == "127.0.0.1"
     assert r.analysis.op_stats.op_type.str.startswith("Convolution").any()
     assert (r.run_dir / "etdump.etdp").stat().st_size > 0
     # The runner bundle is pushed once and reused; run folders on the device are cleaned up.
-    (r2,) = session.execute(_plan(), ssh_home)
+    (r2,) = pipeline.profile_and_store(_plan(), ssh_home)
     t = inventory.resolve("loopback.sme2-off", ssh_home).transport
     assert len(t.shell(["ls", f"{t.remote_dir}/runners"]).stdout.split()) == 1
     assert t.shell(["ls", f"{t.remote_dir}/work"]).stdout.split() == []
@@ -71,7 +72,7 @@ def test_device_disappearing_mid_run_is_a_clear_error_and_keeps_nothing(ssh_home
 
     def run():
         try:
-            session.execute(_plan(iterations=100_000, timeout_s=120), ssh_home)
+            pipeline.profile_and_store(_plan(iterations=100_000, timeout_s=120), ssh_home)
         except Exception as e:  # noqa: BLE001 - the assertion below names it
             errors.append(e)
 
@@ -91,19 +92,19 @@ def test_device_disappearing_mid_run_is_a_clear_error_and_keeps_nothing(ssh_home
     assert "became unreachable" in errors[0].message
     assert set(ssh_home.runs.iterdir()) == before  # nothing partial kept
     sshd.start()
-    (r,) = session.execute(_plan(), ssh_home)  # the next run works
+    (r,) = pipeline.profile_and_store(_plan(), ssh_home)  # the next run works
     assert r.record.transport == "ssh"
 
 
 def test_missing_library_on_the_device_is_repaired_by_the_next_run(ssh_home, exports):
-    (r,) = session.execute(_plan(), ssh_home)
+    (r,) = pipeline.profile_and_store(_plan(), ssh_home)
     t = inventory.resolve("loopback.sme2-off", ssh_home).transport
     (bundle,) = t.shell(["ls", f"{t.remote_dir}/runners"]).stdout.split()
     t.shell(["rm", f"{t.remote_dir}/runners/{bundle}/lib/libexecutorch_backend_xnnpack.so"])
     with pytest.raises(RunnerError, match="shared librar") as info:
-        session.execute(_plan(), ssh_home)
+        pipeline.profile_and_store(_plan(), ssh_home)
     assert "re-run" in info.value.hint
-    (r,) = session.execute(_plan(), ssh_home)
+    (r,) = pipeline.profile_and_store(_plan(), ssh_home)
     assert r.record.transport == "ssh"
 
 
@@ -120,7 +121,7 @@ def test_full_disk_on_the_device_is_a_clear_error(ssh_home, sshd, exports, tmp_p
         ssh_home.user_devices.write_text(sshd.device_toml("fulldisk", mnt))
         before = set(ssh_home.runs.iterdir())
         with pytest.raises(RunnerError, match="no space left in .*KB free") as info:
-            session.execute(
+            pipeline.profile_and_store(
                 session.ProfilePlan(
                     model="tiny_seg", dtypes=["fp32"], targets=["fulldisk.sme2-off"], iterations=3, warmup=1
                 ),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from kit.trace import etdump
 from kit.core.errors import TraceError
+from kit.trace import etdump
 
 
 def test_trace_has_delegate_internal_operator_events(host_run):

@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from kit.store import queries, warehouse
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
-from kit.store.warehouse import Warehouse, scalar
+from kit.store import connection, queries, schema, warehouse
+from kit.store.connection import scalar
+from kit.store.warehouse import Warehouse
 
 
 def clone_run(src, root: DataRoot, suffix: str, started_at: str | None = None):
@@ -38,10 +39,10 @@ def test_schema_is_created_and_versioned(wh_root):
     wh.ensure()
     wh.ensure()  # migrating twice is a no-op
     with wh.read() as conn:
-        assert scalar(conn, "SELECT max(version) FROM schema_version") == warehouse.SCHEMA_VERSION
-        assert scalar(conn, "SELECT count(*) FROM schema_version") == warehouse.SCHEMA_VERSION
+        assert scalar(conn, "SELECT max(version) FROM schema_version") == schema.SCHEMA_VERSION
+        assert scalar(conn, "SELECT count(*) FROM schema_version") == schema.SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    assert set(warehouse.TABLES) | {"current_runs"} <= tables
+    assert set(schema.TABLES) | {"current_runs"} <= tables
 
 
 def test_ingest_is_idempotent_and_complete(wh_root, host_run):
@@ -139,7 +140,7 @@ def test_a_held_file_is_waited_for_then_reported(wh_root):
     holder.stdout.readline()
     try:
         with pytest.raises(WarehouseError, match="held by another process"):
-            with warehouse.connect(wh.path, wait_s=1.0):
+            with connection.connect(wh.path, wait_s=1.0):
                 pass
     finally:
         holder.kill()

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kit.stats.categories import BLOG_ORDER
 from kit.core.errors import WarehouseError
+from kit.stats.categories import BLOG_ORDER
 from kit.store.warehouse import Warehouse
+from kit.trace import kernels
 
 RESAMPLES = 2000
 
@@ -120,7 +121,6 @@ def compare(wh: Warehouse, variant: str, device: str, threads: int | None = None
         [[on_id, off_id]],
     )
     ops["kind"] = ops.op_type.map(_kind)
-    from kit.trace import kernels
 
     ops["family"] = ops.op_type.map(kernels.family)
     agg = (

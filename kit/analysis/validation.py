@@ -11,52 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from kit.core.atomic import sha256_file
 from kit.trace import kernels
-from kit.core.errors import Sme2Error
 
 # More threads than any Arm CPU has cores (the largest servers have 192 per socket, phones 8-10):
 # a count above this is a typo, not an experiment.
-MAX_THREADS = 1024
-
-
-def check_threads(value, where: str = "--threads") -> int:
-    """A thread count: a whole number from 1 to MAX_THREADS."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
-        raise Sme2Error(
-            f"invalid thread count {value!r} ({where})",
-            f"use a whole number from 1 to {MAX_THREADS} (0 does not mean 'all cores' here), e.g. --threads 1,4",
-        )
-    return value
-
-
-def check_iterations(value, where: str = "--iterations", minimum: int = 1) -> int:
-    """A count of iterations (measured: at least 1; warmup: at least 0)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise Sme2Error(f"invalid {where} {value!r}", f"use a whole number of at least {minimum}")
-    return value
-
-
-def check_timeout(value, where: str = "--timeout") -> float:
-    """A timeout in seconds: a finite number above zero."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
-        raise Sme2Error(f"invalid timeout {value!r} ({where})", "use a number of seconds above 0, e.g. --timeout 900")
-    return float(value)
-
-
-def parse_threads(text: str, where: str = "--threads") -> list[int]:
-    """'1,4' -> [1, 4], every entry checked."""
-    out = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            n = int(part)
-        except ValueError:
-            raise Sme2Error(
-                f"invalid thread count {part!r} ({where})", f"use whole numbers from 1 to {MAX_THREADS}, e.g. 1,4"
-            ) from None
-        out.append(check_threads(n, where))
-    return out
 
 
 @dataclass
@@ -69,7 +28,6 @@ class Gate:
 
 def program(exp) -> Gate:
     """The .pte matches its meta (sha256) and passed the numerical check."""
-    from kit.core.atomic import sha256_file
 
     sha_ok = exp.pte.exists() and sha256_file(exp.pte) == exp.meta["pte_sha256"]
     check = exp.meta.get("numerical_check", {})

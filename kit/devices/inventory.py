@@ -1,10 +1,11 @@
-"""The device registry (configs/devices.toml, overridden by $SME2_HOME/devices.toml) and target
+"""The device registry (kit/devices/devices.toml, overridden by $SME2_HOME/devices.toml) and target
 resolution: a target key becomes a device, a transport and a runner toolchain, with the SME2 flag
 checked against what the device can do."""
 
 from __future__ import annotations
 
 import contextlib
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,16 @@ from pathlib import Path
 from kit.core import names
 from kit.core.errors import NameError_, Sme2Error, TargetError
 from kit.core.home import DataRoot
+from kit.core.locks import file_lock
 from kit.core.names import Target
-from kit.runners.build import HOST_PLATFORM, file_lock
+from kit.core.platforms import HOST_PLATFORM
+from kit.devices import toolsetup
+from kit.devices.transports.adb import AdbTransport
+from kit.devices.transports.local import LocalTransport
+from kit.devices.transports.qemu import QemuTransport
+from kit.devices.transports.ssh import SshTransport
 
-DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "configs" / "devices.toml"
+DEFAULTS_FILE = Path(__file__).resolve().parent / "devices.toml"  # package data
 TRANSPORTS = ("local", "qemu", "ssh", "adb")
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "android-arm64-v8a", "macos-arm64")
 RECIPES = ("wheel", "source")
@@ -166,7 +173,8 @@ def load_registry(root: DataRoot | None = None, extra_file: Path | None = None) 
             data = tomllib.loads(f.read_text())
         except tomllib.TOMLDecodeError as e:
             raise Sme2Error(
-                f"device registry {f} is not valid TOML: {e}", "fix the file; see configs/devices.toml for the format"
+                f"device registry {f} is not valid TOML: {e}",
+                "fix the file; see kit/devices/devices.toml for the format",
             ) from e
         for name, raw in data.get("device", {}).items():
             merged[name] = {**merged.get(name, {}), **raw}
@@ -215,15 +223,6 @@ class ResolvedTarget:
         with file_lock(root.locks / f"{name}.lock"):
             yield
 
-    def toolchain(self, root: DataRoot):
-        """How to build the native runner for this device's platform and recipe."""
-        return toolchain_for(self.device, root, self.target.sme2)
-
-    def build_flags(self) -> tuple[str, ...]:
-        if self.device.recipe == "source":
-            return (f"sme2={'on' if self.target.sme2 else 'off'}",)
-        return ()
-
 
 def interleave(resolved: list[ResolvedTarget], threads: list[int] | None) -> list[tuple[ResolvedTarget, int]]:
     """Blocks in measurement order: per device and thread count, its targets alternate (SME2 on,
@@ -241,59 +240,17 @@ def interleave(resolved: list[ResolvedTarget], threads: list[int] | None) -> lis
 
 def cool_down(device: Device, progress=None) -> None:
     if device.cooldown_s > 0:
-        import time
-
         if progress:
             progress(f"{device.name}: cooling down {device.cooldown_s:.0f}s")
         time.sleep(device.cooldown_s)
-
-
-def toolchain_for(device: Device, root: DataRoot, sme2: bool):
-    from kit.devices import toolsetup
-    from kit.runners import build
-
-    if device.recipe == "source":
-        from kit.runners import source
-
-        return source.toolchain(device, root, sme2)
-    if device.platform == build.HOST_PLATFORM:
-        return build.host_toolchain()
-    if device.platform == "linux-aarch64":
-        et_root = toolsetup.aarch64_executorch_root(root)
-        if not (et_root / "share" / "cmake" / "executorch-config.cmake").exists():
-            raise TargetError(
-                f"the aarch64 executorch package is not set up (needed to build the runner for {device.name})",
-                "run: sme2 setup",
-            )
-        cxx = __import__("shutil").which(toolsetup.CROSS_CXX)
-        if not cxx:
-            raise TargetError(
-                f"the aarch64 cross compiler {toolsetup.CROSS_CXX} is not installed",
-                "as root: apt-get install g++-aarch64-linux-gnu, or run: sme2 setup",
-            )
-        return build.Toolchain(
-            platform="linux-aarch64",
-            executorch_root=et_root,
-            cxx=cxx,
-            cmake_args=(f"-DCMAKE_TOOLCHAIN_FILE={build.SOURCE_DIR / 'aarch64-linux-gnu.cmake'}",),
-        )
-    raise TargetError(
-        f"device {device.name!r}: the wheel recipe builds for linux-x86_64 and linux-aarch64, not {device.platform}",
-        'set recipe = "source" (an ExecuTorch checkout) for Android and macOS devices',
-    )
 
 
 def make_transport(device: Device, root: DataRoot, sme2: bool):
     """The transport instance for one device (and, for QEMU, one CPU setting)."""
     opts = {"affinity": device.affinity}
     if device.transport == "local":
-        from kit.devices.transports.local import LocalTransport
-
         return LocalTransport(device.name, options=opts)
     if device.transport == "qemu":
-        from kit.devices import toolsetup
-        from kit.devices.transports.qemu import QemuTransport
-
         info = toolsetup.load_setup(root) or {}
         qemu = info.get("qemu") or str(toolsetup.find_qemu(root) or "")
         return QemuTransport(
@@ -305,12 +262,8 @@ def make_transport(device: Device, root: DataRoot, sme2: bool):
             lib_dir=str(toolsetup.aarch64_executorch_root(root) / "lib"),
         )
     if device.transport == "ssh":
-        from kit.devices.transports.ssh import SshTransport
-
         return SshTransport.from_device(device, root)
     if device.transport == "adb":
-        from kit.devices.transports.adb import AdbTransport
-
         return AdbTransport.from_device(device, root)
     raise TargetError(f"unknown transport {device.transport!r}", f"use one of {', '.join(TRANSPORTS)}")
 

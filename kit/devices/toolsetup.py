@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.core import atomic
-from kit.devices import conditions
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
+from kit.core.versions import executorch_version
+from kit.devices import conditions
+from kit.devices.transports.qemu import cpu_args
 
 MIN_QEMU = (10, 1)
 CROSS_CXX = "aarch64-linux-gnu-g++"
@@ -209,7 +211,6 @@ def aarch64_executorch_root(root: DataRoot) -> Path:
 
 def ensure_aarch64_wheel(root: DataRoot, progress=None) -> Path:
     """The aarch64 executorch wheel of the installed version, its lib/include/share unpacked."""
-    from kit.runners.build import executorch_version
 
     version = executorch_version()
     dest = root.tools / "executorch-aarch64"
@@ -272,7 +273,6 @@ class ProbeResult:
 
 def probe(root: DataRoot, qemu: Path) -> ProbeResult:
     """Compile a HWCAP2 reader for aarch64 and run it under both CPU settings."""
-    from kit.devices.transports.qemu import cpu_args
 
     probe_bin = root.tools / "hwcap2-probe"
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,14 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.core import atomic
-from kit.models import exitguard
-from kit.trace import program, etdump
-from kit.runners import tensorfile
-from kit.core.errors import ExportError, ModelPackageError, Sme2Error
+from kit.core import atomic, lifetime
+from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Variant, size_name
+from kit.devices.transports.local import LocalTransport
+from kit.models import exitguard, registry
 from kit.models.registry import ModelPackage
+from kit.runners import invoke, tensorfile
+from kit.runners.build import build_runner
+from kit.trace import etdump, program
 
 # torchao and torch log warnings at import time that say nothing about the user's export
 # (CUDA-only extensions that cannot load on a CPU build, a deprecated pytree registration).
@@ -399,10 +401,6 @@ def run_once(
     trace it and return (outputs, trace rows). Uses the native runner (starts in milliseconds; built
     once and cached) and falls back to the pybind runner (a Python child importing torch, seconds)
     where no C++ compiler is available."""
-    from kit.runners import invoke
-    from kit.core.errors import RunnerError
-    from kit.runners.build import build_runner
-    from kit.devices.transports.local import LocalTransport
 
     root = root or DataRoot.resolve()
     kind, binary = "pybind", None
@@ -444,7 +442,6 @@ def _export_job(args) -> str:
     import warnings
 
     warnings.filterwarnings("ignore")
-    from kit.models import registry
 
     return str(
         export_variant(
@@ -469,8 +466,6 @@ def export_many(
     import multiprocessing
 
     if workers <= 1 or len(jobs) <= 1:
-        from kit.models import registry
-
         out = {}
         for model, dtype, size in jobs:
             out[(model, dtype, size)] = export_variant(
@@ -479,8 +474,6 @@ def export_many(
         return out
     results, errors = {}, []
     import os
-
-    from kit.core import lifetime
 
     # Workers die with this process (an orphaned export would compete with the next measurement);
     # they are spawned by this thread in submit(), which waits for them below.

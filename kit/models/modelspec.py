@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from kit.core import names
 from kit.core.errors import ModelPackageError
+from kit.models.checkpoint import load_into
 
 SizeParams = dict[str, Any]
 
@@ -105,8 +106,6 @@ def from_arm_kit(name: str, cls: type) -> ModelSpec:
     def build(_size: SizeParams, checkpoint: str | None):
         model = cls().get_eager_model()
         if checkpoint:
-            from kit.models.checkpoint import load_into
-
             load_into(model, checkpoint, name)
         return model.eval()
 

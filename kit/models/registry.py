@@ -16,12 +16,12 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.models import exitguard, modelspec
 from kit.core import names
 from kit.core.errors import ModelPackageError, Sme2Error
+from kit.models import exitguard, modelspec
 from kit.models.modelspec import ModelSpec
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"  # the bundled packages beside kit/
 DEFAULT_MODEL = "tiny_seg"
 
 

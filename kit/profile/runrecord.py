@@ -12,7 +12,6 @@ warehouse can be rebuilt from the folders alone.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from kit.core import names
 from kit.core.errors import NameError_, RunFolderError
+from kit.core.jsonfile import read_json
 
 RUN_FILE = "run.json"
 # Fields a run record cannot do without (the rest have defaults).
@@ -60,21 +60,6 @@ TEXT_FIELDS = (
 )
 # results entries the warehouse stores as numbers.
 NUMERIC_RESULTS = ("load_ms", "first_inference_ms", "peak_rss_kb")
-
-
-def read_json(path: Path, what: str):
-    """A JSON file of a run folder; a missing, unreadable or corrupt file is a RunFolderError naming it."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError as e:
-        raise RunFolderError(f"{path} is missing", f"{what} is incomplete: re-run it, or delete the folder") from e
-    except OSError as e:
-        raise RunFolderError(f"cannot read {path}: {e.strerror}", "check the file's permissions") from e
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, too deeply nested
-        raise RunFolderError(
-            f"{path} is not valid JSON ({str(e)[:200]})", f"{what} is corrupt: re-run it, or delete the folder"
-        ) from e
 
 
 def read_timing(folder: Path) -> dict:

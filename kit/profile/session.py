@@ -11,16 +11,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.stats import summary as analysis_mod
-from kit.core import atomic
-from kit.stats import categories
-from kit.export import exporter
-from kit.store import recovery
-from kit.runners import invoke
-from kit.trace import etdump
+from kit.core import atomic, limits
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
+from kit.devices import inventory
+from kit.export import exporter
+from kit.models import registry
 from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_timing
+from kit.runners import invoke, recipes
+from kit.stats import categories
+from kit.stats import summary as analysis_mod
+from kit.trace import etdump
+from kit.trace.program import ProgramMap
 
 
 @dataclass
@@ -144,8 +146,6 @@ def load_run(folder: Path, rules=None) -> ProfileResult:
     if not (folder / RUN_FILE).exists():
         raise Sme2Error(f"{folder} is not a run folder (no {RUN_FILE})", "pass a folder under $SME2_HOME/runs/")
     record = RunRecord.load(folder)
-    from kit.trace.program import ProgramMap
-
     pmap = ProgramMap.load(folder) if (folder / "program_map.json").exists() else None
     tr = etdump.ingest(folder / "etdump.etdp", pmap, warmup=record.warmup)
     timing = read_timing(folder)  # validated: the numbers feed statistics and the warehouse
@@ -172,32 +172,20 @@ class ProfilePlan:
 
     def __post_init__(self):
         # Refused before any export or build starts, not at the first run.
-        from kit.analysis import validation
 
-        validation.check_iterations(self.iterations, "iterations")
-        validation.check_iterations(self.warmup, "warmup", minimum=0)
-        validation.check_timeout(self.timeout_s, "timeout")
+        limits.check_iterations(self.iterations, "iterations")
+        limits.check_iterations(self.warmup, "warmup", minimum=0)
+        limits.check_timeout(self.timeout_s, "timeout")
         for t in self.threads or ():
-            validation.check_threads(t, "threads")
+            limits.check_threads(t, "threads")
 
 
-def runner_for(resolved, root: DataRoot, runner_kind: str, progress=None):
-    """The native runner binary for a target's platform (built once, cached), or None for pybind."""
-    if runner_kind == "pybind":
-        return None
-    from kit.runners import build
-
-    return build.build_runner(
-        root, resolved.toolchain(root), recipe=resolved.device.recipe, flags=resolved.build_flags(), progress=progress
-    )
-
-
-def execute(plan: ProfilePlan, root: DataRoot, progress=None, ingest: bool = True) -> list[ProfileResult]:
+def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) -> list[ProfileResult]:
     """Run a plan. Emulated targets cap iterations at the device's maximum. SME2 on/off pairs of
-    one device are interleaved in blocks (on, off, on, off) so drift hits both alike."""
-    from kit.devices import inventory
-    from kit.models import registry
+    one device are interleaved in blocks (on, off, on, off) so drift hits both alike.
 
+    `on_result(result)` is called as each run folder is committed (the caller stores it: this stage
+    sits below the warehouse)."""
     say = progress or (lambda msg: None)
     pkg = registry.get(plan.model, plan.models_dir)
     reg = inventory.load_registry(root)
@@ -205,14 +193,11 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, ingest: bool = Tru
     results: list[ProfileResult] = []
     for dtype in plan.dtypes:
         pkg.spec.check_dtype(dtype)
-    # A killed earlier start left staging folders and maybe runs the warehouse lacks: repair first.
-    # Also with ingest=False (Dagster, sme2 pipeline): only folders already committed are ingested.
-    recovery.recover(root, say)
     for block in inventory.interleave(resolved, plan.threads):
         r, threads = block
         size = plan.size or r.device.size
         iterations = min(plan.iterations, r.device.max_iterations) if r.device.max_iterations else plan.iterations
-        binary = runner_for(r, root, plan.runner, say)
+        binary = recipes.runner_for(r, root, plan.runner, say)
         for dtype in plan.dtypes:
             exp = exporter.export_variant(
                 pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say
@@ -220,11 +205,8 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, ingest: bool = Tru
             result = run_session(
                 root, exp, r, threads, iterations, plan.warmup, plan.runner, binary, plan.timeout_s, say
             )
-            if ingest:
-                from kit.store import warehouse
-
-                say(f"{r.target.key}: writing {result.record.run_id} to the warehouse")
-                warehouse.ingest_run(root, result.run_dir)
+            if on_result is not None:
+                on_result(result)
             results.append(result)
             inventory.cool_down(r.device, say)
     return results

@@ -15,11 +15,13 @@ import shutil
 from pathlib import Path
 
 from kit.core import atomic, names
-from kit.stats import categories
-from kit.store import warehouse
 from kit.core.errors import DiskFullError, Sme2Error
 from kit.core.home import DataRoot
-from kit.profile.runrecord import RUN_FILE, RunRecord, now, read_json
+from kit.core.jsonfile import read_json
+from kit.profile.runrecord import RUN_FILE, RunRecord, now
+from kit.stats import categories
+from kit.store import connection, warehouse
+from kit.trace import etdump
 
 # <model_stem>_<experiment>_t<threads>: the experiment is "sme2_on"/"sme2_off" (or ends with it).
 ETDUMP_NAMES = (
@@ -123,7 +125,7 @@ def import_folder(root: DataRoot, folder: Path, device: str | None = None, warmu
                 except DiskFullError:
                     raise  # names the file and what to do already
                 except OSError as e:
-                    if warehouse.is_disk_full(e):
+                    if connection.is_disk_full(e):
                         raise atomic.disk_full_error(root.runs, e) from e
                     raise _not_imported(item, e, folder) from e
                 except Sme2Error as e:
@@ -149,7 +151,6 @@ def _not_imported(item: dict, e: Exception, folder: Path) -> Sme2Error:
 
 def _read_item(item: dict, device: str | None, warmup: int) -> dict:
     """Parse one ETDump (and its robust stats) of the kit folder into what its run folder holds."""
-    from kit.trace import etdump
 
     man = item["manifest"]
     dev = names.device_name(

@@ -12,13 +12,15 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
+from kit.analysis import compare, datamovement
 from kit.core import atomic
-from kit.report import charts
-from kit.analysis import compare
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Variant
+from kit.profile import session
+from kit.report import charts
 from kit.store.warehouse import Warehouse
+from kit.trace.program import ProgramMap
 
 # Chart panels: emulated and hardware times never share an axis.
 KIND = {False: "hardware", True: "emulated (QEMU: not hardware times)"}
@@ -212,10 +214,6 @@ def build(root: DataRoot, variant_key: str) -> Report:
     dm_rows, dm_text = [], []
     for r in runs.itertuples():
         try:
-            from kit.analysis import datamovement
-            from kit.profile import session
-            from kit.trace.program import ProgramMap
-
             loaded = session.load_run(Path(r.run_dir))
             dm = datamovement.analyze(
                 loaded.trace.rows,

@@ -4,28 +4,25 @@ request for the same key is a no-op; concurrent requests wait on a lock instead 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
-import platform as host_platform
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from kit.core import atomic, lifetime
 from kit.core.errors import RunnerError
 from kit.core.home import DataRoot
+from kit.core.locks import file_lock
+from kit.core.versions import executorch_version
+from kit.runners import source
+from kit.runners.toolchains import SOURCE_DIR, Toolchain, find_tool, host_toolchain
 
-SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("sme2_runner.cpp", "CMakeLists.txt")
 BINARY = "sme2_runner"
-HOST_PLATFORM = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64", "arm64": "linux-aarch64"}.get(
-    host_platform.machine(), "linux-" + host_platform.machine()
-)
 
 
 @dataclass
@@ -40,60 +37,12 @@ class RunnerBinary:
         return self.manifest["binary_sha256"]
 
 
-@dataclass(frozen=True)
-class Toolchain:
-    """How to compile for one platform against one executorch package."""
-
-    platform: str
-    executorch_root: Path  # folder holding share/cmake/executorch-config.cmake
-    cmake_args: tuple[str, ...] = ()
-    cxx: str = ""  # compiler for the platform
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
-
-
-def executorch_version() -> str:
-    from importlib.metadata import version
-
-    return version("executorch")
-
-
-def host_toolchain() -> Toolchain:
-    import executorch
-
-    root = Path(list(executorch.__path__)[0])
-    return Toolchain(platform=HOST_PLATFORM, executorch_root=root, cxx=os.environ.get("CXX", "c++"))
-
-
-def _tool(name: str) -> str:
-    """cmake and ninja from their pip packages (CMake >= 3.28 is required; Debian 12 has 3.25)."""
-    with contextlib.suppress(ImportError):
-        mod = __import__(name)
-        d = getattr(mod, "CMAKE_BIN_DIR" if name == "cmake" else "BIN_DIR", None)
-        if d and (Path(d) / name).exists():
-            return str(Path(d) / name)
-    found = shutil.which(name)
-    if not found:
-        raise RunnerError(f"{name} is not installed", f"pip install {name} (the project's dependencies include it)")
-    return found
-
-
 def cache_key(tc: Toolchain, recipe: str = "wheel", flags: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256()
     for name in SOURCES:
         h.update(name.encode() + b"\0" + (SOURCE_DIR / name).read_bytes())
     h.update(json.dumps([executorch_version(), tc.platform, recipe, list(flags), list(tc.cmake_args)]).encode())
     return h.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _check_compiler(cxx: str) -> str:
@@ -122,10 +71,8 @@ def build_runner(
                     folder / BINARY, folder, manifest, Path(manifest["lib_dir"]) if manifest.get("lib_dir") else None
                 )
         cxx = _check_compiler(tc.cxx)
-        cmake, ninja = _tool("cmake"), _tool("ninja")
+        cmake, ninja = find_tool("cmake"), find_tool("ninja")
         if "source_build" in tc.extra:  # the source recipe first builds ExecuTorch itself
-            from kit.runners import source
-
             source.ensure_executorch(tc.extra["source_build"], root, progress)
         if not any(
             (tc.executorch_root / p / "executorch-config.cmake").exists()

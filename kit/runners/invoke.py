@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.core import atomic
+from kit.core import atomic, limits
 from kit.core.errors import RunnerError
-from kit.runners.build import RunnerBinary
 from kit.devices.transports.base import Transport
+from kit.runners.build import RunnerBinary
 
 RUNNER_KINDS = ("native", "pybind")
 
@@ -40,12 +40,10 @@ class RunRequest:
     failure_logs: Path | None = None
 
     def __post_init__(self):
-        from kit.analysis import validation
-
-        validation.check_iterations(self.iterations, "iterations")
-        validation.check_iterations(self.warmup, "warmup", minimum=0)
-        validation.check_threads(self.threads, "threads")
-        validation.check_timeout(self.timeout_s, "timeout")
+        limits.check_iterations(self.iterations, "iterations")
+        limits.check_iterations(self.warmup, "warmup", minimum=0)
+        limits.check_threads(self.threads, "threads")
+        limits.check_timeout(self.timeout_s, "timeout")
 
 
 @dataclass

@@ -11,6 +11,8 @@ import resource
 import sys
 import time
 
+from kit.runners import tensorfile
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pybind_child")
@@ -27,8 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from executorch.extension.pybindings import portable_lib  # noqa: F401  (registers kernels)
     from executorch.extension.pybindings.portable_lib import _load_for_executorch, _unsafe_reset_threadpool
-
-    from kit.runners import tensorfile
 
     inputs = tuple(torch.from_numpy(x) for x in tensorfile.load(a.inputs))
     if a.threads > 0:

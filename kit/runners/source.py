@@ -15,7 +15,8 @@ from pathlib import Path
 
 from kit.core import atomic, lifetime
 from kit.core.errors import RunnerError
-from kit.runners.build import SOURCE_DIR, Toolchain, _tool, file_lock
+from kit.core.locks import file_lock
+from kit.runners.toolchains import SOURCE_DIR, Toolchain, find_tool
 
 COMMON = (
     "-DCMAKE_BUILD_TYPE=Release",
@@ -168,7 +169,7 @@ def ensure_executorch(spec: SourceBuild, root, progress=None) -> Path:
     with file_lock(root.runners / f".source-{spec.name}.lock"):
         if stamp.exists() and atomic.json.loads(stamp.read_text()).get("commit") == commit:
             return folder / "install"
-        cmake = _tool("cmake")
+        cmake = find_tool("cmake")
         for argv in spec.commands(folder, cmake):
             if progress:
                 progress(f"executorch source build ({spec.name}): {argv[1]}")
@@ -181,7 +182,7 @@ def ensure_executorch(spec: SourceBuild, root, progress=None) -> Path:
                 raise RunnerError(
                     f"ExecuTorch source build failed ({spec.name}):\n{tail}",
                     f"check the checkout's submodules and the toolchain (the commands come from "
-                    f"kit/runner/source.py); full log: {log}",
+                    f"kit/runners/source.py); full log: {log}",
                 )
         atomic.write_json(stamp, {"commit": commit, "args": spec.executorch_args(folder / "install")})
     return folder / "install"

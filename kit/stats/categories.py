@@ -1,4 +1,4 @@
-"""Operator categories as data: one rules table (kit/data/categories.toml, plus the user's
+"""Operator categories as data: one rules table (kit/stats/data/categories.toml, plus the user's
 $SME2_HOME/categories.toml tried first), two schemes: `blog` (the case study's five) and `fine`."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _load(files: tuple[str, ...]) -> tuple[Rule, ...]:
         except tomllib.TOMLDecodeError as e:
             raise Sme2Error(
                 f"category rules file {f} is not valid TOML: {e}",
-                "fix the file; see kit/data/categories.toml for the format",
+                "fix the file; see kit/stats/data/categories.toml for the format",
             ) from e
         for i, r in enumerate(data.get("rule", [])):
             try:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from kit.core.errors import WarehouseError
-from kit.store.warehouse import Warehouse, first_row
+from kit.store.connection import first_row
+from kit.store.warehouse import Warehouse
 
 
 @dataclass(frozen=True)

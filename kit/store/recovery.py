@@ -16,6 +16,7 @@ from pathlib import Path
 from kit.core import atomic
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
+from kit.store import warehouse
 
 log = logging.getLogger("sme2.recovery")
 
@@ -52,7 +53,6 @@ class Recovery:
 def recover(root: DataRoot, progress=None) -> Recovery:
     """Reclaim dead owners' staging folders under runs/, exports/, runners/, then ingest committed
     run folders the warehouse lacks. Every finding is logged (warning) and passed to `progress`."""
-    from kit.store import warehouse
 
     say = progress or (lambda msg: None)
     result = Recovery()

@@ -19,7 +19,8 @@ import duckdb
 import pandas as pd
 
 from kit.core.errors import WarehouseError
-from kit.store.warehouse import LOCK_WAIT_S, TABLES, connect
+from kit.store.connection import LOCK_WAIT_S, connect
+from kit.store.schema import TABLES
 
 # Applied when the file is opened, before the first statement; lock_configuration makes every
 # later SET / RESET / PRAGMA that changes a setting fail, so user SQL cannot undo the others.

@@ -9,185 +9,24 @@ supersedes the older one through the `current_runs` view, and ingesting a run tw
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
 import pandas as pd
 
-from kit.stats import categories
-from kit.core.errors import RunFolderError, WarehouseError
+from kit.core.atomic import sha256_file
+from kit.core.errors import RunFolderError, Sme2Error, WarehouseError
 from kit.core.home import DataRoot
-
-SCHEMA_VERSION = 1
-LOCK_WAIT_S = 60.0
-
-# Each migration takes the schema from version i to i + 1.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY, run_key VARCHAR NOT NULL, variant VARCHAR NOT NULL,
-        model VARCHAR NOT NULL, dtype VARCHAR NOT NULL, backend VARCHAR NOT NULL, size VARCHAR NOT NULL,
-        target VARCHAR NOT NULL, device VARCHAR NOT NULL, sme2 BOOLEAN NOT NULL, emulated BOOLEAN NOT NULL,
-        threads INTEGER NOT NULL, runner VARCHAR NOT NULL, iterations INTEGER, warmup INTEGER,
-        platform VARCHAR, transport VARCHAR, runner_sha256 VARCHAR, runner_recipe VARCHAR, pte_sha256 VARCHAR,
-        started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP, ingested_at TIMESTAMP NOT NULL,
-        torch_version VARCHAR, executorch_version VARCHAR, cpu_model VARCHAR,
-        e2e_median_ms DOUBLE, e2e_p10_ms DOUBLE, e2e_p90_ms DOUBLE, e2e_cv_percent DOUBLE,
-        e2e_ci_low_ms DOUBLE, e2e_ci_high_ms DOUBLE, execute_median_ms DOUBLE, coverage DOUBLE,
-        load_ms DOUBLE, first_inference_ms DOUBLE, peak_rss_kb BIGINT,
-        n_samples INTEGER NOT NULL, n_op_events INTEGER NOT NULL, n_op_stats INTEGER NOT NULL,
-        source VARCHAR NOT NULL, run_dir VARCHAR, conditions JSON, results JSON
-    );
-    CREATE TABLE IF NOT EXISTS latency_samples (
-        run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, iteration INTEGER NOT NULL, latency_ms DOUBLE NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS op_events (
-        run_id VARCHAR NOT NULL, iteration INTEGER NOT NULL, seq INTEGER NOT NULL, op_type VARCHAR NOT NULL,
-        event_name VARCHAR, delegated BOOLEAN, backend VARCHAR, instruction_id INTEGER, category VARCHAR,
-        fine_category VARCHAR, kernel_hint VARCHAR, start_us DOUBLE, duration_ms DOUBLE NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS op_stats (
-        run_id VARCHAR NOT NULL, op_type VARCHAR NOT NULL, category VARCHAR, fine_category VARCHAR,
-        delegated BOOLEAN, backend VARCHAR, kernel_hint VARCHAR, instances INTEGER, count INTEGER,
-        median_ms DOUBLE, mean_ms DOUBLE, p10_ms DOUBLE, p90_ms DOUBLE, std_dev_ms DOUBLE, cv_percent DOUBLE,
-        min_ms DOUBLE, max_ms DOUBLE, mad_ms DOUBLE, ci_low_ms DOUBLE, ci_high_ms DOUBLE, share_of_execute DOUBLE
-    );
-    CREATE TABLE IF NOT EXISTS category_stats (
-        run_id VARCHAR NOT NULL, scheme VARCHAR NOT NULL, category VARCHAR NOT NULL, median_ms DOUBLE,
-        p10_ms DOUBLE, p90_ms DOUBLE, cv_percent DOUBLE, ops INTEGER, share_of_execute DOUBLE,
-        share_of_operators DOUBLE
-    );
-    CREATE TABLE IF NOT EXISTS kernels (
-        run_id VARCHAR NOT NULL, op_type VARCHAR NOT NULL, kernel_family VARCHAR, dtype_tags VARCHAR,
-        kleidiai BOOLEAN, sme2_only BOOLEAN, microkernel VARCHAR, isa VARCHAR, source VARCHAR
-    );
-    CREATE TABLE IF NOT EXISTS artifacts (
-        run_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, path VARCHAR NOT NULL, sha256 VARCHAR, bytes BIGINT
-    );
-    CREATE TABLE IF NOT EXISTS regressions (
-        detected_at TIMESTAMP NOT NULL, run_id VARCHAR NOT NULL, run_key VARCHAR NOT NULL, scope VARCHAR NOT NULL,
-        op_type VARCHAR, baseline_runs INTEGER, baseline_median_ms DOUBLE, new_median_ms DOUBLE, change DOUBLE,
-        p_value DOUBLE, q_value DOUBLE, significant BOOLEAN, method VARCHAR, detail VARCHAR
-    );
-    CREATE OR REPLACE VIEW current_runs AS
-        SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY started_at DESC, run_id DESC) = 1;
-    """,
-]
-
-TABLES = ("runs", "latency_samples", "op_events", "op_stats", "category_stats", "kernels", "artifacts", "regressions")
-
-
-def _is_lock_error(e: Exception) -> bool:
-    text = str(e)
-    return "Could not set lock" in text or "Conflicting lock" in text or "database is locked" in text
-
-
-def is_disk_full(e: BaseException) -> bool:
-    """An out-of-space (or quota) failure, from the OS or from DuckDB's message."""
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(e)
-    return "No space left on device" in text or "Disk quota exceeded" in text
-
-
-def disk_full(path: Path, e: BaseException) -> WarehouseError:
-    return WarehouseError(
-        f"disk full at {path}: {str(e).splitlines()[0]}",
-        f"free space on that file system (df -h {Path(path).parent}) or point --home / $SME2_HOME at a"
-        " bigger disk, then re-run; the failed write left no partial rows",
-    )
-
-
-@contextlib.contextmanager
-def connect(
-    path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S, config: dict | None = None
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection; waits with bounded, jittered back-off while another process holds
-    the file, then raises a WarehouseError naming the file.
-
-    `config` (DuckDB settings applied before the first statement) is for locked-down readers such
-    as kit.usersql: such a connection never falls back to another mode or shares the instance of a
-    less restricted connection of this process; it waits for that one to close instead."""
-    path = Path(path)
-    if read_only and not path.exists():
-        raise WarehouseError(
-            f"no warehouse at {path}",
-            "profile something first (sme2 profile / sme2 pipeline), or pass the right --home",
-        )
-    deadline = time.monotonic() + wait_s
-    delay = 0.02
-    while True:
-        try:
-            conn = duckdb.connect(str(path), read_only=read_only, **({"config": config} if config else {}))
-            break
-        except duckdb.ConnectionException as e:
-            if config:  # this process has the file open with other settings: wait, never widen
-                if time.monotonic() > deadline:
-                    raise WarehouseError(
-                        f"this process already has the warehouse {path} open with other settings"
-                        f" (a read-write or ordinary connection) for more than {wait_s:.0f}s",
-                        "user SQL opens the file only read-only and locked down: run it from its own"
-                        " process (sme2 sql), or close the other connection first",
-                    ) from e
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 1.0)
-                continue
-            if read_only:  # this process already holds a read-write connection: reuse its mode
-                conn = duckdb.connect(str(path))
-                break
-            raise
-        except (duckdb.IOException, duckdb.Error) as e:
-            if is_disk_full(e):
-                raise disk_full(path, e) from e
-            if not _is_lock_error(e):
-                raise WarehouseError(
-                    f"cannot open the warehouse {path}: {e}",
-                    "check the file; if it is corrupt, move it away and rebuild with `sme2 warehouse rebuild`",
-                ) from e
-            if time.monotonic() > deadline:
-                raise WarehouseError(
-                    f"the warehouse {path} is held by another process for more than {wait_s:.0f}s",
-                    "wait for the other sme2/Dagster run to finish, or stop it",
-                ) from e
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def scalar(conn, sql: str, params: list | None = None):
-    """The first value of a query. Reads the whole result: DuckDB 2 refuses new work on a
-    connection while a result is unfinished."""
-    rows = conn.execute(sql, params or []).fetchall()
-    return rows[0][0] if rows else None
-
-
-def first_row(conn, sql: str, params: list | None = None):
-    rows = conn.execute(sql, params or []).fetchall()
-    return rows[0] if rows else None
-
-
-def migrate(conn) -> int:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
-    current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-    for version in range(current, len(MIGRATIONS)):
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            conn.execute(MIGRATIONS[version])
-            conn.execute("INSERT INTO schema_version VALUES (?, now())", [version + 1])
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
-    return len(MIGRATIONS)
+from kit.core.jsonfile import read_json
+from kit.profile import session
+from kit.profile.runrecord import RUN_FILE, RunRecord, read_timing
+from kit.stats import categories
+from kit.store import usersql
+from kit.store.connection import connect, disk_full, is_disk_full, scalar
+from kit.store.schema import TABLES, migrate
+from kit.trace import kernels
 
 
 @dataclass
@@ -221,7 +60,6 @@ class Warehouse:
     def sql(self, text: str) -> pd.DataFrame:
         """A user's ad-hoc SQL, through the one guard every entry point uses (kit.usersql):
         one SELECT, on a read-only, locked-down connection that cannot reach files or settings."""
-        from kit.store import usersql
 
         return usersql.run_user_sql(self.path, text)
 
@@ -324,10 +162,6 @@ class RunRows:
 
 def rows_from_run(run_dir: Path, rules=None) -> RunRows:
     """Everything the warehouse keeps about a run folder, from its files alone."""
-    from kit.trace import kernels
-    from kit.profile import session
-    from kit.core.atomic import sha256_file
-    from kit.profile.runrecord import read_json, read_timing
 
     result = session.load_run(run_dir, rules or categories.load_rules())
     rec, a = result.record, result.analysis
@@ -468,7 +302,6 @@ def _utc(text: str | None, run_dir: Path | None = None) -> pd.Timestamp:
 
 def ingest_run(root: DataRoot, run_dir: Path, rules=None) -> bool:
     """Put a run folder into the warehouse (no-op if already there)."""
-    from kit.profile.runrecord import RunRecord
 
     wh = Warehouse.at(root)
     if wh.has_run(RunRecord.load(run_dir).run_id):
@@ -481,7 +314,6 @@ def ingest_run(root: DataRoot, run_dir: Path, rules=None) -> bool:
 
 def run_folders(root: DataRoot) -> list[Path]:
     """Committed run folders under runs/ (staging and `.old` folders start with a dot)."""
-    from kit.profile.runrecord import RUN_FILE
 
     return sorted(p for p in root.runs.iterdir() if not p.name.startswith(".") and (p / RUN_FILE).is_file())
 
@@ -550,8 +382,6 @@ def rebuild(root: DataRoot, progress=None, advance=None, folders: list[Path] | N
     source of truth). One bad folder (corrupt run.json, truncated ETDump, ...) must not stop the
     others: it is skipped and reported with the reason. A busy, broken or full warehouse is raised,
     since every folder would fail the same way. `folders`: only these (default: every candidate)."""
-    from kit.core.errors import Sme2Error
-    from kit.profile.runrecord import RUN_FILE
 
     say, step = progress or (lambda msg: None), advance or (lambda: None)
     Warehouse.at(root).ensure()

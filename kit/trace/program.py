@@ -12,6 +12,7 @@ from pathlib import Path
 
 from kit.core import atomic
 from kit.core.errors import RunFolderError
+from kit.core.jsonfile import read_json
 
 FILE_NAME = "program_map.json"
 
@@ -52,8 +53,6 @@ class ProgramMap:
 
     @classmethod
     def load(cls, folder: Path) -> "ProgramMap":
-        from kit.profile.runrecord import read_json
-
         path = Path(folder) / FILE_NAME
         raw = read_json(path, f"the folder {Path(folder)}")
         try:

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from kit.models import registry
 from kit.analysis import validation
 from kit.core.names import Variant
+from kit.models import registry
 from kit.pipeline import export_partition
 from sme2_assets import checks
 from sme2_assets.partitions import MODEL

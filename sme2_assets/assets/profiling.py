@@ -8,17 +8,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from kit.report import charts
-from kit.export import exporter
-from kit.profile import session
 from kit.analysis import regress, validation
-
 from kit.core.names import Variant
+from kit.export import exporter
 from kit.pipeline import profile_partition, store_runs
+from kit.profile import session
+from kit.report import charts
 from kit.store.warehouse import Warehouse
+from sme2_assets import checks
 from sme2_assets.assets.models import exported_program
 from sme2_assets.assets.runners import runner_binary
-from sme2_assets import checks
 from sme2_assets.partitions import MODEL_TARGET, ON_MODEL, ON_TARGET, keys
 from sme2_assets.resources import Sme2
 

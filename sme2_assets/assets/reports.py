@@ -3,8 +3,9 @@
 import dagster as dg
 
 from kit.analysis import compare as kit_compare
-from kit.devices import inventory
 from kit.core.errors import Sme2Error
+from kit.devices import inventory
+from kit.report import builder as kit_report
 from kit.store.warehouse import Warehouse
 from sme2_assets.assets.profiling import category_breakdown, kernel_view
 from sme2_assets.partitions import MODEL, ON_MODEL
@@ -55,8 +56,6 @@ def sme2_comparison(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.Materia
     automation_condition=dg.AutomationCondition.eager(),
 )
 def report(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.MaterializeResult:
-    from kit.report import builder as kit_report
-
     out = kit_report.build(sme2.root(), context.partition_key)
     return dg.MaterializeResult(
         metadata={

@@ -12,9 +12,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.devices import conditions
 from kit.core import names
 from kit.core.errors import NameError_, TargetError
+from kit.devices import conditions
 from kit.devices.transports.base import Completed, run_local
 from kit.devices.transports.local import describe_linux
 from kit.devices.transports.remote import RemoteTransport, quote

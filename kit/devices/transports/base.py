@@ -12,6 +12,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kit.core import lifetime
+from kit.devices import conditions
+
 
 @dataclass
 class Completed:
@@ -37,8 +40,6 @@ def run_local(argv: list[str], timeout: float, env: dict | None = None, cwd: str
     RemoteTransport.run)."""
     import os
     import signal
-
-    from kit.core import lifetime
 
     t0 = time.monotonic()
     stdin_read, stdin_keepalive = os.pipe()
@@ -127,8 +128,6 @@ class Transport(ABC):
         return fastest_core(self.read_file, self.core_count())
 
     def core_count(self) -> int:
-        from kit.devices import conditions
-
         return conditions.parse_cpuinfo(self.read_file("/proc/cpuinfo") or "")["cores"] or 1
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from kit.core.errors import RunnerError, TargetError
 from kit.devices.transports.base import Completed, Transport
 
-# The shared libraries the runner links (kit/runner/CMakeLists.txt); pushed beside it as lib/.
+# The shared libraries the runner links (kit/runners/CMakeLists.txt); pushed beside it as lib/.
 RUNNER_LIBS = (
     "libexecutorch.so",
     "libexecutorch_kernels_optimized.so",

@@ -1,0 +1,48 @@
+"""Bounds on what a person or a config can ask for: thread counts, iterations, timeouts. Checked
+where requests are built (CLI, profile plans, runner requests), with messages naming the option."""
+
+from __future__ import annotations
+
+from kit.core.errors import Sme2Error
+
+MAX_THREADS = 1024
+
+
+def check_threads(value, where: str = "--threads") -> int:
+    """A thread count: a whole number from 1 to MAX_THREADS."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise Sme2Error(
+            f"invalid thread count {value!r} ({where})",
+            f"use a whole number from 1 to {MAX_THREADS} (0 does not mean 'all cores' here), e.g. --threads 1,4",
+        )
+    return value
+
+
+def check_iterations(value, where: str = "--iterations", minimum: int = 1) -> int:
+    """A count of iterations (measured: at least 1; warmup: at least 0)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise Sme2Error(f"invalid {where} {value!r}", f"use a whole number of at least {minimum}")
+    return value
+
+
+def check_timeout(value, where: str = "--timeout") -> float:
+    """A timeout in seconds: a finite number above zero."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+        raise Sme2Error(f"invalid timeout {value!r} ({where})", "use a number of seconds above 0, e.g. --timeout 900")
+    return float(value)
+
+
+def parse_threads(text: str, where: str = "--threads") -> list[int]:
+    """'1,4' -> [1, 4], every entry checked."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            n = int(part)
+        except ValueError:
+            raise Sme2Error(
+                f"invalid thread count {part!r} ({where})", f"use whole numbers from 1 to {MAX_THREADS}, e.g. 1,4"
+            ) from None
+        out.append(check_threads(n, where))
+    return out

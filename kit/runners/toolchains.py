@@ -1,0 +1,46 @@
+"""Toolchains: how to compile the runner for one platform against one executorch package, and
+where the build tools come from (cmake and ninja from their pip packages)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.core.errors import RunnerError
+from kit.core.platforms import HOST_PLATFORM
+
+SOURCE_DIR = Path(__file__).resolve().parent  # the C++ runner's sources and CMake files
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """How to compile for one platform against one executorch package."""
+
+    platform: str
+    executorch_root: Path  # folder holding share/cmake/executorch-config.cmake
+    cmake_args: tuple[str, ...] = ()
+    cxx: str = ""  # compiler for the platform
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+
+def host_toolchain() -> Toolchain:
+    import executorch  # heavy: only when building
+
+    root = Path(list(executorch.__path__)[0])
+    return Toolchain(platform=HOST_PLATFORM, executorch_root=root, cxx=os.environ.get("CXX", "c++"))
+
+
+def find_tool(name: str) -> str:
+    """cmake and ninja from their pip packages (CMake >= 3.28 is required; Debian 12 has 3.25)."""
+    with contextlib.suppress(ImportError):
+        mod = __import__(name)
+        d = getattr(mod, "CMAKE_BIN_DIR" if name == "cmake" else "BIN_DIR", None)
+        if d and (Path(d) / name).exists():
+            return str(Path(d) / name)
+    found = shutil.which(name)
+    if not found:
+        raise RunnerError(f"{name} is not installed", f"pip install {name} (the project's dependencies include it)")
+    return found

@@ -1,0 +1,110 @@
+"""Connections to the warehouse file: short-lived, waiting with bounded back-off while another
+process holds the file, and turning lock, corruption and out-of-space failures into errors that
+name the file and what to do."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import time
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+from kit.core.errors import WarehouseError
+
+LOCK_WAIT_S = 60.0
+
+
+def _is_lock_error(e: Exception) -> bool:
+    text = str(e)
+    return "Could not set lock" in text or "Conflicting lock" in text or "database is locked" in text
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """An out-of-space (or quota) failure, from the OS or from DuckDB's message."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def disk_full(path: Path, e: BaseException) -> WarehouseError:
+    return WarehouseError(
+        f"disk full at {path}: {str(e).splitlines()[0]}",
+        f"free space on that file system (df -h {Path(path).parent}) or point --home / $SME2_HOME at a"
+        " bigger disk, then re-run; the failed write left no partial rows",
+    )
+
+
+@contextlib.contextmanager
+def connect(
+    path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S, config: dict | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived connection; waits with bounded, jittered back-off while another process holds
+    the file, then raises a WarehouseError naming the file.
+
+    `config` (DuckDB settings applied before the first statement) is for locked-down readers such
+    as kit.usersql: such a connection never falls back to another mode or shares the instance of a
+    less restricted connection of this process; it waits for that one to close instead."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path}",
+            "profile something first (sme2 profile / sme2 pipeline), or pass the right --home",
+        )
+    deadline = time.monotonic() + wait_s
+    delay = 0.02
+    while True:
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only, **({"config": config} if config else {}))
+            break
+        except duckdb.ConnectionException as e:
+            if config:  # this process has the file open with other settings: wait, never widen
+                if time.monotonic() > deadline:
+                    raise WarehouseError(
+                        f"this process already has the warehouse {path} open with other settings"
+                        f" (a read-write or ordinary connection) for more than {wait_s:.0f}s",
+                        "user SQL opens the file only read-only and locked down: run it from its own"
+                        " process (sme2 sql), or close the other connection first",
+                    ) from e
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 1.0)
+                continue
+            if read_only:  # this process already holds a read-write connection: reuse its mode
+                conn = duckdb.connect(str(path))
+                break
+            raise
+        except (duckdb.IOException, duckdb.Error) as e:
+            if is_disk_full(e):
+                raise disk_full(path, e) from e
+            if not _is_lock_error(e):
+                raise WarehouseError(
+                    f"cannot open the warehouse {path}: {e}",
+                    "check the file; if it is corrupt, move it away and rebuild with `sme2 warehouse rebuild`",
+                ) from e
+            if time.monotonic() > deadline:
+                raise WarehouseError(
+                    f"the warehouse {path} is held by another process for more than {wait_s:.0f}s",
+                    "wait for the other sme2/Dagster run to finish, or stop it",
+                ) from e
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def scalar(conn, sql: str, params: list | None = None):
+    """The first value of a query. Reads the whole result: DuckDB 2 refuses new work on a
+    connection while a result is unfinished."""
+    rows = conn.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
+
+
+def first_row(conn, sql: str, params: list | None = None):
+    rows = conn.execute(sql, params or []).fetchall()
+    return rows[0] if rows else None

@@ -1,0 +1,135 @@
+"""The shape of kit/: sub-packages in data-flow order, imports only pointing down the flow, no
+cycles, no hidden function-level imports of kit modules, every module importable on its own."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+KIT = Path(__file__).resolve().parent.parent / "kit"
+
+# The data flow, lowest first: a package may import only from itself and the packages before it.
+LAYERS = [
+    "kit.core",
+    "kit.models",
+    "kit.devices",
+    "kit.runners",
+    "kit.trace",
+    "kit.export",
+    "kit.stats",
+    "kit.profile",
+    "kit.store",
+    "kit.analysis",
+    "kit.report",
+    "kit.pipeline",
+    "kit.cli",
+]
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for p in KIT.rglob("*.py"):
+        parts = p.relative_to(KIT.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = p
+    return out
+
+
+def kit_imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported kit module, at module level?) for every import in a file."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    known = modules()
+    found = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names
+            ]
+        for n in names:
+            if n == "kit" or n.startswith("kit."):
+                found.append((n, id(node) in top))
+    return found
+
+
+def layer(module: str) -> int:
+    for i, prefix in enumerate(LAYERS):
+        if module == prefix or module.startswith(prefix + "."):
+            return i
+    raise AssertionError(f"{module} belongs to no layer: add its package to LAYERS in data-flow order")
+
+
+def test_every_package_has_a_docstring():
+    for init in KIT.rglob("__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc) > 30, f"{init} needs a short docstring saying the package's one job"
+
+
+def test_imports_point_down_the_flow_and_are_module_level():
+    problems = []
+    for name, path in modules().items():
+        if name == "kit":
+            continue
+        for imported, module_level in kit_imports(path):
+            if not module_level:
+                problems.append(f"{name}: function-level import of {imported}")
+            if layer(imported) > layer(name):
+                problems.append(f"{name} ({LAYERS[layer(name)]}) imports {imported} from a later stage")
+    assert not problems, "\n".join(problems)
+
+
+def test_no_import_cycles():
+    graph = {name: {m for m, _ in kit_imports(path)} for name, path in modules().items()}
+    index, low, on_stack, stack, cycles = {}, {}, set(), [], []
+    counter = [0]
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def _import_alone(name: str) -> tuple[str, str]:
+    proc = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True, timeout=300)
+    return name, proc.stderr.strip().splitlines()[-1] if proc.returncode else ""
+
+
+@pytest.mark.slow
+def test_every_module_imports_alone_in_a_fresh_interpreter():
+    names = sorted(n for n in modules() if not n.endswith("pybind_child"))
+    names.append("kit.runners.pybind_child")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = [f"{n}: {err}" for n, err in pool.map(_import_alone, names) if err]
+    assert not failures, "\n".join(failures)
