@@ -1,5 +1,5 @@
-"""`sme2 pipeline` and `sme2 ui`: the Dagster side of the command line (registered by kit.cli when
-the orchestration package is installed, so `kit` itself never imports Dagster)."""
+"""`sme2 pipeline` and `sme2 ui`: the Dagster side of the command line (plugged into `sme2` through
+the `sme2.commands` entry point, so `kit` itself never imports Dagster)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import typer
 
 from kit import pipeline as kit_pipeline
 from kit.analysis import compare
+from kit.cli.common import command, console, err, progress, root_of
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
@@ -98,94 +99,95 @@ def _with_emulator(root: DataRoot, targets: list[str], console) -> list[str]:
         return [t for t in targets if t not in emulated]
 
 
-def register(app: typer.Typer, console, err, progress_cm, command, root_of) -> None:
-    @app.command("pipeline")
-    @command
-    def pipeline_cmd(
-        model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package."),
-        dtype: str = typer.Option(
-            "fp32,int8",
-            "--dtype",
-            "-d",
-            help="Comma-separated dtypes (model partitions <model>-<dtype>), or all the model supports.",
-        ),
-        target: Optional[str] = typer.Option(
-            None,
-            "--target",
-            "-t",
-            help="Comma-separated targets (default: host and the emulated SME2 pair, as available).",
-        ),
-        home: Optional[Path] = typer.Option(None, "--home", help="Data root."),
-    ):
-        """Materialize the whole Dagster asset graph (export, runner, traces, warehouse rows, stats,
-        categories, kernels, SME2 comparison, report) for one model on the default targets, on the
-        local Dagster instance, then print the summary and how to open the UI."""
+app = typer.Typer()
 
-        root = root_of(home)
-        dh = instance_home(root)
-        variants = [Variant(model, d).key for d in registry.dtypes_of(model, dtype)]
-        targets = [t.strip() for t in target.split(",")] if target else kit_pipeline.target_partitions(root)
-        targets = _with_emulator(root, targets, console)
-        instance = dg.DagsterInstance.get()
-        with progress_cm(None, False) as (say, _):
-            results = run_pipeline(instance, root, variants, targets, say)
-        failed = [r for r in results if not r["success"]]
 
-        wh = Warehouse.at(root)
-        current = wh.query(
-            "SELECT variant, target, size, threads, emulated, round(e2e_median_ms, 3) AS e2e_median_ms, round(100 * coverage, 1) AS ops_cover_pct, run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target) ORDER BY variant, target",
-            [variants, targets],
-        )
-        console.print("\n[bold]Current runs[/] (emulated times are not hardware times)")
-        console.print(current.to_string(index=False))
-        for v in variants:
-            for dev in sorted({t.split(".")[0] for t in targets}):
-                try:
-                    c = compare.compare(wh, v, dev)
-                except Exception:  # noqa: BLE001 - a device without a pair has no table
-                    continue
-                console.print(f"\n[bold]{c.headline()}[/]")
-                console.print(compare.blog_table(c).to_string(index=False))
-            rep = root.reports / v / "report.html"
-            if rep.exists():
-                console.print(f"report: {rep}")
-        console.print(f"\n{len(results) - len(failed)}/{len(results)} runs succeeded. Warehouse: {root.warehouse}")
-        console.print(
-            f"Open the UI: DAGSTER_HOME={dh} SME2_HOME={root.path} dagster dev -w {REPO / 'workspace.yaml'}   (or: sme2 ui)"
-        )
-        if failed:
-            err.print(
-                f"[red]{len(failed)} run(s) failed:[/] " + ", ".join(f"{r['job']} {r['partition']}" for r in failed)
-            )
-            raise typer.Exit(1)
+@app.command("pipeline")
+@command
+def pipeline_cmd(
+    model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package."),
+    dtype: str = typer.Option(
+        "fp32,int8",
+        "--dtype",
+        "-d",
+        help="Comma-separated dtypes (model partitions <model>-<dtype>), or all the model supports.",
+    ),
+    target: Optional[str] = typer.Option(
+        None,
+        "--target",
+        "-t",
+        help="Comma-separated targets (default: host and the emulated SME2 pair, as available).",
+    ),
+    home: Optional[Path] = typer.Option(None, "--home", help="Data root."),
+):
+    """Materialize the whole Dagster asset graph (export, runner, traces, warehouse rows, stats,
+    categories, kernels, SME2 comparison, report) for one model on the default targets, on the
+    local Dagster instance, then print the summary and how to open the UI."""
 
-    @app.command("ui")
-    @command
-    def ui_cmd(
-        home: Optional[Path] = typer.Option(None, "--home", help="Data root."),
-        port: int = typer.Option(3000, "--port", help="Web UI port."),
-    ):
-        """Start the Dagster UI and daemon (sensors, nightly schedule) on this data root."""
-        root = root_of(home)
-        instance_home(root)
-        os.environ["SME2_HOME"] = str(root.path)
-        console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
-        sys.exit(
-            supervise(
-                [
-                    sys.executable,
-                    "-m",
-                    "dagster",
-                    "dev",
-                    "-w",
-                    str(REPO / "workspace.yaml"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                ]
-            )
+    root = root_of(home)
+    dh = instance_home(root)
+    variants = [Variant(model, d).key for d in registry.dtypes_of(model, dtype)]
+    targets = [t.strip() for t in target.split(",")] if target else kit_pipeline.target_partitions(root)
+    targets = _with_emulator(root, targets, console)
+    instance = dg.DagsterInstance.get()
+    with progress(None, False) as (say, _):
+        results = run_pipeline(instance, root, variants, targets, say)
+    failed = [r for r in results if not r["success"]]
+
+    wh = Warehouse.at(root)
+    current = wh.query(
+        "SELECT variant, target, size, threads, emulated, round(e2e_median_ms, 3) AS e2e_median_ms, round(100 * coverage, 1) AS ops_cover_pct, run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target) ORDER BY variant, target",
+        [variants, targets],
+    )
+    console.print("\n[bold]Current runs[/] (emulated times are not hardware times)")
+    console.print(current.to_string(index=False))
+    for v in variants:
+        for dev in sorted({t.split(".")[0] for t in targets}):
+            try:
+                c = compare.compare(wh, v, dev)
+            except Exception:  # noqa: BLE001 - a device without a pair has no table
+                continue
+            console.print(f"\n[bold]{c.headline()}[/]")
+            console.print(compare.blog_table(c).to_string(index=False))
+        rep = root.reports / v / "report.html"
+        if rep.exists():
+            console.print(f"report: {rep}")
+    console.print(f"\n{len(results) - len(failed)}/{len(results)} runs succeeded. Warehouse: {root.warehouse}")
+    console.print(
+        f"Open the UI: DAGSTER_HOME={dh} SME2_HOME={root.path} dagster dev -w {REPO / 'workspace.yaml'}   (or: sme2 ui)"
+    )
+    if failed:
+        err.print(f"[red]{len(failed)} run(s) failed:[/] " + ", ".join(f"{r['job']} {r['partition']}" for r in failed))
+        raise typer.Exit(1)
+
+
+@app.command("ui")
+@command
+def ui_cmd(
+    home: Optional[Path] = typer.Option(None, "--home", help="Data root."),
+    port: int = typer.Option(3000, "--port", help="Web UI port."),
+):
+    """Start the Dagster UI and daemon (sensors, nightly schedule) on this data root."""
+    root = root_of(home)
+    instance_home(root)
+    os.environ["SME2_HOME"] = str(root.path)
+    console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    sys.exit(
+        supervise(
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-w",
+                str(REPO / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ]
         )
+    )
 
 
 # ---------------------------------------------------------------- process supervision (sme2 ui)

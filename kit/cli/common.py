@@ -1,0 +1,105 @@
+"""What every `sme2` command shares: the data-root, JSON and format options, the consoles, the
+progress bar that follows the kit's progress messages, tables, and the error handling that turns
+an Sme2Error into a clean message and exit status 2."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from kit.core.errors import Sme2Error
+from kit.core.home import DataRoot
+
+# Wide tables when piped (CI logs, files); the terminal's width otherwise.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)
+
+HomeOpt = typer.Option(None, "--home", help="Data root (default: $SME2_HOME or ./.sme2).", show_default=False)
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
+FormatOpt = typer.Option("table", "--format", "-f", help="table, csv or json.")
+
+
+def root_of(home: Optional[Path]) -> DataRoot:
+    return DataRoot.resolve(home)
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@contextlib.contextmanager
+def progress(total: int | None, quiet: bool):
+    """A progress bar whose description follows the kit's progress messages."""
+    if quiet:
+        yield (lambda msg: None), (lambda: None)
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as prog:
+        task = prog.add_task("starting", total=total)
+        yield (lambda msg: prog.update(task, description=msg)), (lambda: prog.advance(task))
+
+
+def fail(e: Sme2Error) -> None:
+    # Messages carry user input and regexes such as [a-z0-9_]+: never let rich read them as markup.
+    err.print(f"[bold red]error:[/] {escape(e.message)}")
+    if e.hint:
+        err.print(f"  [yellow]->[/] {escape(e.hint)}")
+    raise typer.Exit(2)
+
+
+def command(fn):
+    """A command whose Sme2Errors become clean messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Sme2Error as e:
+            fail(e)
+
+    return wrapper
+
+
+def cell(value) -> str:
+    """A table cell: missing values (None, NaN, NaT) as a dash, floats to 4 significant digits."""
+    if value is None or value != value:  # NaN and NaT are the values unequal to themselves
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else escape(str(value))
+
+
+def print_frame(df, fmt: str, title: str = "") -> None:
+    if fmt == "json":
+        sys.stdout.write(df.to_json(orient="records", date_format="iso", indent=2) + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == "table":
+        t = Table(title=title or None)
+        for col in df.columns:
+            t.add_column(str(col))
+        for row in df.itertuples(index=False):
+            t.add_row(*[cell(v) for v in row])
+        console.print(t)
+        console.print(f"[dim]{len(df)} rows[/]")
+    else:
+        raise Sme2Error(f"unknown format {fmt!r}", "use table, csv or json")

@@ -1,0 +1,162 @@
+"""`sme2 profile` and `sme2 analyze`: profiling sessions and re-analysing a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from kit import pipeline
+from kit.cli.common import (
+    HomeOpt,
+    JsonOpt,
+    command,
+    console,
+    csv_list,
+    emit_json,
+    progress,
+    root_of,
+)
+from kit.core import limits
+from kit.core.home import DataRoot
+from kit.models import registry
+from kit.profile import session
+from kit.stats import categories
+
+app = typer.Typer()
+
+
+@app.command("profile")
+@command
+def profile_cmd(
+    model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name (default: the bundled tiny_seg)."),
+    dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated dtypes, or all the model supports."),
+    target: str = typer.Option(
+        "host.sme2-off", "--target", "-t", help="Comma-separated targets <device>.sme2-on|sme2-off."
+    ),
+    size: Optional[str] = typer.Option(
+        None, "--size", "-s", help="Model size (default: the device's: full on hardware, small emulated)."
+    ),
+    iterations: int = typer.Option(
+        20, "--iterations", "-n", min=1, help="Measured iterations per run (emulated targets cap it)."
+    ),
+    warmup: int = typer.Option(3, "--warmup", "-w", min=0, help="Warmup iterations, excluded from statistics."),
+    threads: Optional[str] = typer.Option(
+        None, "--threads", help="Comma-separated thread counts, e.g. 1,2 (default: the device's)."
+    ),
+    runner: str = typer.Option(
+        "native", "--runner", help="native (C++ runner) or pybind (Python runtime in a child process)."
+    ),
+    backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Export and build if needed, then a timing run and an ETDump run per target and thread count,
+    and the per-operator analysis."""
+
+    root = root_of(home)
+    limits.check_timeout(timeout)
+    plan = session.ProfilePlan(
+        model=model,
+        dtypes=registry.dtypes_of(model, dtype, models_dir),
+        targets=csv_list(target),
+        size=size,
+        threads=limits.parse_threads(threads) if threads else None,
+        iterations=iterations,
+        warmup=warmup,
+        runner=runner,
+        backend=backend,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        timeout_s=timeout,
+        models_dir=str(models_dir) if models_dir else None,
+    )
+    with progress(None, as_json) as (say, _):
+        results = pipeline.profile_and_store(plan, root, progress=say)
+    after = _after_profile(root, results)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "run_dir": str(r.run_dir),
+                    **r.record.to_json(),
+                    "categories": r.analysis.category_table("blog").to_dict("records"),
+                    "top_operators": r.analysis.op_stats.head(10).to_dict("records"),
+                    **after,
+                }
+                for r in results
+            ]
+        )
+        return
+    for r in results:
+        print_run(r)
+    console.print(f"\nArtifacts under [bold]{root.path}[/]: exports/, runners/, runs/")
+    for line in after.get("notes", []):
+        console.print(line)
+
+
+def _after_profile(root: DataRoot, results) -> dict:
+    return {
+        "warehouse": str(root.warehouse),
+        "notes": [f'Warehouse: {root.warehouse} (sme2 query runs; sme2 sql "SELECT ...")'],
+    }
+
+
+def print_run(r) -> None:
+    rec, a = r.record, r.analysis
+    emulated = " [yellow](EMULATED: times are not hardware times)[/]" if rec.emulated else ""
+    console.print(
+        f"\n[bold]{rec.variant}[/] on [bold]{rec.target}[/], size {rec.size}, {rec.threads} thread(s), {rec.runner} runner{emulated}"
+    )
+    console.print(
+        f"  end-to-end median {a.e2e['median_ms']:.3f} ms (CV {a.e2e['cv_percent']:.1f}%, 95% CI {a.e2e['median_ci95_ms'][0]:.3f}-{a.e2e['median_ci95_ms'][1]:.3f}); Method::execute {a.execute['median_ms']:.3f} ms; operators explain {a.coverage:.0%}"
+    )
+    t = Table(title="Categories (median per iteration)")
+    for col in ("category", "ms", "share of execute", "ops"):
+        t.add_column(col, justify="right" if col != "category" else "left")
+    for c in a.category_table("blog").itertuples():
+        t.add_row(c.category, f"{c.median_ms:.3f}", f"{c.share_of_execute:.1%}", str(c.ops))
+    console.print(t)
+    t = Table(title="Top operators")
+    for col in ("operator", "category", "n", "median ms", "CV %", "kernel"):
+        t.add_column(col)
+    for o in a.op_stats.head(8).itertuples():
+        t.add_row(
+            o.op_type, o.category, str(o.instances), f"{o.median_ms:.3f}", f"{o.cv_percent:.0f}", o.kernel_hint or "-"
+        )
+    console.print(t)
+    if a.other_ops:
+        console.print(f"  in Other: {escape(', '.join(a.other_ops))}")
+    console.print(f"  run folder: {r.run_dir}")
+
+
+@app.command("analyze")
+@command
+def analyze_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder under $SME2_HOME/runs/."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Re-analyse a run folder from its ETDump and timing files."""
+
+    root = root_of(home)
+    r = session.load_run(run_dir, categories.load_rules(root.user_categories))
+    if as_json:
+        emit_json(
+            {
+                "run_dir": str(r.run_dir),
+                **r.record.to_json(),
+                "coverage": r.analysis.coverage,
+                "e2e": r.analysis.e2e,
+                "categories": r.analysis.category_stats.to_dict("records"),
+                "operators": r.analysis.op_stats.to_dict("records"),
+                "other_ops": r.analysis.other_ops,
+            }
+        )
+    else:
+        print_run(r)

@@ -1,0 +1,143 @@
+"""`sme2 sql`, `sme2 query` and `sme2 warehouse ...`: SQL and named queries over the warehouse, and its upkeep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from kit.cli.common import (
+    FormatOpt,
+    HomeOpt,
+    JsonOpt,
+    command,
+    console,
+    emit_json,
+    err,
+    print_frame,
+    progress,
+    root_of,
+)
+from kit.core.errors import Sme2Error
+from kit.store import queries, usersql, warehouse
+from kit.store.connection import scalar
+from kit.store.schema import TABLES
+from kit.store.warehouse import Warehouse, missing_runs
+
+app = typer.Typer()
+
+
+@app.command("sql")
+@command
+def sql_cmd(
+    query: str = typer.Argument(
+        ...,
+        help="A SELECT over runs, latency_samples, op_events, op_stats, category_stats, kernels, artifacts, regressions, current_runs.",
+    ),
+    fmt: str = FormatOpt,
+    home: Optional[Path] = HomeOpt,
+):
+    """Run one read-only SELECT (or EXPLAIN of one) over the warehouse. It cannot read or write
+    files, attach databases, load extensions or change settings (docs/orchestration.md, Security)."""
+
+    root = root_of(home)
+    print_frame(usersql.run_user_sql(root.warehouse, query), fmt)
+
+
+@app.command("query")
+@command
+def query_cmd(
+    name: Optional[str] = typer.Argument(None, help="Named query (see --list)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="key=value, repeatable."),
+    list_: bool = typer.Option(False, "--list", help="List the named queries and their parameters."),
+    fmt: str = FormatOpt,
+    home: Optional[Path] = HomeOpt,
+):
+    """Run one of the everyday questions: latest-ops, op-history, category-shares, biggest-changes, runs."""
+
+    if list_ or not name:
+        for q in queries.QUERIES.values():
+            console.print(
+                f"[bold]{q.name}[/]  {q.description}\n    params: {', '.join(f'{k}={v!r}' if v else k for k, v in q.params.items())}"
+            )
+        return
+    params = {}
+    for p in param:
+        k, sep, v = p.partition("=")
+        if not sep:
+            raise Sme2Error(f"--param {p!r} is not key=value", "e.g. --param variant=tiny_seg-fp32")
+        params[k.strip()] = v.strip()
+    print_frame(queries.run(Warehouse.at(root_of(home)), name, params), fmt, title=name)
+
+
+warehouse_app = typer.Typer(
+    help="Warehouse maintenance: info, rebuild from run folders, retention.", no_args_is_help=True
+)
+
+
+@warehouse_app.command("info")
+@command
+def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+    """Row counts per table, the schema version, and run folders not (yet) in the warehouse."""
+
+    root = root_of(home)
+    wh = Warehouse.at(root)
+    wh.ensure()
+    with wh.read() as conn:
+        counts = {t: scalar(conn, f"SELECT count(*) FROM {t}") for t in TABLES}
+        version = scalar(conn, "SELECT max(version) FROM schema_version")
+    # Left by a run killed between its folder's rename and its insert (or a folder that fails to ingest).
+    missing = [d.name for d in missing_runs(root)]
+    info = {
+        "path": str(wh.path),
+        "schema_version": version,
+        "rows": counts,
+        "runs_not_in_warehouse": len(missing),
+        "run_folders_not_in_warehouse": missing,
+    }
+    if as_json:
+        emit_json(info)
+    else:
+        console.print(f"{wh.path} (schema v{version})")
+        for t, n in counts.items():
+            console.print(f"  {t:16s} {n:>12,}")
+        if missing:
+            console.print(
+                f"[yellow]{len(missing)} run folder(s) under {escape(str(root.runs))} are not in the warehouse[/]: "
+                f"{escape(', '.join(missing[:5]))}{' ...' if len(missing) > 5 else ''}\n"
+                "  -> the next `sme2 profile` ingests them, or run `sme2 warehouse rebuild` now"
+            )
+
+
+@warehouse_app.command("rebuild")
+@command
+def warehouse_rebuild(home: Optional[Path] = HomeOpt):
+    """Ingest every run folder not yet in the warehouse (the files are the source of truth).
+    Bad folders are skipped and listed with the reason at the end (exit status 1)."""
+
+    root = root_of(home)
+    with progress(len(warehouse.rebuild_candidates(root)), False) as (say, advance):
+        result = warehouse.rebuild(root, say, advance)
+    console.print(f"{len(result.added)} run(s) added, {len(result.present)} already present")
+    if result.bad:
+        err.print(f"[bold red]{len(result.bad)} run folder(s) skipped:[/]")
+        for folder, why in result.bad.items():
+            err.print(f"  {escape(folder)}: {escape(why)}")
+        err.print("  [yellow]->[/] fix or delete those folders, then run `sme2 warehouse rebuild` again")
+        raise typer.Exit(1)
+
+
+@warehouse_app.command("prune")
+@command
+def warehouse_prune(
+    days: int = typer.Option(
+        ..., "--older-than-days", min=0, help="Drop raw op_events of runs older than this; aggregates stay."
+    ),
+    home: Optional[Path] = HomeOpt,
+):
+    """Retention: drop per-iteration operator events older than N days, keep every aggregate."""
+
+    n = Warehouse.at(root_of(home)).prune_events(days)
+    console.print(f"pruned {n:,} op_events rows")
