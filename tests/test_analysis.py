@@ -4,7 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
+from kit.analysis import regress
 from kit.stats import categories, robust
 
 
@@ -34,6 +36,48 @@ def test_bootstrap_interval_covers_the_true_median():
 def test_bootstrap_cost_is_capped():
     lo, hi = robust.bootstrap_median_ci(np.arange(100_000, dtype=float))
     assert lo < 50_000 < hi
+
+
+def test_two_sample_bootstrap_is_deterministic_and_capped():
+    rng = np.random.default_rng(1)
+    off, on = rng.lognormal(np.log(10), 0.05, 50_000), rng.lognormal(np.log(4), 0.05, 40)
+    ratio = lambda a, b, axis: np.median(a, axis=axis) / np.median(b, axis=axis)  # noqa: E731
+    first = robust.bootstrap_ci((off, on), ratio, seed=4)
+    assert first == robust.bootstrap_ci((off, on), ratio, seed=4) and first[0] < 2.5 < first[1]
+    assert robust.bootstrap_median_ci([3.0]) == (3.0, 3.0) and np.isnan(robust.bootstrap_median_ci([])).all()
+
+
+def _reference_bh(p):
+    """The textbook step-up procedure, written out: q_(i) = min_{j >= i} p_(j) n / j, capped at 1."""
+    p = np.asarray(p, float)
+    n, order = len(p), np.argsort(p)
+    q = np.minimum.accumulate((p[order] * n / np.arange(1, n + 1))[::-1])[::-1]
+    out = np.empty(n)
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+@pytest.mark.parametrize(
+    "p",
+    [
+        [0.01, 0.04, 0.03, 0.2, 0.9],
+        [0.5],
+        [1.0, 1.0, 0.0],
+        [0.001, 0.001, 0.002, 0.5, 0.049, 0.051, 0.8, 0.3],
+        list(np.random.default_rng(9).uniform(size=40)),
+    ],
+)
+def test_scipy_benjamini_hochberg_equals_the_step_up_procedure(p):
+    assert np.allclose(sps.false_discovery_control(p, method="bh"), _reference_bh(p), rtol=0, atol=1e-12)
+
+
+def test_regression_compare_uses_bh_across_operators():
+    rng = np.random.default_rng(0)
+    base = {k: rng.normal(1.0, 0.01, 40) for k in ("a", "b", "c")}
+    new = {"a": rng.normal(1.2, 0.01, 40), "b": rng.normal(1.0, 0.01, 40), "c": rng.normal(1.0, 0.01, 40)}
+    tests = {t.op_type: t for t in regress.compare(new, base)}
+    assert np.allclose([tests[k].q_value for k in "abc"], _reference_bh([tests[k].p_value for k in "abc"]))
+    assert tests["a"].significant and not tests["b"].significant
 
 
 def test_categories_partition_operator_time_exactly(host_run):
@@ -105,4 +149,10 @@ def test_bad_rules_file_is_a_clear_error(tmp_path):
     bad = tmp_path / "categories.toml"
     bad.write_text('[[rule]]\nmatch = "("\nblog = "X"\n')
     with pytest.raises(Sme2Error, match="bad or missing `match`"):
+        categories.load_rules(bad)
+    bad.write_text('[[rule]]\nmach = "^T"\nblog = "X"\n')
+    with pytest.raises(Sme2Error, match="rule 1 in .*categories.toml: unknown key `mach`"):
+        categories.load_rules(bad)
+    bad.write_text('[[rule]]\nmatch = "^T"\ndelegated = "yes"\n')
+    with pytest.raises(Sme2Error, match="`delegated` = 'yes'"):
         categories.load_rules(bad)

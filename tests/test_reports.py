@@ -192,14 +192,6 @@ def test_emulated_regression_check_compares_kernels_not_time(wh_home, qemu_runs)
     assert f.passed and "never time" in f.message and not f.tests
 
 
-def test_change_points_on_nightly_medians():
-    rng = np.random.default_rng(2)
-    shifted = np.r_[rng.normal(10, 0.2, 15), rng.normal(11, 0.2, 15)]
-    assert regress.change_points(shifted) == [15]
-    false = sum(bool(regress.change_points(rng.normal(10, 0.2, 30), permutations=199, seed=i)) for i in range(60))
-    assert false / 60 <= 0.05
-
-
 # ---- trace export, report, interoperability
 
 

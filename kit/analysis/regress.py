@@ -5,7 +5,6 @@ pooled), two-sided Mann-Whitney U (no normality assumption; iterations treated a
 within a run), with a minimum effect size (relative change of medians, plus an absolute floor
 below the timer's resolution) so that statistically detectable but irrelevant changes are ignored,
 and Benjamini-Hochberg control of the false discovery rate across the operators tested at once.
-Change points in nightly medians are found by binary segmentation with a permutation test.
 
 Emulated targets never compare time: their check compares kernels and operator mix.
 What a user can conclude from a flagged operator: its time distribution moved by at least the
@@ -47,20 +46,6 @@ def mann_whitney(new: np.ndarray, baseline: np.ndarray) -> float:
     return float(sps.mannwhitneyu(new, baseline, alternative="two-sided").pvalue)
 
 
-def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
-    """q-values: the smallest FDR at which each test would be rejected."""
-    p = np.asarray(p, dtype=float)
-    n = len(p)
-    if n == 0:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * n / np.arange(1, n + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty(n)
-    out[order] = np.minimum(q, 1.0)
-    return out
-
-
 def compare(
     new: dict[str, np.ndarray],
     baseline: dict[str, np.ndarray],
@@ -78,8 +63,9 @@ def compare(
         change = ma / mb - 1 if mb > 0 else (0.0 if ma == 0 else float("inf"))
         tests.append(Test("e2e" if key is None else "op", key, mb, ma, change, mann_whitney(a, b)))
     ops = [t for t in tests if t.scope == "op"]
-    for t, q in zip(ops, benjamini_hochberg(np.array([t.p_value for t in ops]))):
-        t.q_value = float(q)
+    if ops:  # Benjamini-Hochberg q-values: the smallest FDR at which each test would be rejected
+        for t, q in zip(ops, sps.false_discovery_control([t.p_value for t in ops], method="bh")):
+            t.q_value = float(q)
     for t in tests:
         q = t.p_value if t.scope == "e2e" else t.q_value
         t.significant = bool(
@@ -88,53 +74,12 @@ def compare(
     return tests
 
 
-def change_points(values, min_size: int = 3, alpha: float = 0.01, permutations: int = 999, seed: int = 0) -> list[int]:
-    """Indices where the level of a series (e.g. nightly medians) shifts: binary segmentation,
-    each split kept only if a permutation test of the mean difference gives p < alpha."""
-    x = np.asarray(values, dtype=float)
-    rng = np.random.default_rng(seed)
-    found: list[int] = []
-
-    def best_split(seg: np.ndarray) -> tuple[int, float]:
-        n = len(seg)
-        c = np.cumsum(seg)
-        k = np.arange(min_size, n - min_size + 1)
-        if len(k) == 0:
-            return -1, 0.0
-        left = c[k - 1] / k
-        right = (c[-1] - c[k - 1]) / (n - k)
-        stat = np.abs(left - right) * np.sqrt(k * (n - k) / n)
-        i = int(np.argmax(stat))
-        return int(k[i]), float(stat[i])
-
-    def recurse(lo: int, hi: int) -> None:
-        seg = x[lo:hi]
-        if len(seg) < 2 * min_size:
-            return
-        k, stat = best_split(seg)
-        if k < 0 or np.std(seg) == 0:
-            return
-        perms = np.array([best_split(rng.permutation(seg))[1] for _ in range(permutations)])
-        p = (1 + np.sum(perms >= stat)) / (permutations + 1)
-        if p < alpha:
-            found.append(lo + k)
-            recurse(lo, lo + k)
-            recurse(lo + k, hi)
-
-    recurse(0, len(x))
-    return sorted(found)
-
-
 @dataclass
 class Finding:
     passed: bool
     message: str
     blocking: bool = False
     tests: list[Test] = field(default_factory=list)
-
-    @property
-    def severity_rank(self) -> int:
-        return 2 if self.blocking else (1 if not self.passed else 0)
 
 
 def _op_samples(wh, run_ids: list[str]) -> dict[str, np.ndarray]:

@@ -9,6 +9,9 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError
 
 from kit.core import names
 from kit.core.errors import NameError_, Sme2Error, TargetError
@@ -39,18 +42,44 @@ PROPERTY_KEYS = (
     "description",
     "sme2",
 )
-KNOWN_KEYS = {
-    "transport",
-    "platform",
-    "recipe",
-    "threads",
-    "affinity",
-    "env",
-    "cooldown_s",
-    "size",
-    "max_iterations",
-    "enabled",
-    *PROPERTY_KEYS,
+
+
+class DeviceEntry(BaseModel):
+    """One `[device.<name>]` table of devices.toml as written (TOML types, no coercion); defaults
+    that depend on the transport are applied by `_device`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    transport: Literal[TRANSPORTS] = "local"
+    platform: Literal[("auto", *PLATFORMS)] = "auto"
+    recipe: Literal[RECIPES] = "wheel"
+    threads: list[PositiveInt] = Field(default_factory=lambda: [1], min_length=1)
+    affinity: str | NonNegativeInt | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    cooldown_s: NonNegativeFloat = 0.0
+    size: str | None = None
+    max_iterations: PositiveInt | None = None
+    enabled: bool = True
+    host: str | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    user: str | None = None
+    key: str | None = None
+    remote_dir: str | None = None
+    serial: str | None = None
+    executorch_repo: str | None = None
+    android_ndk: str | None = None
+    description: str | None = None
+    sme2: bool | None = None
+
+
+KNOWN_KEYS = set(DeviceEntry.model_fields)
+# What a bad value of a key means, and what to write instead.
+_PROBLEMS = {
+    "transport": ("unknown transport {value!r}", f"use one of {', '.join(TRANSPORTS)}"),
+    "platform": ("unknown platform {value!r}", f"use one of auto, {', '.join(PLATFORMS)}"),
+    "recipe": ("unknown recipe {value!r}", f"use one of {', '.join(RECIPES)}"),
+    "threads": ("threads must be a list of positive integers, not {value!r}", "e.g. threads = [1, 4]"),
+    "env": ("env values must be strings", 'e.g. env = { OMP_NUM_THREADS = "1" }'),
 }
 
 
@@ -78,52 +107,48 @@ class Device:
 
 
 def _device(name: str, raw: dict, source: str) -> Device:
-    names.device_name(name)
-    unknown = set(raw) - KNOWN_KEYS
-    if unknown:
-        raise Sme2Error(
-            f"device {name!r} in {source} has unknown keys {sorted(unknown)}",
-            f"known keys: {', '.join(sorted(KNOWN_KEYS))}",
-        )
-    transport = raw.get("transport", "local")
-    if transport not in TRANSPORTS:
-        raise Sme2Error(
-            f"device {name!r} in {source}: unknown transport {transport!r}", f"use one of {', '.join(TRANSPORTS)}"
-        )
-    platform = raw.get("platform", "auto")
-    platform = HOST_PLATFORM if platform == "auto" else platform
-    if platform not in PLATFORMS:
-        raise Sme2Error(
-            f"device {name!r} in {source}: unknown platform {platform!r}", f"use one of {', '.join(PLATFORMS)}"
-        )
-    recipe = raw.get("recipe", "wheel")
-    if recipe not in RECIPES:
-        raise Sme2Error(f"device {name!r} in {source}: unknown recipe {recipe!r}", f"use one of {', '.join(RECIPES)}")
-    threads = raw.get("threads", [1])
-    if not isinstance(threads, list) or not threads or not all(isinstance(t, int) and t >= 1 for t in threads):
-        raise Sme2Error(
-            f"device {name!r} in {source}: threads must be a list of positive integers", "e.g. threads = [1, 4]"
-        )
-    env = raw.get("env", {})
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise Sme2Error(
-            f"device {name!r} in {source}: env values must be strings", 'e.g. env = { OMP_NUM_THREADS = "1" }'
-        )
-    size = names.size_name(raw.get("size", "small" if transport == "qemu" else "full"))
-    props = _checked_props(name, {k: raw[k] for k in PROPERTY_KEYS if k in raw}, source)
+    try:
+        names.device_name(name)
+    except Sme2Error as e:
+        raise type(e)(f"{e.message} in {source}", e.hint) from None
+    try:
+        entry = DeviceEntry.model_validate(raw)
+    except ValidationError as e:
+        raise _problem(name, raw, source, e) from None
+    qemu = entry.transport == "qemu"
     return Device(
         name,
-        transport,
-        platform,
-        recipe,
-        threads,
-        raw.get("affinity"),
-        env,
-        float(raw.get("cooldown_s", 0.0)),
-        size,
-        raw.get("max_iterations", 10 if transport == "qemu" else None),
-        bool(raw.get("enabled", True)),
-        props,
+        entry.transport,
+        HOST_PLATFORM if entry.platform == "auto" else entry.platform,
+        entry.recipe,
+        entry.threads,
+        entry.affinity,
+        entry.env,
+        entry.cooldown_s,
+        names.size_name(entry.size or ("small" if qemu else "full")),
+        entry.max_iterations if "max_iterations" in raw else (10 if qemu else None),
+        entry.enabled,
+        _checked_props(name, {k: getattr(entry, k) for k in PROPERTY_KEYS if k in raw}, source),
+    )
+
+
+def _problem(name: str, raw: dict, source: str, e: ValidationError) -> Sme2Error:
+    """The first thing wrong with a device's table, naming the file, the device and the key."""
+    errors = e.errors()
+    unknown = sorted(str(err["loc"][0]) for err in errors if err["type"] == "extra_forbidden")
+    if unknown:
+        return Sme2Error(
+            f"device {name!r} in {source} has unknown keys {unknown}",
+            f"known keys: {', '.join(sorted(KNOWN_KEYS))}",
+        )
+    err = errors[0]
+    key = str(err["loc"][0])
+    if key in _PROBLEMS:
+        message, hint = _PROBLEMS[key]
+        return Sme2Error(f"device {name!r} in {source}: " + message.format(value=raw.get(key)), hint)
+    return Sme2Error(
+        f"device {name!r} in {source}: {key} = {raw.get(key)!r} is invalid: {err['msg'].lower()}",
+        "see kit/devices/devices.toml for the keys and their types",
     )
 
 

@@ -49,10 +49,3 @@ def save_png(chart: alt.Chart, path: Path, scale: float = 2.0) -> Path:
     import vl_convert as vlc
 
     return atomic.write_bytes(Path(path), vlc.vegalite_to_png(chart.to_json(), scale=scale))
-
-
-def save_html(chart, path: Path) -> Path:
-    """Self-contained HTML: Vega, Vega-Lite and Vega-Embed inlined, so it renders offline."""
-    import vl_convert as vlc
-
-    return atomic.write_text(Path(path), vlc.vegalite_to_html(chart.to_json(), bundle=True))

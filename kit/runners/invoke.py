@@ -238,7 +238,3 @@ def _hint_for(stderr: str, log: Path) -> str:
     if "cannot load method" in s or "invalid program" in s:
         return f"the .pte could not be loaded: re-export it (sme2 export --force); log: {log}"
     return f"see the log: {log}"
-
-
-def clean_partial(out_dir: Path) -> None:
-    shutil.rmtree(out_dir, ignore_errors=True)

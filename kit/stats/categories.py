@@ -10,6 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from kit.core.errors import Sme2Error
 
@@ -26,6 +27,32 @@ class Rule:
     fine: str | None
 
 
+class RuleEntry(BaseModel):
+    """One `[[rule]]` of a categories.toml, as written (TOML types, no coercion)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    match: str
+    delegated: bool | None = None
+    blog: str | None = None
+    fine: str | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v, re.I)
+        except re.error as e:
+            raise ValueError(f"not a regular expression ({e})") from None
+        return v
+
+
+class RulesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    rule: list[dict] = []
+
+
 def load_rules(user_file: Path | None = None) -> tuple[Rule, ...]:
     files = [f for f in (user_file, RULES_FILE) if f is not None and Path(f).exists()]
     return _load(tuple(str(f) for f in files))
@@ -36,22 +63,45 @@ def _load(files: tuple[str, ...]) -> tuple[Rule, ...]:
     rules = []
     for f in files:
         try:
-            data = tomllib.loads(Path(f).read_text())
+            data = RulesFile.model_validate(tomllib.loads(Path(f).read_text()))
         except tomllib.TOMLDecodeError as e:
             raise Sme2Error(
                 f"category rules file {f} is not valid TOML: {e}",
                 "fix the file; see kit/stats/data/categories.toml for the format",
             ) from e
-        for i, r in enumerate(data.get("rule", [])):
+        except ValidationError as e:
+            raise Sme2Error(
+                f"category rules file {f}: {_first_problem(e)[0]}",
+                "the file holds only [[rule]] tables; see kit/stats/data/categories.toml for the format",
+            ) from None
+        for i, raw in enumerate(data.rule):
             try:
-                pattern = re.compile(r["match"], re.I)
-            except (KeyError, re.error) as e:
+                r = RuleEntry.model_validate(raw)
+            except ValidationError as e:
+                problem, key = _first_problem(e)
+                if key == "match":
+                    raise Sme2Error(
+                        f"rule {i + 1} in {f} has a bad or missing `match`: {problem}",
+                        "give each [[rule]] a valid regular expression in `match`",
+                    ) from None
                 raise Sme2Error(
-                    f"rule {i + 1} in {f} has a bad or missing `match`: {e}",
-                    "give each [[rule]] a valid regular expression in `match`",
-                ) from e
-            rules.append(Rule(pattern, r.get("delegated"), r.get("blog"), r.get("fine")))
+                    f"rule {i + 1} in {f}: {problem}",
+                    "a [[rule]] has `match` (a regular expression) and optionally `delegated` (true or false), "
+                    "`blog` and `fine` (category names)",
+                ) from None
+            rules.append(Rule(re.compile(r.match, re.I), r.delegated, r.blog, r.fine))
     return tuple(rules)
+
+
+def _first_problem(e: ValidationError) -> tuple[str, str]:
+    """(what is wrong, which key): unknown keys first, since a misspelt key also looks missing."""
+    err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
+    key = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key `{key}`", key
+    if err["type"] == "missing":
+        return f"`{key}` is missing", key
+    return f"`{key}` = {err['input']!r}: {err['msg'].removeprefix('Value error, ')}", key
 
 
 def categorize(op_type: str, delegated: bool, rules: tuple[Rule, ...]) -> dict[str, str]:

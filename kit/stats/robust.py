@@ -13,23 +13,42 @@ from scipy import stats as sps
 
 MAX_RESAMPLED_VALUES = 4_000_000  # bootstrap cost cap: resamples x sample size
 MAX_RESAMPLES = 2000
+BATCH_VALUES = 1_000_000  # resampled values held in memory at once
+
+
+def bootstrap_ci(samples, statistic, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(*samples, axis=-1)`, each sample resampled on
+    its own (scipy.stats.bootstrap). The one place a bootstrap interval is computed: the resample
+    count is capped by cost (resamples x longest sample <= MAX_RESAMPLED_VALUES, at least 200),
+    memory by batching, and the result is deterministic for a seed. A sample of one value gives
+    the point value at both ends; an empty one gives NaN.
+
+    Assumes iterations are exchangeable (no drift within the run)."""
+    data = tuple(np.asarray(s, dtype=np.float64).ravel() for s in samples)
+    n = max((s.size for s in data), default=0)
+    if n == 0 or min(s.size for s in data) == 0:
+        return float("nan"), float("nan")
+    if min(s.size for s in data) == 1:
+        point = float(statistic(*data, axis=-1))
+        return point, point
+    b = int(max(200, min(MAX_RESAMPLES, MAX_RESAMPLED_VALUES // n)))
+    res = sps.bootstrap(
+        data,
+        statistic,
+        n_resamples=b,
+        batch=max(1, BATCH_VALUES // n),
+        vectorized=True,
+        axis=-1,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def bootstrap_median_ci(x: np.ndarray, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median; vectorized, resample count capped by cost.
-
-    Assumes iterations are exchangeable (no drift within the run)."""
-    x = np.asarray(x, dtype=np.float64)
-    n = x.size
-    if n == 0:
-        return float("nan"), float("nan")
-    if n == 1:
-        return float(x[0]), float(x[0])
-    b = int(max(200, min(MAX_RESAMPLES, MAX_RESAMPLED_VALUES // n)))
-    rng = np.random.default_rng(seed)
-    medians = np.median(x[rng.integers(0, n, size=(b, n))], axis=1)
-    lo, hi = np.quantile(medians, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
+    """Percentile bootstrap interval of the median (see `bootstrap_ci`)."""
+    return bootstrap_ci((x,), np.median, level, seed)
 
 
 def robust_stats(samples, outlier_threshold: float = 1.5) -> dict:

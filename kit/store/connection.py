@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import random
-import time
 from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import tenacity
 
 from kit.core.errors import WarehouseError
 
@@ -43,7 +42,7 @@ def disk_full(path: Path, e: BaseException) -> WarehouseError:
 def connect(
     path: Path, read_only: bool = False, wait_s: float = LOCK_WAIT_S, config: dict | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short-lived connection; waits with bounded, jittered back-off while another process holds
+    """A short-lived connection; waits with bounded, jittered back-off (tenacity) while another process holds
     the file, then raises a WarehouseError naming the file.
 
     `config` (DuckDB settings applied before the first statement) is for locked-down readers such
@@ -55,43 +54,10 @@ def connect(
             f"no warehouse at {path}",
             "profile something first (sme2 profile / sme2 pipeline), or pass the right --home",
         )
-    deadline = time.monotonic() + wait_s
-    delay = 0.02
-    while True:
-        try:
-            conn = duckdb.connect(str(path), read_only=read_only, **({"config": config} if config else {}))
-            break
-        except duckdb.ConnectionException as e:
-            if config:  # this process has the file open with other settings: wait, never widen
-                if time.monotonic() > deadline:
-                    raise WarehouseError(
-                        f"this process already has the warehouse {path} open with other settings"
-                        f" (a read-write or ordinary connection) for more than {wait_s:.0f}s",
-                        "user SQL opens the file only read-only and locked down: run it from its own"
-                        " process (sme2 sql), or close the other connection first",
-                    ) from e
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 1.0)
-                continue
-            if read_only:  # this process already holds a read-write connection: reuse its mode
-                conn = duckdb.connect(str(path))
-                break
-            raise
-        except (duckdb.IOException, duckdb.Error) as e:
-            if is_disk_full(e):
-                raise disk_full(path, e) from e
-            if not _is_lock_error(e):
-                raise WarehouseError(
-                    f"cannot open the warehouse {path}: {e}",
-                    "check the file; if it is corrupt, move it away and rebuild with `sme2 warehouse rebuild`",
-                ) from e
-            if time.monotonic() > deadline:
-                raise WarehouseError(
-                    f"the warehouse {path} is held by another process for more than {wait_s:.0f}s",
-                    "wait for the other sme2/Dagster run to finish, or stop it",
-                ) from e
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
+    try:
+        conn = _open_waiting(path, read_only, wait_s, config)
+    except _Busy as busy:
+        raise busy.error from busy.__cause__
     try:
         yield conn
     finally:
@@ -108,3 +74,54 @@ def scalar(conn, sql: str, params: list | None = None):
 def first_row(conn, sql: str, params: list | None = None):
     rows = conn.execute(sql, params or []).fetchall()
     return rows[0] if rows else None
+
+
+class _Busy(Exception):
+    """The file is held (by another process, or by this one with other settings): try again."""
+
+    def __init__(self, error: WarehouseError):
+        super().__init__(error.message)
+        self.error = error  # what to say when the wait is over
+
+
+def _open_waiting(path: Path, read_only: bool, wait_s: float, config: dict | None) -> duckdb.DuckDBPyConnection:
+    """Open the file, retrying with jittered exponential back-off (tenacity) while it is busy."""
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(_Busy),
+        stop=tenacity.stop_after_delay(wait_s),
+        wait=tenacity.wait_random_exponential(multiplier=0.02, max=1.0),
+        reraise=True,
+    )
+    return retrying(_open_once, path, read_only, wait_s, config)
+
+
+def _open_once(path: Path, read_only: bool, wait_s: float, config: dict | None) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(path), read_only=read_only, **({"config": config} if config else {}))
+    except duckdb.ConnectionException as e:
+        if config:  # this process has the file open with other settings: wait, never widen
+            raise _Busy(
+                WarehouseError(
+                    f"this process already has the warehouse {path} open with other settings"
+                    f" (a read-write or ordinary connection) for more than {wait_s:.0f}s",
+                    "user SQL opens the file only read-only and locked down: run it from its own"
+                    " process (sme2 sql), or close the other connection first",
+                )
+            ) from e
+        if read_only:  # this process already holds a read-write connection: reuse its mode
+            return duckdb.connect(str(path))
+        raise
+    except (duckdb.IOException, duckdb.Error) as e:
+        if is_disk_full(e):
+            raise disk_full(path, e) from e
+        if not _is_lock_error(e):
+            raise WarehouseError(
+                f"cannot open the warehouse {path}: {e}",
+                "check the file; if it is corrupt, move it away and rebuild with `sme2 warehouse rebuild`",
+            ) from e
+        raise _Busy(
+            WarehouseError(
+                f"the warehouse {path} is held by another process for more than {wait_s:.0f}s",
+                "wait for the other sme2/Dagster run to finish, or stop it",
+            )
+        ) from e

@@ -208,10 +208,6 @@ class Trace:
         """Per-iteration Method::execute time (ms)."""
         return self.rows.loc[self.rows.row_kind == "method", "duration_ms"].to_numpy()
 
-    @property
-    def delegate_calls(self) -> pd.DataFrame:
-        return self.rows[self.rows.row_kind == "delegate_call"]
-
 
 def ingest(path: Path, program: ProgramMap | None = None, warmup: int = 0) -> Trace:
     """Parse an ETDump into a Trace. With a program map, every event is checked against the
