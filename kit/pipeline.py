@@ -5,34 +5,26 @@ orchestrated and the command-line paths are one code path."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from kit.core import names
+import pandas as pd
+
+from kit.core import atomic, names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
+from kit.core.settings import Settings
 from kit.devices import inventory
 from kit.devices.transports.local import LocalTransport
 from kit.export import exporter
 from kit.models import registry
 from kit.profile import session
-from kit.profile.runrecord import RunRecord
+from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.runners import recipes
+from kit.stats import categories
 from kit.store import recovery, warehouse
 
-
-@dataclass
-class Settings:
-    """Knobs of an orchestrated run (Dagster resource config; CLI options)."""
-
-    models_dir: str | None = None
-    size: str | None = None  # None: each device's default (full on hardware, small emulated)
-    iterations: int = 20
-    warmup: int = 3
-    threads: list[int] | None = None
-    runner: str = "native"
-    cv_bound_percent: float = 15.0
-    timeout_s: float = 900.0
-    targets: list[str] = field(default_factory=list)  # empty: every target of every enabled device
+__all__ = ["Settings", "PartitionRuns", "profile_partition", "store_runs", "export_partition", "build_partition"]
 
 
 def model_partitions(root: DataRoot, models_dir: str | None = None) -> tuple[list[str], dict[str, str]]:
@@ -92,17 +84,36 @@ def build_partition(root: DataRoot, target_key: str, settings: Settings, progres
     return resolved, recipes.runner_for(resolved, root, settings.runner, progress)
 
 
-def profile_partition(
-    root: DataRoot, variant_key: str, target_key: str, settings: Settings, progress=None
-) -> list[session.ProfileResult]:
-    """Timing + ETDump runs of one variant on one target, for each thread count. Its runs are not
-    written to the warehouse (store_runs does that); run folders an interrupted earlier start left
-    un-ingested are (kit.store.recovery, first)."""
-    v = Variant.parse(variant_key)
-    plan = session.ProfilePlan(
+@dataclass
+class PartitionRuns:
+    """The runs of one variant x target partition, one per thread count, and how they came to be."""
+
+    results: list[session.ProfileResult]
+    pair_session: str | None = None  # the interleaved SME2 on/off session they were measured in
+    paired_with: str | None = None  # the sibling target measured in that session
+    adopted: bool = False  # measured earlier in the sibling's pair session, adopted now
+    sibling_run_dirs: list[Path] = field(default_factory=list)  # measured now, left for the sibling
+
+    @property
+    def note(self) -> str:
+        if self.adopted:
+            return (
+                f"adopted from pair session {self.pair_session}: measured interleaved with {self.paired_with} "
+                "when that partition materialized (not measured again)"
+            )
+        if self.pair_session:
+            return (
+                f"measured interleaved with {self.paired_with} in pair session {self.pair_session}; "
+                f"its {len(self.sibling_run_dirs)} run(s) wait in runs/ for that partition to adopt"
+            )
+        return "measured alone (no sibling SME2 target among the known targets)"
+
+
+def _plan(v: Variant, targets: list[str], settings: Settings, root: DataRoot) -> session.ProfilePlan:
+    return session.ProfilePlan(
         model=v.model,
         dtypes=[v.dtype],
-        targets=[target_key],
+        targets=targets,
         size=settings.size,
         threads=settings.threads,
         iterations=settings.iterations,
@@ -111,17 +122,134 @@ def profile_partition(
         backend=v.backend,
         timeout_s=settings.timeout_s,
         models_dir=settings.models_dir,
+        rules_file=settings.rules_file(root),
     )
-    recovery.recover(root, progress)  # a killed earlier start: reclaim staging, ingest committed runs
-    return session.execute(plan, root, progress)
 
 
-def store_runs(root: DataRoot, run_dirs: list) -> list[str]:
-    """Warehouse rows for each run folder (idempotent); returns the run ids."""
+def _ts(text) -> pd.Timestamp:
+    """A naive UTC timestamp from an ISO string or a warehouse TIMESTAMP."""
+    ts = pd.Timestamp(text)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts
 
+
+def adoptable_runs(root: DataRoot, v: Variant, target_key: str, settings: Settings) -> list[session.ProfileResult]:
+    """Runs of this partition that a pair session measured (interleaved with the sibling target)
+    and nothing stored yet, one per thread count the settings ask for, taken with the current
+    export and runner, newer than both and than the newest stored run of their keys; the newest
+    such session, or [] when there is none."""
+    target = Target.parse(target_key)
+    device = inventory.load_registry(root).get(target.device)
+    if device is None:
+        return []
+    size = settings.size or device.size
+    threads = sorted(settings.threads or device.threads)
+    iterations = min(settings.iterations, device.max_iterations) if device.max_iterations else settings.iterations
+    exp = exporter.find(root, v, size)
+    if exp is None or "exported_at" not in exp.meta:
+        return []
+    binary = recipes.runner_for(inventory.resolve(target_key, root), root, settings.runner)
+    not_before = max(_ts(exp.meta["exported_at"]), _ts(binary.manifest["built_at"]) if binary else pd.Timestamp.min)
+    sessions: dict[str, list[RunRecord]] = {}
+    for folder in root.runs.glob(f"*-{v.key}-{target_key}-{size}-t*"):
+        if not (folder / RUN_FILE).exists():
+            continue
+        rec = RunRecord.load(folder)
+        pair = rec.conditions.get("pair_session")
+        if (
+            pair
+            and rec.variant == v.key
+            and rec.target == target_key
+            and rec.size == size
+            and rec.runner == settings.runner
+            and rec.iterations == iterations
+            and rec.warmup == settings.warmup
+            and rec.pte_sha256 == exp.meta["pte_sha256"]
+            and rec.runner_sha256 == (binary.sha256 if binary else "")
+            and _ts(rec.started_at) >= not_before
+        ):
+            sessions.setdefault(pair, []).append(rec)
+    wh = warehouse.Warehouse.at(root)
+    for _pair, recs in sorted(sessions.items(), key=lambda kv: max(r.started_at for r in kv[1]), reverse=True):
+        if sorted(r.threads for r in recs) != threads:
+            continue
+        if any((root.runs / r.run_id / TAKEN).exists() for r in recs):
+            continue  # a partition took this session's runs already (recovery may have stored them: fine)
+        if wh.path.exists() and any(
+            (newest := wh.query("SELECT max(started_at) AS t FROM runs WHERE run_key = ?", [r.run_key]).t[0])
+            is not None
+            and not pd.isna(newest)
+            and _ts(r.started_at) < _ts(newest)
+            for r in recs
+        ):
+            continue  # something newer of the same key is stored: this session is stale
+        rules = categories.load_rules(settings.rules_file(root))
+        return [session.load_run(root.runs / r.run_id, rules) for r in sorted(recs, key=lambda r: r.threads)]
+    return []
+
+
+TAKEN = "taken_by_partition"  # marker file: a partition materialization used this run folder
+
+
+def _take(results: list[session.ProfileResult], target_key: str) -> None:
+    """Mark run folders as used by their partition, so a pair session is adopted at most once."""
+    for r in results:
+        atomic.write_text(r.run_dir / TAKEN, f"{target_key}\n")
+
+
+def profile_partition(
+    root: DataRoot,
+    variant_key: str,
+    target_key: str,
+    settings: Settings,
+    known_targets: list[str] | None = None,
+    progress=None,
+) -> PartitionRuns:
+    """Timing + ETDump runs of one variant on one target, for each thread count (no warehouse writes).
+
+    SME2 on and off of one device are compared, so they are measured together: when the sibling
+    target (same device, other flag) is among `known_targets`, both are measured in one session,
+    interleaved block by block (on, off, on, off), and each run.json records the pair session.
+    The sibling's runs are left in runs/; when its partition materializes next it adopts them
+    instead of measuring again (if they are still current: see `adoptable_runs`)."""
+    say = progress or (lambda msg: None)
+    recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
+    v = Variant.parse(variant_key)
+    target = Target.parse(target_key)
+    sibling = Target(target.device, not target.sme2).key
+    paired = bool(known_targets) and sibling in known_targets
+    if paired:
+        try:
+            inventory.resolve(sibling, root)
+        except Sme2Error as e:  # e.g. the sibling's device was disabled since: measure this one alone
+            say(f"{target_key}: measuring without {sibling}: {e.message}")
+            paired = False
+    if paired:
+        adopted = adoptable_runs(root, v, target_key, settings)
+        if adopted:
+            conditions = adopted[0].record.conditions
+            result = PartitionRuns(adopted, conditions["pair_session"], sibling, adopted=True)
+            say(f"{target_key}: {result.note}")
+            _take(result.results, target_key)
+            return result
+    targets = [target_key, sibling] if paired else [target_key]
+    results = session.execute(_plan(v, targets, settings, root), root, say)
+    mine = [r for r in results if r.record.target == target_key]
+    _take(mine, target_key)
+    return PartitionRuns(
+        mine,
+        pair_session=mine[0].record.conditions.get("pair_session") if paired and mine else None,
+        paired_with=sibling if paired else None,
+        sibling_run_dirs=[r.run_dir for r in results if r.record.target != target_key],
+    )
+
+
+def store_runs(root: DataRoot, run_dirs: list, settings: Settings | None = None) -> list[str]:
+    """Warehouse rows for each run folder (idempotent), labelled with the settings' category rules;
+    returns the run ids."""
+    rules = categories.load_rules((settings or Settings()).rules_file(root))
     ids = []
     for d in run_dirs:
-        warehouse.ingest_run(root, d)
+        warehouse.ingest_run(root, d, rules)
         ids.append(RunRecord.load(d).run_id)
     return ids
 

@@ -25,13 +25,24 @@ def keys(context) -> tuple[str, str]:
     return k["model"], k["target"]
 
 
-def run_tags(target_key: str) -> dict[str, str]:
-    """Queue tags: one run per device at a time; host and emulated targets share the local CPU."""
+LOCAL_CPU = {"sme2/cpu": "local"}  # work on this machine's CPU: one at a time (dagster.yaml)
+
+
+def run_tags(target_key: str, root=None) -> dict[str, str]:
+    """Queue tags of a measurement: one run per device at a time; host and emulated targets share
+    the local CPU."""
 
     device = Target.parse(target_key).device
     try:
-        reg = inventory.load_registry()
+        reg = inventory.load_registry(root)
         local = reg[device].transport in ("local", "qemu")
     except Exception:  # noqa: BLE001 - an unknown device still gets a device tag
         local = False
     return {"sme2/device": device, "sme2/cpu": "local" if local else device}
+
+
+def local_tags() -> dict[str, str]:
+    """Queue tags of CPU-heavy work on this machine that measures nothing (exports, runner builds,
+    cross-compiles for remote devices included): it must not run beside a host or emulated
+    measurement."""
+    return dict(LOCAL_CPU)

@@ -1,38 +1,50 @@
-"""The one resource every asset uses: where the data root is and how to profile."""
+"""The one resource every asset, sensor and schedule uses: where the data root is and how to profile.
+
+Its fields mirror `kit.core.settings.Settings` one by one (Dagster 1.13 nests only `dg.Config`
+classes in resource config, not plain pydantic models), so every setting is run config:
+
+    resources: {sme2: {config: {iterations: 50, threads: [1, 2], timeout_s: 600,
+                                targets: [host.sme2-off], categories_file: /path/rules.toml}}}
+
+`settings()` builds and validates the kit object; a bad value fails the run with the field and
+its rule before anything is measured."""
 
 from __future__ import annotations
 
 from typing import Optional
 
 import dagster as dg
+from pydantic import Field
 
 from kit.core.home import DataRoot
-from kit.pipeline import Settings
+from kit.core.settings import Settings
+
+_D = {name: f.default for name, f in Settings.model_fields.items() if name != "targets"}
+
+
+def _doc(name: str) -> str:
+    return Settings.model_fields[name].description or ""
 
 
 class Sme2(dg.ConfigurableResource):
-    """Data root ($SME2_HOME, default ./.sme2) and profiling settings."""
+    """Data root and profiling settings (kit.core.settings.Settings, field by field)."""
 
-    home: str = ""
-    models_dir: str = ""
-    size: str = ""  # empty: full on hardware targets, small on emulated ones
-    iterations: int = 20
-    warmup: int = 3
-    threads: Optional[list[int]] = None
-    runner: str = "native"
-    cv_bound_percent: float = 15.0
-    regression_block_ratio: float = 1.5  # a confirmed end-to-end slowdown beyond this blocks
-
-    def root(self) -> DataRoot:
-        return DataRoot.resolve(self.home or None)
+    home: Optional[str] = Field(_D["home"], description=_doc("home"))
+    models_dir: Optional[str] = Field(_D["models_dir"], description=_doc("models_dir"))
+    size: Optional[str] = Field(_D["size"], description=_doc("size"))
+    iterations: int = Field(_D["iterations"], description=_doc("iterations"))
+    warmup: int = Field(_D["warmup"], description=_doc("warmup"))
+    threads: Optional[list[int]] = Field(_D["threads"], description=_doc("threads"))
+    runner: str = Field(_D["runner"], description=_doc("runner"))
+    timeout_s: float = Field(_D["timeout_s"], description=_doc("timeout_s"))
+    targets: list[str] = Field(default_factory=list, description=_doc("targets"))
+    cv_bound_percent: float = Field(_D["cv_bound_percent"], description=_doc("cv_bound_percent"))
+    regression_block_ratio: float = Field(_D["regression_block_ratio"], description=_doc("regression_block_ratio"))
+    categories_file: Optional[str] = Field(_D["categories_file"], description=_doc("categories_file"))
 
     def settings(self) -> Settings:
-        return Settings(
-            models_dir=self.models_dir or None,
-            size=self.size or None,
-            iterations=self.iterations,
-            warmup=self.warmup,
-            threads=self.threads,
-            runner=self.runner,
-            cv_bound_percent=self.cv_bound_percent,
-        )
+        """The validated kit settings (raises kit.core.settings.SettingsError on a bad value)."""
+        return Settings.of(**{name: getattr(self, name) for name in Settings.model_fields})
+
+    def root(self) -> DataRoot:
+        return self.settings().root()

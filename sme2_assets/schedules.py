@@ -1,5 +1,7 @@
 """The nightly schedule: every model variant on every target, one run per partition; the run
-queue (dagster.yaml) serializes runs per device and on the local CPU."""
+queue (dagster.yaml) serializes runs per device and on the local CPU. The SME2 on and off
+partitions of a device are measured together by whichever of the two runs first (the other adopts
+its runs: kit.pipeline.profile_partition)."""
 
 import os
 
@@ -7,6 +9,7 @@ import dagster as dg
 
 from sme2_assets import jobs
 from sme2_assets.partitions import MODEL, TARGET, run_tags
+from sme2_assets.resources import Sme2
 
 NIGHTLY_CRON = os.environ.get("SME2_NIGHTLY_CRON", "0 2 * * *")
 
@@ -18,17 +21,21 @@ NIGHTLY_CRON = os.environ.get("SME2_NIGHTLY_CRON", "0 2 * * *")
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Re-profile every model x target each night (cron from $SME2_NIGHTLY_CRON).",
 )
-def nightly_profile(context: dg.ScheduleEvaluationContext):
+def nightly_profile(context: dg.ScheduleEvaluationContext, sme2: Sme2):
+    settings = sme2.settings()
+    root = settings.root()
     night = context.scheduled_execution_time.strftime("%Y-%m-%d")
     models = context.instance.get_dynamic_partitions(MODEL.name)
-    targets = context.instance.get_dynamic_partitions(TARGET.name)
+    targets = [
+        t for t in context.instance.get_dynamic_partitions(TARGET.name) if not settings.targets or t in settings.targets
+    ]
     if not models or not targets:
         return dg.SkipReason("no model or target partitions yet (the sensors add them)")
     return [
         dg.RunRequest(
             partition_key=dg.MultiPartitionKey({"model": m, "target": t}),
             run_key=f"nightly|{night}|{m}|{t}",
-            tags=run_tags(t),
+            tags=run_tags(t, root),
         )
         for m in models
         for t in targets

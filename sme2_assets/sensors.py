@@ -1,21 +1,24 @@
-"""Sensors: new or changed model packages, and devices added to the registry."""
+"""Sensors: new or changed model packages, devices added to the registry, and the automation
+conditions of the analysis assets. Where the data root and the model packages are comes from the
+`sme2` resource, never from the environment directly."""
 
 import json
 
 import dagster as dg
 
 from kit import pipeline
-from kit.core.home import DataRoot
 from kit.core.names import Variant
 from kit.models import registry
 from sme2_assets import jobs
-from sme2_assets.partitions import MODEL, TARGET, run_tags
+from sme2_assets.assets import report, sme2_comparison
+from sme2_assets.partitions import MODEL, TARGET, local_tags, run_tags
+from sme2_assets.resources import Sme2
 
 
-def _models_dir() -> str | None:
-    import os
-
-    return os.environ.get("SME2_MODELS") or None
+def _targets(context, sme2: Sme2, root) -> list[str]:
+    wanted = sme2.settings().targets
+    known = list(context.instance.get_dynamic_partitions(TARGET.name)) or pipeline.target_partitions(root)
+    return [t for t in known if not wanted or t in wanted]
 
 
 @dg.sensor(
@@ -25,15 +28,15 @@ def _models_dir() -> str | None:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds model partitions and requests profiling runs when a package in models/ is new or changed (by content hash).",
 )
-def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def model_package_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.SensorResult:
     state = json.loads(context.cursor) if context.cursor else {"hashes": {}, "problems": {}}
     hashes, problems = state.get("hashes", {}), {}
-    targets = list(context.instance.get_dynamic_partitions(TARGET.name)) or pipeline.target_partitions(
-        DataRoot.resolve()
-    )
+    settings = sme2.settings()
+    root = settings.root()
+    targets = _targets(context, sme2, root)
     known = set(context.instance.get_dynamic_partitions(MODEL.name))
     new_keys, requests = [], []
-    for pkg in registry.discover(_models_dir()):
+    for pkg in registry.discover(settings.models_dir):
         if not pkg.ok:
             problems[pkg.name] = pkg.error  # reported, never stops the others
             context.log.warning(f"model package {pkg.name} is broken: {pkg.error}")
@@ -45,7 +48,10 @@ def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
         for k in keys:
             requests.append(
                 dg.RunRequest(
-                    job_name=jobs.prepare_models.name, partition_key=k, run_key=f"prepare|{k}|{pkg.content_hash[:12]}"
+                    job_name=jobs.prepare_models.name,
+                    partition_key=k,
+                    run_key=f"prepare|{k}|{pkg.content_hash[:12]}",
+                    tags=local_tags(),  # an export is CPU-heavy: never beside a local measurement
                 )
             )
             for t in targets:
@@ -54,7 +60,7 @@ def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
                         job_name=jobs.profile.name,
                         partition_key=dg.MultiPartitionKey({"model": k, "target": t}),
                         run_key=f"profile|{k}|{t}|{pkg.content_hash[:12]}",
-                        tags=run_tags(t),
+                        tags=run_tags(t, root),
                     )
                 )
         hashes[pkg.name] = pkg.content_hash
@@ -72,16 +78,32 @@ def model_package_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds target partitions for the devices in the registry and builds their runners.",
 )
-def device_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def device_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.SensorResult:
+    settings = sme2.settings()
     known = set(context.instance.get_dynamic_partitions(TARGET.name))
-    new = [t for t in pipeline.target_partitions(DataRoot.resolve()) if t not in known]
+    new = [
+        t
+        for t in pipeline.target_partitions(settings.root())
+        if t not in known and (not settings.targets or t in settings.targets)
+    ]
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(job_name=jobs.build_runners.name, partition_key=t, run_key=f"runner|{t}", tags=run_tags(t))
+            # A build compiles here, whatever the target: it holds the local CPU, not the device.
+            dg.RunRequest(job_name=jobs.build_runners.name, partition_key=t, run_key=f"runner|{t}", tags=local_tags())
             for t in new
         ],
         dynamic_partitions_requests=[TARGET.build_add_request(new)] if new else [],
     )
 
 
-ALL = [model_package_sensor, device_sensor]
+automation = dg.AutomationConditionSensorDefinition(
+    "analysis_automation",
+    target=dg.AssetSelection.assets(sme2_comparison, report),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    run_tags=local_tags(),  # charts and reports are local CPU work too
+    emit_backfills=False,  # plain runs, so the queue's tag limits apply to each
+    description="Evaluates the eager automation conditions of sme2_comparison and report: a variant's analysis is requested once its profiling views are updated and none is missing or in progress.",
+)
+
+ALL = [model_package_sensor, device_sensor, automation]

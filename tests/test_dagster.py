@@ -18,6 +18,7 @@ import pytest
 from kit.store.warehouse import Warehouse
 from sme2_assets.definitions import defs
 from sme2_assets.partitions import MODEL, TARGET
+from sme2_assets.resources import Sme2
 
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = ["host.sme2-off", "armv9-qemu.sme2-on"]
@@ -94,9 +95,8 @@ def test_graph_materializes_and_fills_the_warehouse(materialized, instance, home
     ):
         assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is not None, asset
     mat = instance.get_latest_materialization_event(dg.AssetKey("category_breakdown")).asset_materialization
-    assert "Convolution" in mat.metadata["categories"].value and mat.metadata["chart"].value.startswith(
-        "![categories](data:image/png;base64,"
-    )
+    shown = {r.data["category"] for r in mat.metadata["categories"].records}
+    assert "Convolution" in shown and mat.metadata["chart"].value.startswith("![categories](data:image/png;base64,")
     evaluations = _check_evaluations(instance)
     for name in ("program_valid", "etdump_valid", "categories_partition", "sme2_kernels"):
         results = [e.passed for e in evaluations if e.check_name == name]
@@ -136,16 +136,16 @@ def _package(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def test_model_package_sensor(tmp_path, monkeypatch, home):
+def test_model_package_sensor(tmp_path, home):
     models = tmp_path / "models"
     _package(REPO / "models" / "tiny_seg", models / "tiny_seg")
     (models / "broken").mkdir()
     (models / "broken" / "model.py").write_text("raise RuntimeError('boom')\n")
-    monkeypatch.setenv("SME2_MODELS", str(models))
+    resources = {"sme2": Sme2(models_dir=str(models))}  # the sensor reads the resource, not $SME2_MODELS
     sensor = defs.resolve_sensor_def("model_packages")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off", "armv9-qemu.sme2-on"])
-        ctx = dg.build_sensor_context(instance=instance)
+        ctx = dg.build_sensor_context(instance=instance, resources=resources)
         result = sensor(ctx)
         keys = result.dynamic_partitions_requests[0].partition_keys
         assert set(keys) == {"tiny_seg-fp32", "tiny_seg-fp16", "tiny_seg-int8", "tiny_seg-int8-dynamic"}
@@ -155,18 +155,18 @@ def test_model_package_sensor(tmp_path, monkeypatch, home):
         cursor = json.loads(result.cursor)
         assert "boom" in cursor["problems"]["broken"] and "tiny_seg" in cursor["hashes"]
         # An unchanged package never triggers again.
-        again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+        again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources))
         assert again.run_requests == [] and again.dynamic_partitions_requests == []
         # A changed one does.
         (models / "tiny_seg" / "NOTES.md").write_text("changed")
-        changed = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor))
+        changed = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources))
         assert len([r for r in changed.run_requests if r.job_name == "profile"]) == 8
 
 
 def test_device_sensor_adds_targets(home):
     sensor = defs.resolve_sensor_def("devices")
     with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance))
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"sme2": Sme2()}))
         added = set(result.dynamic_partitions_requests[0].partition_keys)
         assert {"host.sme2-off", "armv9-qemu.sme2-on", "armv9-qemu.sme2-off"} <= added
         assert "host.sme2-on" not in added  # this x86 host has no SME2
@@ -182,6 +182,7 @@ def test_nightly_schedule_requests_every_partition(home):
             instance=instance,
             scheduled_execution_time=datetime.datetime(2026, 11, 30, 2, 0),
             repository_def=defs.get_repository_def(),
+            resources={"sme2": Sme2()},
         )
         requests = list(schedule.evaluate_tick(ctx).run_requests)
         assert len(requests) == 4
@@ -197,7 +198,7 @@ def _free_port():
 def test_webserver_lists_assets_and_partitions(tmp_path, home):
     dh = tmp_path / "dagster_home"
     dh.mkdir()
-    shutil.copy(REPO / "configs" / "dagster.yaml", dh / "dagster.yaml")
+    shutil.copy(REPO / "sme2_assets" / "dagster.yaml", dh / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(dh), "SME2_HOME": str(home.path)}
     subprocess.run(
         [

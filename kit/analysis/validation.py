@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from kit.core.atomic import sha256_file
@@ -64,27 +63,68 @@ def etdump(trace_rows: pd.DataFrame, delegate_partitions: int) -> Gate:
     )
 
 
-def stats(op_stats: pd.DataFrame, e2e: dict, iterations: int, cv_bound: float) -> Gate:
-    """Every operator has a statistic over every iteration, and end-to-end CV is under the bound."""
-    complete = bool(len(op_stats) and (op_stats["count"] == iterations).all() and op_stats["median_ms"].notna().all())
-    cv = float(e2e.get("cv_percent", float("nan")))
+def stats(op_stats: pd.DataFrame, e2e_cv_percent: float, iterations: int, cv_bound: float) -> Gate:
+    """Every operator has a statistic over every iteration, and end-to-end CV is under the bound.
+    `op_stats`: one run's operator rows (op_type, count, median_ms), as stored in the warehouse."""
+    short = op_stats[(op_stats["count"] != iterations) | op_stats["median_ms"].isna()] if len(op_stats) else op_stats
+    complete = bool(len(op_stats) and short.empty)
+    cv = float("nan") if e2e_cv_percent is None else float(e2e_cv_percent)
     ok = complete and cv <= cv_bound
-    msg = f"{len(op_stats)} operators, e2e CV {cv:.1f}% (bound {cv_bound}%)" + (
-        "" if complete else "; incomplete operator statistics"
+    msg = f"{len(op_stats)} operators over {iterations} iterations, e2e CV {cv:.1f}% (bound {cv_bound}%)" + (
+        ""
+        if complete
+        else "; no operator statistics"
+        if op_stats.empty
+        else f"; incomplete operator statistics: {sorted(short.op_type)[:4]}"
     )
-    return Gate(ok, msg, {"operators": len(op_stats), "e2e_cv_percent": cv, "cv_bound": cv_bound})
-
-
-def categories(per_iteration: pd.DataFrame) -> Gate:
-    """Each scheme's category totals add up to the operator total, iteration by iteration."""
-    worst = 0.0
-    for scheme in ("blog", "fine"):
-        cols = [c for c in per_iteration.columns if c.startswith(f"{scheme}:")]
-        worst = max(worst, float(np.max(np.abs(per_iteration[cols].sum(axis=1) - per_iteration["operators_ms"]))))
     return Gate(
-        worst <= 1e-6,
-        f"largest gap between category sum and operator total: {worst:.2e} ms",
-        {"max_gap_ms": worst},
+        ok,
+        msg,
+        {
+            "operators": len(op_stats),
+            "incomplete": int(len(short)),
+            "iterations": iterations,
+            "e2e_cv_percent": cv,
+            "cv_bound": cv_bound,
+        },
+    )
+
+
+def categories(sums: pd.DataFrame, totals: pd.DataFrame, shown: pd.DataFrame | None = None) -> Gate:
+    """In each scheme, the category sums add up to the operator total in every iteration, and the
+    breakdown shown (category totals) is the median of those very sums.
+
+    One run's rows: `sums` (scheme, category, iteration, ms) and `totals` (iteration, operators_ms)
+    from its operator events; `shown` (scheme, category, median_ms) its category totals."""
+    iterations = totals.set_index("iteration")["operators_ms"]
+    worst, mismatched, checked = 0.0, [], {}
+    for scheme in ("blog", "fine"):
+        part = sums[sums.scheme == scheme]
+        wide = part.pivot_table(index="iteration", columns="category", values="ms", aggfunc="sum", fill_value=0.0)
+        wide = wide.reindex(iterations.index, fill_value=0.0)
+        gap = (wide.sum(axis=1) - iterations).abs()
+        worst = max(worst, float(gap.max()) if len(gap) else float("inf"))
+        medians = wide.median(axis=0)
+        checked[scheme] = {str(c): float(m) for c, m in medians.items()}
+        if shown is not None:
+            table = shown[shown.scheme == scheme].set_index("category")["median_ms"]
+            if set(table.index) != set(medians.index):
+                mismatched.append(f"{scheme}: shown {sorted(table.index)} vs events {sorted(medians.index)}")
+            else:
+                off = (table - medians.reindex(table.index)).abs() > 1e-9 * (1 + table.abs())
+                mismatched += [f"{scheme}:{c}" for c in table.index[off]]
+    ok = bool(len(iterations)) and worst <= 1e-6 and not mismatched
+    msg = (
+        f"{len(iterations)} iterations; largest gap between category sum and operator total: {worst:.2e} ms"
+        if len(iterations)
+        else "no operator events"
+    )
+    if shown is not None:
+        msg += "; shown totals match the events" if not mismatched else f"; shown totals differ: {mismatched[:4]}"
+    return Gate(
+        ok,
+        msg,
+        {"max_gap_ms": worst, "iterations": len(iterations), "category_medians_ms": checked, "mismatched": mismatched},
         blocking=True,
     )
 

@@ -6,6 +6,7 @@ device has its own lock."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import time
 from dataclasses import dataclass
@@ -44,8 +45,12 @@ def run_session(
     binary=None,
     timeout_s: float = 900.0,
     progress=None,
+    rules_file: Path | None = None,
+    conditions: dict | None = None,
 ) -> ProfileResult:
-    """Timing run + ETDump run of one export on one resolved target; returns the written run."""
+    """Timing run + ETDump run of one export on one resolved target; returns the written run.
+    `rules_file`: operator category rules (default: the data root's categories.toml when present);
+    `conditions`: extra entries for run.json's conditions (e.g. the pair session)."""
     say = progress or (lambda msg: None)
     target = resolved.target
     meta = exp.meta
@@ -81,6 +86,7 @@ def run_session(
             "threads": threads,
             "affinity": resolved.affinity_for(threads),
             "sme2_flag": target.sme2,
+            **(conditions or {}),
         }
         cpus = record.conditions["affinity"]
         request = dict(
@@ -121,7 +127,8 @@ def run_session(
             shutil.copy2(exp.folder / name, stage / name)
         say(f"{target.key}: ingesting the ETDump")
         tr = etdump.ingest(traced.etdump, exp.program_map, warmup=warmup)
-        result = analysis_mod.analyze(tr, timing.result["latencies_ms"], categories.load_rules(root.user_categories))
+        rules = categories.load_rules(rules_file or root.user_categories)
+        result = analysis_mod.analyze(tr, timing.result["latencies_ms"], rules)
         analysis_mod.write(result, stage, record.stem, name=f"{exp.variant.key} on {target.key}, {threads} thread(s)")
         t = timing.result
         record.results = {
@@ -169,6 +176,17 @@ class ProfilePlan:
     checkpoint: str | None = None
     timeout_s: float = 900.0
     models_dir: str | None = None
+    rules_file: Path | None = None  # None: the data root's categories.toml when present
+
+
+def pair_sessions(resolved: list) -> dict[str, str]:
+    """{device: pair session id} for each device whose SME2 on and off targets are both in a plan:
+    their runs are measured interleaved and record the id (conditions.pair_session)."""
+    by_device: dict[str, set[bool]] = {}
+    for r in resolved:
+        by_device.setdefault(r.device.name, set()).add(r.target.sme2)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return {d: f"{stamp}-{d}-{secrets.token_hex(3)}" for d, flags in by_device.items() if flags == {True, False}}
 
     def __post_init__(self):
         # Refused before any export or build starts, not at the first run.
@@ -182,7 +200,8 @@ class ProfilePlan:
 
 def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) -> list[ProfileResult]:
     """Run a plan. Emulated targets cap iterations at the device's maximum. SME2 on/off pairs of
-    one device are interleaved in blocks (on, off, on, off) so drift hits both alike.
+    one device are interleaved in blocks (on, off, on, off) so drift hits both alike; their runs share
+    a pair session id (conditions.pair_session) and record their block (conditions.pair_block).
 
     `on_result(result)` is called as each run folder is committed (the caller stores it: this stage
     sits below the warehouse)."""
@@ -193,8 +212,10 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
     results: list[ProfileResult] = []
     for dtype in plan.dtypes:
         pkg.spec.check_dtype(dtype)
-    for block in inventory.interleave(resolved, plan.threads):
+    pairs = pair_sessions(resolved)
+    for i, block in enumerate(inventory.interleave(resolved, plan.threads)):
         r, threads = block
+        paired = {"pair_session": pairs[r.device.name], "pair_block": i} if r.device.name in pairs else {}
         size = plan.size or r.device.size
         iterations = min(plan.iterations, r.device.max_iterations) if r.device.max_iterations else plan.iterations
         binary = recipes.runner_for(r, root, plan.runner, say)
@@ -203,7 +224,18 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
                 pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say
             )
             result = run_session(
-                root, exp, r, threads, iterations, plan.warmup, plan.runner, binary, plan.timeout_s, say
+                root,
+                exp,
+                r,
+                threads,
+                iterations,
+                plan.warmup,
+                plan.runner,
+                binary,
+                plan.timeout_s,
+                say,
+                rules_file=plan.rules_file,
+                conditions=paired,
             )
             if on_result is not None:
                 on_result(result)

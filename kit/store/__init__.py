@@ -1,2 +1,2 @@
 """Stage 8, the DuckDB warehouse: schema and migrations, connections, ingestion of run folders,
-the user-SQL guard and the named queries. SQL lives here."""
+the user-SQL guard, the named queries and the per-run views the assets show. SQL lives here."""

@@ -1,12 +1,14 @@
 """Model-partitioned assets: the package's source (by content hash) and the exported program."""
 
 import dagster as dg
+import pandas as pd
 
 from kit.analysis import validation
 from kit.core.names import Variant
 from kit.models import registry
 from kit.pipeline import export_partition
 from sme2_assets import checks
+from sme2_assets.metadata import number, numbers, table
 from sme2_assets.partitions import MODEL
 from sme2_assets.resources import Sme2
 
@@ -41,22 +43,39 @@ def model_source(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.Materializ
     check_specs=[checks.PROGRAM_VALID],
 )
 def exported_program(context: dg.AssetExecutionContext, sme2: Sme2):
-    exports = export_partition(sme2.root(), context.partition_key, sme2.settings(), progress=context.log.info)
+    settings = sme2.settings()
+    exports = export_partition(settings.root(), context.partition_key, settings, progress=context.log.info)
     gates = {size: validation.program(e) for size, e in exports.items()}
-    table = (
-        "| size | pte | MB | partitions | delegated ops | portable ops | max rel err | export s |\n|---|---|---|---|---|---|---|---|\n"
-        + "\n".join(
-            f"| {s} | {e.pte.name} | {e.meta['pte_bytes'] / 1e6:.2f} | {e.meta['delegate_partitions']} | {e.meta['delegated_ops']} | {', '.join(e.meta['non_delegated_op_names'])} | {e.meta['numerical_check']['max_rel_error']:.2e} | {e.meta['export_seconds']} |"
+    rows = pd.DataFrame(
+        [
+            {
+                "size": s,
+                "pte": e.pte.name,
+                "pte_mb": e.meta["pte_bytes"] / 1e6,
+                "partitions": e.meta["delegate_partitions"],
+                "delegated_ops": e.meta["delegated_ops"],
+                "portable_ops": ", ".join(e.meta["non_delegated_op_names"]),
+                "max_rel_error": e.meta["numerical_check"]["max_rel_error"],
+                "export_s": e.meta["export_seconds"],
+            }
             for s, e in exports.items()
-        )
+        ]
     )
     first = next(iter(exports.values()))
+    per_size = {}
+    for r in rows.itertuples():
+        per_size |= {
+            f"pte_mb_{r.size}": number(r.pte_mb),
+            f"max_rel_error_{r.size}": number(r.max_rel_error),
+            f"export_seconds_{r.size}": number(r.export_s),
+        }
     yield dg.MaterializeResult(
         metadata={
-            "exports": dg.MetadataValue.md(table),
+            "exports": table(rows, digits=None),
             "folders": dg.MetadataValue.json({s: str(e.folder) for s, e in exports.items()}),
             "pte_sha256": dg.MetadataValue.json({s: e.meta["pte_sha256"] for s, e in exports.items()}),
             "delegate_partitions": first.meta["delegate_partitions"],
+            **numbers(per_size),
         },
         check_results=[checks.result(checks.PROGRAM_VALID, gates.values())],
     )

@@ -1,29 +1,37 @@
 """Model x target assets: the device trace (timing + ETDump runs), its warehouse rows, and the
-per-run views (robust statistics, category breakdown, kernel view). Each reads the run folders or
-the warehouse through kit; none holds analysis logic."""
+per-run views (robust statistics, category breakdown, kernel view). The trace comes from
+kit.pipeline; the views and their checks read the same warehouse rows (kit.store.views), labelled
+with the category rules the runs were stored with; none re-parses an ETDump or holds analysis logic."""
 
 import base64
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from kit.analysis import regress, validation
-from kit.core.names import Variant
 from kit.export import exporter
 from kit.pipeline import profile_partition, store_runs
-from kit.profile import session
 from kit.report import charts
+from kit.store import views
 from kit.store.warehouse import Warehouse
 from sme2_assets import checks
 from sme2_assets.assets.models import exported_program
 from sme2_assets.assets.runners import runner_binary
-from sme2_assets.partitions import MODEL_TARGET, ON_MODEL, ON_TARGET, keys
+from sme2_assets.metadata import number, numbers, slug, table
+from sme2_assets.partitions import MODEL_TARGET, ON_MODEL, ON_TARGET, TARGET, keys
 from sme2_assets.resources import Sme2
 
 
-def _md(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    return df.to_markdown(index=False, floatfmt=floatfmt) if not df.empty else "_no rows_"
+def _per_run(runs: pd.DataFrame, values) -> dict:
+    """Numeric metadata per run: `<name>_t<threads>` for each, and `<name>` for the lowest thread
+    count (stable keys, so the Plots tab draws each across materializations)."""
+    out = {}
+    for i, r in enumerate(runs.sort_values("threads").itertuples()):
+        for name, value in values(r).items():
+            out[f"{name}_t{r.threads}"] = number(value)
+            if i == 0:
+                out[name] = number(value)
+    return numbers(out)
 
 
 @dg.asset(
@@ -38,22 +46,31 @@ def _md(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
 )
 def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
     variant, target = keys(context)
-    results = profile_partition(sme2.root(), variant, target, sme2.settings(), progress=context.log.info)
-    root = sme2.root()
-    gates = [
-        validation.etdump(
-            r.trace.rows, exporter.find(root, Variant.parse(variant), r.record.size).meta["delegate_partitions"]
-        )
-        for r in results
-    ]
+    settings = sme2.settings()
+    root = settings.root()
+    part = profile_partition(
+        root,
+        variant,
+        target,
+        settings,
+        known_targets=list(context.instance.get_dynamic_partitions(TARGET.name)),
+        progress=context.log.info,
+    )
+    results = part.results
+    gates = [validation.etdump(r.trace.rows, exporter.load(r.run_dir).meta["delegate_partitions"]) for r in results]
     rows = pd.DataFrame(
         [
             {
                 "run_id": r.record.run_id,
                 "threads": r.record.threads,
                 "size": r.record.size,
-                "e2e median ms": r.analysis.e2e["median_ms"],
+                "e2e_median_ms": r.analysis.e2e["median_ms"],
+                "e2e_cv_percent": r.analysis.e2e["cv_percent"],
                 "emulated": r.record.emulated,
+                "measurement_window": " - ".join(
+                    pd.Timestamp(t, unit="s").strftime("%H:%M:%S.%f")[:-3]
+                    for t in r.record.conditions.get("measurement_window", [])
+                ),
             }
             for r in results
         ]
@@ -61,9 +78,13 @@ def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
     yield dg.Output(
         {"run_dirs": [str(r.run_dir) for r in results]},
         metadata={
-            "runs": dg.MetadataValue.md(_md(rows)),
+            "runs": table(rows),
             "run_dirs": dg.MetadataValue.json([str(r.run_dir) for r in results]),
             "emulated": results[0].record.emulated if results else False,
+            "measurement": part.note,
+            "adopted": part.adopted,
+            "pair_session": part.pair_session or "",
+            **(_per_run(rows, lambda r: {"e2e_median_ms": r.e2e_median_ms}) if len(rows) else {}),
         },
     )
     yield checks.result(checks.ETDUMP_VALID, gates)
@@ -76,19 +97,18 @@ def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
     check_specs=[checks.NO_REGRESSION],
 )
 def warehouse_rows(context: dg.AssetExecutionContext, sme2: Sme2, device_trace: dict):
-    root = sme2.root()
-    ids = store_runs(root, device_trace["run_dirs"])
+    settings = sme2.settings()
+    root = settings.root()
+    ids = store_runs(root, device_trace["run_dirs"], settings)
     wh = Warehouse.at(root)
-    counts = wh.query(
-        "SELECT run_id, n_samples, n_op_events, n_op_stats FROM runs WHERE list_contains(?, run_id)", [ids]
-    )
-    findings = [regress.check_run(wh, run_id, block_ratio=sme2.regression_block_ratio) for run_id in ids]
+    runs = views.runs(wh, ids)
+    findings = [regress.check_run(wh, run_id, block_ratio=settings.regression_block_ratio) for run_id in ids]
     yield dg.Output(
         {"run_ids": ids},
         metadata={
             "runs": len(ids),
-            "latency_samples": int(counts.n_samples.sum()),
-            "op_events": int(counts.n_op_events.sum()),
+            "latency_samples": int(runs.n_samples.sum()),
+            "op_events": int(runs.n_op_events.sum()),
             "warehouse": dg.MetadataValue.path(str(wh.path)),
         },
     )
@@ -98,15 +118,6 @@ def warehouse_rows(context: dg.AssetExecutionContext, sme2: Sme2, device_trace: 
     )
 
 
-def _load(run_ids: list[str], root):
-    wh = Warehouse.at(root)
-    runs = wh.query(
-        "SELECT run_id, run_dir, target, threads, sme2, dtype, emulated, iterations FROM runs WHERE list_contains(?, run_id) ORDER BY threads",
-        [run_ids],
-    )
-    return wh, runs
-
-
 @dg.asset(
     partitions_def=MODEL_TARGET,
     group_name="profiling",
@@ -114,30 +125,39 @@ def _load(run_ids: list[str], root):
     check_specs=[checks.STATS_COMPLETE],
 )
 def robust_stats(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_rows: dict):
-    wh, runs = _load(warehouse_rows["run_ids"], sme2.root())
-    top = wh.query(
-        "SELECT r.threads, s.op_type, s.category, s.instances, s.median_ms, s.p10_ms, s.p90_ms, s.cv_percent, s.kernel_hint FROM op_stats s JOIN runs r USING (run_id) WHERE list_contains(?, run_id) ORDER BY r.threads, s.median_ms DESC",
-        [warehouse_rows["run_ids"]],
-    )
-    gates, files = [], []
-    for r in runs.itertuples():
-        loaded = session.load_run(Path(r.run_dir))
-        gates.append(
-            validation.stats(
-                loaded.analysis.op_stats, loaded.analysis.e2e, loaded.record.iterations, sme2.cv_bound_percent
-            )
-        )
-        files += [str(p) for p in Path(r.run_dir).glob("*_robust_stats.json")]
-    e2e = wh.query(
-        "SELECT threads, e2e_median_ms, e2e_p10_ms, e2e_p90_ms, e2e_cv_percent, e2e_ci_low_ms, e2e_ci_high_ms FROM runs WHERE list_contains(?, run_id)",
-        [warehouse_rows["run_ids"]],
-    )
+    settings = sme2.settings()
+    wh = Warehouse.at(settings.root())
+    ids = warehouse_rows["run_ids"]
+    runs, ops = views.runs(wh, ids), views.op_stats(wh, ids)
+    gates = [
+        validation.stats(ops[ops.run_id == r.run_id], r.e2e_cv_percent, int(r.iterations), settings.cv_bound_percent)
+        for r in runs.itertuples()
+    ]
+    files = list(views.artifacts(wh, ids, "robust_stats").path)
+    e2e = runs[
+        ["threads", "e2e_median_ms", "e2e_p10_ms", "e2e_p90_ms", "e2e_cv_percent", "e2e_ci_low_ms", "e2e_ci_high_ms"]
+    ]
+    top = ops[
+        ["threads", "op_type", "category", "instances", "median_ms", "p10_ms", "p90_ms", "cv_percent", "kernel_hint"]
+    ]
     yield dg.Output(
         warehouse_rows,
         metadata={
-            "end_to_end": dg.MetadataValue.md(_md(e2e)),
-            "top_operators": dg.MetadataValue.md(_md(top.groupby("threads").head(10))),
+            "end_to_end": table(e2e),
+            "top_operators": table(top.groupby("threads").head(10)),
             "robust_stats_json": dg.MetadataValue.json(files),
+            "operators": int(ops.op_type.nunique()),
+            **_per_run(
+                runs,
+                lambda r: {
+                    "e2e_median_ms": r.e2e_median_ms,
+                    "e2e_p10_ms": r.e2e_p10_ms,
+                    "e2e_p90_ms": r.e2e_p90_ms,
+                    "e2e_cv_percent": r.e2e_cv_percent,
+                    "execute_median_ms": r.execute_median_ms,
+                    "coverage": r.coverage,
+                },
+            ),
         },
     )
     yield checks.result(checks.STATS_COMPLETE, gates, dg.AssetCheckSeverity.WARN)
@@ -151,25 +171,38 @@ def robust_stats(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_rows: 
 )
 def category_breakdown(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_rows: dict):
     root = sme2.root()
-    wh, runs = _load(warehouse_rows["run_ids"], root)
-    cats = wh.query(
-        "SELECT r.threads, c.category, c.median_ms, c.share_of_execute, c.ops FROM category_stats c JOIN runs r USING (run_id) WHERE c.scheme = 'blog' AND list_contains(?, run_id) ORDER BY r.threads",
-        [warehouse_rows["run_ids"]],
-    )
-    gates = [validation.categories(session.load_run(Path(r.run_dir)).analysis.per_iteration) for r in runs.itertuples()]
+    wh = Warehouse.at(root)
+    ids = warehouse_rows["run_ids"]
+    runs, cats = views.runs(wh, ids), views.category_stats(wh, ids)
+    sums, totals = views.iteration_category_sums(wh, ids), views.iteration_operator_totals(wh, ids)
+    gates = [
+        validation.categories(sums[sums.run_id == rid], totals[totals.run_id == rid], cats[cats.run_id == rid])
+        for rid in runs.run_id
+    ]
+    blog = cats[cats.scheme == "blog"]
     variant, target = keys(context)
     png = root.reports / variant / f"{target}-categories.png"
-    chart_df = cats.assign(label=[f"{target} t{t}" for t in cats.threads])
+    chart_df = blog.assign(label=[f"{target} t{t}" for t in blog.threads])
     charts.save_png(
         charts.category_bars(chart_df, f"{variant} on {target}" + (" (emulated)" if runs.emulated.any() else "")), png
     )
     image = base64.b64encode(png.read_bytes()).decode()
+    shown = ["threads", "category", "median_ms", "share_of_execute", "ops"]
+
+    def per_category(r) -> dict:
+        mine = blog[blog.run_id == r.run_id]
+        return {f"share_{slug(c.category)}": c.share_of_execute for c in mine.itertuples()} | {
+            f"{slug(c.category)}_ms": c.median_ms for c in mine.itertuples()
+        }
+
     yield dg.Output(
         warehouse_rows,
         metadata={
-            "categories": dg.MetadataValue.md(_md(cats)),
+            "categories": table(blog[shown]),
+            "fine_categories": table(cats[cats.scheme == "fine"][shown]),
             "chart": dg.MetadataValue.md(f"![categories](data:image/png;base64,{image})"),
             "chart_png": dg.MetadataValue.path(str(png)),
+            **_per_run(runs, per_category),
         },
     )
     yield checks.result(checks.CATEGORIES_PARTITION, gates)
@@ -182,20 +215,26 @@ def category_breakdown(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_
     check_specs=[checks.SME2_KERNELS],
 )
 def kernel_view(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_rows: dict):
-    wh, runs = _load(warehouse_rows["run_ids"], sme2.root())
-    table = wh.query(
-        "SELECT r.threads, k.op_type, k.kernel_family, k.dtype_tags, s.median_ms FROM kernels k JOIN op_stats s USING (run_id, op_type) JOIN runs r USING (run_id) WHERE list_contains(?, run_id) ORDER BY r.threads, s.median_ms DESC",
-        [warehouse_rows["run_ids"]],
-    )
-    gates = []
-    for r in runs.itertuples():
-        stats_ = wh.query("SELECT op_type FROM op_stats WHERE run_id = ?", [r.run_id])
-        gates.append(validation.sme2_kernels(stats_, bool(r.sme2), r.dtype))
+    wh = Warehouse.at(sme2.root())
+    ids = warehouse_rows["run_ids"]
+    runs, ops, kern = views.runs(wh, ids), views.op_stats(wh, ids), views.kernels(wh, ids)
+    gates = [validation.sme2_kernels(ops[ops.run_id == r.run_id], bool(r.sme2), r.dtype) for r in runs.itertuples()]
+
+    def sme2_share(r) -> dict:
+        mine = kern[kern.run_id == r.run_id]
+        total = mine.median_ms.sum()
+        sme2_ms = mine[mine.kernel_family == "kleidiai-sme2"].median_ms.sum()
+        return {
+            "sme2_kernel_op_types": int((mine.kernel_family == "kleidiai-sme2").sum()),
+            "share_sme2_kernels": sme2_ms / total if total > 0 else None,
+        }
+
     yield dg.Output(
         warehouse_rows,
         metadata={
-            "kernels": dg.MetadataValue.md(_md(table)),
-            "families": dg.MetadataValue.json(table.groupby("kernel_family").size().to_dict()),
+            "kernels": table(kern[["threads", "op_type", "kernel_family", "dtype_tags", "median_ms"]]),
+            "families": dg.MetadataValue.json(kern.groupby("kernel_family").size().to_dict()),
+            **_per_run(runs, sme2_share),
         },
     )
     yield checks.result(checks.SME2_KERNELS, gates)

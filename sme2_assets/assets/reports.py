@@ -8,6 +8,7 @@ from kit.devices import inventory
 from kit.report import builder as kit_report
 from kit.store.warehouse import Warehouse
 from sme2_assets.assets.profiling import category_breakdown, kernel_view
+from sme2_assets.metadata import number, numbers, slug, table
 from sme2_assets.partitions import MODEL, ON_MODEL
 from sme2_assets.resources import Sme2
 
@@ -35,17 +36,25 @@ def _pairs(root, variant: str) -> list[kit_compare.Comparison]:
 )
 def sme2_comparison(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.MaterializeResult:
     comps = _pairs(sme2.root(), context.partition_key)
-    md = (
-        "\n\n".join(f"**{c.headline()}**\n\n" + kit_compare.blog_table(c).to_markdown(index=False) for c in comps)
-        or "_no SME2 on/off pairs in the warehouse yet_"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "comparison": dg.MetadataValue.md(md),
-            "devices": len(comps),
-            "speedups": dg.MetadataValue.json({c.device: c.e2e.get("speedup") for c in comps}),
-        }
-    )
+    meta: dict = {"devices": len(comps)}
+    numeric: dict = {}
+    for c in comps:
+        d = slug(c.device)
+        meta[f"headline_{d}"] = c.headline()
+        meta[f"categories_{d}"] = table(c.categories)
+        numeric[f"off_ms_{d}"] = number(c.e2e.get("off_ms"))
+        numeric[f"on_ms_{d}"] = number(c.e2e.get("on_ms"))
+        if not c.emulated:  # emulated times are not hardware times: no speedups
+            numeric[f"speedup_{d}"] = number(c.e2e.get("speedup"))
+            numeric[f"speedup_ci_low_{d}"] = number(c.e2e.get("ci_low"))
+            numeric[f"speedup_ci_high_{d}"] = number(c.e2e.get("ci_high"))
+            for r in c.categories.itertuples():
+                numeric[f"speedup_{d}_{slug(r.category)}"] = number(getattr(r, "speedup", None))
+        for r in c.categories.itertuples():
+            numeric[f"share_on_{d}_{slug(r.category)}"] = number(r.share_on)
+    if not comps:
+        meta["comparison"] = "no SME2 on/off pairs in the warehouse yet"
+    return dg.MaterializeResult(metadata={**meta, **numbers(numeric)})
 
 
 @dg.asset(
@@ -62,6 +71,7 @@ def report(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.MaterializeResul
             "markdown": dg.MetadataValue.path(str(out.markdown)),
             "html": dg.MetadataValue.path(str(out.html)),
             "summary": dg.MetadataValue.md(out.summary_md),
-            "runs": dg.MetadataValue.json(out.run_ids),
+            "run_ids": dg.MetadataValue.json(out.run_ids),
+            "runs": len(out.run_ids),
         }
     )

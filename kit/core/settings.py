@@ -1,0 +1,119 @@
+"""The settings of an orchestrated run, as one typed, validated object: where the data root and the
+model packages are, what to measure (size, iterations, warmup, threads, runner, targets), how long a
+run may take, and the bounds the gates use. `kit.pipeline` takes it; the Dagster resource builds it
+from run config; a bad value fails here with the field, the value and the rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from kit.core import names
+from kit.core.errors import Sme2Error
+from kit.core.home import DataRoot
+
+RUNNERS = ("native", "pybind")
+MAX_THREADS = 1024
+
+
+class SettingsError(Sme2Error):
+    """A settings value outside its allowed range or format."""
+
+
+def _name_check(check, value):
+    try:
+        check(value)
+    except Sme2Error as e:
+        raise ValueError(f"{e.message} ({e.hint})") from None
+
+
+class Settings(BaseModel):
+    """Knobs of an orchestrated run (Dagster resource config, `sme2 pipeline`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: str | None = Field(None, description="data root; empty: $SME2_HOME, else ./.sme2")
+    models_dir: str | None = Field(None, description="model packages folder; empty: $SME2_MODELS, else models/")
+    size: str | None = Field(
+        None, description="model size; empty: each device's default (full on hardware, small emulated)"
+    )
+    iterations: int = Field(20, ge=1, le=1_000_000, description="measured iterations per run (warmups excluded)")
+    warmup: int = Field(3, ge=0, le=100_000, description="warmup iterations per run")
+    threads: list[int] | None = Field(None, description="thread counts; empty: each device's list")
+    runner: Literal["native", "pybind"] = Field("native", description="runner kind")
+    timeout_s: float = Field(900.0, gt=0, description="limit for one runner invocation, seconds")
+    targets: list[str] = Field(default_factory=list, description="targets; empty: every target of every enabled device")
+    cv_bound_percent: float = Field(15.0, gt=0, description="stats_complete fails above this end-to-end CV")
+    regression_block_ratio: float = Field(
+        1.5, gt=1.0, description="a confirmed end-to-end slowdown by at least this factor blocks downstream assets"
+    )
+    categories_file: str | None = Field(
+        None, description="operator category rules (TOML); empty: <data root>/categories.toml when present"
+    )
+
+    @field_validator("home", "models_dir", "size", "categories_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v):
+        return None if v == "" else v
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _no_threads_is_unset(cls, v):
+        return None if v == [] else v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        if v is not None:
+            _name_check(names.size_name, v)
+        return v
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v):
+        if v is not None:
+            bad = [t for t in v if not 1 <= t <= MAX_THREADS]
+            if bad:
+                raise ValueError(f"thread counts must be between 1 and {MAX_THREADS}, got {bad}")
+            if len(set(v)) != len(v):
+                raise ValueError(f"thread counts must not repeat, got {v}")
+        return v
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v):
+        for t in v:
+            _name_check(names.Target.parse, t)
+        return v
+
+    @field_validator("categories_file")
+    @classmethod
+    def _rules(cls, v):
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"no category rules file at {v}")
+        return v
+
+    @classmethod
+    def of(cls, **values) -> "Settings":
+        """Build and validate; a bad value raises a SettingsError naming each field and its rule."""
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "settings"
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.append(f"{field}: {msg} (got {err.get('input')!r})")
+            raise SettingsError(
+                "invalid settings: " + "; ".join(problems),
+                "fix the value in the Dagster resource config (resources.sme2.config) or the command line",
+            ) from None
+
+    def root(self) -> DataRoot:
+        return DataRoot.resolve(self.home)
+
+    def rules_file(self, root: DataRoot) -> Path:
+        """The category rules file runs are labelled with (the package's rules back it up)."""
+        return Path(self.categories_file).expanduser() if self.categories_file else root.user_categories

@@ -1,0 +1,84 @@
+"""What the per-run views show, read from the warehouse rows of a set of runs: the runs, their
+per-operator statistics, category totals, per-iteration category sums and operator totals (from
+`op_events`), and kernels. The views and their validation gates read the same rows, labelled
+with the category rules the runs were stored with; no view re-parses an ETDump."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kit.store.warehouse import Warehouse
+
+SCHEME_COLUMNS = {"blog": "category", "fine": "fine_category"}  # op_events column of each scheme
+
+
+def runs(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    return wh.query(
+        """SELECT run_id, run_key, run_dir, variant, target, size, threads, sme2, dtype, emulated, iterations, warmup,
+                  e2e_median_ms, e2e_p10_ms, e2e_p90_ms, e2e_cv_percent, e2e_ci_low_ms, e2e_ci_high_ms,
+                  execute_median_ms, coverage, n_samples, n_op_events, n_op_stats
+           FROM runs WHERE list_contains(?, run_id) ORDER BY threads, run_id""",
+        [run_ids],
+    )
+
+
+def op_stats(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """One row per run and operator type, slowest first within a run."""
+    return wh.query(
+        """SELECT s.run_id, r.threads, s.op_type, s.category, s.fine_category, s.delegated, s.instances, s.count,
+                  s.median_ms, s.p10_ms, s.p90_ms, s.cv_percent, s.share_of_execute, s.kernel_hint
+           FROM op_stats s JOIN runs r USING (run_id)
+           WHERE list_contains(?, s.run_id) ORDER BY r.threads, s.run_id, s.median_ms DESC, s.op_type""",
+        [run_ids],
+    )
+
+
+def category_stats(wh: Warehouse, run_ids: list[str], scheme: str | None = None) -> pd.DataFrame:
+    """Category totals (median of per-iteration sums) and shares, per run and scheme."""
+    return wh.query(
+        """SELECT c.run_id, r.threads, c.scheme, c.category, c.median_ms, c.p10_ms, c.p90_ms, c.cv_percent, c.ops,
+                  c.share_of_execute, c.share_of_operators
+           FROM category_stats c JOIN runs r USING (run_id)
+           WHERE list_contains(?, c.run_id) AND (? IS NULL OR c.scheme = ?)
+           ORDER BY r.threads, c.run_id, c.scheme, c.median_ms DESC, c.category""",
+        [run_ids, scheme, scheme],
+    )
+
+
+def iteration_category_sums(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """Per run, scheme, category and iteration: the sum of the operator events' durations.
+    Events without a category are left out (so they show up as a gap against the total)."""
+    parts = [
+        f"""SELECT run_id, '{scheme}' AS scheme, {column} AS category, iteration, sum(duration_ms) AS ms
+            FROM op_events WHERE list_contains($ids, run_id) AND {column} IS NOT NULL GROUP BY ALL"""
+        for scheme, column in SCHEME_COLUMNS.items()
+    ]
+    return wh.query(" UNION ALL ".join(parts) + " ORDER BY run_id, scheme, category, iteration", {"ids": run_ids})
+
+
+def iteration_operator_totals(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """Per run and iteration: the sum of all operator events' durations."""
+    return wh.query(
+        """SELECT run_id, iteration, sum(duration_ms) AS operators_ms FROM op_events
+           WHERE list_contains(?, run_id) GROUP BY ALL ORDER BY run_id, iteration""",
+        [run_ids],
+    )
+
+
+def kernels(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """Per run and operator type: the kernel family its name reveals, with its median time."""
+    return wh.query(
+        """SELECT k.run_id, r.threads, k.op_type, k.kernel_family, k.dtype_tags, k.sme2_only, s.median_ms
+           FROM kernels k JOIN op_stats s USING (run_id, op_type) JOIN runs r USING (run_id)
+           WHERE list_contains(?, k.run_id) ORDER BY r.threads, k.run_id, s.median_ms DESC, k.op_type""",
+        [run_ids],
+    )
+
+
+def artifacts(wh: Warehouse, run_ids: list[str], kind: str | None = None) -> pd.DataFrame:
+    """The files each run's rows came from (etdump, timing, robust_stats, ops_stats)."""
+    return wh.query(
+        """SELECT run_id, kind, path, sha256, bytes FROM artifacts
+           WHERE list_contains(?, run_id) AND (? IS NULL OR kind = ?) ORDER BY run_id, kind""",
+        [run_ids, kind, kind],
+    )
