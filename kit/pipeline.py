@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.core import atomic, names
+from kit.core import atomic
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
@@ -25,17 +25,6 @@ from kit.stats import categories
 from kit.store import recovery, warehouse
 
 __all__ = ["Settings", "PartitionRuns", "profile_partition", "store_runs", "export_partition", "build_partition"]
-
-
-def model_partitions(root: DataRoot, models_dir: str | None = None) -> tuple[list[str], dict[str, str]]:
-    """Partition keys of every healthy package x supported dtype, and {package: error} for the rest."""
-    keys, problems = [], {}
-    for pkg in registry.discover(models_dir):
-        if not pkg.ok:
-            problems[pkg.name] = pkg.error
-            continue
-        keys += [Variant(pkg.name, d).key for d in pkg.spec.supported_dtypes]
-    return keys, problems
 
 
 def target_partitions(root: DataRoot) -> list[str]:
@@ -252,10 +241,6 @@ def store_runs(root: DataRoot, run_dirs: list, settings: Settings | None = None)
         warehouse.ingest_run(root, d, rules)
         ids.append(RunRecord.load(d).run_id)
     return ids
-
-
-def device_of(target_key: str) -> str:
-    return names.Target.parse(target_key).device
 
 
 def profile_and_store(plan: session.ProfilePlan, root: DataRoot, progress=None) -> list[session.ProfileResult]:
