@@ -92,22 +92,43 @@ def test_kernel_log_variant_enables_xnnpack_logging(tmp_path):
     configure, _ = source.SourceBuild(tmp_path, "android-arm64-v8a", True, kernel_log=True, ndk=tmp_path).commands(
         tmp_path
     )
-    assert "-DCMAKE_CXX_FLAGS=-UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5" in configure
+    assert "-DCMAKE_CXX_FLAGS=-march=armv9-a -UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5" in configure
+    configure, _ = source.SourceBuild(tmp_path, "linux-aarch64", False, kernel_log=True).commands(tmp_path)
+    assert "-DCMAKE_C_FLAGS=-UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5" in configure
+
+
+def _fake_tree(root, name="executorch"):
+    tree = root / name
+    for sub in (
+        "backends/xnnpack/third-party/XNNPACK",
+        "backends/xnnpack/third-party/cpuinfo",
+        "backends/xnnpack/third-party/pthreadpool",
+        "third-party/flatbuffers",
+        "third-party/flatcc",
+    ):
+        (tree / sub).mkdir(parents=True)
+        (tree / sub / "CMakeLists.txt").write_text("")
+    (tree / "CMakeLists.txt").write_text("")
+    return tree
 
 
 def test_missing_checkout_and_ndk_are_clear_errors(tmp_path):
-    with pytest.raises(RunnerError, match="needs an ExecuTorch checkout") as info:
+    with pytest.raises(RunnerError, match="needs an ExecuTorch source tree") as info:
         source.check_inputs(None, "android-arm64-v8a", None)
-    assert "EXECUTORCH_REPO" in info.value.hint
-    with pytest.raises(RunnerError, match="is not an ExecuTorch source checkout"):
+    assert "EXECUTORCH_REPO" in info.value.hint and "docs/targets.md" in info.value.hint
+    with pytest.raises(RunnerError, match="is not an ExecuTorch source tree"):
         source.check_inputs(str(tmp_path), "macos-arm64", None)
-    fake = tmp_path / "et"
-    (fake / "backends" / "xnnpack" / "third-party" / "XNNPACK").mkdir(parents=True)
-    (fake / "CMakeLists.txt").write_text("")
-    with pytest.raises(RunnerError, match="no XNNPACK submodule"):
+    fake = _fake_tree(tmp_path)
+    (fake / "backends/xnnpack/third-party/XNNPACK/CMakeLists.txt").unlink()
+    (fake / "third-party/flatcc/CMakeLists.txt").unlink()
+    with pytest.raises(RunnerError, match="has no XNNPACK, flatcc submodules") as info:
         source.check_inputs(str(fake), "macos-arm64", None)
-    (fake / "backends" / "xnnpack" / "third-party" / "XNNPACK" / "CMakeLists.txt").write_text("")
+    assert "submodule update --init --recursive" in info.value.hint
+    (fake / "backends/xnnpack/third-party/XNNPACK/CMakeLists.txt").write_text("")
+    (fake / "third-party/flatcc/CMakeLists.txt").write_text("")
     assert source.check_inputs(str(fake), "macos-arm64", None) == (fake, None)
+    with pytest.raises(RunnerError, match="must be in a folder named exactly 'executorch'"):
+        source.check_inputs(str(_fake_tree(tmp_path, "et-src")), "linux-aarch64", None)
     with pytest.raises(RunnerError, match="needs the Android NDK") as info:
         source.check_inputs(str(fake), "android-arm64-v8a", None)
     assert "ANDROID_NDK" in info.value.hint
@@ -118,5 +139,5 @@ def test_missing_checkout_and_ndk_are_clear_errors(tmp_path):
 def test_source_device_without_checkout_fails_at_build_with_the_hint(home, monkeypatch):
     monkeypatch.delenv("EXECUTORCH_REPO", raising=False)
     dev = inventory.Device("mac", "ssh", "macos-arm64", recipe="source", props={"host": "mac.local"})
-    with pytest.raises(RunnerError, match="needs an ExecuTorch checkout"):
+    with pytest.raises(RunnerError, match="needs an ExecuTorch source tree"):
         recipes.toolchain_for(dev, home, sme2=False)

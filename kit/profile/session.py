@@ -6,6 +6,7 @@ device has its own lock."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.core import atomic, limits
-from kit.core.errors import Sme2Error
+from kit.core.errors import LabelError, Sme2Error
 from kit.core.home import DataRoot
 from kit.devices import inventory
 from kit.export import exporter
@@ -22,7 +23,7 @@ from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_tim
 from kit.runners import invoke, recipes
 from kit.stats import categories
 from kit.stats import summary as analysis_mod
-from kit.trace import etdump
+from kit.trace import etdump, kernels
 from kit.trace.program import ProgramMap
 
 
@@ -127,6 +128,9 @@ def run_session(
             shutil.copy2(exp.folder / name, stage / name)
         say(f"{target.key}: ingesting the ETDump")
         tr = etdump.ingest(traced.etdump, exp.program_map, warmup=warmup)
+        problem = kernels.label_problem(tr.operators.op_type.unique(), target.sme2, meta["dtype"])
+        if problem:
+            refuse(root, stage, record, problem)
         rules = categories.load_rules(rules_file or root.user_categories)
         result = analysis_mod.analyze(tr, timing.result["latencies_ms"], rules)
         analysis_mod.write(result, stage, record.stem, name=f"{exp.variant.key} on {target.key}, {threads} thread(s)")
@@ -145,6 +149,34 @@ def run_session(
         }
         atomic.write_json(stage / RUN_FILE, record.to_json())
     return ProfileResult(folder, record, result, tr)
+
+
+REFUSED_FILE = "refused.json"
+
+
+def refuse(root: DataRoot, stage: Path, record: RunRecord, reason: str) -> None:
+    """Move a measured run whose trace contradicts its label to refused/<run_id>/ (one rename, from
+    the staging folder: it is never under runs/, which recovery ingests) and raise LabelError."""
+    record.finished_at = record.finished_at or now()
+    atomic.write_json(stage / RUN_FILE, record.to_json())
+    atomic.write_json(
+        stage / REFUSED_FILE,
+        {"run_id": record.run_id, "target": record.target, "dtype": record.dtype, "reason": reason, "at": now()},
+    )
+    kept = root.refused / record.run_id
+    os.replace(stage, kept)
+    device = record.device
+    raise LabelError(
+        f"run {record.run_id} refused as {record.target}: {reason}; nothing was stored, the run folder is kept "
+        f"in {kept}",
+        (
+            f"device {device!r} ran SME2 kernels although its target says sme2-off: build an SME2-off runner "
+            f'(recipe = "source" with EXECUTORCH_REPO=<ExecuTorch tree>; see docs/targets.md)'
+            if not record.sme2
+            else f"device {device!r} did not run SME2 kernels: check that it has SME2 (sme2 devices) and that its "
+            "runner was built with XNNPACK_ENABLE_ARM_SME2=ON"
+        ),
+    )
 
 
 def load_run(folder: Path, rules=None) -> ProfileResult:

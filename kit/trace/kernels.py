@@ -7,7 +7,7 @@ import re
 
 import pandas as pd
 
-from kit.trace.etdump import KLEIDIAI_TAGS, SME2_ONLY_TAGS
+from kit.trace.etdump import COMPUTE_KINDS, KLEIDIAI_TAGS, SME2_ONLY_TAGS
 
 
 def dtype_tags(op_type: str) -> list[str]:
@@ -111,3 +111,31 @@ def side_by_side(log_on: str, log_off: str) -> pd.DataFrame:
         isa=("isa", lambda s: ",".join(sorted(set(s)))),
     )  # noqa: E731
     return agg(on).join(agg(off), lsuffix="_on", rsuffix="_off", how="outer").fillna("-").reset_index()
+
+
+# ---- Does a trace agree with its SME2 label?
+
+# Activation dtypes whose conv/GEMM kernels switch to an SME2-only KleidiAI type (PF32, PQS8) when
+# the CPU has SME2. fp16 (PF16) and dynamic int8 (QP8) do not prove SME2 either way.
+SME2_PROVABLE_DTYPES = ("fp32", "int8")
+
+
+def label_problem(op_types, sme2: bool, dtype: str) -> str | None:
+    """Why a run's operator names contradict its SME2 flag, or None when they agree.
+
+    SME2 off: any SME2-only kernel (PF32, PQS8) proves SME2 was used. SME2 on, fp32/int8: conv/GEMM
+    operators that all show plain kernels prove it was not. Other dtypes cannot be judged."""
+    ops = sorted({str(o) for o in op_types})
+    sme2_only = [o for o in ops if family(o) == "kleidiai-sme2"]
+    if not sme2 and sme2_only:
+        return (
+            f"the trace shows SME2-only kernels under an sme2-off label: {', '.join(sme2_only[:4])}"
+            f"{' ...' if len(sme2_only) > 4 else ''} (PF32/PQS8 are chosen only when the CPU runs SME2)"
+        )
+    compute = [o for o in ops if o.startswith(COMPUTE_KINDS) and family(o) != "portable"]
+    if sme2 and dtype in SME2_PROVABLE_DTYPES and compute and not sme2_only:
+        return (
+            f"the trace shows no SME2 kernel under an sme2-on label: its {dtype} conv/GEMM operators are all "
+            f"plain ({', '.join(compute[:4])}{' ...' if len(compute) > 4 else ''}); with SME2 they are PF32/PQS8"
+        )
+    return None
