@@ -56,6 +56,8 @@ def run_session(
     target = resolved.target
     meta = exp.meta
     run_id = new_run_id(exp.variant.key, target.key, meta["size"], threads)
+    # A kernel-log runner's timings carry XNNPACK's logging: its runs are their own run key.
+    kernel_log = bool(binary and binary.manifest.get("kernel_log"))
     record = RunRecord(
         run_id=run_id,
         model=meta["model"],
@@ -66,7 +68,7 @@ def run_session(
         device=target.device,
         sme2=target.sme2,
         threads=threads,
-        runner=runner_kind,
+        runner=f"{runner_kind}-xnnlog" if kernel_log else runner_kind,
         iterations=iterations,
         warmup=warmup,
         emulated=resolved.transport.emulated,
@@ -87,6 +89,8 @@ def run_session(
             "threads": threads,
             "affinity": resolved.affinity_for(threads),
             "sme2_flag": target.sme2,
+            "kernel_log": kernel_log,
+            **({"runner_flags": binary.manifest.get("flags", [])} if binary else {}),
             **(conditions or {}),
         }
         cpus = record.conditions["affinity"]
@@ -204,6 +208,7 @@ class ProfilePlan:
     iterations: int = 20
     warmup: int = 3
     runner: str = "native"
+    kernel_log: bool = False  # the kernel-log runner (a source build): microkernel names per operator
     backend: str = "xnnpack"
     checkpoint: str | None = None
     timeout_s: float = 900.0
@@ -250,7 +255,7 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
         paired = {"pair_session": pairs[r.device.name], "pair_block": i} if r.device.name in pairs else {}
         size = plan.size or r.device.size
         iterations = min(plan.iterations, r.device.max_iterations) if r.device.max_iterations else plan.iterations
-        binary = recipes.runner_for(r, root, plan.runner, say)
+        binary = recipes.runner_for(r, root, plan.runner, say, kernel_log=plan.kernel_log)
         for dtype in plan.dtypes:
             exp = exporter.export_variant(
                 pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say

@@ -355,6 +355,9 @@ def ensure_executorch(tc: Toolchain, root, progress=None) -> Path:
         # Compilers come from the toolchain file (cross, NDK) or the defaults, never CC/CXX: the
         # host tools ExecuTorch builds on the way (flatc, flatcc) must stay host binaries.
         env = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX")}
+        # ExecuTorch compiles through ccache when it is installed. Paths relative to this folder's
+        # parent make the variants' identical objects (all but XNNPACK's) shared between them.
+        env.setdefault("CCACHE_BASEDIR", str(folder.parent))
         folder.mkdir(parents=True, exist_ok=True)
         seconds = {}
         for argv in spec.commands(folder, cmake, jobs=os.cpu_count() or 2, ninja=ninja):
