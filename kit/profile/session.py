@@ -235,6 +235,21 @@ def pair_sessions(resolved: list) -> dict[str, str]:
             limits.check_threads(t, "threads")
 
 
+def check_kernel_log(plan: ProfilePlan, resolved: list) -> None:
+    """The kernel-log runner has SME2 compiled in: its sme2-off side exists only on a CPU without
+    SME2 (the emulated pair's -cpu max,sme=off, a board without SME2), never on SME2 hardware."""
+    if plan.runner != "native":
+        raise Sme2Error("the kernel-log runner is a native runner", "drop --runner pybind, or --kernel-log")
+    for r in resolved:
+        if not r.target.sme2 and r.recipe == "source":
+            raise Sme2Error(
+                f"{r.target.key}: the kernel-log runner is built with SME2, and device {r.device.name!r} runs SME2 "
+                "whenever the runner has it, so its sme2-off side would run SME2 kernels",
+                f"profile the kernel log on {r.device.name}.sme2-on only, or on a CPU without SME2 "
+                "(e.g. armv9-qemu.sme2-off)",
+            )
+
+
 def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) -> list[ProfileResult]:
     """Run a plan. Emulated targets cap iterations at the device's maximum. SME2 on/off pairs of
     one device are interleaved in blocks (on, off, on, off) so drift hits both alike; their runs share
@@ -249,6 +264,8 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
     results: list[ProfileResult] = []
     for dtype in plan.dtypes:
         pkg.spec.check_dtype(dtype)
+    if plan.kernel_log:
+        check_kernel_log(plan, resolved)
     pairs = pair_sessions(resolved)
     for i, block in enumerate(inventory.interleave(resolved, plan.threads)):
         r, threads = block

@@ -67,8 +67,9 @@ def build_for(
     kernel_log: bool = False,
     progress=None,
 ) -> build.RunnerBinary:
-    """Build (or reuse) one runner variant for a device."""
-    tc = toolchain_for(device, root, sme2, kernel_log, recipe)
+    """Build (or reuse) one runner variant for a device. The kernel-log runner is built with SME2
+    compiled in, like the wheel: the CPU decides (an emulated CPU without SME2 logs NEON kernels)."""
+    tc = toolchain_for(device, root, True if kernel_log else sme2, kernel_log, recipe)
     if "source_build" in tc.extra:
         return build.build_runner(root, tc, recipe="source", flags=source.runner_flags(tc), progress=progress)
     return build.build_runner(root, tc, recipe="wheel", flags=build_flags(device, sme2), progress=progress)
