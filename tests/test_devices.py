@@ -98,18 +98,22 @@ class _Caps:
         return self.sme2
 
 
-def test_sme2_flag_is_checked_against_the_device():
+def test_sme2_flag_is_checked_against_the_device(monkeypatch):
+    monkeypatch.delenv("EXECUTORCH_REPO", raising=False)
     x86 = inventory.Device("host", "local", "linux-x86_64")
     inventory.check_sme2(x86, Target("host", False), _Caps(False))
     with pytest.raises(TargetError, match="has no SME2"):
         inventory.check_sme2(x86, Target("host", True), _Caps(False))
     board = inventory.Device("board", "ssh", "linux-aarch64")
     inventory.check_sme2(board, Target("board", True), _Caps(True))
-    with pytest.raises(TargetError, match="cannot turn it off") as info:
+    with pytest.raises(TargetError, match="cannot be switched off with the wheel runner") as info:
         inventory.check_sme2(board, Target("board", False), _Caps(True))
-    assert 'recipe = "source"' in info.value.hint
-    board.recipe = "source"
-    inventory.check_sme2(board, Target("board", False), _Caps(True))
+    assert 'build an SME2-off runner: recipe = "source" with EXECUTORCH_REPO=' in info.value.hint
+    assert "docs/targets.md" in info.value.hint
+    # With a source tree, SME2 off on SME2 hardware is a source build; SME2 on stays the wheel's.
+    board.props["executorch_repo"] = "/src/executorch"
+    assert inventory.check_sme2(board, Target("board", False), _Caps(True)).recipe == "source"
+    assert inventory.check_sme2(board, Target("board", True), _Caps(True)).recipe == "wheel"
 
 
 def test_unknown_device_lists_known_ones(home):

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from kit.analysis import compare, datamovement, regress
+from kit.analysis import compare, datamovement, kernelview, regress
 from kit.cli.common import (
     HomeOpt,
     JsonOpt,
@@ -22,6 +22,8 @@ from kit.cli.common import (
     root_of,
 )
 from kit.core import atomic, limits
+from kit.core import names
+from kit.core.errors import Sme2Error
 from kit.core.names import Variant
 from kit.profile import session
 from kit.report import armkit, builder, hud, perfetto
@@ -239,12 +241,27 @@ def export_hud_cmd(
 @app.command("kernels")
 @command
 def kernels_cmd(
-    log: Path = typer.Argument(..., help="Output of a kernel-log runner (XNN_LOG_LEVEL=5)."),
+    log: Optional[Path] = typer.Argument(None, help="Output of a kernel-log runner (XNN_LOG_LEVEL=5)."),
     other: Optional[Path] = typer.Option(None, "--vs", help="The SME2-off log, for a side-by-side view."),
+    variant: Optional[str] = typer.Option(
+        None, "--variant", "-v", help="From the warehouse: GEMM/conv kernels of this model partition, SME2 on vs off."
+    ),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Only this device (with --variant)."),
+    home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
-    """Microkernels XNNPACK chose (`Using <kind> microkernel '<name>'` lines) with their ISA."""
+    """Microkernels XNNPACK chose: from the warehouse (--variant: the GEMM/conv view, SME2 on beside
+    SME2 off, microkernel names from kernel-log runs) or from kernel-log output files."""
 
+    if variant:
+        Variant.parse(variant)
+        if device:
+            names.device_name(device)
+        df = kernelview.side_by_side(Warehouse.at(root_of(home)), variant, device)
+        print_frame(df, "json" if as_json else "table", title=f"GEMM/conv kernels of {variant}: SME2 on vs off")
+        return
+    if log is None:
+        raise Sme2Error("nothing to show", "pass --variant <model>-<dtype> (warehouse) or a kernel-log file")
     df = (
         kernels.side_by_side(log.read_text(errors="replace"), other.read_text(errors="replace"))
         if other

@@ -17,8 +17,10 @@ from kit.cli.common import (
     progress,
     root_of,
 )
+from kit.core.errors import Sme2Error
+from kit.core.names import Target
 from kit.devices import inventory, toolsetup
-from kit.runners import recipes
+from kit.runners import recipes, source
 
 app = typer.Typer()
 
@@ -51,48 +53,106 @@ def devices_cmd(
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
-    """List devices, their targets and detected capabilities."""
+    """List devices, their detected capabilities and, per target, the runner recipe that produces it
+    or what is missing for it."""
 
     root = root_of(home)
     rows = inventory.survey(root, detect=detect)
     if as_json:
         emit_json(rows)
         return
-    t = Table(title=f"Devices (defaults: kit/devices/devices.toml; yours: {root.user_devices})")
-    for col in ("device", "transport", "platform", "recipe", "targets", "threads", "CPU", "SME2", "status"):
-        t.add_column(col)
+    console.print(devices_table(rows, root.user_devices))
+
+
+def devices_table(rows: list[dict], user_file: Path) -> Table:
+    """One line per target: its device, what was detected, the runner that produces it, and what is
+    missing (with what to do) when it cannot be produced."""
+    t = Table(title=f"Devices (defaults: kit/devices/devices.toml; yours: {user_file})")
+    for col in ("device", "transport", "platform", "CPU", "SME2", "target", "runner", "status"):
+        t.add_column(col, overflow="fold")
     for r in rows:
         sme2 = {True: "[green]yes[/]", False: "no", None: "?"}[r["sme2_detected"]]
-        t.add_row(
-            r["device"],
-            r["transport"],
-            r["platform"],
-            r["recipe"],
-            ", ".join(r["targets"]),
-            ",".join(map(str, r["threads"])),
-            r.get("cpu_model") or "-",
-            sme2 + (" (emulated)" if r["emulated"] else ""),
-            r["status"],
-        )
-    console.print(t)
+        first = True
+        for plan in r["plans"]:
+            if r["status"] not in ("ok", "not checked"):
+                status = r["status"]
+            elif plan["ok"]:
+                status = "[green]ok[/]" if r["status"] == "ok" else "not checked"
+            else:
+                status = "; ".join(f"needs {m} -> {todo}" for m, todo in zip(plan["missing"], plan["todo"]))
+            t.add_row(
+                r["device"] if first else "",
+                r["transport"] if first else "",
+                r["platform"] if first else "",
+                (r.get("cpu_model") or "-") if first else "",
+                (sme2 + (" (emulated)" if r["emulated"] else "")) if first else "",
+                plan["target"],
+                plan["runner"],
+                status,
+            )
+            first = False
+    return t
 
 
 @app.command("build-runner")
 @command
 def build_runner_cmd(
-    target: str = typer.Option("host.sme2-off", "--target", "-t", help="Target whose platform to build for."),
+    target: str = typer.Option("host.sme2-off", "--target", "-t", help="Target whose device (platform) to build for."),
+    recipe: Optional[str] = typer.Option(
+        None, "--recipe", help="wheel | source (default: what the target needs; see `sme2 devices`)."
+    ),
+    variants: list[str] = typer.Option(
+        [],
+        "--variant",
+        help="sme2-on | sme2-off | kernel-log (repeatable; default: the target's SME2 flag). Source builds only "
+        "switch SME2 off or log kernels.",
+    ),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
-    """Build (or reuse) the native C++ runner for a target's platform."""
+    """Build (or reuse) native runners: the wheel runner, or ExecuTorch from source (EXECUTORCH_REPO) as
+    the SME2-on, SME2-off and kernel-log runners, each cached by sources, flags and toolchain."""
 
     root = root_of(home)
-    resolved = inventory.resolve(target, root)
-    with progress(None, as_json) as (say, _):
-        binary = recipes.runner_for(resolved, root, "native", say)
-    if as_json:
-        emit_json({"path": str(binary.path), **binary.manifest})
+    if recipe is not None and recipe not in recipes.RECIPES:
+        raise Sme2Error(f"unknown recipe {recipe!r}", f"use one of {', '.join(recipes.RECIPES)}")
+    bad = [v for v in variants if v not in source.VARIANTS]
+    if bad:
+        raise Sme2Error(f"unknown runner variant {bad[0]!r}", f"use one of {', '.join(source.VARIANTS)}")
+    tgt = Target.parse(target)
+    if recipe is None and not variants:
+        resolved = inventory.resolve(target, root)  # checks the target and picks the recipe it needs
+        device, chosen, wanted = resolved.device, resolved.recipe, [f"sme2-{'on' if tgt.sme2 else 'off'}"]
     else:
+        registry = inventory.load_registry(root)
+        device = registry.get(tgt.device)
+        if device is None:
+            raise Sme2Error(f"unknown device {tgt.device!r}", f"known devices: {', '.join(sorted(registry))}")
+        chosen = recipe or device.recipe
+        wanted = variants or [f"sme2-{'on' if tgt.sme2 else 'off'}"]
+        if chosen == "wheel" and any(v != f"sme2-{'on' if tgt.sme2 else 'off'}" for v in wanted):
+            raise Sme2Error(
+                "the wheel recipe builds one runner per platform (its XNNPACK picks SME2 at run time)",
+                "use --recipe source for the SME2-off and kernel-log runners",
+            )
+    built = []
+    with progress(None, as_json) as (say, _):
+        for variant in wanted:
+            binary = recipes.build_for(
+                device,
+                root,
+                sme2=variant != "sme2-off",
+                recipe=chosen,
+                kernel_log=variant == "kernel-log",
+                progress=say,
+            )
+            built.append({"variant": variant, "path": str(binary.path), **binary.manifest})
+    if as_json:
+        emit_json(built if len(built) > 1 else built[0])
+        return
+    for b in built:
         console.print(
-            f"runner for [bold]{binary.manifest['platform']}[/] ({binary.manifest['recipe']}): {binary.path}\n  sha256 {binary.sha256[:16]}..., built in {binary.manifest['build_seconds']}s, executorch {binary.manifest['executorch_version']}"
+            f"runner for [bold]{b['platform']}[/] ({b['recipe']}, {b['variant']}): {b['path']}\n"
+            f"  sha256 {b['binary_sha256'][:16]}..., built in {b['build_seconds']}s, executorch {b['executorch_version']}"
+            + (f" (source build {b['executorch_build']})" if b.get("executorch_build") else "")
         )

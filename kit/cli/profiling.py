@@ -50,6 +50,12 @@ def profile_cmd(
     runner: str = typer.Option(
         "native", "--runner", help="native (C++ runner) or pybind (Python runtime in a child process)."
     ),
+    kernel_log: bool = typer.Option(
+        False,
+        "--kernel-log",
+        help="Use the kernel-log runner (an ExecuTorch source build, EXECUTORCH_REPO): the kernels table then "
+        "names each operator's XNNPACK microkernel and ISA.",
+    ),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
@@ -71,6 +77,7 @@ def profile_cmd(
         iterations=iterations,
         warmup=warmup,
         runner=runner,
+        kernel_log=kernel_log,
         backend=backend,
         checkpoint=str(checkpoint) if checkpoint else None,
         timeout_s=timeout,

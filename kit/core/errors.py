@@ -42,6 +42,11 @@ class TargetError(Sme2Error):
     """A device or target that is unknown, unreachable or lacks a capability."""
 
 
+class LabelError(Sme2Error):
+    """A run whose trace contradicts its target's SME2 flag (SME2 kernels in an sme2-off run, none
+    in an sme2-on run): refused, never stored under the wrong label."""
+
+
 class WarehouseError(Sme2Error):
     """The DuckDB warehouse is locked, corrupt or asked something invalid."""
 

@@ -37,6 +37,12 @@ class DataRoot:
         return self.sub("runs")
 
     @property
+    def refused(self) -> Path:
+        """Run folders refused after measuring (e.g. SME2 kernels under an sme2-off label), kept for
+        inspection with the reason in refused.json. Outside runs/: recovery never ingests them."""
+        return self.sub("refused")
+
+    @property
     def reports(self) -> Path:
         return self.sub("reports")
 

@@ -47,6 +47,26 @@ def parse_sysctl_sme2(text: str) -> bool:
     return bool(m and m.group(1) == "1")
 
 
+def parse_sysctl(text: str) -> dict[str, str]:
+    """`sysctl name ...` output ('name: value' lines; unknown names go to stderr) to {name: value}."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            out[key.strip()] = value.strip()
+    return out
+
+
+def arm_features(sysctl: dict[str, str]) -> dict[str, int]:
+    """The `hw.optional.arm` family as {FEAT_SME2: 1, SME_I8I32: 1, ...} (integers only)."""
+    prefix = "hw.optional.arm."
+    out = {}
+    for key, value in sysctl.items():
+        if key.startswith(prefix) and re.fullmatch(r"-?\d+", value):
+            out[key[len(prefix) :]] = int(value)
+    return dict(sorted(out.items()))
+
+
 def parse_getprop(text: str) -> dict:
     """`adb shell getprop` output ('[key]: [value]' lines) to a dict."""
     return dict(re.findall(r"^\[([^\]]+)\]:\s*\[([^\]]*)\]", text, flags=re.M))

@@ -5,6 +5,7 @@ checked against what the device can do."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -18,10 +19,9 @@ from kit.core.errors import NameError_, Sme2Error, TargetError
 from kit.core.home import DataRoot
 from kit.core.locks import file_lock
 from kit.core.names import Target
-from kit.core.platforms import HOST_PLATFORM
 from kit.devices import toolsetup
 from kit.devices.transports.adb import AdbTransport
-from kit.devices.transports.local import LocalTransport
+from kit.devices.transports.local import Host, LocalTransport
 from kit.devices.transports.qemu import QemuTransport
 from kit.devices.transports.ssh import SshTransport
 
@@ -39,6 +39,7 @@ PROPERTY_KEYS = (
     "serial",
     "executorch_repo",
     "android_ndk",
+    "kleidiai_source_dir",
     "description",
     "sme2",
 )
@@ -68,6 +69,7 @@ class DeviceEntry(BaseModel):
     serial: str | None = None
     executorch_repo: str | None = None
     android_ndk: str | None = None
+    kleidiai_source_dir: str | None = None
     description: str | None = None
     sme2: bool | None = None
 
@@ -106,7 +108,7 @@ class Device:
         return [Target(self.name, True), Target(self.name, False)]
 
 
-def _device(name: str, raw: dict, source: str) -> Device:
+def _device(name: str, raw: dict, source: str, host: Host | None = None) -> Device:
     try:
         names.device_name(name)
     except Sme2Error as e:
@@ -119,7 +121,7 @@ def _device(name: str, raw: dict, source: str) -> Device:
     return Device(
         name,
         entry.transport,
-        HOST_PLATFORM if entry.platform == "auto" else entry.platform,
+        (host or Host.this_machine()).platform if entry.platform == "auto" else entry.platform,
         entry.recipe,
         entry.threads,
         entry.affinity,
@@ -173,7 +175,7 @@ def _checked_props(device: str, props: dict, source: str) -> dict:
                     f"device {device!r} in {source}: key {key!r} = {props[key]!r} is refused: {e.message}",
                     f"fix {key} for [device.{device}] in {source}: {e.hint}",
                 ) from e
-    for key in ("key", "executorch_repo", "android_ndk", "description"):
+    for key in ("key", "executorch_repo", "android_ndk", "kleidiai_source_dir", "description"):
         if key in props and (not isinstance(props[key], str) or "\0" in props[key]):
             raise Sme2Error(
                 f"device {device!r} in {source}: key {key!r} must be a string", f'e.g. {key} = "..." in {source}'
@@ -181,9 +183,12 @@ def _checked_props(device: str, props: dict, source: str) -> dict:
     return props
 
 
-def load_registry(root: DataRoot | None = None, extra_file: Path | None = None) -> dict[str, Device]:
+def load_registry(
+    root: DataRoot | None = None, extra_file: Path | None = None, host: Host | None = None
+) -> dict[str, Device]:
     """Defaults from the repo, then the user's file: a device defined in both is replaced whole
-    by the user's (keys merged over the default)."""
+    by the user's (keys merged over the default). `platform = "auto"` is the platform of `host`
+    (default: this machine)."""
     merged: dict[str, dict] = {}
     sources: dict[str, str] = {}
     files = [DEFAULTS_FILE]
@@ -204,7 +209,7 @@ def load_registry(root: DataRoot | None = None, extra_file: Path | None = None) 
         for name, raw in data.get("device", {}).items():
             merged[name] = {**merged.get(name, {}), **raw}
             sources[name] = str(f)
-    return {name: _device(name, raw, sources[name]) for name, raw in merged.items()}
+    return {name: _device(name, raw, sources[name], host) for name, raw in merged.items()}
 
 
 @dataclass
@@ -212,15 +217,20 @@ class ResolvedTarget:
     target: Target
     device: Device
     transport: object  # kit.transports.base.Transport
+    recipe: str = ""  # the runner recipe this target needs (recipe_for); "" = the device's
+
+    def __post_init__(self):
+        self.recipe = self.recipe or self.device.recipe
 
     def env_for(self, threads: int) -> dict:
         return dict(self.device.env)
 
     def affinity_for(self, threads: int) -> str | None:
         """CPU list to pin to: "fastest" pins a 1-thread run to the fastest core (where the device
-        tells; else the last core); an explicit list ("4-7") applies to every run."""
+        tells; else the last core); an explicit list ("4-7") applies to every run. None where the
+        device cannot pin (macOS has no affinity API)."""
         aff = self.device.affinity
-        if not aff:
+        if not aff or not getattr(self.transport, "pinnable", True):
             return None
         if aff == "fastest":
             if threads != 1:
@@ -235,7 +245,7 @@ class ResolvedTarget:
             "platform": self.device.platform,
             "transport": self.device.transport,
             "emulated": self.device.emulated,
-            "recipe": self.device.recipe,
+            "recipe": self.recipe,
         }
         with contextlib.suppress(Exception):
             info.update(self.transport.describe())
@@ -270,11 +280,19 @@ def cool_down(device: Device, progress=None) -> None:
         time.sleep(device.cooldown_s)
 
 
-def make_transport(device: Device, root: DataRoot, sme2: bool):
-    """The transport instance for one device (and, for QEMU, one CPU setting)."""
+def emulated_cpu_sme2(device: Device, sme2: bool) -> bool:
+    """The QEMU CPU setting for a target: the flag itself for the default emulated pair (the wheel
+    runner's XNNPACK follows the CPU); always SME2 for a device that stands for SME2 hardware
+    (`sme2 = true`) or builds SME2 on/off from source, where the runner decides, as on a board."""
+    return True if device.recipe == "source" or device.props.get("sme2") is True else sme2
+
+
+def make_transport(device: Device, root: DataRoot, sme2: bool, host: Host | None = None):
+    """The transport instance for one device (and, for QEMU, one CPU setting). `host` describes
+    this machine for the local transport (default: the real one)."""
     opts = {"affinity": device.affinity}
     if device.transport == "local":
-        return LocalTransport(device.name, options=opts)
+        return LocalTransport(device.name, options=opts, host=host or Host.this_machine())
     if device.transport == "qemu":
         info = toolsetup.load_setup(root) or {}
         qemu = info.get("qemu") or str(toolsetup.find_qemu(root) or "")
@@ -283,7 +301,7 @@ def make_transport(device: Device, root: DataRoot, sme2: bool):
             options=opts,
             qemu=qemu,
             sysroot=info.get("sysroot", str(toolsetup.SYSROOT)),
-            sme2=sme2,
+            sme2=emulated_cpu_sme2(device, sme2),
             lib_dir=str(toolsetup.aarch64_executorch_root(root) / "lib"),
         )
     if device.transport == "ssh":
@@ -293,9 +311,11 @@ def make_transport(device: Device, root: DataRoot, sme2: bool):
     raise TargetError(f"unknown transport {device.transport!r}", f"use one of {', '.join(TRANSPORTS)}")
 
 
-def resolve(target_key: str, root: DataRoot, registry: dict[str, Device] | None = None) -> ResolvedTarget:
+def resolve(
+    target_key: str, root: DataRoot, registry: dict[str, Device] | None = None, host: Host | None = None
+) -> ResolvedTarget:
     target = Target.parse(target_key)
-    registry = registry if registry is not None else load_registry(root)
+    registry = registry if registry is not None else load_registry(root, host=host)
     device = registry.get(target.device)
     if device is None:
         raise TargetError(
@@ -304,35 +324,122 @@ def resolve(target_key: str, root: DataRoot, registry: dict[str, Device] | None 
         )
     if not device.enabled:
         raise TargetError(f"device {device.name!r} is disabled", f"set enabled = true for it in {root.user_devices}")
-    transport = make_transport(device, root, target.sme2)
+    transport = make_transport(device, root, target.sme2, host)
     transport.prepare()
-    check_sme2(device, target, transport)
-    return ResolvedTarget(target, device, transport)
+    plan = check_sme2(device, target, transport)
+    return ResolvedTarget(target, device, transport, plan.recipe)
 
 
-def check_sme2(device: Device, target: Target, transport) -> None:
-    """Refuse a target the device cannot honour: SME2 on without SME2 hardware, or SME2 off on
-    SME2 hardware with a runner whose XNNPACK picks SME2 kernels at run time."""
-    if device.emulated:
-        return  # QEMU's CPU setting decides
+# ---- which runner recipe produces which target, and what is missing for the others
+
+WHEEL_PLATFORMS_REMOTE = ("linux-aarch64",)  # besides this machine's own platform
+
+
+def source_tree(device: Device) -> str | None:
+    """The ExecuTorch source tree a source build would use: the device's or $EXECUTORCH_REPO."""
+    return device.props.get("executorch_repo") or os.environ.get("EXECUTORCH_REPO") or None
+
+
+def recipe_for(device: Device, target: Target, sme2_hardware: bool | None) -> str:
+    """`source` for every target of a source device, and for SME2 *off* on SME2 hardware (the only
+    way: XNNPACK picks SME2 kernels at run time and has no switch); else `wheel`."""
+    if device.recipe == "source" or (not target.sme2 and sme2_hardware):
+        return "source"
+    return "wheel"
+
+
+@dataclass
+class TargetPlan:
+    """How a device produces one target: the recipe and runner variant, or what it lacks."""
+
+    target: str
+    recipe: str
+    runner: str  # "wheel", "source sme2-on", "source sme2-off"
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (what is missing, what to do)
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target,
+            "recipe": self.recipe,
+            "runner": self.runner,
+            "ok": self.ok,
+            "missing": [m for m, _ in self.missing],
+            "todo": [h for _, h in self.missing],
+        }
+
+
+BUILD_SME2_OFF = (
+    'build an SME2-off runner: recipe = "source" with EXECUTORCH_REPO=<a `git clone --recursive` of '
+    "pytorch/executorch> (or executorch_repo in the device entry); see docs/targets.md"
+)
+
+
+def plan_target(
+    device: Device, target: Target, sme2_hardware: bool | None, host_platform: str | None = None
+) -> TargetPlan:
+    """What a device needs to produce `target`, given whether its CPU (as the target runs it) has
+    SME2 (None: unknown, not contacted). Pure: every rule of check_sme2 and `sme2 devices` is here."""
+    recipe = recipe_for(device, target, sme2_hardware)
+    runner = "wheel" if recipe == "wheel" else f"source sme2-{'on' if target.sme2 else 'off'}"
+    plan = TargetPlan(target.key, recipe, runner)
+    if target.sme2 and sme2_hardware is False:
+        plan.missing.append(
+            (
+                f"device {device.name!r} ({device.platform}) has no SME2",
+                f"use {device.name}.sme2-off, or the emulated target armv9-qemu.sme2-on",
+            )
+        )
+        return plan
+    if recipe == "source":
+        if not source_tree(device):
+            why = (
+                "its SME2 cannot be switched off with the wheel runner (XNNPACK picks SME2 kernels at run time)"
+                if device.recipe == "wheel"
+                else 'its recipe is "source"'
+            )
+            plan.missing.append((f"an ExecuTorch source tree: {why}", BUILD_SME2_OFF))
+        if device.platform.startswith("android") and not (
+            device.props.get("android_ndk") or os.environ.get("ANDROID_NDK")
+        ):
+            plan.missing.append(("the Android NDK", "install NDK r27 or newer and set ANDROID_NDK (or android_ndk)"))
+    else:
+        this = host_platform or Host.this_machine().platform
+        if device.platform != this and device.platform not in WHEEL_PLATFORMS_REMOTE:
+            plan.missing.append(
+                (
+                    f"a runner for {device.platform}: the wheel recipe builds for {this} and linux-aarch64 only",
+                    'set recipe = "source" (an ExecuTorch source tree) for this device; see docs/targets.md',
+                )
+            )
+    return plan
+
+
+def check_sme2(device: Device, target: Target, transport, host_platform: str | None = None) -> TargetPlan:
+    """Refuse a target the device cannot honour (SME2 on without SME2 hardware; SME2 off on SME2
+    hardware without a source tree to build an SME2-off runner); return how it is produced."""
     detected = getattr(transport, "detect_sme2", lambda: None)()
-    if target.sme2 and detected is False:
-        raise TargetError(
-            f"target {target.key} asks for SME2, but device {device.name!r} ({device.platform}) has no SME2",
-            f"use {device.name}.sme2-off, or the emulated target armv9-qemu.sme2-on",
-        )
-    if not target.sme2 and detected and device.recipe == "wheel":
-        raise TargetError(
-            f"target {target.key}: device {device.name!r} has SME2 and the wheel runner cannot turn it off (XNNPACK picks SME2 kernels at run time)",
-            'set recipe = "source" for this device: it builds a runner with XNNPACK_ENABLE_ARM_SME2=OFF',
-        )
+    plan = plan_target(
+        device, target, detected, host_platform or getattr(getattr(transport, "host", None), "platform", None)
+    )
+    if plan.missing:
+        what, todo = plan.missing[0]
+        if target.sme2:
+            raise TargetError(f"target {target.key} asks for SME2, but {what}", todo)
+        raise TargetError(f"target {target.key}: device {device.name!r} needs {what}", todo)
+    return plan
 
 
-def survey(root: DataRoot, detect: bool = True) -> list[dict]:
-    """Every registered device with its targets and, when reachable, detected capabilities. A
-    device that cannot be reached is reported, never fatal."""
+def survey(root: DataRoot, detect: bool = True, host: Host | None = None) -> list[dict]:
+    """Every registered device with, per target, the runner recipe that produces it and what is
+    missing for the others; detected capabilities when reachable. A device that cannot be
+    reached is reported, never fatal."""
     out = []
-    for dev in load_registry(root).values():
+    this = (host or Host.this_machine()).platform
+    for dev in load_registry(root, host=host).values():
         row = {
             "device": dev.name,
             "transport": dev.transport,
@@ -342,32 +449,31 @@ def survey(root: DataRoot, detect: bool = True) -> list[dict]:
             "enabled": dev.enabled,
             "threads": dev.threads,
             "size": dev.size,
-            "targets": [t.key for t in dev.targets()],
+            "targets": [],
+            "plans": [],
             "sme2_detected": None,
             "cpu_model": None,
             "status": "not checked",
         }
+        hardware = dev.props.get("sme2") if isinstance(dev.props.get("sme2"), bool) else None
         if detect and dev.enabled:
             try:
-                tr = make_transport(dev, root, True)
+                tr = make_transport(dev, root, True, host)
                 tr.prepare()
                 info = tr.describe()
                 row["cpu_model"] = info.get("cpu_model")
-                row["sme2_detected"] = tr.detect_sme2() if not dev.emulated else True
-                usable = [t.key for t in dev.targets() if _allowed(dev, t, row["sme2_detected"])]
-                row["targets"] = usable
+                hardware = tr.detect_sme2()
                 row["status"] = "ok"
             except Sme2Error as e:
                 row["status"] = f"unavailable: {e.message}"
         elif not dev.enabled:
             row["status"] = "disabled"
+        row["sme2_detected"] = hardware
+        for t in dev.targets():
+            cpu = emulated_cpu_sme2(dev, t.sme2) if dev.emulated else hardware
+            plan = plan_target(dev, t, cpu, this)
+            row["plans"].append(plan.to_json())
+            if plan.ok and row["status"] in ("ok", "not checked"):
+                row["targets"].append(t.key)
         out.append(row)
     return out
-
-
-def _allowed(device: Device, target: Target, detected: bool | None) -> bool:
-    try:
-        check_sme2(device, target, type("T", (), {"detect_sme2": staticmethod(lambda: detected)})())
-        return True
-    except TargetError:
-        return False

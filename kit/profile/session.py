@@ -6,6 +6,7 @@ device has its own lock."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.core import atomic, limits
-from kit.core.errors import Sme2Error
+from kit.core.errors import LabelError, Sme2Error
 from kit.core.home import DataRoot
 from kit.devices import inventory
 from kit.export import exporter
@@ -22,7 +23,7 @@ from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_tim
 from kit.runners import invoke, recipes
 from kit.stats import categories
 from kit.stats import summary as analysis_mod
-from kit.trace import etdump
+from kit.trace import etdump, kernels
 from kit.trace.program import ProgramMap
 
 
@@ -55,6 +56,8 @@ def run_session(
     target = resolved.target
     meta = exp.meta
     run_id = new_run_id(exp.variant.key, target.key, meta["size"], threads)
+    # A kernel-log runner's timings carry XNNPACK's logging: its runs are their own run key.
+    kernel_log = bool(binary and binary.manifest.get("kernel_log"))
     record = RunRecord(
         run_id=run_id,
         model=meta["model"],
@@ -65,7 +68,7 @@ def run_session(
         device=target.device,
         sme2=target.sme2,
         threads=threads,
-        runner=runner_kind,
+        runner=f"{runner_kind}-xnnlog" if kernel_log else runner_kind,
         iterations=iterations,
         warmup=warmup,
         emulated=resolved.transport.emulated,
@@ -86,6 +89,8 @@ def run_session(
             "threads": threads,
             "affinity": resolved.affinity_for(threads),
             "sme2_flag": target.sme2,
+            "kernel_log": kernel_log,
+            **({"runner_flags": binary.manifest.get("flags", [])} if binary else {}),
             **(conditions or {}),
         }
         cpus = record.conditions["affinity"]
@@ -127,6 +132,9 @@ def run_session(
             shutil.copy2(exp.folder / name, stage / name)
         say(f"{target.key}: ingesting the ETDump")
         tr = etdump.ingest(traced.etdump, exp.program_map, warmup=warmup)
+        problem = kernels.label_problem(tr.operators.op_type.unique(), target.sme2, meta["dtype"])
+        if problem:
+            refuse(root, stage, record, problem)
         rules = categories.load_rules(rules_file or root.user_categories)
         result = analysis_mod.analyze(tr, timing.result["latencies_ms"], rules)
         analysis_mod.write(result, stage, record.stem, name=f"{exp.variant.key} on {target.key}, {threads} thread(s)")
@@ -145,6 +153,34 @@ def run_session(
         }
         atomic.write_json(stage / RUN_FILE, record.to_json())
     return ProfileResult(folder, record, result, tr)
+
+
+REFUSED_FILE = "refused.json"
+
+
+def refuse(root: DataRoot, stage: Path, record: RunRecord, reason: str) -> None:
+    """Move a measured run whose trace contradicts its label to refused/<run_id>/ (one rename, from
+    the staging folder: it is never under runs/, which recovery ingests) and raise LabelError."""
+    record.finished_at = record.finished_at or now()
+    atomic.write_json(stage / RUN_FILE, record.to_json())
+    atomic.write_json(
+        stage / REFUSED_FILE,
+        {"run_id": record.run_id, "target": record.target, "dtype": record.dtype, "reason": reason, "at": now()},
+    )
+    kept = root.refused / record.run_id
+    os.replace(stage, kept)
+    device = record.device
+    raise LabelError(
+        f"run {record.run_id} refused as {record.target}: {reason}; nothing was stored, the run folder is kept "
+        f"in {kept}",
+        (
+            f"device {device!r} ran SME2 kernels although its target says sme2-off: build an SME2-off runner "
+            f'(recipe = "source" with EXECUTORCH_REPO=<ExecuTorch tree>; see docs/targets.md)'
+            if not record.sme2
+            else f"device {device!r} did not run SME2 kernels: check that it has SME2 (sme2 devices) and that its "
+            "runner was built with XNNPACK_ENABLE_ARM_SME2=ON"
+        ),
+    )
 
 
 def load_run(folder: Path, rules=None) -> ProfileResult:
@@ -172,6 +208,7 @@ class ProfilePlan:
     iterations: int = 20
     warmup: int = 3
     runner: str = "native"
+    kernel_log: bool = False  # the kernel-log runner (a source build): microkernel names per operator
     backend: str = "xnnpack"
     checkpoint: str | None = None
     timeout_s: float = 900.0
@@ -198,6 +235,21 @@ def pair_sessions(resolved: list) -> dict[str, str]:
             limits.check_threads(t, "threads")
 
 
+def check_kernel_log(plan: ProfilePlan, resolved: list) -> None:
+    """The kernel-log runner has SME2 compiled in: its sme2-off side exists only on a CPU without
+    SME2 (the emulated pair's -cpu max,sme=off, a board without SME2), never on SME2 hardware."""
+    if plan.runner != "native":
+        raise Sme2Error("the kernel-log runner is a native runner", "drop --runner pybind, or --kernel-log")
+    for r in resolved:
+        if not r.target.sme2 and r.recipe == "source":
+            raise Sme2Error(
+                f"{r.target.key}: the kernel-log runner is built with SME2, and device {r.device.name!r} runs SME2 "
+                "whenever the runner has it, so its sme2-off side would run SME2 kernels",
+                f"profile the kernel log on {r.device.name}.sme2-on only, or on a CPU without SME2 "
+                "(e.g. armv9-qemu.sme2-off)",
+            )
+
+
 def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) -> list[ProfileResult]:
     """Run a plan. Emulated targets cap iterations at the device's maximum. SME2 on/off pairs of
     one device are interleaved in blocks (on, off, on, off) so drift hits both alike; their runs share
@@ -212,13 +264,15 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
     results: list[ProfileResult] = []
     for dtype in plan.dtypes:
         pkg.spec.check_dtype(dtype)
+    if plan.kernel_log:
+        check_kernel_log(plan, resolved)
     pairs = pair_sessions(resolved)
     for i, block in enumerate(inventory.interleave(resolved, plan.threads)):
         r, threads = block
         paired = {"pair_session": pairs[r.device.name], "pair_block": i} if r.device.name in pairs else {}
         size = plan.size or r.device.size
         iterations = min(plan.iterations, r.device.max_iterations) if r.device.max_iterations else plan.iterations
-        binary = recipes.runner_for(r, root, plan.runner, say)
+        binary = recipes.runner_for(r, root, plan.runner, say, kernel_log=plan.kernel_log)
         for dtype in plan.dtypes:
             exp = exporter.export_variant(
                 pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say

@@ -3,6 +3,7 @@ offline), with PNG copies of every chart. Every number comes from the warehouse,
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import time
@@ -12,9 +13,9 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from kit.analysis import compare, datamovement
+from kit.analysis import compare, datamovement, kernelview
 from kit.core import atomic
-from kit.core.errors import Sme2Error
+from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.home import DataRoot
 from kit.core.names import Variant
 from kit.profile import session
@@ -211,6 +212,19 @@ def build(root: DataRoot, variant_key: str) -> Report:
             + _md(kern),
         )
     )
+    # Microkernel names per GEMM/conv operator, SME2 on beside off, when kernel-log runs exist.
+    with contextlib.suppress(WarehouseError):
+        micro = kernelview.side_by_side(wh, variant_key)
+        micro = micro[(micro.on_microkernel != "-") | (micro.off_microkernel != "-")]
+        if not micro.empty:
+            sections.append(
+                (
+                    "Microkernels (kernel-log runs)",
+                    "The XNNPACK microkernel each GEMM/convolution operator ran, SME2 on beside SME2 off "
+                    "(`...__neonsme2` = SME2, `...__neon...` = plain NEON), from the kernel-log runner's output.\n\n"
+                    + _md(micro.drop(columns=["on_ms", "off_ms"])),
+                )
+            )
     dm_rows, dm_text = [], []
     for r in runs.itertuples():
         try:

@@ -73,14 +73,15 @@ def build_runner(
         cxx = _check_compiler(tc.cxx)
         cmake, ninja = find_tool("cmake"), find_tool("ninja")
         if "source_build" in tc.extra:  # the source recipe first builds ExecuTorch itself
-            source.ensure_executorch(tc.extra["source_build"], root, progress)
+            source.ensure_executorch(tc, root, progress)
         if not any(
             (tc.executorch_root / p / "executorch-config.cmake").exists()
             for p in ("share/cmake", "lib/cmake/ExecuTorch")
         ):
             raise RunnerError(
                 f"no executorch CMake package under {tc.executorch_root}",
-                "install executorch==1.5.1 (pip) or run `sme2 setup` for the aarch64 package",
+                "install executorch==1.5.1 (pip), run `sme2 setup` for the aarch64 package, or check the source build's "
+                "log under runners/executorch-source/",
             )
         t0 = time.monotonic()
         with atomic.staged_dir(folder) as stage:
@@ -128,7 +129,12 @@ def build_runner(
                 "platform": tc.platform,
                 "flags": list(flags),
                 "cache_key": key,
-                "executorch_version": executorch_version(),
+                "executorch_version": (
+                    source.source_version(tc.extra["source_build"].repo)
+                    if "source_build" in tc.extra
+                    else executorch_version()
+                ),
+                **(source.build_info(tc) if "source_build" in tc.extra else {}),
                 "executorch_root": str(tc.executorch_root),
                 "lib_dir": str(lib_dir),
                 "compiler": cxx,

@@ -1,8 +1,10 @@
 """Runner recipes: which runner binary a target needs and how it is built.
 
-`wheel` builds against the installed executorch package (host) or the aarch64 package `sme2 setup`
-fetches (emulated and Linux aarch64 boards); `source` builds ExecuTorch itself from a checkout
-(`EXECUTORCH_REPO`), the only way to a real SME2-off runner on SME2 hardware."""
+`wheel` builds against the installed executorch package (this machine, Linux or macOS) or the
+aarch64 package `sme2 setup` fetches (emulated and Linux aarch64 boards); `source` builds ExecuTorch
+itself from a source tree (`EXECUTORCH_REPO`), the only way to a real SME2-off runner on SME2
+hardware and to the kernel-log runner. Which recipe a target needs is decided when it is resolved
+(kit.devices.inventory.recipe_for): SME2 off on SME2 hardware is always a source build."""
 
 from __future__ import annotations
 
@@ -16,10 +18,14 @@ from kit.devices.inventory import Device, ResolvedTarget
 from kit.runners import build, source
 from kit.runners.toolchains import SOURCE_DIR, Toolchain, host_toolchain
 
+RECIPES = ("wheel", "source")
 
-def toolchain_for(device: Device, root: DataRoot, sme2: bool):
-    if device.recipe == "source":
-        return source.toolchain(device, root, sme2)
+
+def toolchain_for(device: Device, root: DataRoot, sme2: bool, kernel_log: bool = False, recipe: str | None = None):
+    """The toolchain of one runner: `recipe` overrides the device's (None: the device's)."""
+    recipe = recipe or device.recipe
+    if recipe == "source" or kernel_log:  # only a source build can print XNNPACK's kernel choices
+        return source.toolchain(device, root, sme2, kernel_log)
     if device.platform == HOST_PLATFORM:
         return host_toolchain()
     if device.platform == "linux-aarch64":
@@ -42,27 +48,37 @@ def toolchain_for(device: Device, root: DataRoot, sme2: bool):
             cmake_args=(f"-DCMAKE_TOOLCHAIN_FILE={SOURCE_DIR / 'aarch64-linux-gnu.cmake'}",),
         )
     raise TargetError(
-        f"device {device.name!r}: the wheel recipe builds for linux-x86_64 and linux-aarch64, not {device.platform}",
-        'set recipe = "source" (an ExecuTorch checkout) for Android and macOS devices',
+        f"device {device.name!r}: the wheel recipe builds for {HOST_PLATFORM} and linux-aarch64, not {device.platform}",
+        'set recipe = "source" (an ExecuTorch source tree) for Android and macOS devices; see docs/targets.md',
     )
 
 
 def build_flags(device: Device, sme2: bool) -> tuple[str, ...]:
-    """What besides the toolchain makes two runners of one platform differ (part of the cache key)."""
-    if device.recipe == "source":
-        return (f"sme2={'on' if sme2 else 'off'}",)
+    """What besides the toolchain makes two wheel runners of one platform differ (none: the CPU
+    picks SME2 at run time). Source runners carry their variant and ExecuTorch build instead."""
     return ()
 
 
-def runner_for(resolved: ResolvedTarget, root: DataRoot, runner_kind: str, progress=None) -> build.RunnerBinary | None:
-    """The native runner binary for a target's platform (built once, cached), or None for pybind."""
+def build_for(
+    device: Device,
+    root: DataRoot,
+    sme2: bool,
+    recipe: str | None = None,
+    kernel_log: bool = False,
+    progress=None,
+) -> build.RunnerBinary:
+    """Build (or reuse) one runner variant for a device. The kernel-log runner is built with SME2
+    compiled in, like the wheel: the CPU decides (an emulated CPU without SME2 logs NEON kernels)."""
+    tc = toolchain_for(device, root, True if kernel_log else sme2, kernel_log, recipe)
+    if "source_build" in tc.extra:
+        return build.build_runner(root, tc, recipe="source", flags=source.runner_flags(tc), progress=progress)
+    return build.build_runner(root, tc, recipe="wheel", flags=build_flags(device, sme2), progress=progress)
+
+
+def runner_for(
+    resolved: ResolvedTarget, root: DataRoot, runner_kind: str, progress=None, kernel_log: bool = False
+) -> build.RunnerBinary | None:
+    """The native runner binary for a target (built once, cached), or None for pybind."""
     if runner_kind == "pybind":
         return None
-    sme2 = resolved.target.sme2
-    return build.build_runner(
-        root,
-        toolchain_for(resolved.device, root, sme2),
-        recipe=resolved.device.recipe,
-        flags=build_flags(resolved.device, sme2),
-        progress=progress,
-    )
+    return build_for(resolved.device, root, resolved.target.sme2, resolved.recipe, kernel_log, progress)

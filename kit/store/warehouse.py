@@ -220,7 +220,13 @@ def rows_from_run(run_dir: Path, rules=None) -> RunRows:
     ]
     op_stats = a.op_stats.assign(run_id=run_id)
     cat = a.category_stats.assign(run_id=run_id)
-    kern = kernels.kernel_table(a.op_stats).assign(run_id=run_id)
+    # A kernel-log runner's stderr (kept in the run's logs) names the microkernel of each operator.
+    logs = [
+        (Path(run_dir) / n).read_text(errors="replace")
+        for n in ("timing.log", "etdump.log")
+        if (Path(run_dir) / n).is_file()
+    ]
+    kern = kernels.kernel_table(a.op_stats, kernels.kernel_log_of(logs) or None).assign(run_id=run_id)
     arts = []
     for kind, name in (
         ("etdump", "etdump.etdp"),

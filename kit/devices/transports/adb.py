@@ -1,4 +1,5 @@
-"""The `adb` transport: Android phones over `adb -s SERIAL push/shell/pull`.
+"""The `adb` transport: Android phones over `adb -s SERIAL push/shell/pull`, by USB or, for a
+phone on the network (`host` and `port` in its device entry), after `adb connect host:port`.
 
 While measuring it applies the settings Arm's kit applies (screen stays awake, animations off) and
 restores the previous values afterwards; `threads=1` pins with `taskset <hexmask>` (toybox).
@@ -54,11 +55,25 @@ def cpu_mask(cpus: str) -> str:
     return format(mask, "x")
 
 
+def network_serial(host: str, port: int) -> str:
+    """The serial adb gives a phone reached over the network: 'host:port' ('[v6]:port' for IPv6)."""
+    host, port = names.host_name(host), names.port_number(port)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_connect(text: str) -> bool:
+    """`adb connect` prints 'connected to H:P' or 'already connected to H:P' and exits 0 even when it
+    fails ('failed to connect to ...', 'cannot connect to ...')."""
+    text = text.strip().lower()
+    return text.startswith(("connected to", "already connected to"))
+
+
 @dataclass
 class AdbTransport(RemoteTransport):
     serial: str = ""
     adb: str = "adb"
     saved_settings: dict = field(default_factory=dict)
+    network: tuple[str, int] | None = None  # (host, port): `adb connect` before use
 
     def __post_init__(self):
         super().__post_init__()
@@ -72,18 +87,43 @@ class AdbTransport(RemoteTransport):
 
     @classmethod
     def from_device(cls, device, root) -> "AdbTransport":
-        serial = device.props.get("serial")
+        serial, network = device.props.get("serial"), None
+        if device.props.get("host"):  # a phone on the network (wireless debugging / adb tcpip)
+            port = device.props.get("port", 5555)
+            try:
+                network = (names.host_name(device.props["host"]), names.port_number(port))
+            except NameError_ as e:
+                raise TargetError(f"adb device {device.name!r}: {e.message}", e.hint) from e
+            serial = serial or network_serial(*network)
         if not serial:
             raise TargetError(
                 f"adb device {device.name!r} has no serial",
-                f'set serial = "..." (from `adb devices`) for it in {root.user_devices}',
+                f'set serial = "..." (from `adb devices`), or host = "..." and port = ... for a phone on the '
+                f"network, for it in {root.user_devices}",
             )
         return cls(
             device.name,
             options={"affinity": device.affinity},
             remote_dir=device.props.get("remote_dir", "/data/local/tmp/sme2"),
             serial=str(serial),
+            network=network,
         )
+
+    def connect_argv(self) -> list[str]:
+        """`adb connect host:port`, as one validated argv element (never a shell string)."""
+        if self.network is None:
+            raise TargetError(f"adb device {self.device!r} is not a network device", "set host and port for it")
+        return [self.adb, "connect", network_serial(*self.network)]
+
+    def connect(self) -> None:
+        done = run_local(self.connect_argv(), 60)
+        if done.timed_out or done.returncode != 0 or not parse_connect(done.stdout + done.stderr):
+            raise TargetError(
+                f"adb could not connect to phone {self.device!r} at {network_serial(*self.network)}: "
+                f"{(done.stdout + done.stderr).strip()[-200:] or 'no answer'}",
+                "enable wireless debugging (or `adb tcpip 5555` over USB), check the address and that this "
+                "machine may reach it",
+            )
 
     def adb_argv(self, *args: str) -> list[str]:
         return [self.adb, "-s", self.serial, *args]
@@ -113,6 +153,9 @@ class AdbTransport(RemoteTransport):
             raise TargetError("adb is not installed", "install Android platform-tools and put adb on PATH")
         listed = parse_devices(run_local([self.adb, "devices"], 30).stdout)
         state = listed.get(self.serial)
+        if state != "device" and self.network is not None:
+            self.connect()
+            state = parse_devices(run_local([self.adb, "devices"], 30).stdout).get(self.serial)
         if state != "device":
             raise TargetError(
                 f"phone {self.serial} ({self.device}) is {state or 'not connected'}",

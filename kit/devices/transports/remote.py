@@ -12,7 +12,8 @@ from pathlib import Path
 from kit.core.errors import RunnerError, TargetError
 from kit.devices.transports.base import Completed, Transport
 
-# The shared libraries the runner links (kit/runners/CMakeLists.txt); pushed beside it as lib/.
+# The shared libraries the runner links (kit/runners/CMakeLists.txt); pushed beside it as lib/ when
+# the runner's lib folder has them.
 RUNNER_LIBS = (
     "libexecutorch.so",
     "libexecutorch_kernels_optimized.so",
@@ -20,6 +21,7 @@ RUNNER_LIBS = (
     "libexecutorch_backend_xnnpack.so",
     "libexecutorch_etdump.so",
     "libexecutorch_threadpool.so",
+    "libc++_shared.so",  # Android source builds (ANDROID_STL=c++_shared); they link ExecuTorch statically
 )
 
 
