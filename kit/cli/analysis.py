@@ -53,7 +53,9 @@ def compare_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", help="Thread count of both runs."),
     size: Optional[str] = typer.Option(None, "--size", help="Model size of both runs."),
     a: Optional[str] = typer.Option(
-        None, "--a", help="Run A: key=value[,...] over the common options (threads, dtype, device, sme2, size, runner, run)."
+        None,
+        "--a",
+        help="Run A: key=value[,...] over the common options (threads, dtype, device, sme2, size, runner, run).",
     ),
     b: Optional[str] = typer.Option(None, "--b", help="Run B: key=value[,...], e.g. --a threads=1 --b threads=2."),
     operators: int = typer.Option(10, "--operators", help="Operators to list."),

@@ -128,7 +128,9 @@ def write(root: DataRoot, c: Comparison) -> ComparisonFiles:
     paths["pipeline_summary"] = atomic.write_json(folder / f"{model_stem}_pipeline_summary.json", summary)
     paths["pipeline_summary_md"] = atomic.write_text(folder / f"{model_stem}_pipeline_summary.md", md)
     results = [
-        runfiles.result_entry(rec[k], timing[timing.run_id == sides[k].run_id].latency_ms.tolist(), run_dirs[k], logs[k])
+        runfiles.result_entry(
+            rec[k], timing[timing.run_id == sides[k].run_id].latency_ms.tolist(), run_dirs[k], logs[k]
+        )
         for k in ("a", "b")
     ]
     pte, etrecord = runfiles.export_files(root, rec["a"])

@@ -166,9 +166,7 @@ def category_summary(events: pd.DataFrame, execute_ms, column: str = "fine_categ
         }
     )
     out["pct_of_e2e"] = out.avg_ms / e2e_avg * 100.0 if e2e_avg > 0 else 0.0
-    return out.sort_values(["avg_ms", "category"], ascending=[False, True], ignore_index=True)[
-        CATEGORY_SUMMARY_COLUMNS
-    ]
+    return out.sort_values(["avg_ms", "category"], ascending=[False, True], ignore_index=True)[CATEGORY_SUMMARY_COLUMNS]
 
 
 def operator_details(events: pd.DataFrame, execute_ms, column: str = "fine_category") -> pd.DataFrame:
@@ -190,9 +188,7 @@ def operator_details(events: pd.DataFrame, execute_ms, column: str = "fine_categ
         }
     )
     out["pct_of_e2e"] = out.avg_ms / e2e_avg * 100.0 if e2e_avg > 0 else 0.0
-    return out.sort_values(["avg_ms", "operator"], ascending=[False, True], ignore_index=True)[
-        OPERATOR_DETAILS_COLUMNS
-    ]
+    return out.sort_values(["avg_ms", "operator"], ascending=[False, True], ignore_index=True)[OPERATOR_DETAILS_COLUMNS]
 
 
 def other_top_ops(details: pd.DataFrame) -> pd.DataFrame:
@@ -263,9 +259,7 @@ def kernels(op_stats: pd.DataFrame, model_id: str, microkernels: pd.DataFrame | 
     return pd.DataFrame(rows, columns=[*KERNELS_COLUMNS, "op_type"])
 
 
-def comparison(
-    cats_b: pd.DataFrame, cats_a: pd.DataFrame, name_b: str, name_a: str
-) -> pd.DataFrame:
+def comparison(cats_b: pd.DataFrame, cats_a: pd.DataFrame, name_b: str, name_a: str) -> pd.DataFrame:
     """analyze_etdump_csv --compare: `--timeline-csv` is run B (the candidate, e.g. SME2 on) and
     `--compare` run A (the baseline), so its `speedup` (second / first) is A / B, > 1 when B is
     faster. Inputs are `category_summary` tables; categories sorted by name as the kit sorts them."""
@@ -304,8 +298,20 @@ def robust_comparison(stats_a: dict, stats_b: dict, name_a: str, name_b: str) ->
     else:
         desc = "no comparison possible (a median of 0)"
     return {
-        "config1": {"name": name_a, "median_ms": m1, "trimmed_mean_ms": t1, "cv_percent": cv1, "count": stats_a["count"]},
-        "config2": {"name": name_b, "median_ms": m2, "trimmed_mean_ms": t2, "cv_percent": cv2, "count": stats_b["count"]},
+        "config1": {
+            "name": name_a,
+            "median_ms": m1,
+            "trimmed_mean_ms": t1,
+            "cv_percent": cv1,
+            "count": stats_a["count"],
+        },
+        "config2": {
+            "name": name_b,
+            "median_ms": m2,
+            "trimmed_mean_ms": t2,
+            "cv_percent": cv2,
+            "count": stats_b["count"],
+        },
         "speedup": {"median_based": s_med, "trimmed_mean_based": s_trim, "description": desc},
         "variability": {
             "config1_cv": cv1,
