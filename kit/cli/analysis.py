@@ -27,7 +27,9 @@ from kit.core.errors import Sme2Error
 from kit.core.names import Variant
 from kit.profile import session
 from kit.profile.runrecord import RUN_FILE, RunRecord
-from kit.report import armkit, builder, comparison, hud, perfetto
+from kit.report import armkit, builder, comparison, explorer, hud, perfetto
+from kit.stats import categories
+from kit.store import warehouse as warehouse_mod
 from kit.store.warehouse import Warehouse
 from kit.trace import kernels
 from kit.trace.program import ProgramMap
@@ -254,6 +256,99 @@ def import_arm_kit_cmd(
 
     ids = armkit.import_folder(root_of(home), folder, device)
     console.print(f"imported {len(ids)} run(s): " + ", ".join(ids))
+
+
+@app.command("armkit-files")
+@command
+def armkit_files_cmd(
+    runs: Optional[list[str]] = typer.Argument(None, help="Run ids or run folders."),
+    all_runs: bool = typer.Option(False, "--all", help="Every run folder under runs/."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """(Re)write Arm's kit files in run folders: *_exec_all_runs_timeline.csv, *_exec_run0_timeline.csv,
+    *_exec_ops_stats.csv, *_category_summary.csv, *_operator_details.csv, *_e2e_latency.csv,
+    *_other_top_ops.csv, *_kernels.csv, manifest.json, metrics.json, *_pipeline_summary.json/.md,
+    analysis_summary.json (new runs get them when profiled)."""
+
+    root = root_of(home)
+    if all_runs == bool(runs):
+        raise Sme2Error("name run ids or folders, or pass --all (not both)", "sme2 armkit-files RUN... | --all")
+    folders = warehouse_mod.run_folders(root) if all_runs else [_run_folder(root, r) for r in runs]
+    rules = categories.load_rules(root.user_categories)
+    done, failed = {}, {}
+    for folder in folders:
+        try:
+            done[folder.name] = sorted(p.name for p in session.write_armkit_files(root, folder, rules).values())
+        except Sme2Error as e:
+            if not all_runs:
+                raise
+            failed[folder.name] = e.message  # one bad folder must not stop the others
+    if as_json:
+        emit_json({"written": done, "failed": failed})
+        return
+    for name, files in done.items():
+        console.print(f"{name}: {len(files)} files")
+    for name, why in failed.items():
+        console.print(f"[yellow]skipped[/] {name}: {escape(why)}")
+
+
+@app.command("explore")
+@command
+def explore_cmd(
+    run: str = typer.Argument(..., help="A run id or run folder."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Folder for the node-data files (default: reports/<variant>/explorer/<run_id>/)."
+    ),
+    open_ui: bool = typer.Option(
+        True, "--open/--no-open", help="Open Model Explorer when ai-edge-model-explorer is installed."
+    ),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Model Explorer node data for a run: per node of the program's graph (the ETRecord's edge
+    program, node ids = FX node names) its median ms, share of Method::execute, category, and the
+    SME2 off/on speedup when the run has a hardware SME2 pair."""
+
+    root = root_of(home)
+    run_id = _run_id(run)
+    e = explorer.explore(root, run_id, out)
+    opened = open_ui and not as_json and explorer.open_in_model_explorer(e, run_id)
+    if as_json:
+        emit_json(
+            {
+                "folder": str(e.folder),
+                "files": {k: str(v) for k, v in e.files.items()},
+                "nodes": len(e.nodes),
+                "attributed_ms": float(e.nodes.median_ms.sum()),
+                "unattributed_ms": e.unattributed_ms,
+                "notes": e.notes,
+            }
+        )
+        return
+    console.print(
+        f"{len(e.nodes)} nodes with times ({e.nodes.median_ms.sum():.3f} ms per inference attributed, "
+        f"{e.unattributed_ms:.3f} ms of XNNPACK-inserted or fused operators not: see nodes.json)"
+    )
+    for note in e.notes:
+        console.print(f"[yellow]{escape(note)}[/]")
+    console.print(f"node data: {e.folder}  ({', '.join(p.name for p in e.files.values())})")
+    if not opened and open_ui:
+        console.print(
+            "Model Explorer is not installed (pip install ai-edge-model-explorer, a large optional package); "
+            "with it, `sme2 explore` opens the program with these files loaded."
+        )
+
+
+def _run_folder(root, value: str) -> Path:
+    """A run folder, from its path or its run id."""
+    path = Path(value)
+    if (path / RUN_FILE).is_file():
+        return path
+    folder = root.runs / compare.check_filter("run", value)["run"]
+    if not (folder / RUN_FILE).is_file():
+        raise Sme2Error(f"no run folder {folder}", "pass a run id from `sme2 query runs`, or a run folder")
+    return folder
 
 
 @app.command("export-hud")
