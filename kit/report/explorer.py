@@ -165,7 +165,9 @@ def attribute(events: pd.DataFrame, graph: EdgeGraph) -> Attribution:
                 taken.add(n.name)
         # XNNPACK runs some 1x1 convolutions as Fully Connected: match the GEMM-like operators left
         # over as one sequence, in order, when their counts agree.
-        left = [r for r in group.itertuples() if _kind(r.op_type) in GEMM_KINDS and (int(instr), int(r.slot)) not in node_of]
+        left = [
+            r for r in group.itertuples() if _kind(r.op_type) in GEMM_KINDS and (int(instr), int(r.slot)) not in node_of
+        ]
         nodes = [n for n in candidates(int(instr)) if n.base in GEMM_OPS]
         if left and len(left) == len(nodes):
             for r, n in zip(left, nodes):
@@ -252,7 +254,11 @@ def validate(data, node_ids: set[str]) -> list[str]:
                 if key in item and not isinstance(item[key], str):
                     problems.append(f"graph {gid}: {key} of {node!r} is not a CSS colour")
         for t in g.get("thresholds", []):
-            if not isinstance(t, dict) or not isinstance(t.get("value"), (int, float)) or not isinstance(t.get("bgColor"), str):
+            if (
+                not isinstance(t, dict)
+                or not isinstance(t.get("value"), (int, float))
+                or not isinstance(t.get("bgColor"), str)
+            ):
                 problems.append(f"graph {gid}: threshold {t!r} is not {{value, bgColor, textColor?}}")
         stops = []
         for s in g.get("gradient", []):
@@ -329,7 +335,11 @@ def explore(root: DataRoot, run_id: str, out: Path | None = None) -> Explored:
         else:
             o_events = views.op_events(wh, [other.run_id])
             o_med = node_medians(o_events, attribute(o_events, graph)).set_index("node").median_ms
-            on, off = (nodes.set_index("node").median_ms, o_med) if bool(row.sme2) else (o_med, nodes.set_index("node").median_ms)
+            on, off = (
+                (nodes.set_index("node").median_ms, o_med)
+                if bool(row.sme2)
+                else (o_med, nodes.set_index("node").median_ms)
+            )
             sp = (off / on).replace([np.inf, -np.inf], np.nan).dropna()
             nodes["speedup"] = nodes.node.map(sp)
             speedup_file = other.run_id
