@@ -18,6 +18,7 @@ from kit.analysis import advice, compare, datamovement
 from kit.core.home import DataRoot
 from kit.profile import session
 from kit.report import builder, explorer
+from kit.report import comparison as comparison_files
 from kit.stats import categories, summary
 from kit.store import warehouse
 from kit.store.warehouse import Warehouse
@@ -93,8 +94,11 @@ def kit_root(tmp_path_factory, home, exports, native_runner, host, host_run) -> 
     return root
 
 
-def run_ids(root: DataRoot) -> dict[int, str]:
-    runs = Warehouse.at(root).query("SELECT run_id, threads FROM current_runs")
+def run_ids(root: DataRoot, variant: str = "tiny_seg-fp32", device: str = "host") -> dict[int, str]:
+    """The current host runs of a variant by thread count."""
+    runs = Warehouse.at(root).query(
+        "SELECT run_id, threads FROM current_runs WHERE variant = ? AND device = ?", [variant, device]
+    )
     return dict(zip(runs.threads, runs.run_id))
 
 
@@ -266,6 +270,25 @@ def test_table_labels_follow_what_differs(kit_root):
     c = compare.compare_ids(wh, ids[2], ids[1])
     assert (c.a.label, c.b.label) == ("t2", "t1") and "ms t2" in compare.blog_table(c)
     assert c.headline().startswith("t2 vs t1 (variant tiny_seg-fp32, target host.sme2-off")
+
+
+def test_compare_fp32_vs_int8_matches_operators_across_dtypes(kit_root, exports, native_runner, host):
+    r = session.run_session(
+        kit_root, exports["int8"], host, threads=1, iterations=20, warmup=2, runner_kind="native", binary=native_runner
+    )
+    assert warehouse.ingest_run(kit_root, r.run_dir)
+    wh = Warehouse.at(kit_root)
+    c = compare.compare_selected(wh, {"device": "host", "threads": 1}, {"dtype": "fp32"}, {"dtype": "int8"})
+    assert (c.a.label, c.b.label) == ("fp32", "int8") and c.b.run_id == r.record.run_id
+    ops = c.operators.set_index("operator")
+    conv = ops.loc["Convolution IGEMM"]
+    assert "F32" in conv.a_types and "QC8" in conv.b_types and conv.instances_a == conv.instances_b
+    converts = ops[ops.index.str.startswith("Convert")]
+    assert len(converts) and (converts.instances_a == 0).all() and (converts.b_ms > 0).all()  # int8 only
+    files = comparison_files.write(kit_root, c)
+    comp = pd.read_csv(files.paths["comparison_csv"])
+    assert comp.columns.tolist() == ["category", "int8_ms", "fp32_ms", "speedup", "int8_pct", "fp32_pct"]
+    assert "QUANT" in set(comp.category) or "DATA_MOVEMENT" in set(comp.category)
 
 
 # ---------------------------------------------------------------- report and advice
