@@ -59,20 +59,23 @@ class Side:
 
     @classmethod
     def of(cls, row) -> "Side":
+        """From a row of views.find_runs (a Series: read by key, since `row.size` and `row.dtype`
+        are the Series' own attributes)."""
+        r = row if isinstance(row, pd.Series) else pd.Series(row._asdict())
         return cls(
-            run_id=row.run_id,
-            variant=row.variant,
-            model=row.model,
-            dtype=row.dtype,
-            backend=row.backend,
-            target=row.target,
-            device=row.device,
-            sme2=bool(row.sme2),
-            emulated=bool(row.emulated),
-            threads=int(row.threads),
-            size=row["size"] if isinstance(row, pd.Series) else row.size,
-            runner=row.runner,
-            run_dir=row.run_dir if isinstance(row.run_dir, str) else "",
+            run_id=r["run_id"],
+            variant=r["variant"],
+            model=r["model"],
+            dtype=r["dtype"],
+            backend=r["backend"],
+            target=r["target"],
+            device=r["device"],
+            sme2=bool(r["sme2"]),
+            emulated=bool(r["emulated"]),
+            threads=int(r["threads"]),
+            size=r["size"],
+            runner=r["runner"],
+            run_dir=r["run_dir"] if isinstance(r["run_dir"], str) else "",
         )
 
 

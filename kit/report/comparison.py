@@ -75,8 +75,8 @@ def record_of(wh: Warehouse, side: Side) -> RunRecord:
         sme2=side.sme2,
         threads=side.threads,
         runner=side.runner,
-        iterations=int(row.iterations),
-        warmup=int(row.warmup),
+        iterations=int(row.iterations) if pd.notna(row.iterations) else 0,
+        warmup=int(row.warmup) if pd.notna(row.warmup) else 0,
         emulated=side.emulated,
     )
     rec.stem = f"{runfiles.model_stem(rec)}_{side.target.replace('.', '_')}_t{side.threads}"
