@@ -13,9 +13,9 @@ from rich.console import Console
 
 from kit.cli.devices import devices_table
 from kit.core.errors import TargetError
+from kit.core.names import Target
 from kit.core.platforms import platform_of
 from kit.devices import conditions, inventory
-from kit.core.names import Target
 from kit.devices.transports.local import MACOS_SYSCTLS, Host, LocalTransport
 
 M4 = Path(__file__).parent / "data" / "macos-m4"

@@ -261,7 +261,7 @@ def test_html_report_renders_offline_in_headless_chromium(wh_home, tmp_path):
     rep = builder.build(wh_home, "tiny_seg-int8")
     md = rep.markdown.read_text()
     assert "EMULATED" in md and "kleidiai-sme2" in md and "| Convolution" in md
-    side_by_side = md.split("## Dtypes side by side", 1)[1].split("\n## ", 1)[0]  # both dtypes were measured
+    side_by_side = md.split("### Dtypes side by side", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     assert "INT8 share on" in side_by_side and "FP32 share on" in side_by_side
     dom = _chromium("--dump-dom", url=rep.html).stdout
     assert dom.count("<svg") >= 6 and 'class="err"' not in dom  # every chart rendered by the inlined Vega

@@ -1,4 +1,5 @@
-"""`sme2 compare`, `report`, `trace`, `datamovement`, `regressions`, `kernels`, `import-arm-kit`, `export-hud`: across runs."""
+"""`sme2 compare`, `report`, `trace`, `datamovement`, `regressions`, `kernels`, `import-arm-kit`,
+`armkit-files`, `explore`, `export-hud`: across runs."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ from kit.cli.common import (
     print_frame,
     root_of,
 )
-from kit.core import atomic, limits
-from kit.core import names
+from kit.core import atomic, limits, names
 from kit.core.errors import Sme2Error
 from kit.core.names import Variant
 from kit.profile import session
-from kit.report import armkit, builder, hud, perfetto
+from kit.profile.runrecord import RUN_FILE, RunRecord
+from kit.report import armkit, builder, comparison, explorer, hud, perfetto
+from kit.stats import categories
+from kit.store import warehouse as warehouse_mod
 from kit.store.warehouse import Warehouse
 from kit.trace import kernels
 from kit.trace.program import ProgramMap
@@ -41,54 +44,91 @@ def _variant_key(model: str, dtype: str) -> str:
 @app.command("compare")
 @command
 def compare_cmd(
+    runs: Optional[list[str]] = typer.Argument(
+        None, help="Two run ids or run folders: A (the baseline) and B. Without them: --a/--b, or SME2 off vs on."
+    ),
     model: str = typer.Option("tiny_seg", "--model", "-m"),
     dtype: str = typer.Option("fp32", "--dtype", "-d", help="One dtype, or several (comma) to show side by side."),
-    device: str = typer.Option("armv9-qemu", "--device", help="Device whose .sme2-on and .sme2-off runs to compare."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Thread count (default: the smallest with a pair)."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Device of both runs (SME2 on/off mode: whose pair; default armv9-qemu)."
+    ),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Thread count of both runs."),
+    size: Optional[str] = typer.Option(None, "--size", help="Model size of both runs."),
+    a: Optional[str] = typer.Option(
+        None,
+        "--a",
+        help="Run A: key=value[,...] over the common options (threads, dtype, device, sme2, size, runner, run).",
+    ),
+    b: Optional[str] = typer.Option(None, "--b", help="Run B: key=value[,...], e.g. --a threads=1 --b threads=2."),
     operators: int = typer.Option(10, "--operators", help="Operators to list."),
+    files: bool = typer.Option(
+        True, "--files/--no-files", help="Write the comparison folder (Arm kit files) under reports/comparisons/."
+    ),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
-    """SME2 on vs off from the warehouse: the case study's table (category, ms off -> on, speedup,
-    share with SME2 on), the end-to-end speedup with its bootstrap interval, per-operator speedups."""
+    """Two runs side by side from the warehouse: category ms A -> B, speedup, share of runtime in
+    each, kernels; the end-to-end speedup A / B with its bootstrap interval; per-operator speedups.
+    A and B are two run ids (or folders), or chosen with --a/--b (e.g. threads 1 vs 2, fp16 vs int8,
+    device A vs B); by default SME2 off (A) vs on (B) of --model/--dtype on --device."""
 
     if threads is not None:
         limits.check_threads(threads)
-    wh = Warehouse.at(root_of(home))
+    root = root_of(home)
+    wh = Warehouse.at(root)
     dtypes = csv_list(dtype)
-    if len(dtypes) > 1:
-        side = compare.dtype_side_by_side(wh, model, device, dtypes)
-        print_frame(
-            side, "json" if as_json else "table", title=f"{model} on {device}: {' vs '.join(d.upper() for d in dtypes)}"
+    if runs:
+        if len(runs) != 2:
+            raise Sme2Error(f"compare takes two runs, got {len(runs)}", "sme2 compare RUN_A RUN_B")
+        c = compare.compare_ids(wh, *(_run_id(r) for r in runs))
+    elif a or b:
+        common = {"model": model, "dtype": dtypes[0]}
+        for key, value in (("device", device), ("threads", threads), ("size", size)):
+            if value is not None:
+                common.update(compare.check_filter(key, value))
+        over_a, over_b = compare.parse_filters(a or ""), compare.parse_filters(b or "")
+        # A run id names its run: the common filters do not apply to that side.
+        c = compare.compare_runs(
+            wh,
+            compare.select(wh, over_a if "run" in over_a else {**common, **over_a}, "run A (--a)"),
+            compare.select(wh, over_b if "run" in over_b else {**common, **over_b}, "run B (--b)"),
         )
-        return
-    c = compare.compare(wh, _variant_key(model, dtypes[0]), device, threads)
+    else:
+        device = device or "armv9-qemu"
+        if len(dtypes) > 1:
+            side = compare.dtype_side_by_side(wh, model, device, dtypes)
+            print_frame(
+                side,
+                "json" if as_json else "table",
+                title=f"{model} on {device}: {' vs '.join(d.upper() for d in dtypes)}",
+            )
+            return
+        c = compare.compare(wh, _variant_key(model, dtypes[0]), device, threads)
+    written = comparison.write(root, c) if files else None
     if as_json:
-        emit_json(
-            {
-                "headline": c.headline(),
-                "emulated": c.emulated,
-                "e2e": c.e2e,
-                "runs": {"on": c.run_on, "off": c.run_off},
-                "bottleneck": c.bottleneck,
-                "categories": c.categories.to_dict("records"),
-                "operators": c.operators.head(operators).to_dict("records"),
-            }
-        )
+        emit_json({**comparison.as_json(c, operators), "folder": str(written.folder) if written else None})
         return
-    console.print(f"[bold]{c.headline()}[/]")
+    console.print(f"[bold]{escape(c.headline())}[/]")
     if c.emulated:
         console.print(
             "[yellow]EMULATED: kernel selection and operator mix are real; times are not hardware times, so no speedups are shown.[/]"
         )
     print_frame(compare.blog_table(c), "table", title="Categories")
-    cols = ["operator", "category", "off_kernels", "on_kernels", "instances_off", "off_ms", "on_ms"] + (
-        [] if c.emulated else ["speedup"]
-    )
-    print_frame(c.operators.head(operators)[cols], "table", title="Operators")
+    print_frame(compare.operator_table(c, operators), "table", title="Operators")
     console.print(
-        f"bottleneck: {c.bottleneck['off']} (SME2 off) -> {c.bottleneck['on']} (SME2 on); runs off {c.run_off}, on {c.run_on}"
+        f"bottleneck: {c.bottleneck['a']} ({escape(c.a.label)}) -> {c.bottleneck['b']} ({escape(c.b.label)}); "
+        f"runs A {c.a.run_id}, B {c.b.run_id}"
     )
+    if written:
+        console.print(f"files (Arm kit names): {written.folder}")
+
+
+def _run_id(value: str) -> str:
+    """A run id, or the id of a run folder given by path."""
+    path = Path(value)
+    if (path / RUN_FILE).is_file():
+        return RunRecord.load(path).run_id
+    return compare.check_filter("run", value)["run"]
 
 
 @app.command("report")
@@ -216,6 +256,99 @@ def import_arm_kit_cmd(
 
     ids = armkit.import_folder(root_of(home), folder, device)
     console.print(f"imported {len(ids)} run(s): " + ", ".join(ids))
+
+
+@app.command("armkit-files")
+@command
+def armkit_files_cmd(
+    runs: Optional[list[str]] = typer.Argument(None, help="Run ids or run folders."),
+    all_runs: bool = typer.Option(False, "--all", help="Every run folder under runs/."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """(Re)write Arm's kit files in run folders: *_exec_all_runs_timeline.csv, *_exec_run0_timeline.csv,
+    *_exec_ops_stats.csv, *_category_summary.csv, *_operator_details.csv, *_e2e_latency.csv,
+    *_other_top_ops.csv, *_kernels.csv, manifest.json, metrics.json, *_pipeline_summary.json/.md,
+    analysis_summary.json (new runs get them when profiled)."""
+
+    root = root_of(home)
+    if all_runs == bool(runs):
+        raise Sme2Error("name run ids or folders, or pass --all (not both)", "sme2 armkit-files RUN... | --all")
+    folders = warehouse_mod.run_folders(root) if all_runs else [_run_folder(root, r) for r in runs]
+    rules = categories.load_rules(root.user_categories)
+    done, failed = {}, {}
+    for folder in folders:
+        try:
+            done[folder.name] = sorted(p.name for p in session.write_armkit_files(root, folder, rules).values())
+        except Sme2Error as e:
+            if not all_runs:
+                raise
+            failed[folder.name] = e.message  # one bad folder must not stop the others
+    if as_json:
+        emit_json({"written": done, "failed": failed})
+        return
+    for name, files in done.items():
+        console.print(f"{name}: {len(files)} files")
+    for name, why in failed.items():
+        console.print(f"[yellow]skipped[/] {name}: {escape(why)}")
+
+
+@app.command("explore")
+@command
+def explore_cmd(
+    run: str = typer.Argument(..., help="A run id or run folder."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Folder for the node-data files (default: reports/<variant>/explorer/<run_id>/)."
+    ),
+    open_ui: bool = typer.Option(
+        True, "--open/--no-open", help="Open Model Explorer when ai-edge-model-explorer is installed."
+    ),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Model Explorer node data for a run: per node of the program's graph (the ETRecord's edge
+    program, node ids = FX node names) its median ms, share of Method::execute, category, and the
+    SME2 off/on speedup when the run has a hardware SME2 pair."""
+
+    root = root_of(home)
+    run_id = _run_id(run)
+    e = explorer.explore(root, run_id, out)
+    opened = open_ui and not as_json and explorer.open_in_model_explorer(e, run_id)
+    if as_json:
+        emit_json(
+            {
+                "folder": str(e.folder),
+                "files": {k: str(v) for k, v in e.files.items()},
+                "nodes": len(e.nodes),
+                "attributed_ms": float(e.nodes.median_ms.sum()),
+                "unattributed_ms": e.unattributed_ms,
+                "notes": e.notes,
+            }
+        )
+        return
+    console.print(
+        f"{len(e.nodes)} nodes with times ({e.nodes.median_ms.sum():.3f} ms per inference attributed, "
+        f"{e.unattributed_ms:.3f} ms of XNNPACK-inserted or fused operators not: see nodes.json)"
+    )
+    for note in e.notes:
+        console.print(f"[yellow]{escape(note)}[/]")
+    console.print(f"node data: {e.folder}  ({', '.join(p.name for p in e.files.values())})")
+    if not opened and open_ui:
+        console.print(
+            "Model Explorer is not installed (pip install ai-edge-model-explorer, a large optional package); "
+            "with it, `sme2 explore` opens the program with these files loaded."
+        )
+
+
+def _run_folder(root, value: str) -> Path:
+    """A run folder, from its path or its run id."""
+    path = Path(value)
+    if (path / RUN_FILE).is_file():
+        return path
+    folder = root.runs / compare.check_filter("run", value)["run"]
+    if not (folder / RUN_FILE).is_file():
+        raise Sme2Error(f"no run folder {folder}", "pass a run id from `sme2 query runs`, or a run folder")
+    return folder
 
 
 @app.command("export-hud")

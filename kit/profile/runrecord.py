@@ -6,7 +6,12 @@ warehouse can be rebuilt from the folders alone.
     etdump.etdp         the ETDump run's trace (+ etdump.json, its runner result)
     program_map.json    the program's instruction map (copied from the export)
     export_meta.json    the export's meta (copied)
-    <stem>_robust_stats.json, <stem>_exec_ops_stats.csv, <stem>_categories.csv, analysis.json
+    <stem>_robust_stats.json, <stem>_categories.csv, analysis.json
+    Arm's kit files     <stem>_exec_all_runs_timeline.csv, <stem>_exec_run0_timeline.csv,
+                        <stem>_exec_ops_stats.csv, <stem>_category_summary.csv,
+                        <stem>_operator_details.csv, <stem>_e2e_latency.csv, <stem>_other_top_ops.csv,
+                        <stem>_kernels.csv, manifest.json, metrics.json, analysis_summary.json,
+                        <model_stem>_pipeline_summary.json/.md (kit.profile.armkit)
     *.log               runner logs
 """
 

@@ -19,6 +19,7 @@ from kit.core.home import DataRoot
 from kit.devices import inventory
 from kit.export import exporter
 from kit.models import registry
+from kit.profile import armkit
 from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_timing
 from kit.runners import invoke, recipes
 from kit.stats import categories
@@ -151,6 +152,10 @@ def run_session(
             "coverage": result.coverage,
             "init_ms": tr.init_ms,
         }
+        # Arm's kit files, from the rows the warehouse will hold (numbers equal by construction).
+        armkit.write_run_files(
+            stage, record, result, tr, rules, location=folder, model_path=exp.pte, etrecord_path=exp.etrecord
+        )
         atomic.write_json(stage / RUN_FILE, record.to_json())
     return ProfileResult(folder, record, result, tr)
 
@@ -194,6 +199,18 @@ def load_run(folder: Path, rules=None) -> ProfileResult:
     timing = read_timing(folder)  # validated: the numbers feed statistics and the warehouse
     result = analysis_mod.analyze(tr, timing["latencies_ms"], rules or categories.load_rules())
     return ProfileResult(folder, record, result, tr)
+
+
+def write_armkit_files(root: DataRoot, folder: Path, rules=None) -> dict[str, Path]:
+    """(Re)write Arm's kit files of an existing run folder (runs profiled before they existed, or
+    after the category rules changed); the .pte and ETRecord are named when the export still holds
+    the program the run executed."""
+    rules = rules or categories.load_rules(root.user_categories)
+    r = load_run(folder, rules)
+    pte, etrecord = armkit.export_files(root, r.record)
+    return armkit.write_run_files(
+        r.run_dir, r.record, r.analysis, r.trace, rules, model_path=pte, etrecord_path=etrecord
+    )
 
 
 @dataclass

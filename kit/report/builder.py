@@ -1,5 +1,13 @@
 """Per model variant: a Markdown report and a self-contained HTML page (Vega inlined, renders
-offline), with PNG copies of every chart. Every number comes from the warehouse, with its run ids."""
+offline), with PNG copies of every chart. Every number comes from the warehouse (or the run folders
+its rows were read from), with its run ids.
+
+The sections follow Arm's reference performance report (its generate_report.py and report skill):
+Executive summary; Environment and methodology (devices, CPU, versions, runner recipes and build
+flags, iterations, warmups, pinning, emulated or not, how numbers are computed); Results (the
+kit's latency table, SME2 on vs off per category and operator, dtypes, end to end, kernels, data
+movement, portable vs delegated operators, regressions); Bottleneck analysis; Recommendations
+(derived from the numbers by kit.analysis.advice); Artifacts (every file, with its path)."""
 
 from __future__ import annotations
 
@@ -13,13 +21,17 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
-from kit.analysis import compare, datamovement, kernelview
+from kit.analysis import advice, compare, datamovement, kernelview
 from kit.core import atomic
 from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.home import DataRoot
+from kit.core.jsonfile import read_json
 from kit.core.names import Variant
+from kit.profile import armkit as runfiles
 from kit.profile import session
 from kit.report import charts
+from kit.report import comparison as comparison_files
+from kit.store import views
 from kit.store.warehouse import Warehouse
 from kit.trace.program import ProgramMap
 
@@ -53,7 +65,6 @@ def build(root: DataRoot, variant_key: str) -> Report:
         )
     out_dir = root.reports / variant_key
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections: list[tuple[str, str]] = []
     figures: list[tuple[str, alt.Chart]] = []
     run_ids = runs.run_id.tolist()
 
@@ -63,6 +74,46 @@ def build(root: DataRoot, variant_key: str) -> Report:
             comps.append(compare.compare(wh, variant_key, dev))
         except Sme2Error:
             continue
+    folders = {c.b.run_id: comparison_files.write(root, c).folder for c in comps}
+
+    # Each run's folder read once: the data-movement analysis and the advice need its trace rows.
+    ops_all = views.op_stats(wh, run_ids)
+    loaded: dict[str, datamovement.DataMovement] = {}
+    for r in runs.itertuples():
+        try:
+            trace = session.load_run(Path(r.run_dir)).trace
+            pmap = ProgramMap.load(Path(r.run_dir)) if (Path(r.run_dir) / "program_map.json").exists() else None
+            loaded[r.run_id] = datamovement.analyze(trace.rows, pmap)
+        except Sme2Error:
+            continue
+    # The runs the advice is about: the SME2-on side of each pair (the case study's view), else every run.
+    focus_ids = [c.b.run_id for c in comps if c.b.run_id in loaded] or [i for i in run_ids if i in loaded]
+    by_b = {c.b.run_id: c for c in comps}
+    cats_all = views.category_stats(wh, run_ids, "blog")
+    facts = {i: _facts(runs[runs.run_id == i].iloc[0], ops_all, cats_all, loaded[i], by_b.get(i)) for i in focus_ids}
+    findings = {i: advice.recommend(f) for i, f in facts.items()}
+
+    results: list[tuple[str, str]] = []  # (### title, text) inside ## Results
+
+    # The kit's latency table (generate_report.py): median, mean, min, max, std dev, speedup.
+    lat = views.latency_samples(wh, run_ids, "timing")
+    body = []
+    for c in comps:
+        body.append(f"#### {c.device} ({c.threads} thread(s), size {c.size})\n\n{_md(_latency_table(c, lat))}")
+    results.append(
+        (
+            "Latency comparison (SME2-On vs SME2-Off)",
+            (
+                "End-to-end latency of the timing runs (warmups excluded), per iteration. Speedup = SME2-Off / SME2-On."
+                + (" Emulated pairs show times only." if any(c.emulated for c in comps) else "")
+                + "\n\n"
+                + "\n\n".join(body)
+            )
+            if body
+            else "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_",
+        )
+    )
+
     body = []
     for c in comps:
         label = (
@@ -71,14 +122,12 @@ def build(root: DataRoot, variant_key: str) -> Report:
             else ""
         )
         body.append(
-            f"### {c.device} ({c.threads} thread(s), size {c.size}){label}\n\n{c.headline()}\n\n{_md(compare.blog_table(c))}\n\nBottleneck: {c.bottleneck['off']} with SME2 off, {c.bottleneck['on']} with SME2 on. Runs: off `{c.run_off}`, on `{c.run_on}`."
+            f"#### {c.device} ({c.threads} thread(s), size {c.size}){label}\n\n{c.headline()}\n\n{_md(compare.blog_table(c))}\n\nBottleneck: {c.bottleneck['a']} with SME2 off, {c.bottleneck['b']} with SME2 on. Runs: off `{c.a.run_id}`, on `{c.b.run_id}`."
         )
-        top = c.operators.head(12)[
-            ["operator", "category", "off_kernels", "on_kernels", "instances_off", "off_ms", "on_ms"]
-            + (["speedup"] if not c.emulated else [])
-        ]
-        body.append(f"Operators (SME2 off vs on, kernel families from op names):\n\n{_md(top)}")
-    sections.append(
+        body.append(
+            f"Operators (SME2 off vs on, kernel families from op names):\n\n{_md(compare.operator_table(c, 12))}"
+        )
+    results.append(
         (
             "SME2 on vs off",
             "\n\n".join(body) or "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_",
@@ -88,14 +137,14 @@ def build(root: DataRoot, variant_key: str) -> Report:
     # The blog puts INT8 and FP16 side by side; show those first, then any other dtype measured on
     # this device, and only when there are two or more (one dtype repeats the table above).
     dtypes = ("int8", "fp16", "fp32", "int8-dynamic")
-    side = compare.dtype_side_by_side(wh, v.model, comps[0].device, dtypes) if comps else pd.DataFrame()
+    side = compare.dtype_side_by_side(wh, v.model, comps[0].a.device, dtypes) if comps else pd.DataFrame()
     if sum(col.endswith(" share on") for col in side.columns) >= 2:
-        sections.append(("Dtypes side by side", f"Device {comps[0].device}:\n\n{_md(side)}"))
+        results.append(("Dtypes side by side", f"Device {comps[0].a.device}:\n\n{_md(side)}"))
 
     # End-to-end latency per target and thread count: hardware and emulated in separate panels.
     e2e = runs[["target", "threads", "emulated", "e2e_median_ms", "e2e_ci_low_ms", "e2e_ci_high_ms"]].copy()
     e2e["label"] = e2e.target + " t" + e2e.threads.astype(str) + e2e.emulated.map({True: " (emulated)", False: ""})
-    sections.append(("End to end", _md(e2e.drop(columns=["label"]))))
+    results.append(("End to end", _md(e2e.drop(columns=["label"]))))
     e2e["kind"] = e2e.emulated.map(KIND)
     e2e["SME2"] = e2e.target.str.endswith(".sme2-on").map({True: "on", False: "off"})
     base = alt.Chart(e2e)
@@ -205,10 +254,10 @@ def build(root: DataRoot, variant_key: str) -> Report:
         "SELECT r.target, k.kernel_family, count(*) AS op_types, round(sum(s.median_ms), 3) AS ms FROM kernels k JOIN op_stats s USING (run_id, op_type) JOIN current_runs r USING (run_id) WHERE r.variant = ? GROUP BY ALL ORDER BY r.target, k.kernel_family",
         [variant_key],
     )
-    sections.append(
+    results.append(
         (
             "Kernel view",
-            "Kernel families from operator names: `kleidiai-sme2` = KleidiAI packed kernels chosen only with SME2 (PF32, PQS8), `kleidiai` = other KleidiAI packed types, `xnnpack` = plain XNNPACK kernels, `portable` = not delegated.\n\n"
+            "Kernel families from operator names: `kleidiai-sme2` = KleidiAI packed kernels chosen only with SME2 (PF32, PQS8), `kleidiai` = other KleidiAI packed types, `xnnpack` = plain XNNPACK kernels, `portable` = not delegated. Per SME2 pair, the kit's `kernel_view_gemm.md` is in its comparison folder (see Artifacts).\n\n"
             + _md(kern),
         )
     )
@@ -217,7 +266,7 @@ def build(root: DataRoot, variant_key: str) -> Report:
         micro = kernelview.side_by_side(wh, variant_key)
         micro = micro[(micro.on_microkernel != "-") | (micro.off_microkernel != "-")]
         if not micro.empty:
-            sections.append(
+            results.append(
                 (
                     "Microkernels (kernel-log runs)",
                     "The XNNPACK microkernel each GEMM/convolution operator ran, SME2 on beside SME2 off "
@@ -227,13 +276,8 @@ def build(root: DataRoot, variant_key: str) -> Report:
             )
     dm_rows, dm_text = [], []
     for r in runs.itertuples():
-        try:
-            loaded = session.load_run(Path(r.run_dir))
-            dm = datamovement.analyze(
-                loaded.trace.rows,
-                ProgramMap.load(Path(r.run_dir)) if (Path(r.run_dir) / "program_map.json").exists() else None,
-            )
-        except Sme2Error:
+        dm = loaded.get(r.run_id)
+        if dm is None:
             continue
         dm_text.append(
             f"- **{r.target}** (t{r.threads}{', emulated' if r.emulated else ''}): {dm.sentence}. Delegation: {dm.health['delegated_ops']} delegated / {dm.health['portable_ops']} portable operators in {dm.health['delegate_partitions']} partitions; quantize/convert {100 * dm.health['quant_share']:.1f}% of runtime."
@@ -247,7 +291,7 @@ def build(root: DataRoot, variant_key: str) -> Report:
             }
             for h in dm.hotspots.head(6).itertuples()
         ]
-    sections.append(("Data movement", "\n".join(dm_text) or "_no run folders available_"))
+    results.append(("Data movement", "\n".join(dm_text) or "_no run folders available_"))
     if dm_rows:
         figures.append(
             (
@@ -269,12 +313,13 @@ def build(root: DataRoot, variant_key: str) -> Report:
                 .resolve_scale(x="independent", y="independent"),
             )
         )
+    results.append(("Portable vs delegated operators", _md(_delegation_table(runs, ops_all))))
 
     reg = wh.query(
         "SELECT g.run_id, r.target, g.scope, g.op_type, round(g.baseline_median_ms, 4) AS baseline_ms, round(g.new_median_ms, 4) AS new_ms, round(100 * g.change, 1) AS change_pct, g.q_value, g.p_value FROM regressions g JOIN current_runs r USING (run_id) WHERE r.variant = ? AND g.significant ORDER BY abs(g.change) DESC LIMIT 20",
         [variant_key],
     )
-    sections.append(
+    results.append(
         (
             "Regressions",
             "Newest run vs the previous runs of the same key (Mann-Whitney U, Benjamini-Hochberg across operators, minimum effect 5%; emulated runs are compared on kernels and operator mix only).\n\n"
@@ -285,8 +330,20 @@ def build(root: DataRoot, variant_key: str) -> Report:
     pngs = []
     for name, chart in figures:
         pngs.append(charts.save_png(chart, out_dir / f"{name}.png"))
+
+    # Findings are labelled with the run's target and thread count (two runs may share a target).
+    target_of = {r.run_id: f"{r.target} t{r.threads}" for r in runs.itertuples()}
+    recs = [(target_of[i], f) for i in focus_ids for f in findings[i]]
+    sections = [
+        ("Executive summary", _summary(comps, runs, recs)),
+        ("Environment and methodology", _environment(root, runs, comps)),
+        ("Results", "\n\n".join(f"### {t}\n\n{x}" for t, x in results)),
+        ("Bottleneck analysis", _bottlenecks(facts, target_of)),
+        ("Recommendations", _recommendations(recs)),
+        ("Artifacts", _artifacts(root, out_dir, runs, folders, pngs)),
+    ]
     md = [
-        f"# {variant_key}: SME2 profiling report",
+        f"# {variant_key}: SME2 Performance Report",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {wh.path}. Runs: {', '.join(f'`{r}`' for r in run_ids)}.",
     ]
     if runs.emulated.any():
@@ -302,6 +359,249 @@ def build(root: DataRoot, variant_key: str) -> Report:
     markdown = atomic.write_text(out_dir / "report.md", "\n\n".join(md) + "\n")
     summary = "\n\n".join(s for s in (c.headline() for c in comps)) or "no SME2 pairs yet"
     return Report(markdown, page, pngs, summary, run_ids)
+
+
+def _facts(run, ops_all: pd.DataFrame, cats_all: pd.DataFrame, dm: datamovement.DataMovement, comparison):
+    """What the advice rules read about one run, from its warehouse rows and data-movement analysis."""
+    cats = cats_all[cats_all.run_id == run.run_id]
+    return advice.Facts(
+        run_id=run.run_id,
+        target=run.target,
+        dtype=run.dtype,
+        sme2=bool(run.sme2),
+        emulated=bool(run.emulated),
+        e2e_median_ms=float(run.e2e_median_ms),
+        e2e_cv_percent=_float(run.e2e_cv_percent),
+        coverage=_float(run.coverage),
+        shares={c: float(x) for c, x in zip(cats.category, cats.share_of_execute)},
+        op_stats=ops_all[ops_all.run_id == run.run_id],
+        dm=dm,
+        comparison=comparison,
+    )
+
+
+def _float(x) -> float:
+    return float(x) if x is not None and x == x else float("nan")
+
+
+def _latency_table(c: compare.Comparison, lat: pd.DataFrame) -> pd.DataFrame:
+    """generate_report.py's table: Median, Mean, Min, Max latency and Std Dev, SME2-On vs SME2-Off."""
+    on = lat[lat.run_id == c.b.run_id].latency_ms
+    off = lat[lat.run_id == c.a.run_id].latency_ms
+    unit = " (emulated)" if c.emulated else ""
+    rows = []
+    for name, fn in (("Median", "median"), ("Mean", "mean"), ("Min", "min"), ("Max", "max")):
+        a, b = float(getattr(off, fn)()), float(getattr(on, fn)())
+        rows.append(
+            {
+                "Metric": f"{name} Latency",
+                f"SME2-On{unit}": f"{b:.3f} ms",
+                f"SME2-Off{unit}": f"{a:.3f} ms",
+                "Speedup": "-" if c.emulated or b <= 0 else f"{a / b:.2f}x",
+            }
+        )
+    rows.append(
+        {
+            "Metric": "Std Dev",
+            f"SME2-On{unit}": f"{float(on.std()):.3f} ms",
+            f"SME2-Off{unit}": f"{float(off.std()):.3f} ms",
+            "Speedup": "-",
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def _summary(comps: list, runs: pd.DataFrame, recs: list) -> str:
+    lines = []
+    for c in comps:
+        on = c.categories.set_index("category")
+        largest = c.bottleneck["b"]
+        shift = (
+            f"the largest category moves from {c.bottleneck['a']} to {largest}"
+            if c.bottleneck["a"] != c.bottleneck["b"]
+            else f"{largest} stays the largest category"
+        )
+        lines.append(
+            f"- **{c.device}**{' (emulated)' if c.emulated else ''}: {c.headline()}; with SME2 on {shift} "
+            f"({100 * on.share_b[largest]:.0f}% of runtime)."
+        )
+    paired = {c.a.run_id for c in comps} | {c.b.run_id for c in comps}
+    for r in runs[~runs.run_id.isin(paired)].itertuples():
+        lines.append(
+            f"- **{r.target}**, {r.threads} thread(s){' (emulated)' if r.emulated else ''}: end-to-end median "
+            f"{r.e2e_median_ms:.3f} ms (95% CI {r.e2e_ci_low_ms:.3f}-{r.e2e_ci_high_ms:.3f}); no SME2 pair on this device."
+        )
+    if recs:
+        lines.append("\nTop findings:\n")
+        lines += [f"{i}. **{t}**: {f.text}" for i, (t, f) in enumerate(recs[:3], 1)]
+    return "\n".join(lines)
+
+
+def _runner_manifests(root: DataRoot) -> dict[str, dict]:
+    """Runner build manifests by binary sha256 (recipe, flags, CMake arguments, compiler)."""
+    out = {}
+    for m in sorted(root.runners.glob("*/manifest.json")):
+        try:
+            data = read_json(m, "the runner build")
+        except Sme2Error:
+            continue
+        if isinstance(data, dict) and data.get("binary_sha256"):
+            out[data["binary_sha256"]] = {**data, "folder": str(m.parent)}
+    return out
+
+
+def _environment(root: DataRoot, runs: pd.DataFrame, comps: list) -> str:
+    table = []
+    for r in runs.itertuples():
+        cond = json.loads(r.conditions) if isinstance(r.conditions, str) else {}
+        table.append(
+            {
+                "run": r.run_id,
+                "target": r.target,
+                "platform": r.platform,
+                "CPU": r.cpu_model or cond.get("machine") or "-",
+                "emulated": "yes (QEMU)" if r.emulated else "no",
+                "threads": r.threads,
+                "pinning": f"CPUs {cond['affinity']}" if cond.get("affinity") else "none",
+                "iterations": r.iterations,
+                "warmup": r.warmup,
+                "runner": f"{r.runner} ({r.runner_recipe or '-'})",
+                "executorch": r.executorch_version or "-",
+                "torch": r.torch_version or "-",
+            }
+        )
+    builds = _runner_manifests(root)
+    recipe_lines = []
+    for sha in dict.fromkeys(runs.runner_sha256.fillna("")):
+        if not sha:
+            recipe_lines.append("- pybind runner: the executorch wheel's Python runtime in a child process (no build)")
+            continue
+        m = builds.get(sha)
+        if m is None:
+            recipe_lines.append(f"- runner `{sha[:12]}`: build manifest not found under {root.runners}")
+            continue
+        flags = " ".join(m.get("flags") or []) or "-"
+        cmake = " ".join(str(a) for a in (m.get("cmake_args") or [])) or "-"
+        recipe_lines.append(
+            f"- runner `{sha[:12]}`: recipe `{m.get('recipe')}` for {m.get('platform')}, executorch "
+            f"{m.get('executorch_version')}, {m.get('compiler_version') or m.get('compiler')}; flags `{flags}`; "
+            f"CMake `{cmake}`; built {m.get('built_at')} in `{m['folder']}`"
+        )
+    pairs = [c for c in comps if c.a.run_id and c.b.run_id]
+    interleaved = any(
+        "pair_session" in (json.loads(x) if isinstance(x, str) else {}) for x in runs.conditions.fillna("{}")
+    )
+    method = [
+        "- Each run is a timing-only run (end-to-end latency per iteration) plus an ETDump run (per-operator events), "
+        "both on the same program and inputs; warmup iterations are excluded from every statistic.",
+        "- End-to-end numbers are medians of the timing run with a 95% percentile-bootstrap interval; operator and "
+        "category numbers are medians over iterations of per-iteration sums, and shares are of Method::execute.",
+        "- Categories follow the case study's five (Convolution, GEMM, Data Movement, Elementwise, Other) by the rules "
+        "in kit/stats/data/categories.toml (plus $SME2_HOME/categories.toml when present).",
+        "- SME2 speedups are SME2-off median / SME2-on median with a bootstrap interval over both runs' samples"
+        + (
+            "; on and off runs of a device were measured interleaved in blocks (one pair session) so drift hits both alike."
+            if interleaved
+            else "."
+        ),
+        "- Emulated targets run under QEMU (`-cpu max` with SME2 on, `-cpu max,sme=off` off): kernel selection and "
+        "operator mix are real, times are not hardware times, so no speedups are computed for them."
+        if runs.emulated.any()
+        else "- All targets are hardware (no emulation).",
+    ]
+    if not pairs:
+        method.append("- No SME2 on/off pair has been measured for this variant yet.")
+    return (
+        "### Devices and runs\n\n"
+        + _md(pd.DataFrame(table))
+        + "\n\n### Runner recipes and build flags\n\n"
+        + "\n".join(recipe_lines)
+        + "\n\n### Methodology\n\n"
+        + "\n".join(method)
+    )
+
+
+def _delegation_table(runs: pd.DataFrame, ops_all: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in runs.itertuples():
+        ops = ops_all[ops_all.run_id == r.run_id]
+        port = ops[~ops.delegated.astype(bool)]
+        dele = ops[ops.delegated.astype(bool)]
+        top = port.sort_values("median_ms", ascending=False).head(3)
+        rows.append(
+            {
+                "target": r.target + (" (emulated)" if r.emulated else ""),
+                "threads": r.threads,
+                "delegated op types": len(dele),
+                "delegated % of execute": round(100 * float(dele.share_of_execute.sum()), 1),
+                "portable op types": len(port),
+                "portable % of execute": round(100 * float(port.share_of_execute.sum()), 1),
+                "slowest portable": ", ".join(
+                    f"{o} ({100 * s:.1f}%)" for o, s in zip(top.op_type, top.share_of_execute)
+                )
+                or "-",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _bottlenecks(facts: dict, target_of: dict) -> str:
+    if not facts:
+        return "_no run folders available to analyse_"
+    parts = []
+    for run_id, f in facts.items():
+        shares = sorted(f.shares.items(), key=lambda kv: kv[1], reverse=True)
+        cat_line = ", ".join(f"{c} {100 * s:.1f}%" for c, s in shares)
+        dm = f.dm
+        t_frac = dm.transposes["ms"] / dm.health["data_movement_ms"] if dm.health["data_movement_ms"] > 0 else 0.0
+        parts.append(
+            f"### {target_of[run_id]}{' (emulated)' if f.emulated else ''}, run `{run_id}`\n\n"
+            f"Share of runtime by category: {cat_line}.\n\n"
+            f"Operators above {100 * advice.PORTABLE_OP_SHARE:.0f}% of runtime (at least the top 5):\n\n"
+            f"{_md(advice.bottlenecks(f))}\n\n"
+            f"Data movement: {100 * f.shares.get('Data Movement', 0.0):.1f}% of runtime, of which transposes "
+            f"{100 * t_frac:.0f}% ({dm.transposes['count']} per inference). Modules causing them:\n\n"
+            f"{_md(dm.hotspots.head(6))}"
+        )
+    return "\n\n".join(parts)
+
+
+def _recommendations(recs: list) -> str:
+    if not recs:
+        return "_nothing above the thresholds (kit/analysis/advice.py): no category or operator stands out_"
+    return "Derived from the numbers above by the rules in kit/analysis/advice.py, heaviest first.\n\n" + "\n".join(
+        f"{i}. **{t}**: {f.text}" for i, (t, f) in enumerate(recs, 1)
+    )
+
+
+def _artifacts(root: DataRoot, out_dir: Path, runs: pd.DataFrame, folders: dict, pngs: list[Path]) -> str:
+    lines = [
+        f"- Report: `{out_dir / 'report.md'}`, `{out_dir / 'report.html'}` (self-contained)",
+        f"- Charts: {', '.join(f'`{p}`' for p in pngs)}",
+        f"- Warehouse: `{root.warehouse}` (tables runs, op_events, op_stats, category_stats, kernels, latency_samples)",
+        "",
+        "| run | target | run folder | Arm kit files |",
+        "|-----|--------|------------|---------------|",
+    ]
+    for r in runs.itertuples():
+        folder = Path(r.run_dir)
+        stem = ""
+        try:
+            stem = json.loads((folder / "run.json").read_text()).get("stem", "")
+        except (OSError, ValueError):
+            pass
+        kit = [n for n in runfiles.file_names(stem).values() if stem and (folder / n).exists()]
+        kit += [n for n in ("manifest.json", "metrics.json", "analysis_summary.json") if (folder / n).exists()]
+        kit += sorted(p.name for p in folder.glob("*_pipeline_summary.*")) if folder.is_dir() else []
+        lines.append(f"| `{r.run_id}` | {r.target} | `{folder}` | {', '.join(f'`{n}`' for n in kit) or '-'} |")
+    if folders:
+        lines.append("")
+        lines.append(
+            "Comparison folders (SME2 off vs on; Arm kit files `*_comparison.csv`, `kernel_view_gemm.md`, ...):"
+        )
+        lines.append("")
+        lines += [f"- `{f}`" for f in folders.values()]
+    return "\n".join(lines)
 
 
 def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]], title: str = "SME2 report") -> str:

@@ -128,8 +128,9 @@ def analyze(trace: Trace, e2e_latencies_ms, rules) -> Analysis:
 
 
 def write(analysis: Analysis, folder: Path, stem: str, name: str = "") -> dict[str, Path]:
-    """Arm-kit compatible files: `<stem>_robust_stats.json`, `<stem>_exec_ops_stats.csv`, plus
-    `<stem>_categories.csv` and `analysis.json`."""
+    """`<stem>_robust_stats.json` (Arm-kit keys), `<stem>_categories.csv` and `analysis.json`.
+    The rest of Arm's kit files (`<stem>_exec_ops_stats.csv` among them) need the trace's rows:
+    kit.profile.armkit writes them."""
     folder = Path(folder)
     robust = {
         **analysis.e2e,
@@ -144,7 +145,6 @@ def write(analysis: Analysis, folder: Path, stem: str, name: str = "") -> dict[s
     }
     paths = {
         "robust_stats": atomic.write_json(folder / f"{stem}_robust_stats.json", robust),
-        "ops_stats": atomic.write_text(folder / f"{stem}_exec_ops_stats.csv", analysis.op_stats.to_csv(index=False)),
         "categories": atomic.write_text(folder / f"{stem}_categories.csv", analysis.category_stats.to_csv(index=False)),
     }
     summary = {

@@ -82,3 +82,55 @@ def artifacts(wh: Warehouse, run_ids: list[str], kind: str | None = None) -> pd.
            WHERE list_contains(?, run_id) AND (? IS NULL OR kind = ?) ORDER BY run_id, kind""",
         [run_ids, kind, kind],
     )
+
+
+# Fields a user may select runs by (`sme2 compare --a threads=1`), and their `runs` columns.
+RUN_FILTERS = {
+    "run": "run_id",
+    "variant": "variant",
+    "model": "model",
+    "dtype": "dtype",
+    "backend": "backend",
+    "device": "device",
+    "target": "target",
+    "sme2": "sme2",
+    "threads": "threads",
+    "size": "size",
+    "runner": "runner",
+}
+
+
+def find_runs(wh: Warehouse, filters: dict, current: bool = True) -> pd.DataFrame:
+    """Runs matching every filter (RUN_FILTERS keys, values already typed), newest first; only the
+    current run of each key unless `current` is False (a run id always finds its run)."""
+    unknown = set(filters) - set(RUN_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown run filter(s) {sorted(unknown)}")
+    table = "runs" if not current or "run" in filters else "current_runs"
+    where = " AND ".join(f"{RUN_FILTERS[k]} = ?" for k in filters) or "TRUE"
+    return wh.query(
+        f"""SELECT run_id, run_key, variant, model, dtype, backend, target, device, sme2, emulated, threads, size,
+                   runner, iterations, warmup, started_at, run_dir, e2e_median_ms, execute_median_ms
+            FROM {table} WHERE {where} ORDER BY started_at DESC, run_id DESC""",
+        list(filters.values()),
+    )
+
+
+def latency_samples(wh: Warehouse, run_ids: list[str], kind: str = "timing") -> pd.DataFrame:
+    """Per-iteration latency samples: `timing` (the timing run, end to end) or `execute`
+    (Method::execute of the ETDump run)."""
+    return wh.query(
+        """SELECT run_id, iteration, latency_ms FROM latency_samples
+           WHERE list_contains(?, run_id) AND kind = ? ORDER BY run_id, iteration""",
+        [run_ids, kind],
+    )
+
+
+def op_events(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """The operator events of runs, in execution order."""
+    return wh.query(
+        """SELECT run_id, iteration, seq, op_type, event_name, delegated, backend, instruction_id, category,
+                  fine_category, kernel_hint, start_us, duration_ms
+           FROM op_events WHERE list_contains(?, run_id) ORDER BY run_id, iteration, seq""",
+        [run_ids],
+    )

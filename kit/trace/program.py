@@ -151,3 +151,66 @@ def _add_node(ins: Instruction, node) -> None:
             ins.module_types.append(cls_name)
     if not ins.source:
         ins.source = _short_source(node.meta.get("stack_trace"))
+
+
+# ---------------------------------------------------------------- the program's graph
+
+
+@dataclass
+class GraphNode:
+    """A node of the edge-dialect ExportedProgram the ETRecord holds (before partitioning): the
+    graph Model Explorer's PyTorch adapter shows, whose node ids are these names."""
+
+    name: str
+    op: str  # placeholder, call_function, output
+    target: str  # "aten.convolution.default", "getitem", ...
+    handle: int | None  # debug handle: which instructions it became
+    module: str = ""  # innermost nn.Module path ("stem_norm")
+    module_type: str = ""  # its class ("GroupNorm")
+
+    @property
+    def base(self) -> str:
+        """'convolution' for aten.convolution.default, 'quantize_per_tensor' for
+        quantized_decomposed.quantize_per_tensor.default."""
+        parts = self.target.split(".")
+        return parts[1] if len(parts) >= 3 else parts[0]
+
+
+@dataclass
+class EdgeGraph:
+    nodes: list[GraphNode]
+    handles: dict[int, list[int]]  # instruction index -> debug handles of the nodes behind it
+
+    @property
+    def names(self) -> set[str]:
+        return {n.name for n in self.nodes}
+
+
+def edge_graph(etrecord_path: Path) -> EdgeGraph:
+    """The edge program's nodes and the instruction -> debug handle map, from a saved ETRecord."""
+    from executorch.devtools.etrecord import parse_etrecord
+
+    try:
+        rec = parse_etrecord(str(etrecord_path))
+    except Exception as e:  # a corrupt or foreign file: say which one
+        raise RunFolderError(
+            f"cannot read the ETRecord {etrecord_path} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+            "re-export the model (sme2 export --force)",
+        ) from e
+    edge = rec.edge_dialect_program
+    if edge is None:
+        raise RunFolderError(f"the ETRecord {etrecord_path} holds no edge program", "re-export the model")
+    gm = edge.graph_module if hasattr(edge, "graph_module") else edge
+    nodes = []
+    for node in gm.graph.nodes:
+        target = getattr(node.target, "__name__", None) or str(node.target)
+        stack = node.meta.get("nn_module_stack") or {}
+        module, module_type = "", ""
+        if stack:
+            module, cls = list(stack.values())[-1]
+            module_type = cls.rsplit(".", 1)[-1] if isinstance(cls, str) else getattr(cls, "__name__", str(cls))
+        h = node.meta.get("debug_handle")
+        nodes.append(GraphNode(node.name, node.op, target, int(h) if isinstance(h, int) else None, module, module_type))
+    raw = (rec._debug_handle_map or {}).get("forward", {})
+    handles = {int(k): [int(x) for x in (v if isinstance(v, (list, tuple)) else [v])] for k, v in raw.items()}
+    return EdgeGraph(nodes, handles)

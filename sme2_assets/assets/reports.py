@@ -6,6 +6,7 @@ from kit.analysis import compare as kit_compare
 from kit.core.errors import Sme2Error
 from kit.devices import inventory
 from kit.report import builder as kit_report
+from kit.report import comparison as kit_comparison_files
 from kit.store.warehouse import Warehouse
 from sme2_assets.assets.profiling import category_breakdown, kernel_view
 from sme2_assets.metadata import number, numbers, slug, table
@@ -31,7 +32,7 @@ def _pairs(root, variant: str) -> list[kit_compare.Comparison]:
         dg.AssetDep(kernel_view, partition_mapping=ON_MODEL),
     ],
     group_name="analysis",
-    description="SME2 on vs off per device: end-to-end speedup with a bootstrap interval, per-category and per-operator speedups, share shift (emulated: counts and kernels only).",
+    description="SME2 on vs off per device: end-to-end speedup with a bootstrap interval, per-category and per-operator speedups, share shift (emulated: counts and kernels only); a comparison folder with Arm's kit files.",
     automation_condition=dg.AutomationCondition.eager(),
 )
 def sme2_comparison(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.MaterializeResult:
@@ -42,8 +43,9 @@ def sme2_comparison(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.Materia
         d = slug(c.device)
         meta[f"headline_{d}"] = c.headline()
         meta[f"categories_{d}"] = table(c.categories)
-        numeric[f"off_ms_{d}"] = number(c.e2e.get("off_ms"))
-        numeric[f"on_ms_{d}"] = number(c.e2e.get("on_ms"))
+        meta[f"folder_{d}"] = dg.MetadataValue.path(str(kit_comparison_files.write(sme2.root(), c).folder))
+        numeric[f"off_ms_{d}"] = number(c.e2e.get("a_ms"))  # run A is SME2 off, B on
+        numeric[f"on_ms_{d}"] = number(c.e2e.get("b_ms"))
         if not c.emulated:  # emulated times are not hardware times: no speedups
             numeric[f"speedup_{d}"] = number(c.e2e.get("speedup"))
             numeric[f"speedup_ci_low_{d}"] = number(c.e2e.get("ci_low"))
@@ -51,7 +53,7 @@ def sme2_comparison(context: dg.AssetExecutionContext, sme2: Sme2) -> dg.Materia
             for r in c.categories.itertuples():
                 numeric[f"speedup_{d}_{slug(r.category)}"] = number(getattr(r, "speedup", None))
         for r in c.categories.itertuples():
-            numeric[f"share_on_{d}_{slug(r.category)}"] = number(r.share_on)
+            numeric[f"share_on_{d}_{slug(r.category)}"] = number(r.share_b)
     if not comps:
         meta["comparison"] = "no SME2 on/off pairs in the warehouse yet"
     return dg.MaterializeResult(metadata={**meta, **numbers(numeric)})
