@@ -18,7 +18,7 @@ from kit.cli.common import (
     root_of,
 )
 from kit.devices import inventory, toolsetup
-from kit.runners import recipes
+from kit.runners import pathrunner, recipes
 
 app = typer.Typer()
 
@@ -81,6 +81,12 @@ def devices_cmd(
 @command
 def build_runner_cmd(
     target: str = typer.Option("host.sme2-off", "--target", "-t", help="Target whose platform to build for."),
+    link: Optional[Path] = typer.Option(
+        None,
+        "--link",
+        help="Also make a symlink to the runner here (e.g. executorch/cmake-out/host/executor_runner), for "
+        "configs whose runner_path names an executor_runner: it accepts executor_runner's flags.",
+    ),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
@@ -90,9 +96,12 @@ def build_runner_cmd(
     resolved = inventory.resolve(target, root)
     with progress(None, as_json) as (say, _):
         binary = recipes.runner_for(resolved, root, "native", say)
+    linked = pathrunner.link(binary, link) if link is not None else None
     if as_json:
-        emit_json({"path": str(binary.path), **binary.manifest})
+        emit_json({"path": str(binary.path), "link": str(linked) if linked else None, **binary.manifest})
     else:
         console.print(
             f"runner for [bold]{binary.manifest['platform']}[/] ({binary.manifest['recipe']}): {binary.path}\n  sha256 {binary.sha256[:16]}..., built in {binary.manifest['build_seconds']}s, executorch {binary.manifest['executorch_version']}"
         )
+        if linked:
+            console.print(f"  linked: {linked} -> {binary.path}")

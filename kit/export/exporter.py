@@ -643,6 +643,24 @@ def _generated_inputs(specs: list[dict], source: Path) -> list[np.ndarray]:
     return arrays
 
 
+def exported_as(root: DataRoot, pte_sha256: str) -> Export | None:
+    """The export under the data root whose program has this sha256 (a model-package export, not
+    an import), or None. Unreadable folders are skipped: this is a lookup, not a check."""
+    for meta_path in sorted(root.exports.glob(f"*/{META}")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("pte_sha256") == pte_sha256 and meta.get("size") != PTE_SIZE:
+            try:
+                exp = load(meta_path.parent)
+            except Sme2Error:
+                continue
+            if exp.pte.is_file() and atomic.sha256_file(exp.pte) == pte_sha256:
+                return exp
+    return None
+
+
 def import_program(
     pte: Path,
     root: DataRoot | None = None,
@@ -663,7 +681,9 @@ def import_program(
       and requires finite outputs. There is no eager model, so no numerical comparison.
 
     `name` and `dtype` default to what the file name says (`<model>_<backend>_<dtype>.pte`), else
-    the file stem and the input dtype (float16 inputs: fp16, else fp32)."""
+    the file stem and the input dtype (float16 inputs: fp16, else fp32). A .pte that is one of our
+    own exports (same sha256, e.g. copied out with --outdir) is that export, unless `name`,
+    `dtype` or `etrecord` ask otherwise."""
     root = root or DataRoot.resolve()
     say = progress or (lambda msg: None)
     pte = Path(pte).expanduser()
@@ -680,12 +700,17 @@ def import_program(
             f"{pte} is not an ExecuTorch program this runtime can read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
             "pass a .pte written by executorch's to_executorch() (executorch 1.x)",
         ) from e
+    pte_sha = hashlib.sha256(pte_bytes).hexdigest()
+    if name is None and dtype is None and etrecord is None:
+        ours = exported_as(root, pte_sha)
+        if ours is not None:  # our own export copied out (--outdir): keep its ETRecord, inputs and check
+            say(f"{pte.name} is the export {ours.folder.name}: using it")
+            return ours
     guessed_model, guessed_dtype, guessed_backend = program_identity(pte.stem)
     model = model_name(name) if name else guessed_model
     if dtype is None:
         dtype = guessed_dtype or ("fp16" if any(s["scalar_type"] == 5 for s in specs) else "fp32")
     check_dtype(dtype)
-    pte_sha = hashlib.sha256(pte_bytes).hexdigest()
     et_record, etrecord_sha = None, None
     if etrecord is not None:
         etrecord = Path(etrecord).expanduser()

@@ -308,7 +308,12 @@ class Config:
     raw: dict = field(default_factory=dict)
 
     def output_dir(self, data_root) -> Path:
-        return self.output_root or (data_root.path / "experiments" / self.name)
+        return self.output_root or (data_root.experiments / self.name)
+
+    @property
+    def devices(self) -> list[str]:
+        """The devices its experiments run on, in order of first use."""
+        return list(dict.fromkeys(e.device for e in self.experiments))
 
 
 def load(path, device: str | None = None, cwd: Path | None = None) -> Config:
@@ -543,3 +548,53 @@ def _hint(e: ValidationError) -> str:
         exp = ", ".join(Experiment.model_fields)
         return f"known keys: {top}; in experiments: {exp} (docs/configs.md)"
     return "see docs/configs.md for every key and its default"
+
+
+@dataclass
+class Found:
+    """A config file in a watched folder: its name (the file stem), and the loaded config or why not."""
+
+    name: str
+    path: Path
+    sha256: str
+    config: Config | None = None
+    error: str = ""
+
+
+def discover(folder: Path) -> list[Found]:
+    """Every *.toml and *.json config in `folder` (not recursive), loaded; a broken one carries its
+    error and never hides the others. Two files with one name (x.toml and x.json, or the same
+    `name =`) are both refused: the name is the Dagster partition and the output folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith(".")
+    )
+    out = []
+    for p in files:
+        found = Found(p.stem, p, hashlib.sha256(p.read_bytes()).hexdigest())
+        try:
+            found.config = load(p, cwd=folder)
+            found.name = found.config.name
+        except Sme2Error as e:
+            found.error = str(e)
+        out.append(found)
+    counts: dict[str, int] = {}
+    for f in out:
+        counts[f.name] = counts.get(f.name, 0) + 1
+    for f in out:
+        if counts[f.name] > 1:  # the name is the partition key and the output folder: it must be unique
+            f.config, f.error = None, f"{f.path}: another config in {folder} is also named {f.name!r}: rename one"
+    return out
+
+
+def find(folder: Path, name: str) -> Config:
+    """The config named `name` in `folder` (the Dagster partition of a dropped config)."""
+    names.file_component("config name", name)
+    for found in discover(folder):
+        if found.name == name:
+            if found.config is None:
+                raise ConfigError(found.error)
+            return found.config
+    raise ConfigError(f"no experiment config named {name!r} in {folder}", "drop the .toml or .json file there again")

@@ -101,6 +101,7 @@ def run_session(
             **(conditions or {}),
         }
         if path_runner:
+            record.conditions["recipe"] = pathrunner.RECIPE  # not the device's recipe: the user's binary
             record.conditions["runner_path"] = str(binary.path)
             record.conditions["extra_args"] = list(extra_args)
         cpus = record.conditions["affinity"]

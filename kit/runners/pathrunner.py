@@ -73,3 +73,21 @@ def from_path(path: str | os.PathLike, source: str = "runner_path") -> RunnerBin
         "binary_sha256": atomic.sha256_file(resolved),
     }
     return RunnerBinary(resolved, resolved.parent, manifest, lib if lib.is_dir() else None)
+
+
+def link(binary: RunnerBinary, at: str | os.PathLike) -> Path:
+    """A symlink at `at` to a runner we built (`sme2 build-runner --link`), so a config written for
+    Arm's layout (runner_path = executorch/cmake-out/<preset>/executor_runner) runs our binary. An
+    existing symlink is replaced atomically; an existing regular file is never overwritten."""
+    at = Path(at).expanduser()
+    if at.is_dir() and not at.is_symlink():
+        raise RunnerError(f"--link {at} is a folder", f"name the link itself, e.g. {at / 'executor_runner'}")
+    if at.exists() and not at.is_symlink():
+        raise RunnerError(f"--link {at} is an existing file, not a link", "remove it first, or choose another path")
+    at.parent.mkdir(parents=True, exist_ok=True)
+    tmp = at.parent / f".{at.name}.{os.getpid()}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(binary.path, tmp)
+    os.replace(tmp, at)
+    return at
