@@ -228,7 +228,7 @@ def export_cmd(
         key = e.meta["variant"] + "|" + e.meta["size"]
         console.print(
             f"export ok {e.meta['variant']} ({e.meta['size']}, {e.meta.get('mode', 'standard')}): "
-            + ", ".join(artifacts[key])
+            + escape(", ".join(artifacts[key]))
         )
         if e.meta.get("unavailable"):
             console.print(

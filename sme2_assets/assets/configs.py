@@ -40,5 +40,4 @@ def config_experiments(context: dg.AssetExecutionContext, sme2: Sme2):
             "comparisons": dg.MetadataValue.json(done.comparisons),
             **numbers(speedups),
         },
-        data_version=dg.DataVersion(cfg.sha256),
     )
