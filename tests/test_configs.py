@@ -282,7 +282,7 @@ def test_arms_example_config_runs_unchanged(tmp_path, home, exports, native_runn
 
 @pytest.mark.qemu
 @pytest.mark.slow
-def test_our_config_runs_the_emulated_pair_with_runner_path(tmp_path, home, qemu_setup, exports):
+def test_our_config_runs_the_emulated_pair_with_runner_path(tmp_path, home, qemu_setup):
     """A config of ours naming the armv9-qemu targets, both with runner_path = our aarch64 runner in
     its executor_runner-compatible mode: SME2 kernels only with SME2 on, and the pair compared."""
     aarch64 = recipes.runner_for(inventory.resolve("armv9-qemu.sme2-on", home), home, "native")

@@ -140,14 +140,23 @@ def build(pte_bytes: bytes, pte_sha256: str, etrecord=None) -> ProgramMap:
 
 def etrecord_mismatch(pte_bytes: bytes, etrecord) -> str:
     """Why an ETRecord does not describe this program ("" when it does): its debug-handle map must
-    name exactly the program's traced instructions (Inspector accepts any ETRecord silently)."""
-    traced = {i.index for i in _instructions_from_pte(pte_bytes) if i.kind in ("kernel", "delegate")}
+    name exactly the program's traced instructions, and each portable kernel's handles must lead
+    to an edge op of that kernel (Inspector accepts any ETRecord silently)."""
+    instructions = _instructions_from_pte(pte_bytes)
+    traced = {i.index for i in instructions if i.kind in ("kernel", "delegate")}
     handle_map = (getattr(etrecord, "_debug_handle_map", None) or {}).get("forward")
     if not handle_map:
         return "it holds no debug-handle map for method forward"
     mapped = {int(k) for k in handle_map}
-    if not traced <= mapped:
-        return f"it maps instructions {sorted(mapped)[:8]}, the program has {sorted(traced)[:8]}"
+    if mapped != traced:
+        return f"it maps {len(mapped)} instructions, the program has {len(traced)} traced ones"
+    probe = [Instruction(i.index, i.kind, i.name) for i in instructions if i.kind == "kernel"]
+    if probe and etrecord.edge_dialect_program is not None:
+        _enrich(probe, etrecord)
+        for ins in probe:
+            base = ins.name.split("::")[-1].split(".")[0]
+            if not any(base in t for t in ins.op_types):
+                return f"instruction {ins.index} runs {ins.name}, its ETRecord entry is {ins.op_types or 'empty'}"
     return ""
 
 
