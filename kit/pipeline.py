@@ -18,13 +18,22 @@ from kit.devices import inventory
 from kit.devices.transports.local import LocalTransport
 from kit.export import exporter
 from kit.models import registry
-from kit.profile import session
+from kit.profile import config as experiment_config
+from kit.profile import experiments, session
 from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.runners import recipes
 from kit.stats import categories
 from kit.store import recovery, warehouse
 
-__all__ = ["Settings", "PartitionRuns", "profile_partition", "store_runs", "export_partition", "build_partition"]
+__all__ = [
+    "Settings",
+    "PartitionRuns",
+    "profile_partition",
+    "store_runs",
+    "export_partition",
+    "build_partition",
+    "run_config",
+]
 
 
 def target_partitions(root: DataRoot) -> list[str]:
@@ -253,3 +262,25 @@ def profile_and_store(plan: session.ProfilePlan, root: DataRoot, progress=None) 
 
     recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
     return session.execute(plan, root, progress, on_result=store)
+
+
+def run_config(
+    cfg: experiment_config.Config | str | Path,
+    root: DataRoot,
+    device: str | None = None,
+    progress=None,
+    only: list[str] | None = None,
+) -> experiments.ConfigRun:
+    """`sme2 run --config FILE` (and `sme2 profile --config`, and the Dagster config asset): every
+    experiment of an experiment config, each run written to the warehouse as soon as its folder is
+    committed, then the config's comparisons and its summary file."""
+    say = progress or (lambda msg: None)
+    if not isinstance(cfg, experiment_config.Config):
+        cfg = experiment_config.load(cfg, device=device)
+
+    def store(result: session.ProfileResult) -> None:
+        say(f"{result.record.target}: writing {result.record.run_id} to the warehouse")
+        warehouse.ingest_run(root, result.run_dir)
+
+    recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
+    return experiments.run(cfg, root, say, on_result=store, only=only)

@@ -4,6 +4,7 @@ import dagster as dg
 
 from sme2_assets.assets import (
     category_breakdown,
+    config_experiments,
     device_trace,
     exported_program,
     kernel_view,
@@ -14,7 +15,7 @@ from sme2_assets.assets import (
     sme2_comparison,
     warehouse_rows,
 )
-from sme2_assets.partitions import MODEL, MODEL_TARGET, TARGET
+from sme2_assets.partitions import CONFIG, MODEL, MODEL_TARGET, TARGET
 
 prepare_models = dg.define_asset_job(
     "prepare_models",
@@ -41,4 +42,11 @@ analysis = dg.define_asset_job(
     description="SME2 comparison and report of a variant, from the warehouse.",
 )
 
-ALL = [prepare_models, build_runners, profile, analysis]
+experiment_configs = dg.define_asset_job(
+    "experiment_configs",
+    selection=dg.AssetSelection.assets(config_experiments),
+    partitions_def=CONFIG,
+    description="Run an experiment config from <data root>/configs/ (the same as sme2 run --config).",
+)
+
+ALL = [prepare_models, build_runners, profile, analysis, experiment_configs]

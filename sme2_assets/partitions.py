@@ -14,6 +14,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 MODEL = dg.DynamicPartitionsDefinition(name="model")
 TARGET = dg.DynamicPartitionsDefinition(name="target")
 MODEL_TARGET = dg.MultiPartitionsDefinition({"model": MODEL, "target": TARGET})
+CONFIG = dg.DynamicPartitionsDefinition(name="config")  # experiment configs in <data root>/configs/
 
 ON_MODEL = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="model")
 ON_TARGET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")
@@ -39,6 +40,20 @@ def run_tags(target_key: str, root=None) -> dict[str, str]:
     except Exception:  # noqa: BLE001 - an unknown device still gets a device tag
         local = False
     return {"sme2/device": device, "sme2/cpu": "local" if local else device}
+
+
+def config_tags(devices: list[str], root=None) -> dict[str, str]:
+    """Queue tags of an experiment config's run: the local CPU when any of its devices measures on
+    it; its device when it has one (a run carries one value per tag, so a config over several remote
+    devices is queued under their joined names)."""
+    tags = {"sme2/device": "+".join(devices)}
+    try:
+        reg = inventory.load_registry(root)
+        local = any(reg[d].transport in ("local", "qemu") for d in devices if d in reg)
+    except Exception:  # noqa: BLE001 - an unreadable registry still gets a device tag
+        local = False
+    tags["sme2/cpu"] = "local" if local else tags["sme2/device"]
+    return tags
 
 
 def local_tags() -> dict[str, str]:

@@ -1,14 +1,15 @@
-"""The nightly schedule: every model variant on every target, one run per partition; the run
-queue (dagster.yaml) serializes runs per device and on the local CPU. The SME2 on and off
-partitions of a device are measured together by whichever of the two runs first (the other adopts
-its runs: kit.pipeline.profile_partition)."""
+"""The nightly schedules: every model variant on every target, one run per partition, and every
+experiment config of <data root>/configs/; the run queue (dagster.yaml) serializes runs per device
+and on the local CPU. The SME2 on and off partitions of a device are measured together by whichever
+of the two runs first (the other adopts its runs: kit.pipeline.profile_partition)."""
 
 import os
 
 import dagster as dg
 
+from kit.profile import config as experiment_config
 from sme2_assets import jobs
-from sme2_assets.partitions import MODEL, TARGET, run_tags
+from sme2_assets.partitions import CONFIG, MODEL, TARGET, config_tags, run_tags
 from sme2_assets.resources import Sme2
 
 NIGHTLY_CRON = os.environ.get("SME2_NIGHTLY_CRON", "0 2 * * *")
@@ -42,4 +43,28 @@ def nightly_profile(context: dg.ScheduleEvaluationContext, sme2: Sme2):
     ]
 
 
-ALL = [nightly_profile]
+@dg.schedule(
+    name="nightly_configs",
+    cron_schedule=NIGHTLY_CRON,
+    job=jobs.experiment_configs,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Re-run every experiment config in <data root>/configs/ each night (same cron as nightly_profile).",
+)
+def nightly_configs(context: dg.ScheduleEvaluationContext, sme2: Sme2):
+    root = sme2.settings().root()
+    night = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    known = set(context.instance.get_dynamic_partitions(CONFIG.name))
+    found = [f for f in experiment_config.discover(root.configs) if f.config is not None and f.name in known]
+    if not found:
+        return dg.SkipReason("no experiment config partitions yet (the experiment_configs sensor adds them)")
+    return [
+        dg.RunRequest(
+            partition_key=f.name,
+            run_key=f"nightly|{night}|config|{f.name}",
+            tags=config_tags(f.config.devices, root),
+        )
+        for f in found
+    ]
+
+
+ALL = [nightly_profile, nightly_configs]

@@ -9,9 +9,10 @@ import dagster as dg
 from kit import pipeline
 from kit.core.names import Variant
 from kit.models import registry
+from kit.profile import config as experiment_config
 from sme2_assets import jobs
 from sme2_assets.assets import report, sme2_comparison
-from sme2_assets.partitions import MODEL, TARGET, local_tags, run_tags
+from sme2_assets.partitions import CONFIG, MODEL, TARGET, config_tags, local_tags, run_tags
 from sme2_assets.resources import Sme2
 
 
@@ -106,4 +107,43 @@ automation = dg.AutomationConditionSensorDefinition(
     description="Evaluates the eager automation conditions of sme2_comparison and report: a variant's analysis is requested once its profiling views are updated and none is missing or in progress.",
 )
 
-ALL = [model_package_sensor, device_sensor, automation]
+
+@dg.sensor(
+    name="experiment_configs",
+    jobs=[jobs.experiment_configs],
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Watches <data root>/configs/: a new or changed experiment config (.toml, or Arm's kit's .json) becomes a config partition and is run; a broken one is reported.",
+)
+def experiment_config_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.SensorResult:
+    state = json.loads(context.cursor) if context.cursor else {"hashes": {}, "problems": {}}
+    hashes, problems = state.get("hashes", {}), {}
+    root = sme2.settings().root()
+    known = set(context.instance.get_dynamic_partitions(CONFIG.name))
+    new_keys, requests = [], []
+    for found in experiment_config.discover(root.configs):
+        if found.config is None:
+            problems[found.path.name] = found.error  # reported, never stops the others
+            context.log.warning(f"experiment config {found.path} is refused: {found.error}")
+            continue
+        if hashes.get(found.name) == found.sha256:
+            continue
+        if found.name not in known:
+            new_keys.append(found.name)
+        requests.append(
+            dg.RunRequest(
+                job_name=jobs.experiment_configs.name,
+                partition_key=found.name,
+                run_key=f"config|{found.name}|{found.sha256[:12]}",
+                tags=config_tags(found.config.devices, root),
+            )
+        )
+        hashes[found.name] = found.sha256
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[CONFIG.build_add_request(new_keys)] if new_keys else [],
+        cursor=json.dumps({"hashes": hashes, "problems": problems}, sort_keys=True),
+    )
+
+
+ALL = [model_package_sensor, device_sensor, experiment_config_sensor, automation]

@@ -20,7 +20,7 @@ from kit.cli.common import (
 from kit.core.errors import Sme2Error
 from kit.core.names import Target
 from kit.devices import inventory, toolsetup
-from kit.runners import recipes, source
+from kit.runners import pathrunner, recipes, source
 
 app = typer.Typer()
 
@@ -107,6 +107,12 @@ def build_runner_cmd(
         help="sme2-on | sme2-off | kernel-log (repeatable; default: the target's SME2 flag). Source builds only "
         "switch SME2 off or log kernels.",
     ),
+    link: Optional[Path] = typer.Option(
+        None,
+        "--link",
+        help="Also make a symlink to the runner here (e.g. executorch/cmake-out/host/executor_runner), for "
+        "configs whose runner_path names an executor_runner: it accepts executor_runner's flags.",
+    ),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
@@ -147,6 +153,8 @@ def build_runner_cmd(
                 progress=say,
             )
             built.append({"variant": variant, "path": str(binary.path), **binary.manifest})
+    if link is not None:  # an executor_runner-compatible path for configs (the last variant built)
+        built[-1]["link"] = str(pathrunner.link(binary, link))
     if as_json:
         emit_json(built if len(built) > 1 else built[0])
         return
@@ -156,3 +164,7 @@ def build_runner_cmd(
             f"  sha256 {b['binary_sha256'][:16]}..., built in {b['build_seconds']}s, executorch {b['executorch_version']}"
             + (f" (source build {b['executorch_build']})" if b.get("executorch_build") else "")
         )
+        if b.get("link"):
+            console.print(f"  linked: {b['link']} -> {b['path']}")
+        if linked:
+            console.print(f"  linked: {linked} -> {binary.path}")

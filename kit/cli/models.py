@@ -15,9 +15,11 @@ from kit.cli.common import (
     command,
     console,
     emit_json,
+    err,
     progress,
     root_of,
 )
+from kit.core.errors import Sme2Error
 from kit.export import exporter
 from kit.models import registry
 
@@ -78,59 +80,132 @@ def models_cmd(
 @app.command("export")
 @command
 def export_cmd(
-    model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name."),
-    dtype: str = typer.Option(
-        "fp32", "--dtype", "-d", help="Comma-separated: fp32, fp16, int8, int8-dynamic; or all the model supports."
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model package name (default: tiny_seg)."),
+    dtype: Optional[str] = typer.Option(
+        None,
+        "--dtype",
+        "-d",
+        help="Comma-separated: fp32, fp16, int8, int8-dynamic; or all the model supports (default: fp32).",
+    ),
+    export_all: bool = typer.Option(
+        False, "--all", help="Every model package in every dtype it supports (broken packages are reported)."
     ),
     size: str = typer.Option("small", "--size", "-s", help="Named input size of the package (small, full, ...)."),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack, or portable for a no-delegate baseline."),
+    mode: str = typer.Option(
+        "standard",
+        "--mode",
+        help="standard (.pte, ETRecord, program map); minimum (the .pte alone, no ETRecord: module paths, "
+        "source lines and Model Explorer views are then unavailable); debug (standard + graph.json + lowering report).",
+    ),
+    save_graph: bool = typer.Option(
+        False, "--save-graph", help="Also write graph.json (nodes, ops, delegate partitions)."
+    ),
+    outdir: Optional[Path] = typer.Option(
+        None,
+        "--outdir",
+        help="Also copy the artifacts here (Arm's kit's --outdir); several variants go to one subfolder each.",
+    ),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Local state_dict to load (default: random init)."
     ),
     force: bool = typer.Option(False, "--force", help="Re-export even if an up-to-date export exists."),
     jobs: int = typer.Option(
-        1, "--jobs", "-j", min=1, help="Export dtypes in parallel worker processes (lowering is single-threaded)."
+        1, "--jobs", "-j", min=1, help="Export in parallel worker processes (lowering is single-threaded)."
     ),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
-    """Export model variants to .pte + ETRecord + inputs + export_meta.json (with a numerical check)."""
+    """Export model variants to .pte + ETRecord + inputs + export_meta.json (with a numerical check),
+    and print `export ok` with the artifacts of each."""
 
+    if mode not in exporter.MODES:
+        raise Sme2Error(f"unknown --mode {mode!r}", f"use one of {', '.join(exporter.MODES)}")
     root = root_of(home)
-    pkg = registry.get(model, models_dir)
-    dtypes = registry.dtypes_of(model, dtype, models_dir)
+    broken = []
+    if export_all:
+        if model or dtype or checkpoint:
+            raise Sme2Error("--all exports every package in every dtype", "drop --model, --dtype and --checkpoint")
+        jobs_list = []
+        for p in registry.discover(models_dir):
+            if p.ok:
+                jobs_list += [(p.name, d, size) for d in p.spec.supported_dtypes]
+            else:
+                broken.append(p)
+    else:
+        name = model or registry.DEFAULT_MODEL
+        registry.get(name, models_dir)
+        jobs_list = [(name, d, size) for d in registry.dtypes_of(name, dtype or "fp32", models_dir)]
+    several = len(jobs_list) > 1
+
+    def target_dir(m: str, d: str) -> Path | None:
+        if outdir is None:
+            return None
+        return outdir / f"{m}-{d}{'' if backend == 'xnnpack' else '-' + backend}" if several else outdir
+
     out = []
-    with progress(len(dtypes), as_json) as (say, advance):
-        if jobs > 1 and not checkpoint:
-            out = list(
-                exporter.export_many(
-                    [(model, d, size) for d in dtypes],
-                    root,
-                    workers=jobs,
-                    backend=backend,
-                    models_dir=str(models_dir) if models_dir else None,
-                    force=force,
-                    progress=say,
-                ).values()
+    with progress(len(jobs_list), as_json) as (say, advance):
+        if jobs > 1 and not checkpoint and several:
+            done = exporter.export_many(
+                jobs_list,
+                root,
+                workers=jobs,
+                backend=backend,
+                models_dir=str(models_dir) if models_dir else None,
+                force=force,
+                progress=say,
+                mode=mode,
+                save_graph=save_graph,
             )
+            for (m, d, _s), e in done.items():
+                if outdir is not None:
+                    exporter.copy_artifacts(e, target_dir(m, d), mode)
+                out.append(e)
         else:
-            for d in dtypes:
+            for m, d, s in jobs_list:
+                say(f"exporting {m}-{d} ({s}), {len(out) + 1}/{len(jobs_list)}")
                 out.append(
                     exporter.export_variant(
-                        pkg,
+                        registry.get(m, models_dir),
                         d,
-                        size,
+                        s,
                         root,
                         backend=backend,
                         checkpoint=str(checkpoint) if checkpoint else None,
                         force=force,
                         progress=say,
+                        mode=mode,
+                        save_graph=save_graph,
+                        outdir=target_dir(m, d),
                     )
                 )
                 advance()
+    artifacts = {
+        e.meta["variant"] + "|" + e.meta["size"]: [
+            str((target_dir(e.meta["model"], e.meta["dtype"]) or e.folder) / n)
+            for n in (
+                exporter.artifact_names(e, mode)
+                if outdir
+                else sorted(f.name for f in e.folder.iterdir() if f.is_file() and not f.name.startswith("."))
+            )
+        ]
+        for e in out
+    }
     if as_json:
-        emit_json([{"folder": str(e.folder), **e.meta} for e in out])
+        emit_json(
+            [
+                {
+                    "folder": str(e.folder),
+                    "artifact_paths": artifacts[e.meta["variant"] + "|" + e.meta["size"]],
+                    **e.meta,
+                }
+                for e in out
+            ]
+            + [{"model": p.name, "error": p.error} for p in broken]
+        )
+        if broken:
+            raise typer.Exit(1)
         return
     t = Table(title="Exports")
     for col in ("variant", "size", "pte", "MB", "partitions", "delegated", "portable ops", "max rel err", "export s"):
@@ -149,3 +224,17 @@ def export_cmd(
             str(m["export_seconds"]),
         )
     console.print(t)
+    for e in out:
+        key = e.meta["variant"] + "|" + e.meta["size"]
+        console.print(
+            f"export ok {e.meta['variant']} ({e.meta['size']}, {e.meta.get('mode', 'standard')}): "
+            + escape(", ".join(artifacts[key]))
+        )
+        if e.meta.get("unavailable"):
+            console.print(
+                "  [dim]without an ETRecord, unavailable downstream: " + "; ".join(e.meta["unavailable"]) + "[/]"
+            )
+    for p in broken:
+        err.print(f"[red]not exported: {p.name}[/]: {escape(p.error)}")
+    if broken:
+        raise typer.Exit(1)

@@ -20,7 +20,9 @@ from kit.cli.common import (
     progress,
     root_of,
 )
+from kit.cli.configs import run_config
 from kit.core import limits
+from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.models import registry
 from kit.profile import session
@@ -32,8 +34,12 @@ app = typer.Typer()
 @app.command("profile")
 @command
 def profile_cmd(
-    model: str = typer.Option("tiny_seg", "--model", "-m", help="Model package name (default: the bundled tiny_seg)."),
-    dtype: str = typer.Option("fp32", "--dtype", "-d", help="Comma-separated dtypes, or all the model supports."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Model package name (default: the bundled tiny_seg)."
+    ),
+    dtype: Optional[str] = typer.Option(
+        None, "--dtype", "-d", help="Comma-separated dtypes, or all the model supports (default fp32; --pte: its own)."
+    ),
     target: str = typer.Option(
         "host.sme2-off", "--target", "-t", help="Comma-separated targets <device>.sme2-on|sme2-off."
     ),
@@ -60,17 +66,68 @@ def profile_cmd(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
+    pte: Optional[Path] = typer.Option(
+        None, "--pte", help="Profile this .pte without a model package (inputs from its own input metadata)."
+    ),
+    etrecord: Optional[Path] = typer.Option(None, "--etrecord", help="With --pte: its ETRecord (optional)."),
+    config: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help="Run an experiment config instead (.toml, or Arm's kit's .json): sme2 run --config.",
+    ),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="With --config: device of experiments without a target."
+    ),
+    only: Optional[str] = typer.Option(None, "--only", help="With --config: experiment names to run."),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
     """Export and build if needed, then a timing run and an ETDump run per target and thread count,
-    and the per-operator analysis."""
+    and the per-operator analysis. --pte profiles a program exported elsewhere; --config runs an
+    experiment config (the plan then comes from the file alone)."""
 
+    if config is not None:
+        given = {
+            "--model": model,
+            "--dtype": dtype,
+            "--size": size,
+            "--threads": threads,
+            "--checkpoint": checkpoint,
+            "--models-dir": models_dir,
+            "--pte": pte,
+            "--etrecord": etrecord,
+        }
+        defaults = {"--target": (target, "host.sme2-off"), "--iterations": (iterations, 20), "--warmup": (warmup, 3)}
+        defaults |= {"--runner": (runner, "native"), "--backend": (backend, "xnnpack"), "--timeout": (timeout, 900.0)}
+        clash = [k for k, v in given.items() if v is not None] + [k for k, (v, d) in defaults.items() if v != d]
+        if clash:
+            raise Sme2Error(
+                f"{', '.join(clash)} cannot be combined with --config: the config file holds the whole plan",
+                "put the setting in the config (docs/configs.md), or drop --config",
+            )
+        run_config(config, device, only, home, as_json)
+        return
+    if device is not None or only is not None:
+        raise Sme2Error("--device and --only go with --config", "name targets with --target")
+    if etrecord is not None and pte is None:
+        raise Sme2Error("--etrecord goes with --pte", "sme2 profile --pte FILE.pte --etrecord FILE.etrecord")
+    if pte is not None and (checkpoint is not None or models_dir is not None or size is not None):
+        raise Sme2Error(
+            "--checkpoint, --models-dir and --size describe a model package, not a --pte program",
+            "drop them: the program is profiled as it was exported",
+        )
     root = root_of(home)
     limits.check_timeout(timeout)
+    if pte is not None:
+        dtypes = csv_list(dtype) if dtype else []
+        if len(dtypes) > 1:
+            raise Sme2Error(f"--dtype {dtype}: a program has one dtype", "give one dtype, or none (from its file name)")
+    else:
+        dtypes = registry.dtypes_of(model or registry.DEFAULT_MODEL, dtype or "fp32", models_dir)
     plan = session.ProfilePlan(
-        model=model,
-        dtypes=registry.dtypes_of(model, dtype, models_dir),
+        model=(model or "") if pte is not None else (model or registry.DEFAULT_MODEL),
+        dtypes=dtypes,
         targets=csv_list(target),
         size=size,
         threads=limits.parse_threads(threads) if threads else None,
@@ -82,6 +139,8 @@ def profile_cmd(
         checkpoint=str(checkpoint) if checkpoint else None,
         timeout_s=timeout,
         models_dir=str(models_dir) if models_dir else None,
+        pte=str(pte) if pte else None,
+        etrecord=str(etrecord) if etrecord else None,
     )
     with progress(None, as_json) as (say, _):
         results = pipeline.profile_and_store(plan, root, progress=say)

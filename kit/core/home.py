@@ -70,6 +70,16 @@ class DataRoot:
         return self.sub("logs")
 
     @property
+    def configs(self) -> Path:
+        """Experiment configs dropped here are run by the Dagster sensor `experiment_configs`."""
+        return self.sub("configs")
+
+    @property
+    def experiments(self) -> Path:
+        """Default output folders of experiment configs (experiments/<config name>/)."""
+        return self.sub("experiments")
+
+    @property
     def dagster_home(self) -> Path:
         return self.sub("dagster_home")
 

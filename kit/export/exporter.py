@@ -2,11 +2,16 @@
 
     exports/<model>-<dtype>[-portable]-<size>/
         <model>_<backend>_<dtype>.pte, .etrecord, inputs.bin, reference.bin, program_map.json,
-        export_meta.json
+        export_meta.json  [graph.json, lowering_report.md]
 
 Any .pte folder that follows this contract runs through the same runners and pipeline. The
 numerical check runs the .pte in a child process on the saved inputs and compares it with the
-eager reference; a gap beyond the dtype's tolerance fails the export and writes nothing."""
+eager reference; a gap beyond the dtype's tolerance fails the export and writes nothing.
+
+Modes: `standard` (the above), `minimum` (no ETRecord: the program map comes from the .pte alone),
+`debug` (plus graph.json and the verbose lowering report). A program exported elsewhere (a plain
+executorch script, Arm's kit) is brought in by `import_program`: same folder contract at size
+`pte`, inputs generated from the program's own input metadata."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import hashlib
 import json
 import logging
 import platform
+import re
 import tempfile
 import time
 import warnings
@@ -25,8 +31,10 @@ import numpy as np
 from kit.core import atomic, lifetime
 from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
 from kit.core.home import DataRoot
-from kit.core.names import Variant, size_name
+from kit.core.names import DTYPES, Variant, model_name, size_name
+from kit.core.names import dtype as check_dtype
 from kit.devices.transports.local import LocalTransport
+from kit.export import graph
 from kit.models import exitguard, registry
 from kit.models.registry import ModelPackage
 from kit.runners import invoke, tensorfile
@@ -44,6 +52,16 @@ TOLERANCES = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.15, "int8-dynamic": 0.15}
 META = "export_meta.json"
 # Keys every reader of an export relies on; a meta without one of them is incomplete.
 REQUIRED_META = ("model", "dtype", "backend", "size", "pte", "etrecord", "pte_sha256", "versions", "numerical_check")
+MODES = ("standard", "minimum", "debug")
+_MODE_RANK = {"minimum": 0, "standard": 1, "debug": 2}  # a higher mode's export serves a lower request
+# What a minimum export (no ETRecord) cannot give downstream; export_meta.json records it.
+MINIMUM_UNAVAILABLE = [
+    "ETRecord (Inspector, Model Explorer and other ETRecord tools)",
+    "nn.Module paths and source lines per operator (data movement 'which modules', report attribution)",
+    "edge op types inside each delegate call (the program map names delegate calls only)",
+    "graph.json and the lowering report (use --mode debug or --save-graph)",
+]
+PTE_SIZE = "pte"  # the size of an imported program: whatever it was exported at
 
 
 @dataclass
@@ -60,8 +78,9 @@ class Export:
         return self.folder / "inputs.bin"
 
     @property
-    def etrecord(self) -> Path:
-        return self.folder / self.meta["etrecord"]
+    def etrecord(self) -> Path | None:
+        """None for a minimum export or an imported program without an ETRecord."""
+        return self.folder / self.meta["etrecord"] if self.meta.get("etrecord") else None
 
     @property
     def variant(self) -> Variant:
@@ -104,6 +123,8 @@ def load(folder: Path, repair_hint: str | None = None) -> Export:
         raise ExportError(f"{meta_path} is incomplete: it lacks {', '.join(missing)}", hint)
     # The program and ETRecord are named by the meta: they must be files of this folder.
     for key in ("pte", "etrecord"):
+        if key == "etrecord" and meta[key] is None:
+            continue  # a minimum export or an imported program without one
         if not isinstance(meta[key], str) or not meta[key] or Path(meta[key]).name != meta[key]:
             raise ExportError(f"{meta_path} names its {key} {meta[key]!r}, which is not a file of {folder}", hint)
     map_path = folder / program.FILE_NAME
@@ -209,7 +230,7 @@ def _to_numpy(out) -> list[np.ndarray]:
     return flat
 
 
-def _quantize(model, inputs: tuple, calibration: list[tuple], dynamic: bool):
+def _quantize(model, inputs: tuple, calibration: list[tuple], options: dict):
     import torch
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -218,9 +239,7 @@ def _quantize(model, inputs: tuple, calibration: list[tuple], dynamic: bool):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     captured = torch.export.export(model, inputs).module()
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    )
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(**options))
     prepared = prepare_pt2e(captured, quantizer)
     with torch.no_grad():
         for batch in calibration:
@@ -256,10 +275,17 @@ def export_variant(
     checkpoint: str | None = None,
     force: bool = False,
     progress=None,
+    mode: str = "standard",
+    save_graph: bool = False,
+    outdir: Path | None = None,
 ) -> Export:
-    """Export one variant, or return the existing export if nothing that determines it changed."""
+    """Export one variant, or return the existing export if nothing that determines it changed
+    (an export made in a fuller mode serves a lesser one). `save_graph` adds graph.json; `outdir`
+    also gets a copy of the artifacts (`artifact_names`)."""
     import torch
 
+    if mode not in MODES:
+        raise ExportError(f"unknown export mode {mode!r}", f"use one of {', '.join(MODES)}")
     root = root or DataRoot.resolve()
     spec = pkg.spec
     if not pkg.ok:
@@ -285,9 +311,13 @@ def export_variant(
     if (
         existing
         and existing.meta.get("identity") == identity
+        and _MODE_RANK.get(existing.meta.get("mode", "standard"), 1) >= _MODE_RANK[mode]
+        and (not save_graph or (existing.folder / graph.GRAPH_FILE).exists())
         and existing.pte.exists()
         and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]
     ):
+        if outdir is not None:
+            copy_artifacts(existing, outdir, mode)
         return existing
 
     say = progress or (lambda msg: None)
@@ -309,11 +339,13 @@ def export_variant(
             elif dtype in ("int8", "int8-dynamic"):
                 say(f"quantizing {pkg.name} to {dtype}")
                 calibration = spec.calibration_inputs(size_params) if spec.calibration_inputs else [inputs]
-                eager = _quantize(model, inputs, calibration, dynamic=dtype == "int8-dynamic")
+                eager = _quantize(model, inputs, calibration, spec.quantizer_options(dtype))
             with torch.no_grad():
                 reference = _to_numpy(eager(*inputs)) if dtype != "fp16" else fp32_reference
-            say(f"exporting {variant.key} ({backend})")
-            edge, et = _lower(eager, inputs, backend)
+            say(f"exporting {variant.key} ({backend}, {mode})")
+            delegate = backend == "xnnpack" and spec.delegation
+            with graph.capture_lowering_log() as lowering_log:
+                edge, et = _lower(eager, inputs, backend, delegate=delegate, etrecord=mode != "minimum")
     except Sme2Error:
         raise
     except Exception as e:
@@ -324,14 +356,16 @@ def export_variant(
 
     pte_bytes = et.buffer
     pte_sha = hashlib.sha256(pte_bytes).hexdigest()
+    delegation = _delegation(edge)
     with atomic.staged_dir(folder) as stage:
         pte_name = f"{variant.stem}.pte"
-        etrecord_name = f"{variant.stem}.etrecord"
+        etrecord_name = f"{variant.stem}.etrecord" if mode != "minimum" else None
         (stage / pte_name).write_bytes(pte_bytes)
-        et.get_etrecord().save(str(stage / etrecord_name))
+        if etrecord_name:
+            et.get_etrecord().save(str(stage / etrecord_name))
         tensorfile.save(stage / "inputs.bin", [x.detach().contiguous().numpy() for x in inputs])
         tensorfile.save(stage / "reference.bin", reference)
-        pmap = program.build(pte_bytes, pte_sha, et.get_etrecord())
+        pmap = program.build(pte_bytes, pte_sha, et.get_etrecord() if etrecord_name else None)
         say(f"numerical check of {variant.key}")
         outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap, root=root)
         pmap.signature = etdump.compute_signature(etdump_rows)
@@ -355,6 +389,7 @@ def export_variant(
             "size": size,
             "size_params": size_params,
             "variant": variant.key,
+            "mode": mode,
             "pte": pte_name,
             "etrecord": etrecord_name,
             "pte_sha256": pte_sha,
@@ -362,7 +397,9 @@ def export_variant(
             "inputs": [{"shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")} for x in inputs],
             "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in reference],
             "parameters": int(sum(p.numel() for p in model.parameters())),
-            **_delegation(edge),
+            "quantization": _quantization_label(spec, dtype),
+            "xnnpack_delegation": delegate,
+            **delegation,
             "instructions": len(pmap.instructions),
             "numerical_check": check,
             "export_seconds": round(time.monotonic() - t0, 2),
@@ -372,21 +409,60 @@ def export_variant(
             "checkpoint": str(checkpoint) if checkpoint else None,
             "identity": identity,
         }
+        if mode == "minimum":
+            meta["unavailable"] = MINIMUM_UNAVAILABLE
+        if save_graph or mode == "debug":
+            described = graph.describe(edge, delegation)
+            graph.save(stage, described)
+            if mode == "debug":
+                atomic.write_text(stage / graph.REPORT_FILE, graph.lowering_report(described, meta, lowering_log))
+        meta["artifacts"] = sorted(p.name for p in stage.iterdir() if p.is_file()) + [META]
         atomic.write_json(stage / META, meta)
-    return Export(folder, meta)
+    exp = Export(folder, meta)
+    if outdir is not None:
+        copy_artifacts(exp, outdir, mode)
+    return exp
 
 
-def _lower(model, inputs: tuple, backend: str):
+def _quantization_label(spec, dtype: str) -> str | None:
+    if dtype not in ("int8", "int8-dynamic"):
+        return None
+    opts = spec.quantizer_options(dtype)
+    label = (
+        f"{'dynamic' if opts['is_dynamic'] else 'static'} {'per-channel' if opts['is_per_channel'] else 'per-tensor'}"
+    )
+    return label + (f" (package: xnnpack_quantization={spec.quantization})" if spec.quantization else "")
+
+
+def artifact_names(exp: Export, mode: str | None = None) -> list[str]:
+    """What `--outdir` receives: the .pte alone in minimum mode; else the .pte, ETRecord, meta,
+    program map and, when written, graph.json and the lowering report."""
+    mode = mode or exp.meta.get("mode", "standard")
+    if mode == "minimum":
+        return [exp.meta["pte"]]
+    names = [exp.meta["pte"], exp.meta.get("etrecord"), META, program.FILE_NAME, graph.GRAPH_FILE, graph.REPORT_FILE]
+    return [n for n in names if n and (exp.folder / n).exists()]
+
+
+def copy_artifacts(exp: Export, outdir: Path, mode: str | None = None) -> list[Path]:
+    """Copy an export's artifacts into `outdir` (Arm's kit's `--outdir`), each file atomically."""
+    outdir = Path(outdir).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise ExportError(f"--outdir {outdir} is a file, not a folder", "pass a folder (it is created if missing)")
+    return [atomic.write_bytes(outdir / n, (exp.folder / n).read_bytes()) for n in artifact_names(exp, mode)]
+
+
+def _lower(model, inputs: tuple, backend: str, delegate: bool = True, etrecord: bool = True):
     import torch
     from executorch.exir import to_edge_transform_and_lower
 
     ep = torch.export.export(model, inputs)
     partitioners = []
-    if backend == "xnnpack":
+    if backend == "xnnpack" and delegate:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
         partitioners = [XnnpackPartitioner()]
-    edge = to_edge_transform_and_lower(ep, partitioner=partitioners, generate_etrecord=True)
+    edge = to_edge_transform_and_lower(ep, partitioner=partitioners, generate_etrecord=etrecord)
     return edge, edge.to_executorch()
 
 
@@ -438,14 +514,21 @@ def check_program(exp: Export, reference: list[np.ndarray] | None = None) -> dic
 
 
 def _export_job(args) -> str:
-    model, dtype, size, root_path, backend, models_dir, force = args
+    model, dtype, size, root_path, backend, models_dir, force, mode, save_graph = args
     import warnings
 
     warnings.filterwarnings("ignore")
 
     return str(
         export_variant(
-            registry.get(model, models_dir), dtype, size, DataRoot.resolve(root_path), backend=backend, force=force
+            registry.get(model, models_dir),
+            dtype,
+            size,
+            DataRoot.resolve(root_path),
+            backend=backend,
+            force=force,
+            mode=mode,
+            save_graph=save_graph,
         ).folder
     )
 
@@ -458,6 +541,8 @@ def export_many(
     models_dir: str | None = None,
     force: bool = False,
     progress=None,
+    mode: str = "standard",
+    save_graph: bool = False,
 ) -> dict[tuple[str, str, str], Export]:
     """Export (model, dtype, size) jobs in parallel worker processes. Lowering is single-threaded
     Python, so two workers roughly halve the wall time on two cores. The first error is raised
@@ -469,7 +554,15 @@ def export_many(
         out = {}
         for model, dtype, size in jobs:
             out[(model, dtype, size)] = export_variant(
-                registry.get(model, models_dir), dtype, size, root, backend=backend, force=force, progress=progress
+                registry.get(model, models_dir),
+                dtype,
+                size,
+                root,
+                backend=backend,
+                force=force,
+                progress=progress,
+                mode=mode,
+                save_graph=save_graph,
             )
         return out
     results, errors = {}, []
@@ -484,7 +577,7 @@ def export_many(
         initargs=(os.getpid(),),
     ) as pool:
         futures = {
-            pool.submit(_export_job, (m, d, s, str(root.path), backend, models_dir, force)): (m, d, s)
+            pool.submit(_export_job, (m, d, s, str(root.path), backend, models_dir, force, mode, save_graph)): (m, d, s)
             for m, d, s in jobs
         }
         for fut in cf.as_completed(futures):
@@ -510,3 +603,223 @@ def export_many(
     if errors:
         raise errors[0]
     return {job: results[job] for job in jobs}
+
+
+# ---------------------------------------------------------------- programs exported elsewhere
+
+# `<model>_<backend>_<dtype>.pte`, the name Arm's kit and this exporter give a program.
+_PTE_NAME = re.compile(r"^(?P<model>.+?)_(?P<backend>xnnpack|portable)_(?P<dtype>[a-z0-9_]+)$")
+_DTYPE_ALIASES = {"q8": "int8", "int8_dynamic": "int8-dynamic", "qd8": "int8-dynamic"}
+
+
+def program_identity(stem: str) -> tuple[str, str | None, str | None]:
+    """(model name, dtype or None, backend or None) from a program's file stem:
+    'mobilenet_v3_small_xnnpack_fp16' -> ('mobilenet_v3_small', 'fp16', 'xnnpack'). The model name
+    is made a valid name ([a-z0-9_], at most 64 characters)."""
+    m = _PTE_NAME.match(stem.lower())
+    base, dtype, backend = (m.group("model"), m.group("dtype"), m.group("backend")) if m else (stem.lower(), None, None)
+    dtype = _DTYPE_ALIASES.get(dtype, dtype)
+    model = re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", base)).strip("_")[:64] or "program"
+    return model, dtype if dtype in DTYPES else None, backend
+
+
+def _generated_inputs(specs: list[dict], source: Path) -> list[np.ndarray]:
+    """Inputs for a program without a model package: seeded standard-normal floats, zeros for
+    integer and bool inputs (valid indices and masks), in the shapes and dtypes it declares."""
+    rng = np.random.default_rng(0)
+    arrays = []
+    for n, spec in enumerate(specs):
+        np_dtype = tensorfile.SCALAR_TYPES.get(spec["scalar_type"])
+        if np_dtype is None:
+            raise ExportError(
+                f"input {n} of {source} has ExecuTorch scalar type {spec['scalar_type']}, which the runners cannot feed",
+                "profile it from its model package instead (sme2 export), or change the input dtype",
+            )
+        shape = tuple(spec["shape"])
+        if np.issubdtype(np_dtype, np.floating):
+            arrays.append(rng.standard_normal(shape).astype(np_dtype))
+        else:
+            arrays.append(np.zeros(shape, dtype=np_dtype))
+    return arrays
+
+
+def exported_as(root: DataRoot, pte_sha256: str) -> Export | None:
+    """The export under the data root whose program has this sha256 (a model-package export, not
+    an import), or None. Unreadable folders are skipped: this is a lookup, not a check."""
+    for meta_path in sorted(root.exports.glob(f"*/{META}")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("pte_sha256") == pte_sha256 and meta.get("size") != PTE_SIZE:
+            try:
+                exp = load(meta_path.parent)
+            except Sme2Error:
+                continue
+            if exp.pte.is_file() and atomic.sha256_file(exp.pte) == pte_sha256:
+                return exp
+    return None
+
+
+def import_program(
+    pte: Path,
+    root: DataRoot | None = None,
+    etrecord: Path | None = None,
+    name: str | None = None,
+    dtype: str | None = None,
+    force: bool = False,
+    progress=None,
+) -> Export:
+    """A program exported elsewhere (a plain executorch script, Arm's kit) as an export folder at
+    size `pte`, so it runs through the same runners, analysis and warehouse as our own exports:
+
+    - the .pte is copied (and the ETRecord, when given and it matches the program);
+    - the program map is built from the .pte itself (module paths and edge op types only with an
+      ETRecord); categories and data movement work from operator names either way;
+    - inputs are generated from the program's input metadata (shapes and dtypes);
+    - one check run on the host traces it (the ETDump signature later runs are checked against)
+      and requires finite outputs. There is no eager model, so no numerical comparison.
+
+    `name` and `dtype` default to what the file name says (`<model>_<backend>_<dtype>.pte`), else
+    the file stem and the input dtype (float16 inputs: fp16, else fp32). A .pte that is one of our
+    own exports (same sha256, e.g. copied out with --outdir) is that export, unless `name`,
+    `dtype` or `etrecord` ask otherwise."""
+    root = root or DataRoot.resolve()
+    say = progress or (lambda msg: None)
+    pte = Path(pte).expanduser()
+    if not pte.is_file():
+        raise ExportError(
+            f"program {pte} does not exist or is not a file",
+            "pass the path of a .pte file (--pte FILE, or model = in a config)",
+        )
+    pte_bytes = pte.read_bytes()
+    try:
+        specs = program.input_specs(pte_bytes)
+    except Exception as e:  # not a flatbuffer, another schema, no forward method
+        raise ExportError(
+            f"{pte} is not an ExecuTorch program this runtime can read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+            "pass a .pte written by executorch's to_executorch() (executorch 1.x)",
+        ) from e
+    pte_sha = hashlib.sha256(pte_bytes).hexdigest()
+    if name is None and dtype is None and etrecord is None:
+        ours = exported_as(root, pte_sha)
+        if ours is not None:  # our own export copied out (--outdir): keep its ETRecord, inputs and check
+            say(f"{pte.name} is the export {ours.folder.name}: using it")
+            return ours
+    guessed_model, guessed_dtype, guessed_backend = program_identity(pte.stem)
+    model = model_name(name) if name else guessed_model
+    if dtype is None:
+        dtype = guessed_dtype or ("fp16" if any(s["scalar_type"] == 5 for s in specs) else "fp32")
+    check_dtype(dtype)
+    et_record, etrecord_sha = None, None
+    if etrecord is not None:
+        etrecord = Path(etrecord).expanduser()
+        if not etrecord.is_file():
+            raise ExportError(
+                f"ETRecord {etrecord} does not exist or is not a file",
+                "pass the .etrecord the export wrote, or leave it out",
+            )
+        from executorch.devtools.etrecord import parse_etrecord
+
+        try:
+            et_record = parse_etrecord(str(etrecord))
+        except Exception as e:
+            raise ExportError(
+                f"{etrecord} is not a readable ETRecord ({type(e).__name__})",
+                "pass the .etrecord written with this .pte",
+            ) from e
+        why = program.etrecord_mismatch(pte_bytes, et_record)
+        if why:
+            raise ExportError(
+                f"ETRecord {etrecord} does not belong to {pte}: {why}",
+                "pass the ETRecord written together with this .pte",
+            )
+        etrecord_sha = atomic.sha256_file(etrecord)
+    pmap = program.build(pte_bytes, pte_sha, et_record)
+    has_delegates = any(i.kind == "delegate" for i in pmap.instructions)
+    variant = Variant(model, dtype, guessed_backend or ("xnnpack" if has_delegates else "portable"))
+    folder = folder_for(root, variant, PTE_SIZE)
+    identity = {"pte_sha256": pte_sha, "etrecord_sha256": etrecord_sha, **_versions()}
+    existing = None if force else find(root, variant, PTE_SIZE)
+    if existing and existing.meta.get("identity") == identity and atomic.sha256_file(existing.pte) == pte_sha:
+        return existing
+    t0 = time.monotonic()
+    inputs = _generated_inputs(specs, pte)
+    with atomic.staged_dir(folder) as stage:
+        pte_name = f"{variant.stem}.pte"
+        etrecord_name = f"{variant.stem}.etrecord" if etrecord is not None else None
+        atomic.write_bytes(stage / pte_name, pte_bytes)
+        if etrecord_name:
+            atomic.write_bytes(stage / etrecord_name, etrecord.read_bytes())
+        tensorfile.save(stage / "inputs.bin", inputs)
+        say(f"check run of {pte.name}")
+        try:
+            outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap, root=root)
+        except RunnerError as e:
+            raise ExportError(f"{pte} does not run: {e.message}", e.hint) from e
+        pmap.signature = etdump.compute_signature(etdump_rows)
+        pmap.save(stage)
+        tensorfile.save(stage / "reference.bin", outputs)  # its own outputs: later checks compare with them
+        nan, inf = _count_non_finite(outputs)
+        check = {
+            "passed": not (nan or inf),
+            "reference": "none: an imported program has no eager model to compare with",
+            "max_abs_error": None,
+            "max_rel_error": None,
+            "tolerance": None,
+            "nan_outputs": nan,
+            "inf_outputs": inf,
+            "output_values": int(sum(o.size for o in outputs)),
+        }
+        if not check["passed"]:
+            raise ExportError(
+                f"{pte} computes non-finite outputs on generated inputs ({nan} NaN, {inf} inf of {check['output_values']})",
+                "a program that needs particular inputs cannot be profiled on generated ones: profile its model package",
+            )
+        delegates = [i for i in pmap.instructions if i.kind == "delegate"]
+        kernels_ = [i for i in pmap.instructions if i.kind == "kernel"]
+        delegated_names = sorted({t for i in delegates for t in i.op_types})
+        meta = {
+            "model": model,
+            "dtype": dtype,
+            "backend": variant.backend,
+            "size": PTE_SIZE,
+            "size_params": {},
+            "variant": variant.key,
+            "mode": "standard" if etrecord_name else "minimum",
+            "pte": pte_name,
+            "etrecord": etrecord_name,
+            "pte_sha256": pte_sha,
+            "pte_bytes": len(pte_bytes),
+            "inputs": [
+                {
+                    "shape": list(x.shape),
+                    "dtype": str(x.dtype),
+                    "generated": "normal(0, 1)" if x.dtype.kind == "f" else "zeros",
+                }
+                for x in inputs
+            ],
+            "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in outputs],
+            "delegate_partitions": len(delegates),
+            "delegated_ops": sum(len(i.op_types) for i in delegates) if et_record is not None else None,
+            "non_delegated_ops": len(kernels_),
+            "delegated_op_names": delegated_names,
+            "non_delegated_op_names": sorted({i.name for i in kernels_}),
+            "instructions": len(pmap.instructions),
+            "numerical_check": check,
+            "export_seconds": round(time.monotonic() - t0, 2),
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": _versions(),
+            "package": {
+                "name": model,
+                "kind": "pte",
+                "source": str(pte.resolve()),
+                "etrecord": str(etrecord) if etrecord else None,
+            },
+            "identity": identity,
+        }
+        if et_record is None:
+            meta["unavailable"] = MINIMUM_UNAVAILABLE[:3]
+        meta["artifacts"] = sorted(p.name for p in stage.iterdir() if p.is_file()) + [META]
+        atomic.write_json(stage / META, meta)
+    return Export(folder, meta)

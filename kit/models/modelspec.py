@@ -36,9 +36,18 @@ class ModelSpec:
     description: str = ""
     unsupported: dict[str, str] = field(default_factory=dict)
     tolerances: dict[str, float] = field(default_factory=dict)  # dtype -> relative tolerance override
+    # int8 flavour: one of QUANT_TYPES (Arm's kit's xnnpack_quantization names), None = our defaults
+    # (int8 static per-channel, int8-dynamic dynamic per-channel).
+    quantization: str | None = None
+    delegation: bool = True  # False: lower without the XNNPACK partitioner (Arm's xnnpack_delegation)
 
     def __post_init__(self):
         names.model_name(self.name)
+        if self.quantization is not None and self.quantization not in QUANT_TYPES:
+            raise ModelPackageError(
+                f"model {self.name!r}: unknown quantization {self.quantization!r}",
+                f"use one of {', '.join(QUANT_TYPES)} (Arm's QuantType names), or leave it unset",
+            )
         for d in self.dtypes:
             names.dtype(d)
         for s in self.sizes:
@@ -49,6 +58,12 @@ class ModelSpec:
                 f"model {self.name!r} does not declare sizes {sorted(missing)}",
                 "add `small` (seconds to export) and `full` (published resolution) to sizes",
             )
+
+    def quantizer_options(self, dtype: str) -> dict:
+        """How an int8 dtype is quantized: XNNPACKQuantizer's symmetric config options."""
+        if self.quantization is None:
+            return {"is_per_channel": True, "is_dynamic": dtype == "int8-dynamic"}
+        return dict(QUANT_TYPES[self.quantization] or {})
 
     @property
     def supported_dtypes(self) -> tuple[str, ...]:
@@ -76,6 +91,31 @@ class ModelSpec:
             )
 
 
+# Arm's kit's quantization names (executorch.examples.xnnpack.QuantType) -> the XNNPACKQuantizer
+# options its `quantize()` uses for them; None: the package is not quantized.
+QUANT_TYPES: dict[str, dict | None] = {
+    "NONE": None,
+    "STATIC_PER_TENSOR": {"is_per_channel": False, "is_dynamic": False},
+    "STATIC_PER_CHANNEL": {"is_per_channel": True, "is_dynamic": False},
+    "DYNAMIC_PER_CHANNEL": {"is_per_channel": True, "is_dynamic": True},
+}
+# Which of our int8 dtypes each quantization type exports as.
+_INT8_DTYPE = {"STATIC_PER_TENSOR": "int8", "STATIC_PER_CHANNEL": "int8", "DYNAMIC_PER_CHANNEL": "int8-dynamic"}
+
+
+def quant_type_name(value) -> str | None:
+    """A QuantType given as its name ("STATIC_PER_CHANNEL") or as the enum member itself."""
+    if value is None:
+        return None
+    name = getattr(value, "name", value)
+    if not isinstance(name, str) or name.upper() not in QUANT_TYPES:
+        raise ModelPackageError(
+            f"xnnpack_quantization={value!r} is not a quantization type",
+            f"use one of {', '.join(QUANT_TYPES)} (executorch.examples.xnnpack.QuantType), or None",
+        )
+    return name.upper()
+
+
 class EagerModelBase(ABC):
     """Arm's kit interface (`from ..model_base import EagerModelBase`), accepted unchanged."""
 
@@ -94,14 +134,36 @@ class EagerModelBase(ABC):
         return None
 
 
-def from_arm_kit(name: str, cls: type) -> ModelSpec:
-    """Wrap an Arm-kit model class. It has one input size, so `small` and `full` are the same."""
+def from_arm_kit(name: str, cls: type, xnnpack_quantization=None, xnnpack_delegation: bool = True) -> ModelSpec:
+    """Wrap an Arm-kit model class. It has one input size, so `small` and `full` are the same.
+
+    Its registration options are honoured: `xnnpack_quantization` picks the one int8 dtype the model
+    exports in (STATIC_* -> int8, DYNAMIC_PER_CHANNEL -> int8-dynamic, NONE -> no int8 at all; unset:
+    both, with our defaults) and how it is quantized; `xnnpack_delegation=False` lowers without the
+    XNNPACK partitioner, as Arm's export does."""
     for method in ("get_eager_model", "get_example_inputs"):
         if not callable(getattr(cls, method, None)):
             raise ModelPackageError(
                 f"Arm-kit model {name!r} ({cls.__name__}) has no {method}()",
                 "define get_eager_model() and get_example_inputs() on the registered class",
             )
+    try:
+        quantization = quant_type_name(xnnpack_quantization)
+    except ModelPackageError as e:
+        raise ModelPackageError(f"register_model({name!r}, ...): {e.message}", e.hint) from None
+    if not isinstance(xnnpack_delegation, bool):
+        raise ModelPackageError(
+            f"register_model({name!r}, ...): xnnpack_delegation must be True or False, not {xnnpack_delegation!r}",
+            "pass xnnpack_delegation=True (the default) or False",
+        )
+    unsupported = {}
+    if quantization is not None:
+        why = f"registered with xnnpack_quantization={quantization!r}"
+        for dtype in ("int8", "int8-dynamic"):
+            if _INT8_DTYPE.get(quantization) != dtype:
+                unsupported[dtype] = why + (
+                    f": export {_INT8_DTYPE[quantization]}" if quantization in _INT8_DTYPE else ": not quantized"
+                )
 
     def build(_size: SizeParams, checkpoint: str | None):
         model = cls().get_eager_model()
@@ -113,10 +175,18 @@ def from_arm_kit(name: str, cls: type) -> ModelSpec:
         inputs = cls().get_example_inputs()
         return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
 
+    options = []
+    if quantization:
+        options.append(f"xnnpack_quantization={quantization}")
+    if not xnnpack_delegation:
+        options.append("xnnpack_delegation=False")
     return ModelSpec(
         name=name,
         build=build,
         example_inputs=example_inputs,
         sizes={"small": {}, "full": {}},
-        description=f"Arm-kit package ({cls.__name__}); one input size",
+        description=f"Arm-kit package ({cls.__name__}{', ' + ', '.join(options) if options else ''}); one input size",
+        unsupported=unsupported,
+        quantization=quantization,
+        delegation=xnnpack_delegation,
     )

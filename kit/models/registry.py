@@ -1,7 +1,8 @@
 """Model package discovery: every folder under models/ is a package; no install, no edits elsewhere.
 
 A package is either native (`model.py` defines `MODEL = ModelSpec(...)`) or written for Arm's kit
-(`__init__.py` calls `register_model("name", Class)`, `model.py` imports `..model_base`). The
+(`__init__.py` calls `register_model("name", Class)`, optionally with Arm's keyword options
+`xnnpack_quantization=` and `xnnpack_delegation=`; `model.py` imports `..model_base`). The
 folder is loaded as a synthetic parent package that provides `register_model` and `model_base`, so
 both kinds of import resolve. One broken package is reported and never hides the others."""
 
@@ -67,19 +68,29 @@ def _parent_package(folder: Path) -> tuple[str, dict]:
     pkg_name = "sme2_models_" + hashlib.sha1(str(folder).encode()).hexdigest()[:10]
     for mod in [m for m in sys.modules if m == pkg_name or m.startswith(pkg_name + ".")]:
         del sys.modules[mod]
-    registered: dict[str, type] = {}
+    registered: dict[str, tuple[type, dict]] = {}
     parent = types.ModuleType(pkg_name)
     parent.__path__ = [str(folder)]
 
-    def register_model(name: str, cls: type | None = None):
-        if cls is None:  # also usable as a decorator
+    def register_model(
+        name: str,
+        cls: type | None = None,
+        *,
+        xnnpack_quantization=None,
+        xnnpack_delegation: bool = True,
+    ):
+        """Arm's kit's `register_model(name, cls, *, xnnpack_quantization=None,
+        xnnpack_delegation=True)`, also usable as a decorator. The options are checked when the
+        package is loaded (modelspec.from_arm_kit) and honoured by the exporter."""
+        options = {"xnnpack_quantization": xnnpack_quantization, "xnnpack_delegation": xnnpack_delegation}
+        if cls is None:
 
             def deco(c):
-                registered[name] = c
+                registered[name] = (c, options)
                 return c
 
             return deco
-        registered[name] = cls
+        registered[name] = (cls, options)
         return cls
 
     parent.register_model = register_model
@@ -117,12 +128,12 @@ def discover(path: str | Path | None = None) -> list[ModelPackage]:
             if isinstance(spec, ModelSpec):
                 pkg.spec = spec
             elif new:
-                (reg_name, cls), *rest = new.items()
+                (reg_name, (cls, options)), *rest = new.items()
                 if rest:
                     raise ModelPackageError(
                         f"package {sub.name} registers {len(new)} models", "register one model per package folder"
                     )
-                pkg.spec, pkg.kind = modelspec.from_arm_kit(reg_name, cls), "arm-kit"
+                pkg.spec, pkg.kind = modelspec.from_arm_kit(reg_name, cls, **options), "arm-kit"
             else:
                 raise ModelPackageError(
                     f"package {sub.name} declares no model",

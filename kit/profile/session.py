@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from kit.export import exporter
 from kit.models import registry
 from kit.profile import armkit
 from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_timing
-from kit.runners import invoke, recipes
+from kit.runners import invoke, pathrunner, recipes
 from kit.stats import categories
 from kit.stats import summary as analysis_mod
 from kit.trace import etdump, kernels
@@ -49,12 +50,23 @@ def run_session(
     progress=None,
     rules_file: Path | None = None,
     conditions: dict | None = None,
+    extra_args: tuple[str, ...] = (),
+    cpus: str | None = None,
+    target=None,
 ) -> ProfileResult:
     """Timing run + ETDump run of one export on one resolved target; returns the written run.
     `rules_file`: operator category rules (default: the data root's categories.toml when present);
-    `conditions`: extra entries for run.json's conditions (e.g. the pair session)."""
+    `conditions`: extra entries for run.json's conditions (e.g. the pair session).
+
+    With runner_kind "path" (`binary` from kit.runners.pathrunner: an executor_runner-compatible
+    binary) it is one traced process of warmup + iterations executions, driven with
+    executor_runner's flags plus `extra_args`; its iteration times are the binary's own when it
+    prints them (SME2_RUNNER_JSON), else Method::execute from the ETDump. `cpus` pins the run to a
+    CPU list instead of the device's affinity; `target` records the run under another target than
+    the resolved one (a path runner's SME2 flag is the binary's, see kit.profile.experiments)."""
     say = progress or (lambda msg: None)
-    target = resolved.target
+    target = target or resolved.target
+    path_runner = runner_kind == pathrunner.RECIPE
     meta = exp.meta
     run_id = new_run_id(exp.variant.key, target.key, meta["size"], threads)
     # A kernel-log runner's timings carry XNNPACK's logging: its runs are their own run key.
@@ -88,12 +100,16 @@ def run_session(
         record.conditions = {
             **resolved.conditions(),
             "threads": threads,
-            "affinity": resolved.affinity_for(threads),
+            "affinity": cpus if cpus is not None else resolved.affinity_for(threads),
             "sme2_flag": target.sme2,
             "kernel_log": kernel_log,
             **({"runner_flags": binary.manifest.get("flags", [])} if binary else {}),
             **(conditions or {}),
         }
+        if path_runner:
+            record.conditions["recipe"] = pathrunner.RECIPE  # not the device's recipe: the user's binary
+            record.conditions["runner_path"] = str(binary.path)
+            record.conditions["extra_args"] = list(extra_args)
         cpus = record.conditions["affinity"]
         request = dict(
             pte=exp.pte,
@@ -109,35 +125,55 @@ def run_session(
         )
         with resolved.measurement_lock(root), resolved.transport.measurement():
             window_start = time.time()
-            say(f"{target.key}: timing run, {warmup}+{iterations} iterations, {threads} thread(s)")
-            timing = invoke.run_program(
-                runner_kind,
-                invoke.RunRequest(**request, etdump=False),
-                stage,
-                resolved.transport,
-                binary,
-                label=f"{runner_kind} runner (timing)",
-            )
-            say(f"{target.key}: ETDump run")
-            traced = invoke.run_program(
-                runner_kind,
-                invoke.RunRequest(**request, etdump=True),
-                stage,
-                resolved.transport,
-                binary,
-                label=f"{runner_kind} runner (ETDump)",
-            )
+            if path_runner:
+                say(f"{target.key}: {binary.path.name}, {warmup}+{iterations} executions traced, {threads} thread(s)")
+                timing = None
+                traced = invoke.run_executor_runner(
+                    invoke.RunRequest(**request, etdump=True),
+                    stage,
+                    resolved.transport,
+                    binary,
+                    tuple(extra_args),
+                    label=f"runner {binary.path} (ETDump)",
+                    stem="etdump",
+                )
+            else:
+                say(f"{target.key}: timing run, {warmup}+{iterations} iterations, {threads} thread(s)")
+                timing = invoke.run_program(
+                    runner_kind,
+                    invoke.RunRequest(**request, etdump=False),
+                    stage,
+                    resolved.transport,
+                    binary,
+                    label=f"{runner_kind} runner (timing)",
+                )
+                say(f"{target.key}: ETDump run")
+                traced = invoke.run_program(
+                    runner_kind,
+                    invoke.RunRequest(**request, etdump=True),
+                    stage,
+                    resolved.transport,
+                    binary,
+                    label=f"{runner_kind} runner (ETDump)",
+                )
             record.conditions["measurement_window"] = [window_start, time.time()]
         record.finished_at = now()
         for name in ("program_map.json", exporter.META):
             shutil.copy2(exp.folder / name, stage / name)
         say(f"{target.key}: ingesting the ETDump")
         tr = etdump.ingest(traced.etdump, exp.program_map, warmup=warmup)
+        if path_runner:
+            timing = _path_timing(traced, tr, warmup, stage)
+            record.conditions["timing_source"] = timing.result["timing_source"]
         problem = kernels.label_problem(tr.operators.op_type.unique(), target.sme2, meta["dtype"])
         if problem:
             refuse(root, stage, record, problem)
         rules = categories.load_rules(rules_file or root.user_categories)
         result = analysis_mod.analyze(tr, timing.result["latencies_ms"], rules)
+        # Evidence for the SME2 flag: operator types whose kernels only an SME2 CPU picks (PF32, PQS8).
+        record.conditions["sme2_kernels_seen"] = int(
+            sum(kernels.family(op) == "kleidiai-sme2" for op in result.op_stats.op_type)
+        )
         analysis_mod.write(result, stage, record.stem, name=f"{exp.variant.key} on {target.key}, {threads} thread(s)")
         t = timing.result
         record.results = {
@@ -145,7 +181,7 @@ def run_session(
             "first_inference_ms": t["first_inference_ms"],
             "peak_rss_kb": t["peak_rss_kb"],
             "checksum": t["checksum"],
-            "etdump_checksum": traced.result["checksum"],
+            "etdump_checksum": traced.result.get("checksum"),
             "e2e_median_ms": result.e2e["median_ms"],
             "e2e_cv_percent": result.e2e["cv_percent"],
             "execute_median_ms": result.execute["median_ms"],
@@ -186,6 +222,86 @@ def refuse(root: DataRoot, stage: Path, record: RunRecord, reason: str) -> None:
             "runner was built with XNNPACK_ENABLE_ARM_SME2=ON"
         ),
     )
+
+
+def _path_timing(traced: invoke.RunOutcome, tr: etdump.Trace, warmup: int, stage: Path) -> invoke.RunOutcome:
+    """timing.json of a path-runner run: the binary's per-iteration times when it printed them,
+    else Method::execute per iteration from its ETDump (what Arm's kit reports); warmups dropped."""
+    printed = traced.result.get("latencies_ms")
+    if isinstance(printed, list) and len(printed) == warmup + tr.iterations:
+        latencies, warm = printed[warmup:], printed[:warmup]
+        source = "runner (per-execution wall clock, traced process)"
+    else:
+        latencies, warm = [float(x) for x in tr.method_ms], tr.warmup_method_ms
+        source = "etdump Method::execute"
+    first = warm[0] if warm else latencies[0]
+    load = traced.result.get("load_ms", tr.init_ms.get("Program::load_method", tr.init_ms.get("Method::init")))
+    timing = {
+        "runner": pathrunner.RECIPE,
+        "timing_source": source,
+        "load_ms": load,
+        "first_inference_ms": first,
+        "warmup_ms": list(warm),
+        "latencies_ms": list(latencies),
+        "peak_rss_kb": traced.result.get("peak_rss_kb"),
+        "checksum": traced.result.get("checksum"),
+        "reported_total_ms": traced.result.get("reported_total_ms"),
+        "argv": traced.argv,
+    }
+    atomic.write_json(stage / "timing.json", timing)
+    atomic.write_json(stage / "etdump.json", traced.result)
+    return invoke.RunOutcome(timing, None, None, traced.log, traced.argv, traced.seconds)
+
+
+def kernel_log_run(
+    exp: exporter.Export,
+    resolved,
+    out_dir: Path,
+    stem: str,
+    threads: int = 1,
+    runner_kind: str = "native",
+    binary=None,
+    extra_args: tuple[str, ...] = (),
+    timeout_s: float = 900.0,
+    cpus: str | None = None,
+) -> dict:
+    """Arm's `xnntrace` mode: one execution with XNNPACK's log at level 5, kept as
+    `<stem>_xnntrace.log`, and the microkernels it names as `<stem>_xnntrace_kernels.csv`. Only a
+    kernel-log runner build (-UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5; Arm's "xnnlog" presets, our
+    source recipe's kernel_log) prints them: with any other the table is empty and `note` says so."""
+    out_dir = Path(out_dir)
+    env = {**resolved.env_for(threads), "XNN_LOG_LEVEL": "5"}
+    req = invoke.RunRequest(
+        pte=exp.pte,
+        inputs=exp.inputs,
+        iterations=1,
+        warmup=0,
+        threads=threads,
+        timeout_s=timeout_s,
+        expected_sha256=exp.meta["pte_sha256"],
+        env=env,
+        cpus=cpus,
+    )
+    with tempfile.TemporaryDirectory(prefix="sme2-xnntrace-") as tmp:
+        if runner_kind == pathrunner.RECIPE:
+            outcome = invoke.run_executor_runner(
+                req, Path(tmp), resolved.transport, binary, tuple(extra_args), label="kernel-log run", stem="xnntrace"
+            )
+        else:
+            outcome = invoke.run_program(
+                runner_kind, req, Path(tmp), resolved.transport, binary, label="kernel-log run"
+            )
+        text = outcome.log.read_text(errors="replace")
+    log = atomic.write_text(out_dir / f"{stem}_xnntrace.log", text)
+    table = kernels.parse_kernel_log(text)
+    csv = atomic.write_text(out_dir / f"{stem}_xnntrace_kernels.csv", table.to_csv(index=False))
+    note = (
+        f"{len(table)} microkernels"
+        if len(table)
+        else "no 'Using ... microkernel' lines: this runner's XNNPACK was built without logging; use a kernel-log "
+        "build (Arm's xnnlog presets, or -UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5)"
+    )
+    return {"log": log, "kernels_csv": csv, "kernels": table, "note": note}
 
 
 def load_run(folder: Path, rules=None) -> ProfileResult:
@@ -231,6 +347,18 @@ class ProfilePlan:
     timeout_s: float = 900.0
     models_dir: str | None = None
     rules_file: Path | None = None  # None: the data root's categories.toml when present
+    # A program without a model package (`sme2 profile --pte`): model and dtypes then name it
+    # (default: from its file name), size is "pte"; the ETRecord is optional.
+    pte: str | None = None
+    etrecord: str | None = None
+
+    def __post_init__(self):
+        # Refused before any export or build starts, not at the first run.
+        limits.check_iterations(self.iterations, "iterations")
+        limits.check_iterations(self.warmup, "warmup", minimum=0)
+        limits.check_timeout(self.timeout_s, "timeout")
+        for t in self.threads or ():
+            limits.check_threads(t, "threads")
 
 
 def pair_sessions(resolved: list) -> dict[str, str]:
@@ -241,15 +369,6 @@ def pair_sessions(resolved: list) -> dict[str, str]:
         by_device.setdefault(r.device.name, set()).add(r.target.sme2)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return {d: f"{stamp}-{d}-{secrets.token_hex(3)}" for d, flags in by_device.items() if flags == {True, False}}
-
-    def __post_init__(self):
-        # Refused before any export or build starts, not at the first run.
-
-        limits.check_iterations(self.iterations, "iterations")
-        limits.check_iterations(self.warmup, "warmup", minimum=0)
-        limits.check_timeout(self.timeout_s, "timeout")
-        for t in self.threads or ():
-            limits.check_threads(t, "threads")
 
 
 def check_kernel_log(plan: ProfilePlan, resolved: list) -> None:
@@ -275,12 +394,23 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
     `on_result(result)` is called as each run folder is committed (the caller stores it: this stage
     sits below the warehouse)."""
     say = progress or (lambda msg: None)
-    pkg = registry.get(plan.model, plan.models_dir)
+    imported = None
+    if plan.pte:
+        imported = exporter.import_program(
+            Path(plan.pte),
+            root,
+            etrecord=Path(plan.etrecord) if plan.etrecord else None,
+            name=plan.model or None,
+            dtype=plan.dtypes[0] if plan.dtypes else None,
+            progress=say,
+        )
+    else:
+        pkg = registry.get(plan.model, plan.models_dir)
+        for dtype in plan.dtypes:
+            pkg.spec.check_dtype(dtype)
     reg = inventory.load_registry(root)
     resolved = [inventory.resolve(t, root, reg) for t in plan.targets]
     results: list[ProfileResult] = []
-    for dtype in plan.dtypes:
-        pkg.spec.check_dtype(dtype)
     if plan.kernel_log:
         check_kernel_log(plan, resolved)
     pairs = pair_sessions(resolved)
@@ -290,8 +420,8 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
         size = plan.size or r.device.size
         iterations = min(plan.iterations, r.device.max_iterations) if r.device.max_iterations else plan.iterations
         binary = recipes.runner_for(r, root, plan.runner, say, kernel_log=plan.kernel_log)
-        for dtype in plan.dtypes:
-            exp = exporter.export_variant(
+        for dtype in [imported.meta["dtype"]] if imported else plan.dtypes:
+            exp = imported or exporter.export_variant(
                 pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say
             )
             result = run_session(

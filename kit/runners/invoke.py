@@ -18,6 +18,7 @@ from pathlib import Path
 from kit.core import atomic, limits
 from kit.core.errors import RunnerError
 from kit.devices.transports.base import Transport
+from kit.runners import pathrunner
 from kit.runners.build import RunnerBinary
 
 RUNNER_KINDS = ("native", "pybind")
@@ -50,7 +51,7 @@ class RunRequest:
 class RunOutcome:
     result: dict  # runner JSON: load_ms, first_inference_ms, warmup_ms, latencies_ms, peak_rss_kb, checksum
     etdump: Path | None
-    outputs: Path
+    outputs: Path | None  # None: an executor_runner-compatible binary writes no outputs file
     log: Path
     argv: list[str]
     seconds: float
@@ -71,13 +72,18 @@ def verify_program(pte: Path, expected_sha256: str | None) -> None:
 _NON_FINITE = re.compile(r"(?<=[\s:\[,])(-?)(nan|inf)(?=[\s,\]}])", re.IGNORECASE)
 
 
-def read_result(path: Path) -> dict:
-    """A runner's result JSON (non-finite numbers allowed)."""
+def loads_non_finite(text: str):
+    """JSON text whose numbers may be the C++ runner's nan/-nan/inf."""
 
     def as_json(m: re.Match) -> str:
         return "NaN" if m.group(2).lower() == "nan" else f"{m.group(1)}Infinity"
 
-    return json.loads(_NON_FINITE.sub(as_json, Path(path).read_text()))
+    return json.loads(_NON_FINITE.sub(as_json, text))
+
+
+def read_result(path: Path) -> dict:
+    """A runner's result JSON (non-finite numbers allowed)."""
+    return loads_non_finite(Path(path).read_text())
 
 
 def keep_failure_log(log: Path, failure_logs: Path | None, label: str) -> Path:
@@ -151,30 +157,8 @@ def run_program(
             argv += [f"--{k}", v]
         done = transport.run(argv, timeout=req.timeout_s, env=req.env, cpus=req.cpus)
         log = out_dir / f"{stem}.log"
-        atomic.write_text(log, f"$ {' '.join(done.argv)}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+        kept_log = _raise_for_failure(done, req, log, label, transport, binary, local_fs)
         where = f"on {transport.device}"
-
-        def kept_log() -> Path:  # a hint must name a log that outlives out_dir
-            return keep_failure_log(log, req.failure_logs, f"{label}-{Path(req.pte).stem}")
-
-        if done.timed_out:
-            raise RunnerError(
-                f"{label} hung {where}: no result after {req.timeout_s:.0f}s running {Path(req.pte).name}",
-                f"raise the timeout for large models or check the device; log: {kept_log()}",
-            )
-        sig = _signal_of(done.returncode)
-        if sig:
-            raise RunnerError(
-                f"{label} crashed with {sig} {where} running {Path(req.pte).name}: {_tail(done.stderr, 3) or 'no message'}",
-                f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {kept_log()}",
-            )
-        if done.returncode != 0:
-            if not local_fs and _missing_library(done.stderr):
-                transport.forget_runner(binary)  # the next run pushes a whole bundle again
-            raise RunnerError(
-                f"{label} failed {where} (exit {done.returncode}) running {Path(req.pte).name}:\n{_tail(done.stderr)}",
-                _hint_for(done.stderr, kept_log()),
-            )
         if not local_fs:
             for remote in files.values():
                 transport.pull(remote, out_dir / Path(remote).name)
@@ -200,6 +184,126 @@ def run_program(
             )
         result["argv"] = done.argv
         return RunOutcome(result, local.get("etdump"), local["outputs"], log, done.argv, done.seconds)
+    finally:
+        if not local_fs:
+            transport.cleanup(work)
+
+
+def _raise_for_failure(done, req: RunRequest, log: Path, label: str, transport, binary, local_fs: bool):
+    """Write the run's log; raise a RunnerError for a hang, a signal or a non-zero exit. Returns a
+    function giving the log path a hint may name (kept outside out_dir when asked)."""
+    atomic.write_text(log, f"$ {' '.join(done.argv)}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+    where = f"on {transport.device}"
+
+    def kept_log() -> Path:  # a hint must name a log that outlives out_dir
+        return keep_failure_log(log, req.failure_logs, f"{label}-{Path(req.pte).stem}")
+
+    if done.timed_out:
+        raise RunnerError(
+            f"{label} hung {where}: no result after {req.timeout_s:.0f}s running {Path(req.pte).name}",
+            f"raise the timeout for large models or check the device; log: {kept_log()}",
+        )
+    sig = _signal_of(done.returncode)
+    if sig:
+        raise RunnerError(
+            f"{label} crashed with {sig} {where} running {Path(req.pte).name}: {_tail(done.stderr, 3) or 'no message'}",
+            f"the program may be corrupt: re-export it (sme2 export --force) and check its sha256; log: {kept_log()}",
+        )
+    if done.returncode != 0:
+        if not local_fs and _missing_library(done.stderr):
+            transport.forget_runner(binary)  # the next run pushes a whole bundle again
+        raise RunnerError(
+            f"{label} failed {where} (exit {done.returncode}) running {Path(req.pte).name}:\n{_tail(done.stderr)}",
+            _hint_for(done.stderr, kept_log()),
+        )
+    return kept_log
+
+
+# executor_runner's summary line, and the line of per-iteration JSON our runner adds to it.
+_SUMMARY = re.compile(r"model executed successfully\s+(\d+)\s+time\(s\)\s+in\s+([0-9.]+)\s*ms", re.IGNORECASE)
+JSON_PREFIX = "SME2_RUNNER_JSON "
+
+
+def parse_executor_runner_output(stdout: str) -> dict:
+    """What an executor_runner-compatible binary said about its timing: our runner's JSON line
+    (per-iteration latencies) when present, and executor_runner's summary (`Model executed
+    successfully N time(s) in X ms`) as `reported_executions` / `reported_total_ms`."""
+    result: dict = {}
+    for line in stdout.splitlines():
+        if line.startswith(JSON_PREFIX):
+            try:
+                parsed = loads_non_finite(line[len(JSON_PREFIX) :])
+            except json.JSONDecodeError:
+                continue
+            if isinstance(parsed, dict):
+                result.update(parsed)
+    summaries = list(_SUMMARY.finditer(stdout))
+    if summaries:
+        m = summaries[-1]
+        result["reported_executions"] = int(m.group(1))
+        result["reported_total_ms"] = float(m.group(2))
+    return result
+
+
+def run_executor_runner(
+    req: RunRequest,
+    out_dir: Path,
+    transport: Transport,
+    binary: RunnerBinary,
+    extra_args: tuple[str, ...] = (),
+    label: str = "",
+    stem: str | None = None,
+) -> RunOutcome:
+    """Run an executor_runner-compatible binary (the `path` recipe) as Arm's perf_runner drives
+    executor_runner: `--model_path P --num_executions N --cpu_threads T [--etdump_path E]`, then the
+    experiment's extra arguments. One process runs warmup + iterations executions (the caller drops
+    the first `warmup`); the binary generates its own inputs (executor_runner: all ones).
+
+    `result` holds the binary's JSON line when it prints one (our runner does), else no
+    `latencies_ms`: the caller then times iterations from the ETDump's Method::execute events."""
+    verify_program(req.pte, req.expected_sha256)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or ("etdump" if req.etdump else "timing")
+    label = label or f"runner {binary.path.name}"
+    local_fs = getattr(transport, "local_fs", True)
+    work = str(out_dir) if local_fs else transport.workdir(stem)
+    try:
+        if local_fs:
+            prog, pte = str(binary.path), str(req.pte)
+        else:
+            prog, pte = transport.install_runner(binary), f"{work}/program.pte"
+            transport.push(req.pte, pte)
+        etdump_path = f"{work}/{stem}.etdp" if req.etdump else None
+        argv = [
+            prog,
+            "--model_path",
+            pte,
+            "--num_executions",
+            str(req.warmup + req.iterations),
+            "--cpu_threads",
+            str(req.threads),
+        ]
+        if etdump_path:
+            argv += ["--etdump_path", etdump_path]
+        argv += list(extra_args)
+        done = transport.run(argv, timeout=req.timeout_s, env=req.env, cpus=req.cpus)
+        log = out_dir / f"{stem}.log"
+        kept_log = _raise_for_failure(done, req, log, label, transport, binary, local_fs)
+        local_etdump = None
+        if etdump_path:
+            local_etdump = out_dir / Path(etdump_path).name
+            if not local_fs:
+                transport.pull(etdump_path, local_etdump)
+            if not (local_etdump.exists() and local_etdump.stat().st_size > 0):
+                raise RunnerError(
+                    f"{label} on {transport.device} wrote no ETDump at {etdump_path}",
+                    "build the runner with the event tracer (EXECUTORCH_BUILD_DEVTOOLS=ON, "
+                    f"EXECUTORCH_ENABLE_EVENT_TRACER=ON: Arm's presets do); log: {kept_log()}",
+                )
+        result = parse_executor_runner_output(done.stdout)
+        result.update({"runner": pathrunner.RECIPE, "argv": done.argv, "wall_s": done.seconds})
+        return RunOutcome(result, local_etdump, None, log, done.argv, done.seconds)
     finally:
         if not local_fs:
             transport.cleanup(work)

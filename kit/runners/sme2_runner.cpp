@@ -5,6 +5,14 @@
 //   --model PATH --inputs PATH --iterations N --warmup W --threads T --json PATH
 //   [--etdump PATH] [--outputs PATH]
 // A timing-only run passes no --etdump, because tracing costs time.
+//
+// executor_runner-compatible mode (chosen by --model_path), so a config written for Arm's kit can
+// point its runner_path at this binary: the flags of ExecuTorch's executor_runner
+//   --model_path PATH [--num_executions N] [--cpu_threads T] [--etdump_path PATH] [--json PATH]
+// Inputs are generated from the method's metadata (all ones, as executor_runner does); every
+// execution is timed (no separate warmup: the caller drops the first ones); it prints
+// executor_runner's summary line and one line "SME2_RUNNER_JSON {...}" with the per-iteration times.
+// Flags may also be written --flag=value (gflags style).
 
 #include <executorch/devtools/etdump/etdump_flatcc.h>
 #include <executorch/extension/module/module.h>
@@ -48,25 +56,60 @@ namespace {
 struct Args {
   std::string model, inputs, json, etdump, outputs;
   long iterations = 10, warmup = 2, threads = 0;
+  bool compat = false;  // executor_runner-compatible flags (--model_path ...)
 };
+
+long parse_long(const std::string& k, const std::string& v) {
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0') fail("value of " + k + " must be an integer, not '" + v + "'");
+  return n;
+}
 
 Args parse_args(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
-    std::string k = argv[i];
-    if (i + 1 >= argc) fail("missing value for " + k);
-    std::string v = argv[++i];
+    std::string k = argv[i], v;
+    const auto eq = k.find('=');
+    if (k.rfind("--", 0) == 0 && eq != std::string::npos) {
+      v = k.substr(eq + 1);
+      k = k.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) fail("missing value for " + k);
+      v = argv[++i];
+    }
     if (k == "--model") a.model = v;
     else if (k == "--inputs") a.inputs = v;
     else if (k == "--json") a.json = v;
     else if (k == "--etdump") a.etdump = v;
     else if (k == "--outputs") a.outputs = v;
-    else if (k == "--iterations") a.iterations = std::strtol(v.c_str(), nullptr, 10);
-    else if (k == "--warmup") a.warmup = std::strtol(v.c_str(), nullptr, 10);
-    else if (k == "--threads") a.threads = std::strtol(v.c_str(), nullptr, 10);
-    else fail("unknown argument " + k);
+    else if (k == "--iterations") a.iterations = parse_long(k, v);
+    else if (k == "--warmup") a.warmup = parse_long(k, v);
+    else if (k == "--threads") a.threads = parse_long(k, v);
+    // executor_runner's flags
+    else if (k == "--model_path") {
+      a.model = v;
+      a.compat = true;
+    } else if (k == "--num_executions") {
+      a.iterations = parse_long(k, v);
+      a.compat = true;
+    } else if (k == "--cpu_threads") {
+      const long t = parse_long(k, v);
+      a.threads = t < 0 ? 0 : t;  // executor_runner's -1: leave the thread pool as it is
+      a.compat = true;
+    } else if (k == "--etdump_path") {
+      a.etdump = v;
+      a.compat = true;
+    } else if (k == "--method_name") {
+      if (v != "forward") fail("only --method_name forward is supported, not " + v);
+    } else fail("unknown argument " + k);
   }
-  if (a.model.empty() || a.inputs.empty() || a.json.empty()) fail("--model, --inputs and --json are required");
+  if (a.compat) {
+    if (a.model.empty()) fail("--model_path is required");
+    a.warmup = 0;  // executor_runner times every execution; the caller drops warmups
+  } else if (a.model.empty() || a.inputs.empty() || a.json.empty()) {
+    fail("--model, --inputs and --json are required (or executor_runner's --model_path)");
+  }
   if (a.iterations < 1 || a.warmup < 0 || a.threads < 0) fail("iterations must be >= 1, warmup and threads >= 0");
   return a;
 }
@@ -109,6 +152,47 @@ std::vector<InputTensor> read_inputs(const std::string& path) {
     take(out[t].storage.data(), nbytes);
     out[t].tensor = executorch::extension::make_tensor_ptr(
         sizes, out[t].storage.data(), static_cast<ScalarType>(code));
+  }
+  return out;
+}
+
+// executor_runner's inputs: every input tensor of the method, filled with ones.
+std::vector<InputTensor> ones_inputs(Module& module, const std::string& model) {
+  auto meta = module.method_meta("forward");
+  if (!meta.ok()) fail("cannot read the metadata of method forward of " + model);
+  std::vector<InputTensor> out;
+  for (size_t i = 0; i < meta->num_inputs(); ++i) {
+    auto tag = meta->input_tag(i);
+    if (!tag.ok() || *tag != executorch::runtime::Tag::Tensor)
+      fail("input " + std::to_string(i) + " of " + model + " is not a tensor: pass inputs with --inputs (native mode)");
+    auto info = meta->input_tensor_meta(i);
+    if (!info.ok()) fail("cannot read input " + std::to_string(i) + " of " + model);
+    InputTensor t;
+    const size_t nbytes = info->nbytes();
+    t.storage.assign((nbytes + 7) / 8 + 1, 0);
+    size_t numel = 1;
+    std::vector<executorch::aten::SizesType> sizes;
+    for (auto d : info->sizes()) {
+      sizes.push_back(d);
+      numel *= static_cast<size_t>(d);
+    }
+    void* data = t.storage.data();
+    for (size_t e = 0; e < numel; ++e) {
+      switch (info->scalar_type()) {
+        case ScalarType::Float: static_cast<float*>(data)[e] = 1.0f; break;
+        case ScalarType::Double: static_cast<double*>(data)[e] = 1.0; break;
+        case ScalarType::Half: static_cast<executorch::aten::Half*>(data)[e] = executorch::aten::Half(1.0f); break;
+        case ScalarType::Char: static_cast<int8_t*>(data)[e] = 1; break;
+        case ScalarType::Byte: static_cast<uint8_t*>(data)[e] = 1; break;
+        case ScalarType::Short: static_cast<int16_t*>(data)[e] = 1; break;
+        case ScalarType::Int: static_cast<int32_t*>(data)[e] = 1; break;
+        case ScalarType::Long: static_cast<int64_t*>(data)[e] = 1; break;
+        case ScalarType::Bool: static_cast<bool*>(data)[e] = true; break;
+        default: fail("input " + std::to_string(i) + " of " + model + " has a dtype this runner cannot fill");
+      }
+    }
+    t.tensor = executorch::extension::make_tensor_ptr(sizes, data, info->scalar_type());
+    out.push_back(std::move(t));
   }
   return out;
 }
@@ -178,6 +262,21 @@ long peak_rss_kb() {
 #endif
 }
 
+std::string json_string(const std::string& v) {
+  std::ostringstream s;
+  s << '"';
+  for (unsigned char c : v) {
+    if (c == '"' || c == '\\') s << '\\' << c;
+    else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      s << buf;
+    } else s << c;
+  }
+  s << '"';
+  return s.str();
+}
+
 std::string json_list(const std::vector<double>& v) {
   std::ostringstream s;
   s.precision(6);
@@ -191,7 +290,8 @@ std::string json_list(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
   Args args = parse_args(argc, argv);
-  auto inputs = read_inputs(args.inputs);
+  std::vector<InputTensor> inputs;
+  if (!args.inputs.empty()) inputs = read_inputs(args.inputs);
 
   std::unique_ptr<executorch::etdump::ETDumpGen> tracer_owner;
   executorch::etdump::ETDumpGen* tracer = nullptr;
@@ -211,6 +311,7 @@ int main(int argc, char** argv) {
   if (err != executorch::runtime::Error::Ok)
     fail("cannot load method forward of " + args.model + " (error " + std::to_string(static_cast<int>(err)) + ")");
   const double load_ms = ms_since(t_load);
+  if (args.inputs.empty()) inputs = ones_inputs(module, args.model);
 
   std::vector<EValue> evalues;
   for (auto& in : inputs) evalues.emplace_back(*in.tensor);
@@ -244,20 +345,33 @@ int main(int argc, char** argv) {
   }
 
   const double first_ms = args.warmup > 0 ? warmup_ms.front() : latencies_ms.front();
+  double total_ms = 0;
+  for (double ms : latencies_ms) total_ms += ms;
   auto* pool = executorch::extension::threadpool::get_threadpool();
-  std::ofstream j(args.json);
+  // One line of JSON (", " and ": " separators: the reader maps nan/inf after them).
+  std::ostringstream j;
   j.precision(6);
-  j << std::fixed << "{\n"
-    << "  \"runner\": \"native\",\n"
-    << "  \"load_ms\": " << load_ms << ",\n"
-    << "  \"first_inference_ms\": " << first_ms << ",\n"
-    << "  \"warmup_ms\": " << json_list(warmup_ms) << ",\n"
-    << "  \"latencies_ms\": " << json_list(latencies_ms) << ",\n"
-    << "  \"peak_rss_kb\": " << peak_rss_kb() << ",\n"
-    << "  \"threads\": " << (pool ? static_cast<long>(pool->get_thread_count()) : 0) << ",\n"
-    << "  \"checksum\": {\"sum\": " << sum << ", \"abs_sum\": " << abs_sum << ", \"count\": " << count << "},\n"
-    << "  \"etdump\": " << (args.etdump.empty() ? "null" : "\"" + args.etdump + "\"") << "\n"
-    << "}\n";
-  if (!j) fail("cannot write JSON " + args.json);
+  j << std::fixed << "{"
+    << "\"runner\": \"native\", "
+    << "\"mode\": \"" << (args.compat ? "executor_runner" : "native") << "\", "
+    << "\"load_ms\": " << load_ms << ", "
+    << "\"first_inference_ms\": " << first_ms << ", "
+    << "\"warmup_ms\": " << json_list(warmup_ms) << ", "
+    << "\"latencies_ms\": " << json_list(latencies_ms) << ", "
+    << "\"peak_rss_kb\": " << peak_rss_kb() << ", "
+    << "\"threads\": " << (pool ? static_cast<long>(pool->get_thread_count()) : 0) << ", "
+    << "\"checksum\": {\"sum\": " << sum << ", \"abs_sum\": " << abs_sum << ", \"count\": " << count << "}, "
+    << "\"etdump\": " << (args.etdump.empty() ? "null" : json_string(args.etdump)) << "}";
+  if (!args.json.empty()) {
+    std::ofstream f(args.json);
+    f << j.str() << "\n";
+    if (!f) fail("cannot write JSON " + args.json);
+  }
+  if (args.compat) {
+    // executor_runner's summary line (Arm's perf_runner parses it), then the per-iteration times.
+    std::printf("Model executed successfully %ld time(s) in %f ms.\n", args.iterations, total_ms);
+    std::printf("SME2_RUNNER_JSON %s\n", j.str().c_str());
+    std::fflush(stdout);
+  }
   return 0;
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +198,7 @@ class Trace:
     warmup_dropped: int
     init_ms: dict[str, float]
     source: str
+    warmup_method_ms: list[float] = field(default_factory=list)  # Method::execute of the dropped warmups
 
     @property
     def operators(self) -> pd.DataFrame:
@@ -330,7 +331,12 @@ def ingest(path: Path, program: ProgramMap | None = None, warmup: int = 0) -> Tr
                 "analyse the ETDump with the .pte (and program_map.json) that produced it",
             )
     return Trace(
-        rows=rows, iterations=len(iterations) - warmup, warmup_dropped=warmup, init_ms=init_ms, source=str(path)
+        rows=rows,
+        iterations=len(iterations) - warmup,
+        warmup_dropped=warmup,
+        init_ms=init_ms,
+        source=str(path),
+        warmup_method_ms=[(evs[-1].end - evs[-1].start) / 1e6 for evs in iterations[:warmup]],
     )
 
 

@@ -74,10 +74,32 @@ class ProgramMap:
         return pmap
 
 
-def _instructions_from_pte(pte_bytes: bytes) -> list[Instruction]:
+def _forward_plan(pte_bytes: bytes):
     from executorch.exir._serialize._program import deserialize_pte_binary
 
-    plan = next(p for p in deserialize_pte_binary(pte_bytes).program.execution_plan if p.name == "forward")
+    plans = deserialize_pte_binary(pte_bytes).program.execution_plan
+    plan = next((p for p in plans if p.name == "forward"), None)
+    if plan is None:
+        raise ValueError(f"the program has no method 'forward' (methods: {', '.join(p.name for p in plans) or 'none'})")
+    return plan
+
+
+def input_specs(pte_bytes: bytes) -> list[dict]:
+    """The forward method's inputs as the program declares them: [{"shape", "scalar_type"}], with
+    the ExecuTorch ScalarType code (6 = float32, 5 = float16, ...). Read from the flatbuffer alone:
+    nothing is executed. Raises ValueError for a non-tensor input or a file that is no program."""
+    plan = _forward_plan(pte_bytes)
+    specs = []
+    for n, index in enumerate(plan.inputs):
+        val = plan.values[index].val
+        if type(val).__name__ != "Tensor":
+            raise ValueError(f"input {n} of forward is a {type(val).__name__}, not a tensor")
+        specs.append({"shape": [int(d) for d in val.sizes], "scalar_type": int(val.scalar_type)})
+    return specs
+
+
+def _instructions_from_pte(pte_bytes: bytes) -> list[Instruction]:
+    plan = _forward_plan(pte_bytes)
     out = []
     for idx, ins in enumerate(plan.chains[0].instructions):
         args, kind = ins.instr_args, type(ins.instr_args).__name__
@@ -114,6 +136,28 @@ def build(pte_bytes: bytes, pte_sha256: str, etrecord=None) -> ProgramMap:
     if etrecord is not None and etrecord.edge_dialect_program is not None:
         _enrich(instructions, etrecord)
     return ProgramMap(pte_sha256, instructions)
+
+
+def etrecord_mismatch(pte_bytes: bytes, etrecord) -> str:
+    """Why an ETRecord does not describe this program ("" when it does): its debug-handle map must
+    name exactly the program's traced instructions, and each portable kernel's handles must lead
+    to an edge op of that kernel (Inspector accepts any ETRecord silently)."""
+    instructions = _instructions_from_pte(pte_bytes)
+    traced = {i.index for i in instructions if i.kind in ("kernel", "delegate")}
+    handle_map = (getattr(etrecord, "_debug_handle_map", None) or {}).get("forward")
+    if not handle_map:
+        return "it holds no debug-handle map for method forward"
+    mapped = {int(k) for k in handle_map}
+    if mapped != traced:
+        return f"it maps {len(mapped)} instructions, the program has {len(traced)} traced ones"
+    probe = [Instruction(i.index, i.kind, i.name) for i in instructions if i.kind == "kernel"]
+    if probe and etrecord.edge_dialect_program is not None:
+        _enrich(probe, etrecord)
+        for ins in probe:
+            base = ins.name.split("::")[-1].split(".")[0]
+            if not any(base in t for t in ins.op_types):
+                return f"instruction {ins.index} runs {ins.name}, its ETRecord entry is {ins.op_types or 'empty'}"
+    return ""
 
 
 def _enrich(instructions: list[Instruction], etrecord) -> None:

@@ -1,3 +1,4 @@
+from sme2_assets.assets.configs import config_experiments
 from sme2_assets.assets.models import exported_program, model_source
 from sme2_assets.assets.profiling import category_breakdown, device_trace, kernel_view, robust_stats, warehouse_rows
 from sme2_assets.assets.reports import report, sme2_comparison
@@ -14,4 +15,5 @@ ALL = [
     kernel_view,
     sme2_comparison,
     report,
+    config_experiments,
 ]

@@ -1,0 +1,296 @@
+"""Arm-kit users' artifacts, unchanged: a .pte from a plain executorch script profiled without a model
+package, Arm-kit packages registered with Arm's keyword options, our runner driven with
+executor_runner's flags, and the exporter's --mode / --save-graph / --outdir / --all."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kit.core.errors import ExportError, ModelPackageError
+from kit.devices.transports.local import LocalTransport
+from kit.export import exporter, graph
+from kit.models import registry
+from kit.profile import session
+from kit.runners import invoke
+from kit.trace import etdump
+
+REPO = Path(__file__).resolve().parent.parent
+
+PLAIN_SCRIPT = textwrap.dedent(
+    """
+    # A plain executorch export, no model package: conv (delegated), a channels-last LayerNorm
+    # (left on portable kernels) and a conv, so XNNPACK transposes NCHW <-> NHWC around the norm.
+    import sys
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 16, 3, padding=1)
+            self.norm = torch.nn.LayerNorm(16)
+            self.conv2 = torch.nn.Conv2d(16, 8, 3, padding=1)
+
+        def forward(self, x):
+            y = torch.relu(self.conv1(x))
+            y = self.norm(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            return self.conv2(y)
+
+    ep = torch.export.export(Block().eval(), (torch.randn(1, 3, 32, 32),))
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()], generate_etrecord=True)
+    program = edge.to_executorch()
+    with open(sys.argv[1], "wb") as f:
+        f.write(program.buffer)
+    program.get_etrecord().save(sys.argv[2])
+    """
+)
+
+
+def sme2(*args, home, cwd=None, check=True):
+    env = {**os.environ, "SME2_HOME": str(home), "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=1800
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def plain_program(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plain")
+    script = folder / "export_block.py"
+    script.write_text(PLAIN_SCRIPT)
+    pte, etrecord = folder / "block_net.pte", folder / "block_net.etrecord"
+    subprocess.run([sys.executable, str(script), str(pte), str(etrecord)], check=True, capture_output=True, timeout=900)
+    return pte, etrecord
+
+
+# ---------------------------------------------------------------- --pte: a program, no package
+
+
+def test_a_plain_executorch_pte_profiles_without_a_model_package(home, native_runner, plain_program):
+    pte, _ = plain_program
+    runs = json.loads(sme2("profile", "--pte", str(pte), "--iterations", "5", "--json", home=home.path).stdout)
+    (r,) = runs
+    assert r["model"] == "block_net" and r["dtype"] == "fp32" and r["size"] == "pte" and r["runner"] == "native"
+    cats = {c["category"]: c for c in r["categories"]}
+    assert cats["Convolution"]["median_ms"] > 0 and cats["Data Movement"]["ops"] >= 2  # the transposes
+    meta = json.loads((Path(r["run_dir"]) / "export_meta.json").read_text())
+    # Inputs from the program's own metadata; no ETRecord, so no module paths.
+    assert meta["inputs"][0]["shape"] == [1, 3, 32, 32] and meta["inputs"][0]["dtype"] == "float32"
+    assert meta["etrecord"] is None and meta["package"]["kind"] == "pte" and meta["delegate_partitions"] == 2
+    assert meta["non_delegated_op_names"] == ["aten::native_layer_norm.out"]
+    dm = json.loads(sme2("datamovement", r["run_dir"], "--json", home=home.path).stdout)
+    assert dm["transposes"]["count"] >= 2 and dm["transposes"]["share"] > 0
+
+
+def test_a_pte_with_its_etrecord_gets_module_paths(home, native_runner, plain_program):
+    pte, etrecord = plain_program
+    exp = exporter.import_program(pte, home, etrecord=etrecord)
+    modules = {m for i in exp.program_map.instructions for m in i.modules}
+    assert {"conv1", "norm", "conv2"} <= modules
+    assert exp.etrecord is not None and exp.etrecord.is_file() and "unavailable" not in exp.meta
+    # Importing the same program again is a no-op.
+    assert exporter.import_program(pte, home, etrecord=etrecord).meta["exported_at"] == exp.meta["exported_at"]
+
+
+def test_a_foreign_etrecord_or_a_non_program_is_refused(home, exports, plain_program, tmp_path):
+    pte, _ = plain_program
+    with pytest.raises(ExportError, match="does not belong to"):
+        exporter.import_program(pte, home, etrecord=exports["fp32"].etrecord)
+    junk = tmp_path / "junk.pte"
+    junk.write_bytes(b"\0" * 64)
+    with pytest.raises(ExportError, match="is not an ExecuTorch program"):
+        exporter.import_program(junk, home)
+    with pytest.raises(ExportError, match="does not exist"):
+        exporter.import_program(tmp_path / "missing.pte", home)
+
+
+def test_program_names_follow_arms_file_names():
+    assert exporter.program_identity("mobilenet_v3_small_xnnpack_fp16") == ("mobilenet_v3_small", "fp16", "xnnpack")
+    assert exporter.program_identity("toy_cnn_xnnpack_q8") == ("toy_cnn", "int8", "xnnpack")
+    assert exporter.program_identity("My Model!") == ("my_model", None, None)
+
+
+# ---------------------------------------------------------------- executor_runner's flags
+
+
+def test_our_runner_takes_executor_runners_flags(exports, native_runner, tmp_path):
+    exp = exports["fp32"]
+    req = invoke.RunRequest(pte=exp.pte, inputs=exp.inputs, iterations=5, warmup=2, threads=1, etdump=True)
+    out = invoke.run_executor_runner(req, tmp_path, LocalTransport("host"), native_runner)
+    assert out.argv[1:7] == ["--model_path", str(exp.pte), "--num_executions", "7", "--cpu_threads", "1"]
+    assert out.argv[7] == "--etdump_path" and out.outputs is None
+    assert out.result["mode"] == "executor_runner" and len(out.result["latencies_ms"]) == 7
+    assert out.result["reported_executions"] == 7 and out.result["reported_total_ms"] > 0
+    assert etdump.ingest(out.etdump, exp.program_map, warmup=2).iterations == 5
+    # gflags' --flag=value form, and a clear refusal of flags it does not know.
+    proc = subprocess.run(
+        [str(native_runner.path), f"--model_path={exp.pte}", "--num_executions=2", "--bogus", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "unknown argument --bogus" in proc.stderr
+
+
+# ---------------------------------------------------------------- Arm-kit packages, keyword options
+
+
+ARM_MODEL = textwrap.dedent(
+    """
+    import torch
+    from ..model_base import EagerModelBase
+
+
+    class Net(EagerModelBase):
+        def get_eager_model(self):
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3)).eval()
+
+        def get_example_inputs(self):
+            return (torch.randn(1, 3, 24, 24),)
+    """
+)
+
+
+def _arm_package(models: Path, name: str, register: str) -> None:
+    (models / name).mkdir(parents=True)
+    (models / name / "model.py").write_text(ARM_MODEL)
+    (models / name / "__init__.py").write_text(f"from .model import Net\nfrom .. import register_model\n\n{register}\n")
+
+
+@pytest.fixture(scope="module")
+def arm_models(tmp_path_factory):
+    models = tmp_path_factory.mktemp("armkit") / "models"
+    _arm_package(models, "arm_q", 'register_model("arm_q", Net, xnnpack_quantization="STATIC_PER_TENSOR")')
+    _arm_package(models, "arm_nodelegate", 'register_model("arm_nodelegate", Net, xnnpack_delegation=False)')
+    _arm_package(models, "arm_dyn", 'register_model("arm_dyn", Net, xnnpack_quantization="DYNAMIC_PER_CHANNEL")')
+    _arm_package(models, "arm_badq", 'register_model("arm_badq", Net, xnnpack_quantization="INT4")')
+    return models
+
+
+def test_arm_kit_keyword_options_register(arm_models):
+    pkgs = {p.name: p for p in registry.discover(arm_models)}
+    assert pkgs["arm_q"].ok and pkgs["arm_q"].kind == "arm-kit"
+    assert pkgs["arm_q"].spec.supported_dtypes == ("fp32", "fp16", "int8")
+    assert "STATIC_PER_TENSOR" in pkgs["arm_q"].spec.unsupported["int8-dynamic"]
+    assert pkgs["arm_dyn"].spec.supported_dtypes == ("fp32", "fp16", "int8-dynamic")
+    assert pkgs["arm_nodelegate"].ok and pkgs["arm_nodelegate"].spec.delegation is False
+    assert "xnnpack_quantization='INT4' is not a quantization type" in pkgs["arm_badq"].error
+    with pytest.raises(ModelPackageError, match="does not support int8-dynamic"):
+        registry.dtypes_of("arm_q", "int8-dynamic", arm_models)
+
+
+def test_arm_kit_package_with_options_exports_and_profiles(arm_models, home, native_runner, host):
+    pkg = registry.get("arm_q", arm_models)
+    exp = exporter.export_variant(pkg, "int8", "small", home)
+    assert exp.meta["quantization"].startswith("static per-tensor") and exp.meta["numerical_check"]["passed"]
+    result = session.run_session(home, exp, host, threads=1, iterations=5, warmup=1, binary=native_runner)
+    convs = [op for op in result.analysis.op_stats.op_type if op.startswith("Convolution")]
+    # Per-tensor int8 weights run XNNPACK's QS8 convolution, not the per-channel QC8W one.
+    assert convs and all("QS8" in op and "QC8W" not in op for op in convs)
+    assert result.record.model == "arm_q" and result.analysis.e2e["median_ms"] > 0
+    plain = exporter.export_variant(registry.get("arm_nodelegate", arm_models), "fp32", "small", home)
+    assert plain.meta["xnnpack_delegation"] is False and plain.meta["delegate_partitions"] == 0
+    assert plain.meta["numerical_check"]["passed"]
+
+
+# ---------------------------------------------------------------- exporter flags
+
+
+NATIVE_TOY = textwrap.dedent(
+    """
+    import torch
+    from kit.models.modelspec import ModelSpec
+
+    MODEL = ModelSpec(
+        name="toy",
+        build=lambda size, ckpt: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval(),
+        example_inputs=lambda size: (torch.randn(1, 3, 12, 12),),
+        sizes={"small": {}, "full": {}},
+        dtypes=("fp32", "fp16"),
+    )
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def export_models(tmp_path_factory):
+    models = tmp_path_factory.mktemp("exportflags") / "models"
+    (models / "toy").mkdir(parents=True)
+    (models / "toy" / "model.py").write_text(NATIVE_TOY)
+    _arm_package(models, "armnone", 'register_model("armnone", Net, xnnpack_quantization="NONE")')
+    return models
+
+
+def test_export_modes_and_outdir(export_models, home, tmp_path):
+    debug_dir, minimum_dir = tmp_path / "debug", tmp_path / "minimum"
+    proc = sme2(
+        "export",
+        "--models-dir",
+        str(export_models),
+        "--model",
+        "toy",
+        "--mode",
+        "debug",
+        "--outdir",
+        str(debug_dir),
+        home=home.path,
+    )
+    assert "export ok toy-fp32 (small, debug)" in proc.stdout.replace("\n", "")
+    assert {p.name for p in debug_dir.iterdir()} == {
+        "toy_xnnpack_fp32.pte",
+        "toy_xnnpack_fp32.etrecord",
+        "export_meta.json",
+        "program_map.json",
+        graph.GRAPH_FILE,
+        graph.REPORT_FILE,
+    }
+    g = json.loads((debug_dir / graph.GRAPH_FILE).read_text())
+    assert g["nodes"] and g["delegate_partitions"] and g["ops"]["aten_convolution_default"]["delegated"] == 1
+    assert any(n.get("delegate") == g["delegate_partitions"][0]["name"] for n in g["nodes"])
+    assert "## Delegate partitions" in (debug_dir / graph.REPORT_FILE).read_text()
+
+    proc = sme2(
+        "export",
+        "--models-dir",
+        str(export_models),
+        "--model",
+        "toy",
+        "--dtype",
+        "fp16",
+        "--mode",
+        "minimum",
+        "--outdir",
+        str(minimum_dir),
+        home=home.path,
+    )
+    assert [p.name for p in minimum_dir.iterdir()] == ["toy_xnnpack_fp16.pte"]  # the .pte only
+    assert "unavailable downstream" in proc.stdout and "ETRecord" in proc.stdout
+    exp = exporter.find(home, exporter.Variant("toy", "fp16"), "small")
+    assert exp.meta["mode"] == "minimum" and exp.etrecord is None and exp.meta["unavailable"]
+    assert not any(i.modules for i in exp.program_map.instructions)  # no ETRecord: no module paths
+    # A later standard request re-exports (minimum does not serve it); --save-graph adds graph.json.
+    again = exporter.export_variant(registry.get("toy", export_models), "fp16", "small", home, save_graph=True)
+    assert again.meta["mode"] == "standard" and again.etrecord.is_file()
+    assert (again.folder / graph.GRAPH_FILE).is_file()
+
+
+def test_export_all_exports_every_package_and_dtype(export_models, home):
+    broken = export_models / "broken"
+    broken.mkdir()
+    (broken / "model.py").write_text("raise RuntimeError('boom')\n")
+    try:
+        proc = sme2("export", "--models-dir", str(export_models), "--all", home=home.path, check=False)
+    finally:
+        (broken / "model.py").unlink()
+        broken.rmdir()
+    assert proc.returncode == 1 and "not exported: broken" in proc.stderr
+    oks = [line for line in proc.stdout.splitlines() if line.startswith("export ok")]
+    assert sorted(line.split()[2] for line in oks) == ["armnone-fp16", "armnone-fp32", "toy-fp16", "toy-fp32"]
