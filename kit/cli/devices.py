@@ -166,5 +166,3 @@ def build_runner_cmd(
         )
         if b.get("link"):
             console.print(f"  linked: {b['link']} -> {b['path']}")
-        if linked:
-            console.print(f"  linked: {linked} -> {binary.path}")
