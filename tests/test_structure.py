@@ -27,6 +27,7 @@ LAYERS = [
     "kit.analysis",
     "kit.report",
     "kit.pipeline",
+    "kit.skills",
     "kit.cli",
 ]
 
