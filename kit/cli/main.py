@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 import typer
 from rich.markup import escape
 
-from kit.cli import analysis, devices, models, profiling, skills, warehouse
+from kit.cli import analysis, devices, docs, models, profiling, skills, warehouse
 from kit.cli.common import err
 from kit.core.errors import Sme2Error
 
@@ -33,6 +33,7 @@ def merge(group: typer.Typer) -> None:
 for group in (models.app, devices.app, profiling.app, warehouse.app, analysis.app, skills.app):
     merge(group)
 app.add_typer(warehouse.warehouse_app, name="warehouse")
+app.add_typer(docs.docs_app, name="docs")
 
 for ep in entry_points(group=PLUGIN_GROUP):
     try:
