@@ -28,6 +28,7 @@ LAYERS = [
     "kit.report",
     "kit.pipeline",
     "kit.skills",
+    "kit.agent",
     "kit.cli",
 ]
 
