@@ -204,8 +204,8 @@ def make_tools(root: DataRoot) -> list[Callable]:
         dtypes: list[str] = ["fp32", "int8"],  # noqa: B006
         targets: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Verify a skill's outputs (env_setup, export_model, build_runners, run_pipeline,
-        summarize_results, smoke_test, regression_check): passed, and the list of problems (kind,
+        """Verify a skill's outputs (env-setup, export-model, build-runners, run-pipeline,
+        summarize-results, smoke-test, regression-check): passed, and the list of problems (kind,
         what, message, hint) when not."""
         problems = checks.run(skill, root, Scope(model=model, dtypes=list(dtypes), targets=targets))
         return {"skill": skill, "passed": not problems, "problems": [p.to_json() for p in problems]}

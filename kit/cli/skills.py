@@ -24,15 +24,15 @@ def check_cmd(
     target: Optional[str] = typer.Option(
         None, "--target", "-t", help="Comma-separated targets (default: the ones sme2 pipeline measures here)."
     ),
-    size: str = typer.Option("small", "--size", "-s", help="export_model: the export size to look for."),
+    size: str = typer.Option("small", "--size", "-s", help="export-model: the export size to look for."),
     emulator: bool = typer.Option(
-        True, "--emulator/--no-emulator", help="env_setup: require the emulated SME2 pair (sme2 setup)."
+        True, "--emulator/--no-emulator", help="env-setup: require the emulated SME2 pair (sme2 setup)."
     ),
     baseline: Optional[Path] = typer.Option(
-        None, "--baseline", help="regression_check: a known-good run folder (default: the bundled one)."
+        None, "--baseline", help="regression-check: a known-good run folder (default: the bundled one)."
     ),
     max_slowdown: float = typer.Option(
-        1.5, "--max-slowdown", help="regression_check: end-to-end ratio allowed on the same hardware."
+        1.5, "--max-slowdown", help="regression-check: end-to-end ratio allowed on the same hardware."
     ),
     home: Optional[Path] = HomeOpt,
 ):
@@ -48,6 +48,7 @@ def check_cmd(
         baseline=baseline,
         max_slowdown=max_slowdown,
     )
+    skill = checks.skill_name(skill)
     problems = checks.run(skill, root_of(home), scope)
     emit_json([p.to_json() for p in problems])
     if problems:

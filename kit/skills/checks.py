@@ -4,15 +4,15 @@ value and says what to do, so an agent can act on it without parsing prose.
 
 The skills and what their check looks at:
 
-    env_setup          Python, the pinned packages, cmake, a C++ compiler, the data root, the emulator
-    export_model       exports/<model>-<dtype>-<size>/: .pte (sha256 as recorded), ETRecord, meta keys,
+    env-setup          Python, the pinned packages, cmake, a C++ compiler, the data root, the emulator
+    export-model       exports/<model>-<dtype>-<size>/: .pte (sha256 as recorded), ETRecord, meta keys,
                        the numerical check, delegation
-    build_runners      runners/<recipe>-<platform>-<hash>/ of each target: binary, manifest keys, sha256
-    run_pipeline       the newest run of each variant x target: run folder files (ETDump, robust stats,
+    build-runners      runners/<recipe>-<platform>-<hash>/ of each target: binary, manifest keys, sha256
+    run-pipeline       the newest run of each variant x target: run folder files (ETDump, robust stats,
                        operator and category tables), statistics in range, warehouse rows, SME2 kernels
-    summarize_results  reports/<variant>/ up to date with the current runs; the SME2 on/off table
-    smoke_test         export_model + build_runners + run_pipeline of the default model on the host
-    regression_check   kit.skills.knowngood: the known-good run re-analysed, and the current run of its
+    summarize-results  reports/<variant>/ up to date with the current runs; the SME2 on/off table
+    smoke-test         build-runners + run-pipeline of the default model on the host target
+    regression-check   kit.skills.knowngood: the known-good run re-analysed, and the current run of its
                        key compared with it
 """
 
@@ -67,7 +67,7 @@ def default_targets(root: DataRoot) -> list[str]:
     return pipeline.target_partitions(root)
 
 
-# ---------------------------------------------------------------- env_setup
+# ---------------------------------------------------------------- env-setup
 
 
 def check_env(root: DataRoot, scope: Scope) -> list[Problem]:
@@ -141,7 +141,7 @@ def _check_emulator(root: DataRoot) -> list[Problem]:
     return problems
 
 
-# ---------------------------------------------------------------- export_model
+# ---------------------------------------------------------------- export-model
 
 
 def check_export(root: DataRoot, scope: Scope, size: str | None = None) -> list[Problem]:
@@ -199,7 +199,7 @@ def check_export(root: DataRoot, scope: Scope, size: str | None = None) -> list[
     return problems
 
 
-# ---------------------------------------------------------------- build_runners
+# ---------------------------------------------------------------- build-runners
 
 
 def check_runners(root: DataRoot, scope: Scope) -> list[Problem]:
@@ -243,7 +243,7 @@ def check_runners(root: DataRoot, scope: Scope) -> list[Problem]:
     return problems
 
 
-# ---------------------------------------------------------------- run_pipeline
+# ---------------------------------------------------------------- run-pipeline
 
 
 def check_runs(root: DataRoot, scope: Scope) -> list[Problem]:
@@ -345,7 +345,7 @@ def _check_run(root: DataRoot, wh: Warehouse, run: pd.Series, v: Variant, fix: s
     return problems
 
 
-# ---------------------------------------------------------------- summarize_results
+# ---------------------------------------------------------------- summarize-results
 
 
 def check_reports(root: DataRoot, scope: Scope) -> list[Problem]:
@@ -392,22 +392,30 @@ def check_smoke(root: DataRoot, scope: Scope) -> list[Problem]:
     return check_runners(root, host) + check_runs(root, host)
 
 
+# Skill names as the open Agent Skills layout spells them (skills/<name>/SKILL.md: lowercase and
+# hyphens); the learning-path plan's spelling with underscores (env_setup) is accepted too.
 SKILLS = {
-    "env_setup": check_env,
-    "export_model": check_export,
-    "build_runners": check_runners,
-    "run_pipeline": check_runs,
-    "summarize_results": check_reports,
-    "smoke_test": check_smoke,
-    "regression_check": knowngood.check,
+    "env-setup": check_env,
+    "export-model": check_export,
+    "build-runners": check_runners,
+    "run-pipeline": check_runs,
+    "summarize-results": check_reports,
+    "smoke-test": check_smoke,
+    "regression-check": knowngood.check,
 }
+
+
+def skill_name(name: str) -> str:
+    """The canonical skill name (`env_setup` -> `env-setup`), or an Sme2Error listing them."""
+    canonical = name.replace("_", "-") if isinstance(name, str) else name
+    if canonical not in SKILLS:
+        raise Sme2Error(f"unknown skill {name!r}", f"use one of {', '.join(SKILLS)}")
+    return canonical
 
 
 def run(skill: str, root: DataRoot, scope: Scope | None = None) -> list[Problem]:
     """The problems of one skill's outputs; [] when it passed."""
-    if skill not in SKILLS:
-        raise Sme2Error(f"unknown skill {skill!r}", f"use one of {', '.join(SKILLS)}")
-    return SKILLS[skill](root, scope or Scope())
+    return SKILLS[skill_name(skill)](root, scope or Scope())
 
 
 def pipeline_artifacts(root: DataRoot, variants: list[str], targets: list[str]) -> tuple[list[Path], list[Problem]]:

@@ -78,10 +78,10 @@ class Scope:
     model: str = DEFAULT_MODEL
     dtypes: list[str] = field(default_factory=lambda: list(DEFAULT_DTYPES))
     targets: list[str] | None = None  # None: the targets `sme2 pipeline` measures by default
-    size: str = "small"  # export_model: the size `sme2 export` makes by default
-    emulator: bool = True  # env_setup: the emulated SME2 pair must be set up
-    baseline: Path | None = None  # regression_check: a known-good run folder (default: the bundled one)
-    max_slowdown: float = 1.5  # regression_check: e2e median ratio allowed on the same hardware
+    size: str = "small"  # export-model: the size `sme2 export` makes by default
+    emulator: bool = True  # env-setup: the emulated SME2 pair must be set up
+    baseline: Path | None = None  # regression-check: a known-good run folder (default: the bundled one)
+    max_slowdown: float = 1.5  # regression-check: e2e median ratio allowed on the same hardware
 
     def __post_init__(self):
         names.model_name(self.model)

@@ -28,9 +28,9 @@ from kit.skills.contract import Problem, Scope, newest_run, op_table
 from kit.stats import categories, summary
 from kit.store.warehouse import Warehouse
 
-DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "skills" / "regression_check" / "known_good"
+DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "skills" / "regression-check" / "assets" / "known-good"
 REL_TOL = 1e-9
-REFRESH = "if the change is intended, refresh the known-good run (skills/regression_check/SKILL.md, 'Refreshing')"
+REFRESH = "if the change is intended, refresh the known-good run (skills/regression-check/SKILL.md, 'Refreshing')"
 
 
 def differences(expected, got, path: str = "") -> list[tuple[str, object, object]]:

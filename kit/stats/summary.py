@@ -153,7 +153,7 @@ def write(analysis: Analysis, folder: Path, stem: str, name: str = "") -> dict[s
 
 def summary_of(analysis: Analysis) -> dict:
     """The run's summary as `analysis.json` holds it: end to end, categories, top operators. A
-    known-good run's analysis.json is its expected summary (`sme2 check regression_check`)."""
+    known-good run's analysis.json is its expected summary (`sme2 check regression-check`)."""
     return {
         "e2e_median_ms": analysis.e2e.get("median_ms"),
         "execute_median_ms": analysis.execute.get("median_ms"),
