@@ -124,10 +124,12 @@ def make_tools(root: DataRoot) -> list[Callable]:
         iterations: int = 10,
         warmup: int = 3,
         threads: list[int] | None = None,
+        size: str | None = None,
     ) -> dict[str, Any]:
         """Profile variants on targets (exports and builds what is missing): a timing run and an
         ETDump run per target and thread count, stored in the warehouse. SME2 on/off pairs of one
-        device are measured interleaved. Emulated (armv9-qemu) times are not hardware times."""
+        device are measured interleaved. size: a named size of the model (default: the device's,
+        full on hardware, small emulated). Emulated (armv9-qemu) times are not hardware times."""
         if not 1 <= limits.check_iterations(iterations) <= MAX_ITERATIONS:
             raise Sme2Error(f"iterations {iterations} is above {MAX_ITERATIONS}", "profile in several calls")
         if not 0 <= limits.check_iterations(warmup, "warmup", 0) <= MAX_WARMUP:
@@ -136,6 +138,7 @@ def make_tools(root: DataRoot) -> list[Callable]:
             model=model,
             dtypes=_dtypes(model, dtypes),
             targets=_targets(targets),
+            size=names.size_name(size) if size is not None else None,
             threads=[limits.check_threads(t, "threads") for t in threads] if threads else None,
             iterations=iterations,
             warmup=warmup,
