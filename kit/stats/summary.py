@@ -147,7 +147,14 @@ def write(analysis: Analysis, folder: Path, stem: str, name: str = "") -> dict[s
         "robust_stats": atomic.write_json(folder / f"{stem}_robust_stats.json", robust),
         "categories": atomic.write_text(folder / f"{stem}_categories.csv", analysis.category_stats.to_csv(index=False)),
     }
-    summary = {
+    paths["summary"] = atomic.write_json(folder / "analysis.json", summary_of(analysis))
+    return paths
+
+
+def summary_of(analysis: Analysis) -> dict:
+    """The run's summary as `analysis.json` holds it: end to end, categories, top operators. A
+    known-good run's analysis.json is its expected summary (`sme2 check regression-check`)."""
+    return {
         "e2e_median_ms": analysis.e2e.get("median_ms"),
         "execute_median_ms": analysis.execute.get("median_ms"),
         "coverage": analysis.coverage,
@@ -159,5 +166,3 @@ def write(analysis: Analysis, folder: Path, stem: str, name: str = "") -> dict[s
             ["op_type", "category", "median_ms", "instances", "kernel_hint"]
         ].to_dict("records"),
     }
-    paths["summary"] = atomic.write_json(folder / "analysis.json", summary)
-    return paths

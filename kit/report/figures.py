@@ -1,0 +1,256 @@
+"""The learning path's figures, regenerated from real runs by `sme2 docs figures`: the software
+stack (drawn by code), SME2 on/off end-to-end latency, the stacked category breakdown, and the
+data-movement (transpose) hotspots, each an SVG labelled "EMULATED" when its runs were; plus
+`figures.json` saying which runs each figure shows.
+
+Figures are compared by structure, not pixels (`structure`): the set of text labels that are not
+numbers and the number of marks of each kind. Two runs of the same model on the same device give
+the same structure; a renamed category, a missing bar or a lost label changes it."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import vl_convert as vlc
+
+from kit.analysis import compare, datamovement
+from kit.core import atomic
+from kit.core.errors import Sme2Error
+from kit.core.home import DataRoot
+from kit.core.names import Variant, device_name
+from kit.profile import session
+from kit.report.charts import category_color
+from kit.stats.categories import BLOG_ORDER
+from kit.store.warehouse import Warehouse
+from kit.trace.program import ProgramMap
+
+FIGURES = ("stack", "sme2_latency", "category_breakdown", "transpose_hotspots")
+WIDTH = 440  # small: the pages show them at their natural size
+EMULATED_NOTE = "EMULATED (QEMU): kernel choice is real, times are not hardware times"
+SME2_COLORS = alt.Scale(domain=["off", "on"], range=["#9D9D9D", "#4C78A8"])
+
+# The stack, top to bottom: (layer, what it does here, where this platform sees it).
+STACK = (
+    ("PyTorch", "eager nn.Module (models/<name>/model.py)", "sme2 export"),
+    ("ExecuTorch", ".pte program + ETRecord; runtime writes the ETDump", "per-operator events"),
+    ("XNNPACK delegate", "runs the delegated subgraphs (NHWC)", "op names: Convolution (NHWC, PF32)"),
+    ("Arm KleidiAI", "packed micro-kernels XNNPACK picks at run time", "dtype tags PF32, PQS8"),
+    ("SME2", "Armv9 matrix engine (Scalable Matrix Extension 2)", "kernel family kleidiai-sme2"),
+)
+STACK_COLORS = ("#EE4C2C", "#6B5B95", "#2E86AB", "#0091BD", "#00C1DE")
+
+
+@dataclass
+class Figures:
+    paths: dict[str, Path]
+    manifest: Path
+    runs: list[str]
+    emulated: bool
+
+
+def stack_svg() -> str:
+    """The stack PyTorch -> ExecuTorch -> XNNPACK -> KleidiAI -> SME2 as a plain SVG (no data)."""
+    box_w, box_h, gap, left, top = 300, 46, 16, 10, 52
+    width, height = 600, top + len(STACK) * (box_h + gap)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
+        ' font-family="Helvetica, Arial, sans-serif" role="img" aria-label="The software stack">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        '<text x="10" y="20" font-size="14" font-weight="bold" fill="#222">'
+        "From a PyTorch model to SME2 instructions</text>",
+        f'<text x="{left + box_w + 24}" y="{top - 8}" font-size="12" font-style="italic" fill="#555">'
+        "what the profiler sees</text>",
+        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="4" refY="4" orient="auto">'
+        '<path d="M0,0 L8,4 L0,8 z" fill="#555"/></marker></defs>',
+    ]
+    for i, ((name, what, seen), color) in enumerate(zip(STACK, STACK_COLORS)):
+        y = top + i * (box_h + gap)
+        parts += [
+            f'<g class="layer" data-layer="{html.escape(name)}">',
+            f'<rect x="{left}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{color}"/>',
+            f'<text x="{left + 10}" y="{y + 19}" font-size="14" font-weight="bold" fill="white">{html.escape(name)}</text>',
+            f'<text x="{left + 10}" y="{y + 36}" font-size="10.5" fill="white">{html.escape(what)}</text>',
+            f'<text x="{left + box_w + 24}" y="{y + 28}" font-size="11.5" fill="#333">{html.escape(seen)}</text>',
+            "</g>",
+        ]
+        if i < len(STACK) - 1:
+            x = left + box_w / 2
+            parts.append(
+                f'<line x1="{x}" y1="{y + box_h}" x2="{x}" y2="{y + box_h + gap - 2}" stroke="#555"'
+                ' stroke-width="1.5" marker-end="url(#arrow)"/>'
+            )
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def _pairs(wh: Warehouse, model: str, dtypes: list[str], device: str) -> list[compare.Comparison]:
+    out = []
+    for d in dtypes:
+        try:
+            out.append(compare.compare(wh, Variant(model, d).key, device))
+        except Sme2Error as e:
+            raise Sme2Error(
+                f"figures need SME2 on and off runs of {model}-{d} on {device}: {e.message}",
+                f"sme2 profile --model {model} --dtype {','.join(dtypes)} --target {device}.sme2-on,{device}.sme2-off",
+            ) from e
+    return out
+
+
+def _subtitle(emulated: bool) -> str:
+    return EMULATED_NOTE if emulated else "hardware"
+
+
+def latency_chart(comps: list[compare.Comparison], model: str, device: str) -> alt.Chart:
+    rows = []
+    runs = {}
+    for c in comps:
+        dtype = Variant.parse(c.variant).dtype
+        for flag, ms, run in (("off", c.e2e["off_ms"], c.run_off), ("on", c.e2e["on_ms"], c.run_on)):
+            rows.append({"variant": f"{dtype} SME2 {flag}", "dtype": dtype, "SME2": flag, "ms": ms})
+            runs[run] = flag
+    emulated = any(c.emulated for c in comps)
+    df = pd.DataFrame(rows)
+    return (
+        alt.Chart(df, title=alt.Title(f"{model} on {device}: end-to-end median", subtitle=_subtitle(emulated)))
+        .mark_bar()
+        .encode(
+            y=alt.Y("variant:N", title=None, sort=list(df.variant)),
+            x=alt.X("ms:Q", title="median ms per inference"),
+            color=alt.Color("SME2:N", scale=SME2_COLORS, title="SME2"),
+        )
+        .properties(width=WIDTH - 140)
+    )
+
+
+def category_chart(comps: list[compare.Comparison], model: str, device: str) -> alt.Chart:
+    rows = []
+    for c in comps:
+        dtype = Variant.parse(c.variant).dtype
+        for r in c.categories.itertuples():
+            for flag in ("off", "on"):
+                rows.append(
+                    {
+                        "variant": f"{dtype} SME2 {flag}",
+                        "category": r.category,
+                        "ms": getattr(r, f"{flag}_ms"),
+                        "order": BLOG_ORDER.index(r.category),
+                    }
+                )
+    df = pd.DataFrame(rows)
+    emulated = any(c.emulated for c in comps)
+    return (
+        alt.Chart(df, title=alt.Title(f"{model} on {device}: share of operator time", subtitle=_subtitle(emulated)))
+        .mark_bar()
+        .encode(
+            y=alt.Y("variant:N", title=None, sort=list(dict.fromkeys(df.variant))),
+            x=alt.X("ms:Q", stack="normalize", title="share of operator time", axis=alt.Axis(format="%")),
+            color=category_color(),
+            order=alt.Order("order:Q"),
+        )
+        .properties(width=WIDTH - 140)
+    )
+
+
+def hotspot_chart(root: DataRoot, comps: list[compare.Comparison], model: str, device: str) -> alt.Chart:
+    """Every module blamed for data movement in the SME2-on run of each dtype (all of them, so
+    the chart's labels do not depend on timing noise)."""
+    wh = Warehouse.at(root)
+    rows = []
+    for c in comps:
+        dtype = Variant.parse(c.variant).dtype
+        run_dir = Path(wh.query("SELECT run_dir FROM runs WHERE run_id = ?", [c.run_on]).run_dir[0])
+        loaded = session.load_run(run_dir)
+        pmap = ProgramMap.load(run_dir) if (run_dir / "program_map.json").exists() else None
+        dm = datamovement.analyze(loaded.trace.rows, pmap)
+        rows += [{"run": f"{dtype} SME2 on", "module": h.module, "ms": h.ms} for h in dm.hotspots.itertuples()]
+    if not rows:
+        raise Sme2Error(f"no data-movement operators in the runs of {model} on {device}", "profile another model")
+    emulated = any(c.emulated for c in comps)
+    return (
+        alt.Chart(
+            pd.DataFrame(rows),
+            title=alt.Title(
+                f"{model} on {device}: modules causing transposes and copies", subtitle=_subtitle(emulated)
+            ),
+        )
+        .mark_bar(color="#E45756")
+        .encode(
+            y=alt.Y("module:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
+            x=alt.X("ms:Q", title="data-movement ms per inference"),
+            row=alt.Row("run:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
+        )
+        .properties(width=WIDTH - 200, height=alt.Step(12))
+        .resolve_scale(y="independent")
+    )
+
+
+def generate(
+    root: DataRoot, out_dir: Path, model: str = "tiny_seg", dtypes=("fp32", "int8"), device: str = "armv9-qemu"
+) -> Figures:
+    """Write every figure into out_dir (stack.svg, sme2_latency.svg, category_breakdown.svg,
+    transpose_hotspots.svg, figures.json) from the current SME2 on/off runs of `model` on `device`."""
+    device_name(device)
+    dtypes = list(dtypes)
+    variants = [Variant(model, d) for d in dtypes]  # validates the names
+    wh = Warehouse.at(root)
+    if not wh.path.exists():
+        raise Sme2Error(f"no warehouse at {wh.path}", f"sme2 pipeline --model {model} --dtype {','.join(dtypes)}")
+    comps = _pairs(wh, model, dtypes, device)
+    out_dir = Path(out_dir)
+    paths = {"stack": atomic.write_text(out_dir / "stack.svg", stack_svg())}
+    charts = {
+        "sme2_latency": latency_chart(comps, model, device),
+        "category_breakdown": category_chart(comps, model, device),
+        "transpose_hotspots": hotspot_chart(root, comps, model, device),
+    }
+    for name, chart in charts.items():
+        paths[name] = atomic.write_text(out_dir / f"{name}.svg", vlc.vegalite_to_svg(chart.to_json()))
+    emulated = any(c.emulated for c in comps)
+    runs = [r for c in comps for r in (c.run_off, c.run_on)]
+    manifest = atomic.write_json(
+        out_dir / "figures.json",
+        {
+            "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": f"sme2 docs figures --model {model} --dtype {','.join(dtypes)} --device {device}",
+            "variants": [v.key for v in variants],
+            "device": device,
+            "emulated": emulated,
+            "runs": runs,
+            "figures": {name: p.name for name, p in paths.items()},
+            "structure": {name: structure(p.read_text()) for name, p in paths.items()},
+        },
+    )
+    return Figures(paths, manifest, runs, emulated)
+
+
+# Tick labels and other numbers vary from run to run: "0", "1,000", "20%", "0.5", "−2".
+_NUMBER = re.compile(r"^[\s\d.,%−+-]*\d[\s\d.,%−+-]*$")
+
+
+def structure(svg_text: str) -> dict:
+    """What a figure shows, without its numbers: the sorted non-numeric text labels and the count
+    of marks per mark kind (bars, rules, ...). Equal structures = the same figure, new numbers."""
+    tree = ET.fromstring(svg_text)
+    texts = sorted(
+        {
+            " ".join("".join(el.itertext()).split())
+            for el in tree.iter()
+            if el.tag.endswith("text") and "".join(el.itertext()).strip()
+        }
+        - {""}
+    )
+    texts = [t for t in texts if not _NUMBER.match(t)]
+    marks: Counter = Counter()
+    for el in tree.iter():
+        cls = el.get("class", "")
+        if "role-mark" in cls.split() or cls == "layer":
+            marks[cls] += len(list(el)) if "role-mark" in cls.split() else 1
+    return {"texts": texts, "marks": dict(sorted(marks.items()))}

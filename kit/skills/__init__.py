@@ -1,0 +1,4 @@
+"""Verification of the agent skills (skills/<name>/SKILL.md): one check per skill that lists what is
+missing (files, keys, values out of range) instead of trusting a command's exit status, the
+artifact contract `sme2 pipeline` reports, and the regression check against a known-good run.
+`sme2 check <skill>` and the MCP server's `check` tool both call `checks.run`."""
