@@ -23,9 +23,10 @@ from kit.core.home import DataRoot
 from kit.devices import inventory, toolsetup
 from kit.export import exporter
 from kit.models import registry
+from kit.profile import armkit as armkit_files
 from kit.profile import session
 from kit.runners.build import build_runner
-from kit.stats import summary
+from kit.stats import categories, summary
 
 warnings.filterwarnings("ignore")
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
@@ -107,6 +108,7 @@ def recorded_run(tmp_path_factory) -> session.ProfileResult:
     shutil.copytree(RECORDED_RUN, folder)
     run = session.load_run(folder)
     summary.write(run.analysis, folder, run.record.stem, name=f"{run.record.variant} on {run.record.target}")
+    armkit_files.write_run_files(folder, run.record, run.analysis, run.trace, categories.load_rules())
     return run
 
 
