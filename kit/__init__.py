@@ -4,11 +4,11 @@ only from the ones above it (tests/test_structure.py holds the order and checks 
     core       errors, validated names, the data root, atomic files, locks, platforms, settings
     models     model packages: spec, registry (native and Arm-kit), checkpoints
     devices    device inventory (devices.toml), targets, SME2 detection, transports, emulator set-up
-    runners    runner binaries: toolchains, recipes (wheel, source), the C++ runner, invoking it
+    runners    runner binaries: toolchains, recipes (wheel, source, path), the C++ runner, invoking it
     trace      ETDump reading, program maps, kernel naming
-    export     model package -> .pte + ETRecord + program map, numerically checked
+    export     model package -> .pte + ETRecord + program map, numerically checked; .pte imports
     stats      robust statistics, operator categories, the per-run summary files
-    profile    sessions: timing + ETDump runs, interleaved SME2 on/off, run folders
+    profile    sessions: timing + ETDump runs, interleaved SME2 on/off, run folders, experiment configs
     store      the DuckDB warehouse: schema, ingestion, user-SQL guard, named queries
     analysis   across runs: SME2 comparison, data movement, regressions, validation gates
     report     reports, charts, Perfetto traces, HUD export, Arm-kit import

@@ -14,7 +14,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from kit.core.errors import RunnerError
+from kit import pipeline
+from kit.core.errors import RunnerError, Sme2Error
 from kit.devices import inventory
 from kit.profile import config, experiments
 from kit.profile.runrecord import RunRecord
@@ -187,6 +188,8 @@ def test_a_runner_for_another_platform_is_refused(tmp_path, home, native_runner,
         f'runner_path = "{native_runner.path}"\n'
     )
     cfg = config.load(_write(tmp_path / "x86_on_arm.toml", body))
+    with pytest.raises(Sme2Error, match="no experiment named nope"):
+        experiments.run(cfg, home, only=["nope"])
     with pytest.raises(RunnerError, match=r"is a linux-x86_64 binary; device 'armv9-qemu' is linux-aarch64"):
         experiments.run(cfg, home)
     script = _write(tmp_path / "not_executable", "#!/bin/sh\n")
@@ -383,3 +386,31 @@ def test_a_config_dropped_in_the_configs_folder_is_run_by_dagster(home, exports,
         ]
     for f in folder.iterdir():
         f.unlink()
+
+
+def test_xnntrace_experiments_keep_the_kernel_log(tmp_path, home, exports, native_runner):
+    """Arm's xnntrace mode: one execution with XNN_LOG_LEVEL=5, its log and the microkernels it
+    names. The wheel's XNNPACK logs nothing, and the note says which build would."""
+    body = f"""
+pte = "{exports["fp32"].pte}"
+output_root = "{tmp_path / "out"}"
+
+[[experiments]]
+name = "trace_path"
+target = "host.sme2-off"
+runner_path = "{native_runner.path}"
+mode = "xnntrace"
+
+[[experiments]]
+name = "trace_native"
+target = "host.sme2-off"
+mode = "xnntrace"
+"""
+    done = pipeline.run_config(_write(tmp_path / "xnntrace.toml", body), home)
+    assert [r.experiment for r in done.runs] == ["trace_path", "trace_native"]
+    for r in done.runs:
+        assert r.result is None and r.kernel_log["log"].is_file() and r.kernel_log["kernels_csv"].is_file()
+        assert "built without logging" in r.kernel_log["note"]
+    assert "--num_executions 1" in " ".join(done.runs[0].kernel_log["log"].read_text().split()[:12])
+    summary = json.loads(done.summary.read_text())
+    assert [r["mode"] for r in summary["runs"]] == ["xnntrace", "xnntrace"] and summary["comparisons"] == []

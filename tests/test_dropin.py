@@ -185,6 +185,16 @@ def test_arm_kit_keyword_options_register(arm_models):
     assert "xnnpack_quantization='INT4' is not a quantization type" in pkgs["arm_badq"].error
     with pytest.raises(ModelPackageError, match="does not support int8-dynamic"):
         registry.dtypes_of("arm_q", "int8-dynamic", arm_models)
+    listed = {
+        m["name"]: m
+        for m in json.loads(
+            sme2("models", "--models-dir", str(arm_models), "--json", home=arm_models.parent / "home").stdout
+        )
+    }
+    assert (
+        listed["arm_q"]["quantization"] == "STATIC_PER_TENSOR"
+        and listed["arm_nodelegate"]["xnnpack_delegation"] is False
+    )
 
 
 def test_arm_kit_package_with_options_exports_and_profiles(arm_models, home, native_runner, host):

@@ -49,6 +49,9 @@ def models_cmd(
                     "dtypes": list(p.spec.supported_dtypes) if p.spec else [],
                     "unsupported": p.spec.unsupported if p.spec else {},
                     "sizes": p.spec.sizes if p.spec else {},
+                    "quantization": p.spec.quantization if p.spec else None,
+                    "xnnpack_delegation": p.spec.delegation if p.spec else None,
+                    "description": p.spec.description if p.spec else "",
                     "error": p.error,
                 }
                 for p in pkgs
@@ -60,9 +63,11 @@ def models_cmd(
         t.add_column(col)
     for p in pkgs:
         if p.ok:
+            options = [f"quantization {p.spec.quantization}"] if p.spec.quantization else []
+            options += ["no delegation"] if not p.spec.delegation else []
             t.add_row(
                 p.name,
-                p.kind,
+                p.kind + (f"\n[dim]{', '.join(options)}[/]" if options else ""),
                 ", ".join(p.spec.supported_dtypes)
                 + (f"\n[dim]not: {', '.join(p.spec.unsupported)}[/]" if p.spec.unsupported else ""),
                 ", ".join(f"{k}={v}" for k, v in p.spec.sizes.items()),
