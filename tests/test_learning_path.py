@@ -120,6 +120,20 @@ def test_shell_blocks_parse():
     assert not problems, "\n".join(problems)
 
 
+def test_runnable_blocks_are_self_contained():
+    """A block may use only variables it sets itself (or that have a default, `${X:-...}`): a
+    reader who jumps to a section, or opens a new terminal, can run it as it is."""
+    problems = []
+    for b in all_shell_blocks():
+        if not b.runs:
+            continue
+        assigned = set(re.findall(r"\b([A-Z_][A-Z0-9_]*)=", b.text)) | {"HOME", "PATH", "PWD"}
+        used = set(re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)(?!:-)\b(?!:-)", b.text))
+        defaulted = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*):-", b.text))
+        problems += [f"{b.where()}: ${v} is set outside the block" for v in sorted(used - assigned - defaulted)]
+    assert not problems, "\n".join(problems)
+
+
 def test_every_sme2_flag_exists():
     options = docblocks.command_options(app)
     assert ("pipeline",) in options and ("docs", "figures") in options and ("check",) in options

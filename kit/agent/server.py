@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from kit import __version__
+from kit.core.versions import package_version
 from kit.agent.tools import make_tools
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
@@ -31,7 +31,9 @@ def build_server(root: DataRoot):
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
-    server = MCPServer(SERVER_NAME, instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    server = MCPServer(
+        SERVER_NAME, instructions=INSTRUCTIONS, version=package_version("sme2-platform") or "", log_level="WARNING"
+    )
 
     def guarded(fn):
         @functools.wraps(fn)

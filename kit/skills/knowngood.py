@@ -56,6 +56,11 @@ def differences(expected, got, path: str = "") -> list[tuple[str, object, object
     return [] if expected == got else [(path, expected, got)]
 
 
+def _plain(value):
+    """A numpy scalar as the Python value it holds (messages show 13, not np.int32(13))."""
+    return value.item() if hasattr(value, "item") else value
+
+
 def check(root: DataRoot, scope: Scope) -> list[Problem]:
     base = Path(scope.baseline or DEFAULT_BASELINE)
     try:
@@ -117,7 +122,7 @@ def _against_run(
         problems.append(Problem("value", f"operators:{op}", f"run {run.run_id} runs {op!r}, new since known-good", fix))
     for op in sorted(set(base_ops.index) & set(new_ops.index)):
         for col in ("instances", "category"):
-            want, have = base_ops.at[op, col], new_ops.at[op, col]
+            want, have = _plain(base_ops.at[op, col]), _plain(new_ops.at[op, col])
             if str(want) != str(have):
                 problems.append(
                     Problem(

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.core import atomic
-from kit.core.errors import WarehouseError
+from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.home import DataRoot
+from kit.profile.runrecord import RunRecord
 from kit.store import warehouse
 
 log = logging.getLogger("sme2.recovery")
@@ -25,6 +26,7 @@ log = logging.getLogger("sme2.recovery")
 class Recovery:
     reclaimed: list[Path] = field(default_factory=list)  # staging / .old folders of dead owners
     recovered: list[str] = field(default_factory=list)  # run ids ingested into the warehouse now
+    paired: list[str] = field(default_factory=list)  # of those: a pair session's runs left for the sibling
     failed: dict[str, str] = field(default_factory=dict)  # run folder -> why it was not ingested
     deferred: str = ""  # why the warehouse step did not run (busy or unreadable warehouse)
 
@@ -35,10 +37,11 @@ class Recovery:
                 f"removed {len(self.reclaimed)} staging folder(s) left by a killed earlier run: "
                 + ", ".join(str(p) for p in self.reclaimed)
             )
-        if self.recovered:
+        interrupted = [r for r in self.recovered if r not in self.paired]
+        if interrupted:
             out.append(
-                f"ingested {len(self.recovered)} run folder(s) that an interrupted run had not written to the "
-                f"warehouse: {', '.join(self.recovered)}"
+                f"ingested {len(interrupted)} run folder(s) that an interrupted run had not written to the "
+                f"warehouse: {', '.join(interrupted)}"
             )
         for folder, why in self.failed.items():
             out.append(
@@ -48,6 +51,13 @@ class Recovery:
         if self.deferred:
             out.append(f"recovery of un-ingested run folders deferred: {self.deferred}")
         return out
+
+
+def _pair_session(run_dir: Path) -> bool:
+    try:
+        return bool(RunRecord.load(run_dir).conditions.get("pair_session"))
+    except Sme2Error:
+        return False
 
 
 def recover(root: DataRoot, progress=None) -> Recovery:
@@ -63,6 +73,16 @@ def recover(root: DataRoot, progress=None) -> Recovery:
         result.recovered, result.failed = done.recovered, done.failed
     except WarehouseError as e:  # held by another process too long, or unreadable: the next start retries
         result.deferred = e.message
+    # The sibling target's runs of an SME2 on/off pair session wait in runs/ without warehouse rows
+    # until their partition adopts them: storing them early is routine, not a repair.
+    result.paired = [r for r in result.recovered if _pair_session(root.runs / r)]
+    if result.paired:
+        note = (
+            f"stored {len(result.paired)} run folder(s) of an SME2 on/off pair session (left for the sibling "
+            f"target's partition, or by an interrupted run): {', '.join(result.paired)}"
+        )
+        log.info(note)
+        say(note)
     for line in result.lines():
         log.warning(line)
         say(line)
