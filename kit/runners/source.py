@@ -262,10 +262,24 @@ _SKIP_DIRS = {".git", "cmake-out", "cmake-android-out", "pip-out", "build", "__p
 _SKIP_PATHS = {os.path.join("third-party", "flatcc", "lib"), os.path.join("third-party", "flatcc", "bin")}
 
 
+_FINGERPRINTS: dict[str, tuple[float, dict]] = {}
+FINGERPRINT_TTL_S = 300.0  # one profile session asks once per block; a tree walk costs seconds
+
+
 def tree_fingerprint(path: Path) -> dict:
     """What identifies a source tree: its commit and its submodules' commits for a git checkout
-    (plus whether it has local changes), else a hash of every file's path, size and mtime."""
-    path = Path(path)
+    (plus whether it has local changes), else a hash of every file's path, size and mtime.
+    Remembered for a few minutes within one process."""
+    key = str(Path(path).resolve())
+    cached = _FINGERPRINTS.get(key)
+    if cached and time.monotonic() - cached[0] < FINGERPRINT_TTL_S:
+        return cached[1]
+    found = _fingerprint(Path(path))
+    _FINGERPRINTS[key] = (time.monotonic(), found)
+    return found
+
+
+def _fingerprint(path: Path) -> dict:
     if (path / ".git").exists():
 
         def git(*args: str) -> str:
