@@ -90,9 +90,11 @@ def platform_args(platform: str, ndk: Path | None, machine: str | None = None) -
             if cross_compiling(platform, machine)
             else ()
         )
+    if platform == "linux-x86_64" and (machine or os.uname().machine) == "x86_64":
+        return ()  # a native build on this machine (kernel logs of x86 kernels)
     raise RunnerError(
-        f"the source recipe does not know platform {platform!r}",
-        "use one of android-arm64-v8a, macos-arm64, linux-aarch64",
+        f"the source recipe does not know platform {platform!r} (on this machine)",
+        "use one of android-arm64-v8a, macos-arm64, linux-aarch64 (or linux-x86_64 on an x86_64 machine)",
     )
 
 
