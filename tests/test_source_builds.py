@@ -147,7 +147,7 @@ def test_sme2_off_build_runs_neon_kernels_on_an_sme2_cpu(src_runs):
 
 
 @pytest.fixture(scope="module")
-def kernel_log_runs(src_home, runners):
+def kernel_log_runs(src_home):
     """The kernel-log runner (SME2 compiled in) on the CPU-switching emulated pair: -cpu max logs
     SME2 microkernels, -cpu max,sme=off plain NEON ones."""
     plan = session.ProfilePlan(
@@ -188,7 +188,7 @@ def test_sme2_kernels_shows_gemm_conv_side_by_side(src_home, kernel_log_runs):
     assert "Microkernels (kernel-log runs)" in text and "__neonsme2" in text
 
 
-def test_kernel_log_refuses_sme2_off_on_an_sme2_board(src_home, runners):
+def test_kernel_log_refuses_sme2_off_on_an_sme2_board(src_home):
     plan = session.ProfilePlan(
         model="tiny_seg", dtypes=["fp32"], targets=["armv9-src.sme2-off"], iterations=3, warmup=1, kernel_log=True
     )
