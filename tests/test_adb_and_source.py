@@ -247,10 +247,11 @@ def test_android_toolchain_uses_the_ndk_and_ships_libcxx_shared(home, tmp_path, 
     assert "libc++_shared.so" in RUNNER_LIBS  # pushed beside the runner on the phone
 
 
-def test_source_tree_fingerprint_follows_its_files(tmp_path):
+def test_source_tree_fingerprint_follows_its_files(tmp_path, monkeypatch):
     tree = _fake_tree(tmp_path)
     first = source.tree_fingerprint(tree)
     assert first == source.tree_fingerprint(tree) and first["files"] == 6
+    monkeypatch.setattr(source, "FINGERPRINT_TTL_S", 0.0)  # look again at every call
     (tree / "third-party" / "flatcc" / "lib").mkdir()  # flatcc's build writes here: not the sources
     (tree / "third-party" / "flatcc" / "lib" / "libflatccrt.a").write_text("x")
     assert source.tree_fingerprint(tree) == first

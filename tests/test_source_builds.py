@@ -65,6 +65,32 @@ def sme2(*args, home: DataRoot):
     return proc
 
 
+def test_generated_commands_configure_the_real_tree(tmp_path_factory):
+    """The toolchain boundary with the real tree: the kit's configure command for each variant is
+    accepted by ExecuTorch's CMake, and the SME2-off build compiles no SME2 microkernel at all."""
+    from kit.devices.inventory import Device
+    from kit.runners import source
+    from kit.runners.toolchains import find_tool
+
+    device = Device("armv9-src", "qemu", "linux-aarch64", recipe="source")
+    sme2_sources = {}
+    for sme2, log in ((True, False), (False, False), (True, True)):
+        spec = source.spec_for(device, sme2, log)
+        folder = tmp_path_factory.mktemp(spec.name)
+        configure = spec.commands(folder, find_tool("cmake"), ninja=find_tool("ninja"))[0]
+        done = subprocess.run(configure, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        cache = (folder / "build" / "CMakeCache.txt").read_text()
+        flag = "ON" if sme2 else "OFF"
+        assert f"XNNPACK_ENABLE_ARM_SME2:BOOL={flag}" in cache and f"XNNPACK_ENABLE_ARM_SME:BOOL={flag}" in cache
+        assert "EXECUTORCH_BUILD_PYBIND:BOOL=OFF" in cache and "EXECUTORCH_BUILD_EXECUTOR_RUNNER:BOOL=OFF" in cache
+        ninja_file = (folder / "build" / "build.ninja").read_text()
+        sme2_sources[spec.name] = ninja_file.count("-neonsme2.c.o:")
+        assert ("-DXNN_LOG_LEVEL=5" in ninja_file) is log
+    assert sme2_sources["linux-aarch64-sme2-off"] == 0
+    assert sme2_sources["linux-aarch64-sme2-on"] > 0 and sme2_sources["linux-aarch64-sme2-on-xnnlog"] > 0
+
+
 @pytest.fixture(scope="module")
 def runners(src_home):
     """`sme2 build-runner --recipe source` for the three variants (cached by sources, flags, toolchain)."""
@@ -121,7 +147,7 @@ def test_sme2_off_build_runs_neon_kernels_on_an_sme2_cpu(src_runs):
 
 
 @pytest.fixture(scope="module")
-def kernel_log_runs(src_home, runners):
+def kernel_log_runs(src_home):
     """The kernel-log runner (SME2 compiled in) on the CPU-switching emulated pair: -cpu max logs
     SME2 microkernels, -cpu max,sme=off plain NEON ones."""
     plan = session.ProfilePlan(
@@ -162,7 +188,7 @@ def test_sme2_kernels_shows_gemm_conv_side_by_side(src_home, kernel_log_runs):
     assert "Microkernels (kernel-log runs)" in text and "__neonsme2" in text
 
 
-def test_kernel_log_refuses_sme2_off_on_an_sme2_board(src_home, runners):
+def test_kernel_log_refuses_sme2_off_on_an_sme2_board(src_home):
     plan = session.ProfilePlan(
         model="tiny_seg", dtypes=["fp32"], targets=["armv9-src.sme2-off"], iterations=3, warmup=1, kernel_log=True
     )

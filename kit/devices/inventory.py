@@ -389,7 +389,7 @@ def plan_target(
     if target.sme2 and sme2_hardware is False:
         plan.missing.append(
             (
-                f"device {device.name!r} ({device.platform}) has no SME2",
+                f"SME2 hardware (device {device.name!r}, {device.platform}, has none)",
                 f"use {device.name}.sme2-off, or the emulated target armv9-qemu.sme2-on",
             )
         )
@@ -427,8 +427,10 @@ def check_sme2(device: Device, target: Target, transport, host_platform: str | N
     )
     if plan.missing:
         what, todo = plan.missing[0]
-        if target.sme2:
-            raise TargetError(f"target {target.key} asks for SME2, but {what}", todo)
+        if target.sme2 and detected is False:
+            raise TargetError(
+                f"target {target.key} asks for SME2, but device {device.name!r} ({device.platform}) has no SME2", todo
+            )
         raise TargetError(f"target {target.key}: device {device.name!r} needs {what}", todo)
     return plan
 

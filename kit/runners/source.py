@@ -90,9 +90,11 @@ def platform_args(platform: str, ndk: Path | None, machine: str | None = None) -
             if cross_compiling(platform, machine)
             else ()
         )
+    if platform == "linux-x86_64" and (machine or os.uname().machine) == "x86_64":
+        return ()  # a native build on this machine (kernel logs of x86 kernels)
     raise RunnerError(
-        f"the source recipe does not know platform {platform!r}",
-        "use one of android-arm64-v8a, macos-arm64, linux-aarch64",
+        f"the source recipe does not know platform {platform!r} (on this machine)",
+        "use one of android-arm64-v8a, macos-arm64, linux-aarch64 (or linux-x86_64 on an x86_64 machine)",
     )
 
 
@@ -262,10 +264,24 @@ _SKIP_DIRS = {".git", "cmake-out", "cmake-android-out", "pip-out", "build", "__p
 _SKIP_PATHS = {os.path.join("third-party", "flatcc", "lib"), os.path.join("third-party", "flatcc", "bin")}
 
 
+_FINGERPRINTS: dict[str, tuple[float, dict]] = {}
+FINGERPRINT_TTL_S = 300.0  # one profile session asks once per block; a tree walk costs seconds
+
+
 def tree_fingerprint(path: Path) -> dict:
     """What identifies a source tree: its commit and its submodules' commits for a git checkout
-    (plus whether it has local changes), else a hash of every file's path, size and mtime."""
-    path = Path(path)
+    (plus whether it has local changes), else a hash of every file's path, size and mtime.
+    Remembered for a few minutes within one process."""
+    key = str(Path(path).resolve())
+    cached = _FINGERPRINTS.get(key)
+    if cached and time.monotonic() - cached[0] < FINGERPRINT_TTL_S:
+        return cached[1]
+    found = _fingerprint(Path(path))
+    _FINGERPRINTS[key] = (time.monotonic(), found)
+    return found
+
+
+def _fingerprint(path: Path) -> dict:
     if (path / ".git").exists():
 
         def git(*args: str) -> str:
