@@ -2,7 +2,7 @@
 # Idempotent set-up of a fresh machine: the Python packages (torch 2.13.0 is the CPU build on local
 # disk); where this user may install system packages, what the emulated SME2 targets, the ssh tests
 # and the report tests need; then `sme2 setup` (QEMU >= 10.1, the aarch64 executorch wheel, the
-# SME2 probe) into .sme2/tools. Safe to re-run.
+# SME2 probe) into .sme2/tools (skipped with SME2_SKIP_EMULATOR=1). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,11 @@ else
   echo "== System packages: skipped (needs root and apt-get); emulated SME2, ssh and browser tests need: ${APT_PACKAGES[*]}"
 fi
 
-echo "== Emulated Armv9 toolchain (sme2 setup)"
-if ! SME2_TOOLS="$PWD/.sme2/tools" sme2 setup; then
-  echo "   sme2 setup failed: the emulated armv9-qemu targets are unavailable on this machine (host targets still work)"
+if [ "${SME2_SKIP_EMULATOR:-0}" = 1 ]; then
+  echo "== Emulated Armv9 toolchain: skipped (SME2_SKIP_EMULATOR=1; the qemu tests and armv9-qemu targets need it)"
+else
+  echo "== Emulated Armv9 toolchain (sme2 setup)"
+  if ! SME2_TOOLS="$PWD/.sme2/tools" sme2 setup; then
+    echo "   sme2 setup failed: the emulated armv9-qemu targets are unavailable on this machine (host targets still work)"
+  fi
 fi

@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
-# Set up this machine and run the test suite: real exports, runner builds, QEMU runs, an sshd on
-# loopback, a Dagster instance and webserver, headless Chromium (about 15 minutes on 2 cores).
+# Set up this machine and run the tests. Two tiers (markers in pyproject.toml, see tests/conftest.py):
+#   ./scripts/test.sh          full tier: real exports of every dtype and of the case-study models,
+#                              runner builds, QEMU runs, an sshd on loopback, a Dagster instance and
+#                              webserver, headless Chromium
+#   ./scripts/test.sh --fast   fast tier: -m "not qemu and not ssh and not browser and not slow";
+#                              no QEMU set-up, no root needed (about 2 minutes on 2 cores)
+# Any other argument goes to pytest (e.g. -k, -x, a test file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+FAST_TIER="not qemu and not ssh and not browser and not slow"
+fast=0
+args=()
+for a in "$@"; do
+  if [ "$a" = "--fast" ]; then fast=1; else args+=("$a"); fi
+done
+if [ "$fast" = 1 ]; then
+  SME2_SKIP_EMULATOR=1 bash scripts/setup.sh
+  args=(-m "$FAST_TIER" "${args[@]}")
+else
+  bash scripts/setup.sh
+fi
 export SME2_TOOLS="$PWD/.sme2/tools"  # reuse the QEMU and aarch64 wheel sme2 setup fetched
-python3 -m pytest -q "$@"
+python3 -m pytest -q "${args[@]}"

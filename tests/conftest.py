@@ -1,10 +1,20 @@
-"""Session-wide real artifacts: one data root, the default model exported in every dtype, the
-native runner built once, and one profiled run. Everything downstream reuses them."""
+"""Session-wide real artifacts, each made the first time a test asks for it: one data root, the
+default model exported per dtype on first use, the native runner built once, one freshly profiled
+run, and a recorded run checked into tests/data/ (no export, build or run needed).
+
+Tiers (markers registered in pyproject.toml, `--strict-markers`): `qemu` (QEMU >= 10.1 and the
+emulated SME2 set-up), `ssh` (a real sshd, root), `browser` (headless Chromium), `slow` (full-size
+models, case-study exports, runs of minutes). The fast tier deselects all four:
+`./scripts/test.sh --fast`. A test that uses the `qemu_setup` or `qemu_runs` fixture, directly or
+through another fixture, is marked `qemu` here, so no such test can land in the fast tier."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
@@ -15,9 +25,20 @@ from kit.export import exporter
 from kit.models import registry
 from kit.profile import session
 from kit.runners.build import build_runner
+from kit.stats import summary
 
 warnings.filterwarnings("ignore")
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
+DATA = Path(__file__).resolve().parent / "data"
+RECORDED_RUN = DATA / "tiny_seg-fp32-host"  # see tests/data/README.md
+QEMU_FIXTURES = {"qemu_setup", "qemu_runs"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if QEMU_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.qemu)
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +53,30 @@ def tiny():
     return registry.get("tiny_seg")
 
 
+class LazyExports(Mapping):
+    """dtype -> the `small` export of the default model, exported the first time it is asked for
+    (the fast tier only ever exports fp32)."""
+
+    def __init__(self, root: DataRoot, pkg):
+        self.root, self.pkg, self.done = root, pkg, {}
+
+    def __getitem__(self, dtype: str) -> exporter.Export:
+        if dtype not in DTYPES:
+            raise KeyError(dtype)
+        if dtype not in self.done:
+            self.done[dtype] = exporter.export_variant(self.pkg, dtype, "small", self.root)
+        return self.done[dtype]
+
+    def __iter__(self):
+        return iter(DTYPES)
+
+    def __len__(self) -> int:
+        return len(DTYPES)
+
+
 @pytest.fixture(scope="session")
-def exports(home, tiny) -> dict[str, exporter.Export]:
-    return {d: exporter.export_variant(tiny, d, "small", home) for d in DTYPES}
+def exports(home, tiny) -> LazyExports:
+    return LazyExports(home, tiny)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +96,18 @@ def host_run(home, exports, native_runner, host):
     return session.run_session(
         home, exports["fp32"], host, threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner
     )
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tmp_path_factory) -> session.ProfileResult:
+    """The recorded run in tests/data (tiny_seg fp32 small on the host, native runner, 1 warmup +
+    3 iterations), re-read from its files into a run folder of its own, with the Arm-kit files
+    written as a profiling session writes them."""
+    folder = tmp_path_factory.mktemp("recorded") / "runs" / "recorded-tiny_seg-fp32-host"
+    shutil.copytree(RECORDED_RUN, folder)
+    run = session.load_run(folder)
+    summary.write(run.analysis, folder, run.record.stem, name=f"{run.record.variant} on {run.record.target}")
+    return run
 
 
 @pytest.fixture(scope="session")

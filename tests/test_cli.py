@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def sme2(*args, home, check=True):
     env = {**os.environ, "SME2_HOME": str(home)}
@@ -15,6 +17,7 @@ def sme2(*args, home, check=True):
 
 
 def test_profile_default_model_on_host(home, exports, native_runner):
+    exports["fp32"]  # exported here, shared with the other tests: the command finds it
     proc = sme2("profile", "--size", "small", "--iterations", "5", "--json", home=home.path)
     runs = json.loads(proc.stdout)
     assert len(runs) == 1
@@ -26,6 +29,7 @@ def test_profile_default_model_on_host(home, exports, native_runner):
 
 
 def test_profile_prints_a_category_table(home, exports, native_runner):
+    exports["fp32"]
     proc = sme2("profile", "--size", "small", "--iterations", "3", home=home.path)
     assert "Categories" in proc.stdout and "Convolution" in proc.stdout and "run folder:" in proc.stdout
 
@@ -35,6 +39,7 @@ def test_models_lists_the_default_model(home):
     assert any(m["name"] == "tiny_seg" and m["ok"] for m in data)
 
 
+@pytest.mark.slow  # three CLI start-ups: over 20 s on 2 cores
 def test_bad_input_exits_2_with_a_hint(home):
     proc = sme2("profile", "--model", "Bad/Name", home=home.path, check=False)
     assert proc.returncode == 2 and "invalid model name" in proc.stderr
@@ -45,7 +50,7 @@ def test_bad_input_exits_2_with_a_hint(home):
     assert proc.returncode == 2 and "unknown dtype" in proc.stderr
 
 
-def test_analyze_rereads_a_run(home, host_run):
-    data = json.loads(sme2("analyze", str(host_run.run_dir), "--json", home=home.path).stdout)
-    assert data["run_id"] == host_run.record.run_id
-    assert abs(data["coverage"] - host_run.analysis.coverage) < 1e-9
+def test_analyze_rereads_a_run(home, recorded_run):
+    data = json.loads(sme2("analyze", str(recorded_run.run_dir), "--json", home=home.path).stdout)
+    assert data["run_id"] == recorded_run.record.run_id
+    assert abs(data["coverage"] - recorded_run.analysis.coverage) < 1e-9

@@ -64,6 +64,7 @@ def materialized(instance, home, exports, native_runner, qemu_setup):
     return first, second
 
 
+@pytest.mark.slow
 def test_graph_materializes_and_fills_the_warehouse(materialized, instance, home):
     first, second = materialized
     assert all(r["success"] for r in first + second), [r for r in first + second if not r["success"]]
@@ -113,6 +114,7 @@ def _check_evaluations(instance):
     return out
 
 
+@pytest.mark.slow
 def test_materializing_twice_leaves_one_current_run_and_no_duplicates(materialized, home):
     wh = Warehouse.at(home)
     keys = wh.query(

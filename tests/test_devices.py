@@ -145,8 +145,10 @@ def _measure(args):
     return [res.record.conditions["measurement_window"] for res in results]
 
 
+@pytest.mark.slow  # and qemu: builds the aarch64 runner and measures under emulation, about 3 min
 def test_two_local_measurements_never_overlap(home, exports, native_runner, qemu_setup):
     """Host and emulated runs share this CPU: two processes measuring at once must take turns."""
+    exports["fp32"]  # exported once here, found by both workers
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(2) as pool:
         windows = [

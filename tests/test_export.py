@@ -11,7 +11,8 @@ from kit.runners import tensorfile
 from tests.conftest import DTYPES
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+# fp32 in the fast tier; each other dtype is one more real export (20-60 s on 2 cores).
+@pytest.mark.parametrize("dtype", [d if d == "fp32" else pytest.param(d, marks=pytest.mark.slow) for d in DTYPES])
 def test_export_writes_the_artifact_contract(exports, dtype):
     exp = exports[dtype]
     meta = json.loads((exp.folder / "export_meta.json").read_text())
@@ -34,6 +35,7 @@ def test_export_writes_the_artifact_contract(exports, dtype):
     assert meta["export_seconds"] > 0 and meta["instructions"] == len(exp.program_map.instructions)
 
 
+@pytest.mark.slow
 def test_int8_variants_delegate_quantized_compute(exports):
     for dtype in ("int8", "int8-dynamic"):
         ops = exports[dtype].meta["by_operator"]

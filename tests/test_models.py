@@ -43,6 +43,7 @@ def test_edgetam_encoder_matches_the_published_configuration():
     )
 
 
+@pytest.mark.slow  # full-size forward passes (SqueezeSAM at 1024x1024)
 @pytest.mark.parametrize(
     "name, shapes",
     [
@@ -81,6 +82,7 @@ def model_exports(home, native_runner):
     return {(n, d): e for (n, d, _), e in exporter.export_many(jobs, home, workers=2).items()}
 
 
+@pytest.mark.slow  # every supported dtype of the three case-study models: minutes
 @pytest.mark.parametrize("name", CASE_STUDY)
 def test_every_dtype_exports_and_passes_its_numerical_check(model_exports, name):
     for d in _supported(name):
@@ -89,6 +91,7 @@ def test_every_dtype_exports_and_passes_its_numerical_check(model_exports, name)
         assert meta["delegate_partitions"] >= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASE_STUDY)
 def test_int8_delegates_quantized_convolutions_and_gemms(model_exports, name):
     for d in [d for d in ("int8", "int8-dynamic") if d in _supported(name)]:
@@ -134,6 +137,7 @@ def test_unsupported_dtype_has_a_clear_message(home):
         exporter.export_variant(registry.get("squeeze_sam"), "int8-dynamic", "small", home)
 
 
+@pytest.mark.slow  # and qemu, through model_runs
 @pytest.mark.parametrize("name", CASE_STUDY)
 def test_runs_on_host_and_emulated_pair_with_sme2_kernels_only_when_on(model_runs, name):
     for dtype, tag in (("fp32", "PF32"), ("int8", "PQS8")):
@@ -145,6 +149,7 @@ def test_runs_on_host_and_emulated_pair_with_sme2_kernels_only_when_on(model_run
     assert model_runs[(name, "fp32", "host.sme2-off")].analysis.e2e["median_ms"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASE_STUDY)
 def test_data_movement_appears_in_the_timeline(model_runs, name):
     ops = model_runs[(name, "fp32", "host.sme2-off")].trace.operators
@@ -154,6 +159,7 @@ def test_data_movement_appears_in_the_timeline(model_runs, name):
     assert "Data Movement" in cats
 
 
+@pytest.mark.slow
 def test_squeeze_sam_report_shows_the_kernel_difference_labelled_emulated(model_runs, home):
     from kit.report import builder
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 PACKAGE = textwrap.dedent(
     """
     import torch
@@ -46,6 +48,7 @@ def sme2(*args, env):
     return proc.stdout
 
 
+@pytest.mark.slow  # two exports and a profile through four CLI runs: about 90 s on 2 cores
 def test_walkthrough_with_a_new_package(tmp_path, home, native_runner):
     models = tmp_path / "models"
     (models / "my_net").mkdir(parents=True)

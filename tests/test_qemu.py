@@ -6,6 +6,8 @@ from kit.devices import toolsetup
 from kit.export import exporter
 from kit.runners import tensorfile
 
+pytestmark = pytest.mark.qemu  # every test here needs the emulated SME2 pair
+
 
 def test_setup_proves_sme2_switching(qemu_setup, home):
     assert tuple(int(x) for x in qemu_setup["qemu_version"].split(".")) >= toolsetup.MIN_QEMU

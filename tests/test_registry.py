@@ -76,7 +76,7 @@ def test_broken_packages_are_reported_without_hiding_others(models_dir):
         registry.get("syntax_bad", models_dir)
 
 
-def test_arm_kit_package_exports_unchanged(models_dir, home):
+def test_arm_kit_package_exports_unchanged(models_dir, home, native_runner):
     pkg = registry.get("arm_toy", models_dir)
     exp = exporter.export_variant(pkg, "fp32", "small", home)
     assert exp.meta["package"]["kind"] == "arm-kit"

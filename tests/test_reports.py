@@ -56,11 +56,11 @@ def test_emulated_comparison_shows_counts_kernels_and_no_speedups(wh_home):
     assert "EMULATED" in c.headline()
 
 
-def test_hardware_comparison_has_speedups_with_an_interval(wh_home, host_run):
-    """Two real host runs filed as an SME2 pair of a hardware device (the arithmetic is what is tested)."""
-    root = wh_home
+def test_hardware_comparison_has_speedups_with_an_interval(recorded_run, tmp_path):
+    """A real host run filed twice as an SME2 pair of a hardware device (the arithmetic is what is tested)."""
+    root = DataRoot.resolve(tmp_path / "hw")
     for sme2 in (True, False):
-        d = clone_run(host_run.run_dir, root, f"hw{sme2}")
+        d = clone_run(recorded_run.run_dir, root, f"hw{sme2}")
         rec = json.loads((d / "run.json").read_text())
         rec.update(
             target=f"board.sme2-{'on' if sme2 else 'off'}", device="board", sme2=sme2, emulated=False, run_key=None
@@ -80,8 +80,8 @@ def test_speedup_interval_covers_a_known_ratio():
     assert lo < 2.5 < hi and point == pytest.approx(2.5, rel=0.02)
 
 
-def test_data_movement_names_transposes_and_their_modules(host_run):
-    dm = datamovement.analyze(host_run.trace.rows, ProgramMap.load(host_run.run_dir))
+def test_data_movement_names_transposes_and_their_modules(recorded_run):
+    dm = datamovement.analyze(recorded_run.trace.rows, ProgramMap.load(recorded_run.run_dir))
     assert dm.transposes["count"] >= 10 and dm.transposes["ms"] > 0
     assert dm.sentence.startswith(f"{dm.transposes['count']} transposes, ") and "% of runtime" in dm.sentence
     modules = set(dm.hotspots.module)
@@ -94,7 +94,7 @@ def test_data_movement_names_transposes_and_their_modules(host_run):
         "sole op of its delegate",
     }
     h = dm.health
-    ops = host_run.trace.operators
+    ops = recorded_run.trace.operators
     assert h["delegated_ops"] + h["portable_ops"] == len(ops[ops.iteration == 0])
     assert h["delegate_partitions"] == 6 and "aten::native_group_norm.out" in h["portable_kernels"]
 
@@ -166,6 +166,7 @@ def test_detector_per_operator_fdr_on_noise(host_run):
     assert false / trials <= regress.ALPHA + 0.05
 
 
+@pytest.mark.slow
 def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host, tmp_path):
     """Real runs of one key: three nights of tiny_seg, then one of the same key whose program does
     real extra work (the package three times wider: ~9x the convolution FLOPs). The slowdown is
@@ -254,6 +255,7 @@ def _chromium(*args, url):
     )
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")
 def test_html_report_renders_offline_in_headless_chromium(wh_home, tmp_path):
     rep = builder.build(wh_home, "tiny_seg-int8")
@@ -273,20 +275,20 @@ def test_html_report_renders_offline_in_headless_chromium(wh_home, tmp_path):
         assert p.stat().st_size > 5000
 
 
-def test_import_arm_kit_folder(tmp_path, host_run):
+def test_import_arm_kit_folder(tmp_path, recorded_run):
     kit_dir = tmp_path / "out_tiny_seg" / "runs" / "mac"
     exp_dir = kit_dir / "sme2_off"
     exp_dir.mkdir(parents=True)
     stem = "tiny_seg_xnnpack_fp32_sme2_off_t1"
-    shutil.copy(host_run.run_dir / "etdump.etdp", exp_dir / f"{stem}.etdump")
-    lat = json.loads((host_run.run_dir / "timing.json").read_text())["latencies_ms"]
+    shutil.copy(recorded_run.run_dir / "etdump.etdp", exp_dir / f"{stem}.etdump")
+    lat = json.loads((recorded_run.run_dir / "timing.json").read_text())["latencies_ms"]
     (exp_dir / f"{stem}_exec_all_runs_timeline_robust_stats.json").write_text(
         json.dumps({"latencies_ms": lat, "median_ms": float(np.median(lat))})
     )
     (kit_dir / "manifest.json").write_text(json.dumps({"device": "Mac M4", "platform": "macos-arm64"}))
     root = DataRoot.resolve(tmp_path / "home")
-    ids = armkit.import_folder(root, kit_dir, warmup=3)
-    assert armkit.import_folder(root, kit_dir, warmup=3) == ids  # re-import adds nothing
+    ids = armkit.import_folder(root, kit_dir, warmup=recorded_run.record.warmup)
+    assert armkit.import_folder(root, kit_dir, warmup=recorded_run.record.warmup) == ids  # re-import adds nothing
     wh = Warehouse.at(root)
     runs = wh.query("SELECT * FROM runs")
     assert (
@@ -296,7 +298,7 @@ def test_import_arm_kit_folder(tmp_path, host_run):
         and runs.model[0] == "tiny_seg"
     )
     assert runs.e2e_median_ms[0] == pytest.approx(float(np.median(lat)))
-    assert wh.query("SELECT count(*) n FROM op_events").n[0] == len(host_run.trace.operators)
+    assert wh.query("SELECT count(*) n FROM op_events").n[0] == len(recorded_run.trace.operators)
 
 
 def test_export_hud_records(wh_home):

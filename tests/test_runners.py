@@ -32,6 +32,7 @@ def test_native_build_is_cached(home, native_runner):
     assert m["executorch_version"] == "1.5.1" and m["platform"] == HOST_PLATFORM and len(m["binary_sha256"]) == 64
 
 
+@pytest.mark.slow  # the pybind runner is a Python child importing torch and executorch, twice
 def test_native_and_pybind_agree_on_operators_and_outputs(exports, native_runner, tmp_path):
     from kit.trace import etdump
 
@@ -76,7 +77,10 @@ def test_corrupted_program_is_caught_by_sha256_before_running(exports, native_ru
         invoke.run_program("native", req, tmp_path / "out", LocalTransport("host"), native_runner)
 
 
-@pytest.mark.parametrize("kind", invoke.RUNNER_KINDS)
+# The pybind child imports torch (about 20 s on 2 cores): full tier.
+@pytest.mark.parametrize(
+    "kind", [k if k == "native" else pytest.param(k, marks=pytest.mark.slow) for k in invoke.RUNNER_KINDS]
+)
 def test_corrupted_program_body_crashes_the_child_not_us(exports, native_runner, tmp_path, kind):
     exp = exports["fp32"]
     req = _req(exp, sha=None)

@@ -14,10 +14,13 @@ from kit.devices import inventory
 from kit.profile import session
 from tests.sshd import SSHD, Sshd
 
-pytestmark = pytest.mark.skipif(
-    not shutil.which(SSHD) and not __import__("os").path.exists(SSHD),
-    reason="openssh-server is not installed (scripts/setup.sh installs it)",
-)
+pytestmark = [
+    pytest.mark.ssh,
+    pytest.mark.skipif(
+        not shutil.which(SSHD) and not __import__("os").path.exists(SSHD),
+        reason="openssh-server is not installed (scripts/setup.sh installs it)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +31,9 @@ def sshd(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ssh_home(home, sshd, tmp_path_factory):
-    """The session data root plus a user devices.toml with the loopback ssh device."""
+def ssh_home(home, sshd, exports, tmp_path_factory):
+    """The session data root (with the fp32 export) plus a user devices.toml with the loopback ssh device."""
+    exports["fp32"]
     remote = tmp_path_factory.mktemp("device")
     home.user_devices.write_text(sshd.device_toml("loopback", remote))
     yield home

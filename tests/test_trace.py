@@ -1,20 +1,20 @@
-"""ETDump ingestion on real traces, and on traces that are broken or belong to another program."""
+"""ETDump ingestion on a real trace (the recorded run in tests/data), and on traces that are
+broken or belong to another program."""
 
 import pytest
 
 from kit.core.errors import TraceError
 from kit.trace import etdump
+from kit.trace.program import ProgramMap
+from tests.conftest import DATA
 
 
-def test_trace_has_delegate_internal_operator_events(host_run):
-    tr = etdump.ingest(
-        host_run.run_dir / "etdump.etdp",
-        host_run.run_dir and __import__("kit.program").program.ProgramMap.load(host_run.run_dir),
-        warmup=3,
-    )
+def test_trace_has_delegate_internal_operator_events(recorded_run):
+    tr = etdump.ingest(recorded_run.run_dir / "etdump.etdp", ProgramMap.load(recorded_run.run_dir), warmup=1)
+    n = recorded_run.record.iterations
     ops = tr.operators
-    assert tr.iterations == 30 and tr.warmup_dropped == 3
-    assert set(ops.iteration) == set(range(30))
+    assert n >= 3 and tr.iterations == n and tr.warmup_dropped == 1
+    assert set(ops.iteration) == set(range(n))
     delegated = ops[ops.delegated]
     assert delegated.op_type.str.startswith("Convolution (NHWC, F32)").any()
     assert delegated.op_type.str.startswith("Transpose (ND").any()
@@ -22,7 +22,7 @@ def test_trace_has_delegate_internal_operator_events(host_run):
     portable = set(ops[~ops.delegated].op_type)
     assert {"aten::native_group_norm.out", "aten::native_layer_norm.out"} <= portable
     # Method::execute and DELEGATE_CALL rows are kept apart from operator rows.
-    assert (tr.rows.row_kind == "method").sum() == 30
+    assert (tr.rows.row_kind == "method").sum() == n
     assert "DELEGATE_CALL" not in set(ops.op_type) and "Method::execute" not in set(ops.op_type)
     # Each DELEGATE_CALL contains its operators: their time never exceeds the call's.
     first = tr.rows[tr.rows.iteration == 0]
@@ -31,9 +31,16 @@ def test_trace_has_delegate_internal_operator_events(host_run):
         assert inner <= call.duration_ms.sum() + 1e-3
 
 
-def test_truncated_etdump_is_a_clear_error(host_run, tmp_path):
+def test_fresh_trace_reads_like_the_recorded_one(host_run, recorded_run):
+    """The recorded trace is not stale: a fresh run of this checkout sees the same operators."""
+    fresh, recorded = host_run.trace.operators, recorded_run.trace.operators
+    assert set(fresh.op_type) == set(recorded.op_type)
+    assert len(fresh[fresh.iteration == 0]) == len(recorded[recorded.iteration == 0])
+
+
+def test_truncated_etdump_is_a_clear_error(recorded_run, tmp_path):
     bad = tmp_path / "cut.etdp"
-    bad.write_bytes((host_run.run_dir / "etdump.etdp").read_bytes()[:-100])
+    bad.write_bytes((recorded_run.run_dir / "etdump.etdp").read_bytes()[:-100])
     with pytest.raises(TraceError, match="truncated"):
         etdump.ingest(bad)
 
@@ -45,8 +52,8 @@ def test_garbage_is_not_an_etdump(tmp_path):
         etdump.ingest(bad)
 
 
-def test_corrupt_body_is_a_clear_error(host_run, tmp_path):
-    data = bytearray((host_run.run_dir / "etdump.etdp").read_bytes())
+def test_corrupt_body_is_a_clear_error(recorded_run, tmp_path):
+    data = bytearray((recorded_run.run_dir / "etdump.etdp").read_bytes())
     data[12:20] = b"\xff" * 8  # root table offsets point outside the file
     bad = tmp_path / "corrupt.etdp"
     bad.write_bytes(bytes(data))
@@ -54,15 +61,22 @@ def test_corrupt_body_is_a_clear_error(host_run, tmp_path):
         etdump.ingest(bad)
 
 
-def test_etdump_of_another_program_is_detected(host_run, exports):
+def test_etdump_of_another_program_is_detected(recorded_run):
     """The fp32 trace read with the int8 program's map: Inspector accepts this, we must not."""
+    int8_map = ProgramMap.load(DATA / "tiny_seg-int8")
+    with pytest.raises(TraceError, match="does not belong to this program"):
+        etdump.ingest(recorded_run.run_dir / "etdump.etdp", int8_map, warmup=1)
+
+
+@pytest.mark.slow
+def test_etdump_of_another_program_is_detected_with_a_fresh_export(host_run, exports):
     with pytest.raises(TraceError, match="does not belong to this program"):
         etdump.ingest(host_run.run_dir / "etdump.etdp", exports["int8"].program_map, warmup=3)
 
 
-def test_warmups_must_leave_iterations(host_run):
+def test_warmups_must_leave_iterations(recorded_run):
     with pytest.raises(TraceError, match="all of them warmups"):
-        etdump.ingest(host_run.run_dir / "etdump.etdp", warmup=33)
+        etdump.ingest(recorded_run.run_dir / "etdump.etdp", warmup=recorded_run.record.iterations + 1)
 
 
 def test_kernel_hint_names_kleidiai_packed_types():
