@@ -23,6 +23,8 @@ from kit.export import exporter
 from kit.runners.build import BINARY
 from kit.store import warehouse
 
+pytestmark = pytest.mark.slow  # kills real sme2 processes mid-run and restarts them (minutes on 2 cores)
+
 GONE_WITHIN_S = 10.0  # a process that dies with its parent is gone in milliseconds
 START_WITHIN_S = 180.0  # a cold CLI start imports torch and executorch on two shared cores
 

@@ -33,6 +33,8 @@ from kit.trace import etdump
 from kit.trace.program import ProgramMap
 from tests.runfolder import clone_run, real_run_folder
 
+pytestmark = pytest.mark.slow  # hypothesis over the ETDump and run-folder readers (over a minute)
+
 DATA = Path(__file__).parent / "data" / "etdump_tiny_seg_fp32"
 ETDUMP = (DATA / "etdump.etdp").read_bytes()
 PER_CALL_LIMIT_S = 10  # one parse of a ~10 KB file takes milliseconds: more is a hang

@@ -28,6 +28,8 @@ from kit.models import registry
 from kit.profile import session
 from kit.runners import invoke
 
+pytestmark = pytest.mark.slow  # exports hostile packages through the real CLI (minutes on 2 cores)
+
 TINY_SEG_SOURCE = (registry.DEFAULT_MODELS_DIR / "tiny_seg" / "model.py").read_text()
 
 ARM_KIT_IMPOSTOR_MODEL = textwrap.dedent(

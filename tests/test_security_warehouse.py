@@ -31,6 +31,8 @@ from kit.store import usersql, warehouse
 from kit.store.schema import TABLES
 from kit.store.warehouse import Warehouse
 
+pytestmark = pytest.mark.slow  # real CLI subprocesses and tmpfs-backed full disks (minutes; the tmpfs tests need root)
+
 SECRET = "sme2-secret-line-4711"
 
 
