@@ -78,8 +78,8 @@ def test_user_file_overrides_and_adds(tmp_path, home):
         ('[device.x]\ncolour = "red"\n', "unknown keys"),
         ("[device.Bad]\n", "invalid device name"),
         ("[device.x\n", "not valid TOML"),
-        ('[device.x]\nport = "22"\n', "device 'x' in .*devices.toml: port = '22' is invalid"),
-        ("[device.x]\nmax_iterations = 0\n", "max_iterations = 0 is invalid"),
+        ('[device.x]\nport = "22"\n', "device 'x' in .*devices.toml: key 'port' = '22' is invalid"),
+        ("[device.x]\nmax_iterations = 0\n", "key 'max_iterations' = 0 is invalid"),
         ("[device.x]\nenv = { A = 1 }\n", "env values must be strings"),
     ],
 )

@@ -174,7 +174,7 @@ def real_run(home):
 
 @pytest.fixture(scope="module")
 def cli():
-    from kit.cli import app
+    from kit.cli.main import app
 
     runner = CliRunner()
 

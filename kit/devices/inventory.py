@@ -147,8 +147,8 @@ def _problem(name: str, raw: dict, source: str, e: ValidationError) -> Sme2Error
         message, hint = _PROBLEMS[key]
         return Sme2Error(f"device {name!r} in {source}: " + message.format(value=raw.get(key)), hint)
     return Sme2Error(
-        f"device {name!r} in {source}: {key} = {raw.get(key)!r} is invalid: {err['msg'].lower()}",
-        "see kit/devices/devices.toml for the keys and their types",
+        f"device {name!r} in {source}: key {key!r} = {raw.get(key)!r} is invalid: {err['msg'].lower()}",
+        f"fix {key} for [device.{name}] in {source}; kit/devices/devices.toml lists the keys and their types",
     )
 
 
