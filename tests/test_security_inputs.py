@@ -131,7 +131,7 @@ def test_adb_transport_refuses_option_like_serials_and_pushes_absolute_paths(mon
     with pytest.raises(TargetError, match="adb device 'phone'"):
         AdbTransport("phone", serial="-e")
     calls = []
-    monkeypatch.setattr("kit.transports.adb.run_local", lambda argv, timeout: calls.append(argv))
+    monkeypatch.setattr("kit.devices.transports.adb.run_local", lambda argv, timeout: calls.append(argv))
     monkeypatch.chdir(tmp_path)
     AdbTransport("phone", serial="R5CT1").copy_to(Path("-rf"), "/data/local/tmp/sme2/x")
     assert calls[0][:4] == ["adb", "-s", "R5CT1", "push"] and calls[0][4] == str(tmp_path / "-rf")
