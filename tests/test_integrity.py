@@ -264,16 +264,19 @@ def test_the_automation_sensor_requests_the_analysis_after_profiling(user_rules_
 def test_a_blocking_regression_stops_the_views(tmp_path, home, native_runner, monkeypatch):
     monkeypatch.delenv("SME2_MODELS", raising=False)
     root = shared_root(tmp_path, home, "home", share_exports=False)  # the slower export stays here
-    base = dict(home=str(root.path), size="small", iterations=20, warmup=2, regression_block_ratio=1.3)
+    base = dict(home=str(root.path), size="small", iterations=20, warmup=2)
+    # Ordinary nights never block (this machine is noisy); the slow night (~9x the convolution
+    # FLOPs) is judged against a 2x bar it clears by a wide margin.
+    ordinary, strict = dict(regression_block_ratio=1000.0), dict(regression_block_ratio=2.0)
     spec = next(s for s in defs.resolve_assets_def("warehouse_rows").check_specs if s.name == "no_regression")
     assert spec.blocking
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(MODEL.name, [VARIANT])
         instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off"])
         for _ in range(2):  # two ordinary nights
-            assert materialize(instance, Sme2(**base), "host.sme2-off").success
+            assert materialize(instance, Sme2(**base, **ordinary), "host.sme2-off").success
         views_before = instance.get_latest_materialization_event(dg.AssetKey("robust_stats")).run_id
-        slow = Sme2(**base, models_dir=str(slower_tiny_seg(tmp_path / "models")))
+        slow = Sme2(**base, **strict, models_dir=str(slower_tiny_seg(tmp_path / "models")))
         result = materialize(instance, slow, "host.sme2-off", raise_on_error=False)
         assert not result.success
         (evaluation,) = check_evaluations(instance, result.run_id, "no_regression")
