@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import platform
+import shutil
 import tempfile
 import time
 import warnings
@@ -27,6 +28,7 @@ from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Err
 from kit.core.home import DataRoot
 from kit.core.names import Variant, size_name
 from kit.devices.transports.local import LocalTransport
+from kit.export import cache as export_cache
 from kit.models import exitguard, registry
 from kit.models.registry import ModelPackage
 from kit.runners import invoke, tensorfile
@@ -291,6 +293,15 @@ def export_variant(
         return existing
 
     say = progress or (lambda msg: None)
+    # The machine-wide cache of finished exports (kit.export.cache): same inputs, same bytes.
+    cached_as = None if checkpoint else {
+        **identity, "model": pkg.name, "dtype": dtype, "backend": backend, "size": size,
+        "tolerance": spec.tolerances.get(dtype, TOLERANCES[dtype]),
+    }  # fmt: skip
+    hit = export_cache.lookup(cached_as) if cached_as and not force else None
+    if hit is not None:
+        say(f"{variant.key} ({size}): from the export cache {hit}")
+        return _restore(hit, folder, pkg)
     t0 = time.monotonic()
     torch.manual_seed(0)
     model_file = pkg.path / "model.py" if (pkg.path / "model.py").exists() else pkg.path
@@ -373,7 +384,22 @@ def export_variant(
             "identity": identity,
         }
         atomic.write_json(stage / META, meta)
+    if cached_as:
+        export_cache.store(folder, cached_as)
     return Export(folder, meta)
+
+
+def _restore(entry: Path, folder: Path, pkg: ModelPackage) -> Export:
+    """A cached export copied into the data root (atomically), its meta naming this package's path."""
+    with atomic.staged_dir(folder) as stage:
+        for f in entry.iterdir():
+            if f.is_file():
+                shutil.copy2(f, stage / f.name)
+        meta = json.loads((stage / META).read_text())
+        meta["package"] = {**meta.get("package", {}), "path": str(pkg.path)}
+        meta["cache"] = {"entry": str(entry), "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic.write_json(stage / META, meta)
+    return load(folder)
 
 
 def _lower(model, inputs: tuple, backend: str):
