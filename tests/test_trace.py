@@ -123,3 +123,14 @@ def test_reader_field_slots_follow_executorchs_etdump_schema():
         declared = re.findall(r"^\s*(\w+)\s*:", re.sub(r"//.*", "", body), re.M)
         ours = {name: slot for name, slot in vars(fields).items() if not name.startswith("_")}
         assert ours and all(declared[slot] == name for name, slot in ours.items()), (table, declared, ours)
+
+
+def test_execute_breakdown_accounts_for_method_execute(host_run):
+    """Operators + delegate overhead + dispatch is Method::execute (medians: nearly), and the
+    breakdown is reported with the run."""
+    b = host_run.analysis.execute_breakdown
+    assert b["delegate_calls"] >= 1 and b["instructions"] > b["delegate_calls"]
+    assert b["delegate_overhead_ms"] >= 0 and b["dispatch_ms"] >= 0
+    parts = b["operators_ms"] + b["delegate_overhead_ms"] + b["dispatch_ms"]
+    assert parts == pytest.approx(b["execute_ms"], rel=0.1)
+    assert host_run.record.results["execute_breakdown"] == b

@@ -27,7 +27,7 @@ from kit.profile import session
 from kit.profile.runrecord import RUN_FILE, RunRecord, read_timing
 from kit.stats import categories
 from kit.store import usersql
-from kit.store.connection import connect, disk_full, is_disk_full, scalar
+from kit.store.connection import connect, disk_full, first_row, is_disk_full, scalar
 from kit.store.schema import TABLES, migrate
 from kit.trace import kernels
 
@@ -218,15 +218,18 @@ class _RunWriter:
     """Writes RunRows over one open connection, inside the caller's transaction. Tables go in as
     Arrow with dictionary-encoded strings (DuckDB scans those without a Python object per value);
     op events go in normalized (schema v2): each run's slots once, then narrow time rows. Every
-    statement costs a fixed ~0.5 ms however few rows it carries, so a run is one statement per
-    table and nothing else: the run ids already stored are read once per connection."""
+    statement has a fixed cost that grows with the table's columns, not its rows, so a run is one
+    statement per table and one lookup: a batch reads the stored run ids once, a single run asks
+    for its own id and the next run number in one query."""
 
     def __init__(self, conn, preload: bool = False):
         self.conn = conn
         # The connection holds the file's only write lock: nobody else adds runs meanwhile. A
         # batch reads the stored run ids once; a single run asks for its own id.
         self.stored = {r[0] for r in conn.execute("SELECT run_id FROM runs").fetchall()} if preload else None
-        self.next_run_no = int(scalar(conn, "SELECT coalesce(max(run_no), 0) FROM runs")) + 1
+        self.next_run_no = (
+            int(scalar(conn, "SELECT coalesce(max(run_no), 0) FROM runs")) + 1 if preload else None
+        )  # else read with each run's existence check: one statement less per run
 
     def rollback(self) -> None:
         # A failed COMMIT (e.g. a full disk) has already rolled back, and DuckDB answers the
@@ -237,7 +240,7 @@ class _RunWriter:
     def write(self, rows: "RunRows") -> bool:
         """Append one run's rows; False (nothing written) if the run is already stored."""
         run_id = rows.run["run_id"]
-        if run_id in self.stored if self.stored is not None else self._stored(run_id):
+        if self._already_stored(run_id):
             return False
         run_no = self.next_run_no
         slots, times = event_tables(rows.events, run_no)
@@ -270,8 +273,14 @@ class _RunWriter:
         finally:
             self.conn.unregister("_frame")
 
-    def _stored(self, run_id: str) -> bool:
-        return bool(scalar(self.conn, "SELECT count(*) FROM runs WHERE run_id = ?", [run_id]))
+    def _already_stored(self, run_id: str) -> bool:
+        if self.stored is not None:
+            return run_id in self.stored
+        present, top = first_row(
+            self.conn, "SELECT count(*) FILTER (WHERE run_id = ?), coalesce(max(run_no), 0) FROM runs", [run_id]
+        )
+        self.next_run_no = max(self.next_run_no or 0, int(top) + 1)
+        return bool(present)
 
 
 def _arrow_column(values) -> pa.Array | pa.ChunkedArray:
