@@ -271,7 +271,9 @@ class _RunWriter:
         try:
             self.conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _frame")
         finally:
-            self.conn.unregister("_frame")
+            # In an aborted transaction this fails too; the insert's own error is the one to raise.
+            with contextlib.suppress(duckdb.Error):
+                self.conn.unregister("_frame")
 
     def _already_stored(self, run_id: str) -> bool:
         if self.stored is not None:
@@ -337,8 +339,9 @@ def event_tables(events: pd.DataFrame, run_no: int) -> tuple[pa.Table | None, pa
             "iteration": pa.array(events["iteration"].to_numpy(np.int32)),
             "seq": pa.array(events["seq"].to_numpy(np.int32)),
             "slot": pa.array(np.asarray(slot, np.int32)),
-            "start_us": pa.array(events["start_us"].to_numpy(np.float64)),
-            "duration_ms": pa.array(events["duration_ms"].to_numpy(np.float64)),
+            # NaN is NULL, as DuckDB reads pandas (a NaN duration is refused by NOT NULL)
+            "start_us": pa.array(events["start_us"].to_numpy(np.float64), from_pandas=True),
+            "duration_ms": pa.array(events["duration_ms"].to_numpy(np.float64), from_pandas=True),
         }
     )
     return slots, times
