@@ -85,3 +85,10 @@ def _identity(exp) -> dict:
         "size": meta["size"],
         "tolerance": meta["numerical_check"]["tolerance"],
     }
+
+
+def test_export_many_returns_current_exports_as_they_are(exports, home):
+    """Up-to-date exports are settled in the calling process (no worker is started for them)."""
+    jobs = [("tiny_seg", d, "small") for d in ("fp32", "int8")]
+    out = exporter.export_many(jobs, home, workers=2)
+    assert {job[1]: exp.meta for job, exp in out.items()} == {d: exports[d].meta for d in ("fp32", "int8")}

@@ -249,20 +249,19 @@ def _delegation(edge_manager) -> dict:
     }
 
 
-def export_variant(
-    pkg: ModelPackage,
-    dtype: str,
-    size: str = "small",
-    root: DataRoot | None = None,
-    backend: str = "xnnpack",
-    checkpoint: str | None = None,
-    force: bool = False,
-    progress=None,
-) -> Export:
-    """Export one variant, or return the existing export if nothing that determines it changed."""
-    import torch
+@dataclass
+class _Plan:
+    """What export_variant decided before doing any work: the variant, its folder and identity,
+    and an export that can be reused as it is (the data root's own, or one from the cache)."""
 
-    root = root or DataRoot.resolve()
+    variant: Variant
+    folder: Path
+    identity: dict
+    cached_as: dict | None
+    reusable: Export | None
+
+
+def _plan(pkg: ModelPackage, dtype: str, size: str, root: DataRoot, backend: str, checkpoint, force, say) -> _Plan:
     spec = pkg.spec
     if not pkg.ok:
         raise ModelPackageError(f"model package {pkg.name!r} is broken: {pkg.error}", f"fix {pkg.path}")
@@ -282,6 +281,12 @@ def export_variant(
         "size_params": size_params,
         **_versions(),
     }
+    # The machine-wide cache of finished exports (kit.export.cache): same inputs, same bytes.
+    cached_as = None if checkpoint else {
+        **identity, "model": pkg.name, "dtype": dtype, "backend": backend, "size": size,
+        "tolerance": spec.tolerances.get(dtype, TOLERANCES[dtype]),
+    }  # fmt: skip
+    plan = _Plan(variant, folder, identity, cached_as, None)
     # --force never reads the old meta: a corrupt one must not stop the export that repairs it.
     existing = None if force else find(root, variant, size)
     if (
@@ -290,18 +295,42 @@ def export_variant(
         and existing.pte.exists()
         and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]
     ):
-        return existing
-
-    say = progress or (lambda msg: None)
-    # The machine-wide cache of finished exports (kit.export.cache): same inputs, same bytes.
-    cached_as = None if checkpoint else {
-        **identity, "model": pkg.name, "dtype": dtype, "backend": backend, "size": size,
-        "tolerance": spec.tolerances.get(dtype, TOLERANCES[dtype]),
-    }  # fmt: skip
+        plan.reusable = existing
+        return plan
     hit = export_cache.lookup(cached_as) if cached_as and not force else None
     if hit is not None:
         say(f"{variant.key} ({size}): from the export cache {hit}")
-        return _restore(hit, folder, pkg)
+        plan.reusable = _restore(hit, folder, pkg)
+    return plan
+
+
+def reuse(pkg: ModelPackage, dtype: str, size: str, root: DataRoot, backend: str = "xnnpack") -> Export | None:
+    """The export of this variant if it needs no lowering (current in the data root, or restored
+    from the cache), else None. Cheap: export_many asks it before starting worker processes."""
+    return _plan(pkg, dtype, size, root, backend, None, False, lambda msg: None).reusable
+
+
+def export_variant(
+    pkg: ModelPackage,
+    dtype: str,
+    size: str = "small",
+    root: DataRoot | None = None,
+    backend: str = "xnnpack",
+    checkpoint: str | None = None,
+    force: bool = False,
+    progress=None,
+) -> Export:
+    """Export one variant, or return the existing export if nothing that determines it changed
+    (from the data root, else from the export cache)."""
+    import torch
+
+    root = root or DataRoot.resolve()
+    say = progress or (lambda msg: None)
+    plan = _plan(pkg, dtype, size, root, backend, checkpoint, force, say)
+    if plan.reusable is not None:
+        return plan.reusable
+    spec, variant, folder, identity, cached_as = pkg.spec, plan.variant, plan.folder, plan.identity, plan.cached_as
+    size_params = identity["size_params"]
     t0 = time.monotonic()
     torch.manual_seed(0)
     model_file = pkg.path / "model.py" if (pkg.path / "model.py").exists() else pkg.path
@@ -490,6 +519,24 @@ def export_many(
     after the other jobs finish (their exports are kept)."""
     import concurrent.futures as cf
     import multiprocessing
+
+    # What needs no lowering (current in the data root, or in the export cache) is settled here:
+    # a worker process costs seconds (it imports torch) where a restore costs milliseconds.
+    reused: dict[tuple[str, str, str], Export] = {}
+    if not force:
+        for job in jobs:
+            try:
+                exp = reuse(registry.get(job[0], models_dir), job[1], job[2], root, backend)
+            except Sme2Error:
+                continue  # the export below reports it, after the other jobs, as it always has
+            if exp is not None:
+                reused[job] = exp
+                if progress:
+                    progress(f"{job[0]}-{job[1]} ({job[2]}): up to date")
+    todo = [job for job in jobs if job not in reused]
+    if len(todo) < len(jobs):
+        rest = export_many(todo, root, workers, backend, models_dir, force, progress) if todo else {}
+        return {job: reused.get(job) or rest[job] for job in jobs}
 
     if workers <= 1 or len(jobs) <= 1:
         out = {}

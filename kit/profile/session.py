@@ -179,6 +179,14 @@ class ProfilePlan:
     models_dir: str | None = None
     rules_file: Path | None = None  # None: the data root's categories.toml when present
 
+    def __post_init__(self):
+        # Refused before any export or build starts, not at the first run.
+        limits.check_iterations(self.iterations, "iterations")
+        limits.check_iterations(self.warmup, "warmup", minimum=0)
+        limits.check_timeout(self.timeout_s, "timeout")
+        for t in self.threads or ():
+            limits.check_threads(t, "threads")
+
 
 def pair_sessions(resolved: list) -> dict[str, str]:
     """{device: pair session id} for each device whose SME2 on and off targets are both in a plan:
@@ -188,15 +196,6 @@ def pair_sessions(resolved: list) -> dict[str, str]:
         by_device.setdefault(r.device.name, set()).add(r.target.sme2)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     return {d: f"{stamp}-{d}-{secrets.token_hex(3)}" for d, flags in by_device.items() if flags == {True, False}}
-
-    def __post_init__(self):
-        # Refused before any export or build starts, not at the first run.
-
-        limits.check_iterations(self.iterations, "iterations")
-        limits.check_iterations(self.warmup, "warmup", minimum=0)
-        limits.check_timeout(self.timeout_s, "timeout")
-        for t in self.threads or ():
-            limits.check_threads(t, "threads")
 
 
 def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) -> list[ProfileResult]:
