@@ -6,6 +6,7 @@ a run that fails mid-batch leaves no rows and the runs before it stay."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 
@@ -167,3 +168,28 @@ def test_warehouse_ingest_command_takes_run_folders_and_folders_of_them(host_run
     assert out.returncode == 1 and "2 run(s) added" in out.stdout and "not-a-run" in out.stderr
     out = sme2("warehouse", "ingest", str(folders[0]), home=root.path)
     assert "0 run(s) added, 1 already present" in out.stdout
+
+
+def test_batch_settings_do_not_outlive_the_batch(host_run, tmp_path):
+    """fsync off, no automatic checkpoint, one thread: the database instance's settings, so they
+    are reset when the batch ends, also for a connection of this process that outlives it."""
+    rows = warehouse.rows_from_run(host_run.run_dir)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    kept = []
+
+    def keep_a_reader(_rows, _added):
+        if not kept:  # opened during the batch: shares the writer's instance
+            kept.append(contextlib.ExitStack())
+            kept.append(kept[0].enter_context(wh.read()))
+
+    wh.insert_each(iter([rows]), on_run=keep_a_reader)
+    try:
+        conn = kept[1]
+        settings = ("fsync_mode", "enable_optimistic_write", "threads")
+        now = conn.execute(f"SELECT {', '.join(f'current_setting({s!r})' for s in settings)}").fetchone()
+        fresh = duckdb.connect()
+        default = fresh.execute(f"SELECT {', '.join(f'current_setting({s!r})' for s in settings)}").fetchone()
+        assert now == default and now[0] == "STANDARD"
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    finally:
+        kept[0].close()

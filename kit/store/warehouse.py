@@ -122,14 +122,16 @@ class Warehouse:
 
         Durability is per batch, not per run: commits skip the fsync (6 ms each here, half the
         time of a 12,000-row run), and the batch ends, and every `checkpoint_mb` of log, with a
-        synced CHECKPOINT. DuckDB writes the database file only at those checkpoints, so an OS
-        crash mid-batch can lose runs committed since the last one (re-running the same command
-        adds them back: the run folders are the source of truth) but cannot corrupt the file."""
+        synced CHECKPOINT. DuckDB then writes the database file only at those checkpoints (large
+        appends are kept in the log too, not written ahead to the file), so an OS crash mid-batch
+        can lose runs committed since the last one (re-running the same command adds them back:
+        the run folders are the source of truth) but not the file's checkpointed contents."""
         added: list[str] = []
         wal = Path(str(self.path) + ".wal")
         with self.write() as conn:
             conn.execute("SET fsync_mode = 'NONE'")
             conn.execute("SET checkpoint_threshold = '1TB'")  # no automatic (unsynced) checkpoint
+            conn.execute("SET enable_optimistic_write = false")  # big runs too go to the log, not the file
             conn.execute(f"SET threads = {WRITE_THREADS}")
             try:
                 writer = _RunWriter(conn, preload=True)
@@ -148,10 +150,13 @@ class Warehouse:
                     if wal.exists() and wal.stat().st_size > checkpoint_mb * 2**20:
                         _synced_checkpoint(conn)
             finally:
-                with contextlib.suppress(duckdb.Error):  # a broken connection reports its own error
+                # Settings are the database instance's: a reader of this process keeps it alive, and
+                # the next per-run write must sync again. (A broken connection reports its own error.)
+                with contextlib.suppress(duckdb.Error):
                     _synced_checkpoint(conn)
-                    conn.execute("RESET checkpoint_threshold")
-                    conn.execute("RESET threads")
+                for setting in ("fsync_mode", "checkpoint_threshold", "enable_optimistic_write", "threads"):
+                    with contextlib.suppress(duckdb.Error):
+                        conn.execute(f"RESET {setting}")
         return added
 
     def prune_events(self, older_than_days: int) -> int:
