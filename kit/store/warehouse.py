@@ -250,7 +250,7 @@ class _RunWriter:
         run_no = self.next_run_no
         slots, times = event_tables(rows.events, run_no)
         for table, frame in (
-            ("runs", pd.DataFrame([{**rows.run, "run_no": run_no}])),
+            ("runs", _run_row({**rows.run, "run_no": run_no})),
             ("latency_samples", rows.samples),
             ("op_event_slots", slots),
             ("op_event_times", times),
@@ -290,23 +290,41 @@ class _RunWriter:
         return bool(present)
 
 
-def _arrow_column(values) -> pa.Array | pa.ChunkedArray:
+DICTIONARY_ROWS = 256  # string columns of tables with more rows than this are dictionary-encoded
+
+
+def _arrow_column(values, encode: bool) -> pa.Array | pa.ChunkedArray:
     """One pandas column as Arrow without pandas' per-frame conversion machinery: pandas strings
-    are Arrow already (zero copy), numbers are numpy (zero copy); strings are dictionary-encoded."""
-    col = pa.array(values, from_pandas=True)  # NaN is NULL, as DuckDB reads pandas
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col.dictionary_encode()
+    are Arrow already (zero copy), numbers are numpy; NaN becomes NULL, as DuckDB reads pandas."""
+    col = pa.array(values.array if values.dtype == "str" else values, from_pandas=True)
+    if encode and (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return col.dictionary_encode()  # a run repeats its run id and names on every row
     return col
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:
-    """A DataFrame as Arrow, string columns dictionary-encoded (a run repeats its run id, op types
-    and categories on every row)."""
+    """A DataFrame as Arrow; string columns dictionary-encoded where the table is long enough for
+    repetition to pay (encoding a 20-row op_stats costs more than it saves)."""
+    encode = len(frame) > DICTIONARY_ROWS
     try:
-        return pa.table({name: _arrow_column(frame[name]) for name in frame.columns})
+        return pa.table({name: _arrow_column(frame[name], encode) for name in frame.columns})
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # mixed object columns: pandas' way
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        return pa.table({n: _arrow_column(c) for n, c in zip(table.column_names, table.columns)})
+        return pa.table({n: _arrow_column(c.to_pandas(), encode) for n, c in zip(table.column_names, table.columns)})
+
+
+def _run_row(run: dict) -> pa.Table:
+    """The runs row straight from its dict (a one-row DataFrame costs ten times more), NaN as NULL."""
+
+    def value(v):
+        if isinstance(v, float) and v != v:
+            return None
+        return pd.Timestamp(v) if isinstance(v, np.datetime64) else v
+
+    try:
+        return pa.Table.from_pylist([{k: value(v) for k, v in run.items()}])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # a value Arrow cannot infer: pandas' way
+        return _arrow(pd.DataFrame([run]))
 
 
 def event_tables(events: pd.DataFrame, run_no: int) -> tuple[pa.Table | None, pa.Table | None]:
@@ -317,7 +335,7 @@ def event_tables(events: pd.DataFrame, run_no: int) -> tuple[pa.Table | None, pa
     each distinct description gets its own slot (slower, same rows)."""
     if events is None or len(events) == 0:
         return None, None
-    described = _arrow(events[SLOT_COLUMNS])
+    described = pa.table({c: _arrow_column(events[c], encode=False) for c in SLOT_COLUMNS})
     _, first, slot = np.unique(events["seq"].to_numpy(), return_index=True, return_inverse=True)
     same_at_seq = first[slot]
     if not all(
