@@ -300,7 +300,10 @@ def _plan(pkg: ModelPackage, dtype: str, size: str, root: DataRoot, backend: str
     hit = export_cache.lookup(cached_as) if cached_as and not force else None
     if hit is not None:
         say(f"{variant.key} ({size}): from the export cache {hit}")
-        plan.reusable = _restore(hit, folder, pkg)
+        try:
+            plan.reusable = _restore(hit, folder, pkg)
+        except (OSError, ValueError, Sme2Error):  # replaced or removed while being copied: export
+            plan.reusable = None
     return plan
 
 
