@@ -69,28 +69,33 @@ def build_year(root, nights: int, per_night: int, iterations: int) -> dict:
     t0 = time.perf_counter()
     conn = duckdb.connect(str(root.warehouse))
     cols = {t: [r[0] for r in conn.execute(f"DESCRIBE {t}").fetchall()] for t in ("runs", *PER_RUN)}
-    # Night n (1..nights-1) is night 0 moved n days earlier, with its own run ids and numbers.
-    days = f"range(1, {nights})"
-    run_sel = {c: c for c in cols["runs"]}
-    run_sel.update(
-        run_id="run_id || '-n' || n.range",
-        run_no=f"CAST(run_no + n.range * {per_night} AS INTEGER)",
-        started_at="started_at - to_days(CAST(n.range AS INTEGER))",
-        finished_at="finished_at - to_days(CAST(n.range AS INTEGER))",
-        e2e_median_ms="e2e_median_ms * (1 - 0.0005 * n.range)",
+    # Night n (1..nights-1) is night 0 moved n days earlier, with its own run ids and numbers
+    # (drawn from the warehouse's run number sequence, as ingestion draws them).
+    conn.execute(
+        f"""CREATE TEMP TABLE night AS SELECT run_no AS seed, n.range AS n,
+            CAST(nextval('run_no_seq') AS INTEGER) AS run_no FROM runs, range(1, {nights}) n"""
     )
-    conn.execute(f"INSERT INTO runs SELECT {', '.join(run_sel[c] for c in cols['runs'])} FROM runs, {days} n")
+    run_sel = {c: f"r.{c}" for c in cols["runs"]}
+    run_sel.update(
+        run_id="r.run_id || '-n' || m.n",
+        run_no="m.run_no",
+        started_at="r.started_at - to_days(CAST(m.n AS INTEGER))",
+        finished_at="r.finished_at - to_days(CAST(m.n AS INTEGER))",
+        e2e_median_ms="r.e2e_median_ms * (1 - 0.0005 * m.n)",
+    )
+    conn.execute(
+        f"INSERT INTO runs SELECT {', '.join(run_sel[c] for c in cols['runs'])} FROM runs r JOIN night m ON m.seed = r.run_no"
+    )
     for table in PER_RUN:
         sel = ", ".join("run_id || '-n' || n.range" if c == "run_id" else c for c in cols[table])
-        conn.execute(f"INSERT INTO {table} SELECT {sel} FROM {table}, {days} n")
+        conn.execute(f"INSERT INTO {table} SELECT {sel} FROM {table}, range(1, {nights}) n")
     conn.execute(
-        f"""INSERT INTO op_event_slots SELECT CAST(run_no + n.range * {per_night} AS INTEGER), slot, op_type,
-            event_name, delegated, backend, instruction_id, category, fine_category, kernel_hint
-            FROM op_event_slots, {days} n"""
+        """INSERT INTO op_event_slots SELECT m.run_no, slot, op_type, event_name, delegated, backend, instruction_id,
+            category, fine_category, kernel_hint FROM op_event_slots s JOIN night m ON m.seed = s.run_no"""
     )
     conn.execute(
-        f"""INSERT INTO op_event_times SELECT CAST(run_no + n.range * {per_night} AS INTEGER), iteration, seq, slot,
-            start_us, duration_ms * (1 - 0.0005 * n.range) FROM op_event_times, {days} n ORDER BY 1, 2, 3"""
+        """INSERT INTO op_event_times SELECT m.run_no, iteration, seq, slot, start_us, duration_ms * (1 - 0.0005 * m.n)
+            FROM op_event_times t JOIN night m ON m.seed = t.run_no ORDER BY 1, 2, 3"""
     )
     conn.execute("CHECKPOINT")
     conn.close()

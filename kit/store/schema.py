@@ -6,8 +6,9 @@ iteration, so since version 2 they are stored normalized: `op_event_slots` holds
 distinct event descriptions once (op type, names, category, kernel hint: a "slot"), and
 `op_event_times` one narrow row per event (run number, iteration, seq, slot, start, duration).
 The `op_events` view joins them back into the version-1 columns, so SQL over op_events is
-unchanged. `runs.run_no` is the integer that stands for a run in the event tables: a 4-byte key
-instead of a ~60-character run id on every event row is what makes ingestion fast."""
+unchanged. `runs.run_no` is the integer that stands for a run in the event tables (from the
+sequence `run_no_seq`, so two writers never share one): a 4-byte key instead of a ~60-character run
+id on every event row is what makes ingestion fast."""
 
 from __future__ import annotations
 
@@ -70,9 +71,8 @@ MIGRATIONS: list[str] = [
     # existing rows move over, each run numbered in start order.
     """
     ALTER TABLE runs ADD COLUMN run_no INTEGER;
-    UPDATE runs SET run_no = n.rn FROM (
-        SELECT run_id, CAST(row_number() OVER (ORDER BY started_at, run_id) AS INTEGER) AS rn FROM runs) n
-        WHERE runs.run_id = n.run_id;
+    CREATE SEQUENCE run_no_seq START 1;  -- distinct numbers even for concurrent transactions
+    UPDATE runs SET run_no = nextval('run_no_seq');
     CREATE TABLE op_event_slots (
         run_no INTEGER NOT NULL, slot INTEGER NOT NULL, op_type VARCHAR NOT NULL, event_name VARCHAR,
         delegated BOOLEAN, backend VARCHAR, instruction_id INTEGER, category VARCHAR, fine_category VARCHAR,

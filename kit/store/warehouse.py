@@ -225,16 +225,14 @@ class _RunWriter:
     op events go in normalized (schema v2): each run's slots once, then narrow time rows. Every
     statement has a fixed cost that grows with the table's columns, not its rows, so a run is one
     statement per table and one lookup: a batch reads the stored run ids once, a single run asks
-    for its own id and the next run number in one query."""
+    for its own id and draws its run number in one query. Run numbers come from a sequence, so
+    two connections of one process writing at once still never share one."""
 
     def __init__(self, conn, preload: bool = False):
         self.conn = conn
         # The connection holds the file's only write lock: nobody else adds runs meanwhile. A
         # batch reads the stored run ids once; a single run asks for its own id.
         self.stored = {r[0] for r in conn.execute("SELECT run_id FROM runs").fetchall()} if preload else None
-        self.next_run_no = (
-            int(scalar(conn, "SELECT coalesce(max(run_no), 0) FROM runs")) + 1 if preload else None
-        )  # else read with each run's existence check: one statement less per run
 
     def rollback(self) -> None:
         # A failed COMMIT (e.g. a full disk) has already rolled back, and DuckDB answers the
@@ -245,9 +243,16 @@ class _RunWriter:
     def write(self, rows: "RunRows") -> bool:
         """Append one run's rows; False (nothing written) if the run is already stored."""
         run_id = rows.run["run_id"]
-        if self._already_stored(run_id):
-            return False
-        run_no = self.next_run_no
+        if self.stored is not None:  # a batch: the stored ids were read once
+            if run_id in self.stored:
+                return False
+            run_no = scalar(self.conn, "SELECT nextval('run_no_seq')")
+        else:
+            present, run_no = first_row(
+                self.conn, "SELECT (SELECT count(*) FROM runs WHERE run_id = ?), nextval('run_no_seq')", [run_id]
+            )
+            if present:
+                return False  # (the number drawn stays unused: gaps are harmless)
         slots, times = event_tables(rows.events, run_no)
         for table, frame in (
             ("runs", _run_row({**rows.run, "run_no": run_no})),
@@ -261,7 +266,6 @@ class _RunWriter:
         ):
             if frame is not None and len(frame):
                 self._insert(table, frame)
-        self.next_run_no += 1  # a run number a rolled-back run used is skipped: gaps are harmless
         if self.stored is not None:
             self.stored.add(run_id)  # not yet committed: a rollback ends the batch anyway
         return True
@@ -279,15 +283,6 @@ class _RunWriter:
             # In an aborted transaction this fails too; the insert's own error is the one to raise.
             with contextlib.suppress(duckdb.Error):
                 self.conn.unregister("_frame")
-
-    def _already_stored(self, run_id: str) -> bool:
-        if self.stored is not None:
-            return run_id in self.stored
-        present, top = first_row(
-            self.conn, "SELECT count(*) FILTER (WHERE run_id = ?), coalesce(max(run_no), 0) FROM runs", [run_id]
-        )
-        self.next_run_no = max(self.next_run_no or 0, int(top) + 1)
-        return bool(present)
 
 
 DICTIONARY_ROWS = 256  # string columns of tables with more rows than this are dictionary-encoded
