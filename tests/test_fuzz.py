@@ -20,6 +20,7 @@ import signal
 import struct
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,6 +32,7 @@ from kit.store.schema import TABLES
 from kit.store.warehouse import Warehouse
 from kit.trace import etdump
 from kit.trace.program import ProgramMap
+from tests.etdump_reference import ingest_reference
 from tests.runfolder import clone_run, real_run_folder
 
 pytestmark = pytest.mark.slow  # hypothesis over the ETDump and run-folder readers (over a minute)
@@ -130,6 +132,38 @@ def test_mutated_etdump_is_a_trace_or_a_trace_error(scratch, program_map, data, 
         assert str(path) in e.message
         return
     assert list(tr.rows.columns) == etdump.COLUMNS and tr.iterations >= 1
+
+
+@FUZZ
+@given(data=MUTATED_ETDUMPS, keep_size_header=st.booleans(), with_program=st.booleans())
+def test_mutated_etdump_never_reads_differently_from_the_reference(
+    scratch, program_map, data, keep_size_header, with_program
+):
+    """The vectorized reader against the per-event one it replaced (tests/etdump_reference.py):
+    whatever it accepts, the reference accepts with identical rows; whatever the reference refuses,
+    it refuses. It may refuse more: it checks bounds the reference did not (negative offsets that
+    Python's struct read from the end of the file, strings running past the end that slicing cut
+    short, vtables past the end)."""
+    if keep_size_header and len(data) >= 4:
+        data = struct.pack("<I", len(data) - 4) + data[4:]
+    path = scratch / "mutated-vs-reference.etdp"
+    path.write_bytes(data)
+    program = program_map if with_program else None
+
+    def read(reader):
+        with time_limit(PER_CALL_LIMIT_S):
+            try:
+                return reader(path, program)
+            except TraceError as e:
+                return e
+
+    fast, ref = read(etdump.ingest), read(ingest_reference)
+    if isinstance(fast, etdump.Trace):
+        assert isinstance(ref, etdump.Trace), ref.message
+        pd.testing.assert_frame_equal(fast.rows, ref.rows, check_exact=True)
+        assert fast.init_ms == ref.init_ms
+    elif isinstance(ref, TraceError) and "does not belong" in ref.message and "does not belong" in fast.message:
+        assert fast.message == ref.message  # the same first violation, in timeline order
 
 
 # ---------------------------------------------------------------- run folders into a real warehouse

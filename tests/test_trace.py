@@ -1,12 +1,17 @@
 """ETDump ingestion on a real trace (the recorded run in tests/data), and on traces that are
 broken or belong to another program."""
 
+import re
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from kit.core.errors import TraceError
 from kit.trace import etdump
 from kit.trace.program import ProgramMap
 from tests.conftest import DATA
+from tests.etdump_reference import ingest_reference
 
 
 def test_trace_has_delegate_internal_operator_events(recorded_run):
@@ -85,3 +90,61 @@ def test_kernel_hint_names_kleidiai_packed_types():
     assert etdump.kernel_hint("Convolution (NHWC, QC8) IGEMM") == ""
     assert etdump.kernel_hint("Transpose (ND, X32)") == ""
     assert etdump.op_type_of("Transpose (ND, X32) #12") == "Transpose (ND, X32)"
+
+
+# ---------------------------------------------------------------- the vectorized reader vs the reference
+
+ETDUMP_DATA = Path(__file__).parent / "data" / "etdump_tiny_seg_fp32"
+
+
+def _same_trace(fast, ref):
+    pd.testing.assert_frame_equal(fast.rows, ref.rows, check_exact=True)
+    assert (fast.iterations, fast.warmup_dropped, fast.init_ms) == (ref.iterations, ref.warmup_dropped, ref.init_ms)
+    assert fast.warmup_method_ms == ref.warmup_method_ms
+
+
+@pytest.mark.parametrize("with_program", [True, False])
+def test_fast_reader_equals_the_reference_on_real_traces(host_run, with_program):
+    for folder, warmup in ((host_run.run_dir, 3), (host_run.run_dir, 0), (ETDUMP_DATA, 0), (ETDUMP_DATA, 1)):
+        pmap = ProgramMap.load(folder) if with_program else None
+        path = folder / "etdump.etdp"
+        _same_trace(etdump.ingest(path, pmap, warmup=warmup), ingest_reference(path, pmap, warmup=warmup))
+
+
+def test_fast_reader_names_the_same_program_mismatch_as_the_reference(recorded_run):
+    path, int8_map = recorded_run.run_dir / "etdump.etdp", ProgramMap.load(DATA / "tiny_seg-int8")
+    with pytest.raises(TraceError) as fast:
+        etdump.ingest(path, int8_map, warmup=1)
+    with pytest.raises(TraceError) as ref:
+        ingest_reference(path, int8_map, warmup=1)
+    assert fast.value.message == ref.value.message
+
+
+def test_reader_field_slots_follow_executorchs_etdump_schema():
+    """The field numbers the reader uses are the vtable slots of etdump_schema_flatcc.fbs as the
+    installed executorch ships it: a schema change upstream fails here, not silently in a trace."""
+    import executorch
+
+    package = Path(next(iter(executorch.__path__)))  # a namespace package: no __file__
+    fbs = (package / "devtools" / "etdump" / "etdump_schema_flatcc.fbs").read_text()
+    for table, fields in (
+        ("ETDump", etdump.ETDumpFields),
+        ("RunData", etdump.RunDataFields),
+        ("Event", etdump.EventFields),
+        ("ProfileEvent", etdump.ProfileEventFields),
+    ):
+        body = re.search(rf"table {table} {{(.*?)}}", fbs, re.S).group(1)
+        declared = re.findall(r"^\s*(\w+)\s*:", re.sub(r"//.*", "", body), re.M)
+        ours = {name: slot for name, slot in vars(fields).items() if not name.startswith("_")}
+        assert ours and all(declared[slot] == name for name, slot in ours.items()), (table, declared, ours)
+
+
+def test_execute_breakdown_accounts_for_method_execute(host_run):
+    """Operators + delegate overhead + dispatch is Method::execute (medians: nearly), and the
+    breakdown is reported with the run."""
+    b = host_run.analysis.execute_breakdown
+    assert b["delegate_calls"] >= 1 and b["instructions"] > b["delegate_calls"]
+    assert b["delegate_overhead_ms"] >= 0 and b["dispatch_ms"] >= 0
+    parts = b["operators_ms"] + b["delegate_overhead_ms"] + b["dispatch_ms"]
+    assert parts == pytest.approx(b["execute_ms"], rel=0.1)
+    assert host_run.record.results["execute_breakdown"] == b

@@ -23,7 +23,7 @@ from kit.cli.common import (
 from kit.core.errors import Sme2Error
 from kit.store import queries, usersql, warehouse
 from kit.store.connection import scalar
-from kit.store.schema import TABLES
+from kit.store.schema import STORED_AS, TABLES
 from kit.store.warehouse import Warehouse, missing_runs
 
 app = typer.Typer()
@@ -73,7 +73,7 @@ def query_cmd(
 
 
 warehouse_app = typer.Typer(
-    help="Warehouse maintenance: info, rebuild from run folders, retention.", no_args_is_help=True
+    help="Warehouse maintenance: info, batch ingestion and rebuild from run folders, retention.", no_args_is_help=True
 )
 
 
@@ -86,7 +86,7 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
     wh = Warehouse.at(root)
     wh.ensure()
     with wh.read() as conn:
-        counts = {t: scalar(conn, f"SELECT count(*) FROM {t}") for t in TABLES}
+        counts = {t: scalar(conn, f"SELECT count(*) FROM {STORED_AS.get(t, t)}") for t in TABLES}
         version = scalar(conn, "SELECT max(version) FROM schema_version")
     # Left by a run killed between its folder's rename and its insert (or a folder that fails to ingest).
     missing = [d.name for d in missing_runs(root)]
@@ -120,12 +120,33 @@ def warehouse_rebuild(home: Optional[Path] = HomeOpt):
     root = root_of(home)
     with progress(len(warehouse.rebuild_candidates(root)), False) as (say, advance):
         result = warehouse.rebuild(root, say, advance)
+    _report_ingested(result, "sme2 warehouse rebuild")
+
+
+@warehouse_app.command("ingest")
+@command
+def warehouse_ingest(
+    folders: list[Path] = typer.Argument(..., help="Run folders, or folders of run folders (e.g. .sme2/runs)."),
+    home: Optional[Path] = HomeOpt,
+):
+    """Batch-ingest run folders (from this data root or copied from another machine): one
+    connection, one transaction per run, already-stored runs skipped. Bad folders are listed
+    with the reason at the end (exit status 1)."""
+
+    root = root_of(home)
+    todo = warehouse.expand_run_folders(folders)
+    with progress(len(todo), False) as (say, advance):
+        result = warehouse.ingest_folders(root, todo, say, advance)
+    _report_ingested(result, "sme2 warehouse ingest")
+
+
+def _report_ingested(result, command_line: str) -> None:
     console.print(f"{len(result.added)} run(s) added, {len(result.present)} already present")
     if result.bad:
         err.print(f"[bold red]{len(result.bad)} run folder(s) skipped:[/]")
         for folder, why in result.bad.items():
             err.print(f"  {escape(folder)}: {escape(why)}")
-        err.print("  [yellow]->[/] fix or delete those folders, then run `sme2 warehouse rebuild` again")
+        err.print(f"  [yellow]->[/] fix or delete those folders, then run `{command_line}` again")
         raise typer.Exit(1)
 
 

@@ -20,6 +20,7 @@ import json
 import logging
 import platform
 import re
+import shutil
 import tempfile
 import time
 import warnings
@@ -34,6 +35,7 @@ from kit.core.home import DataRoot
 from kit.core.names import DTYPES, Variant, model_name, size_name
 from kit.core.names import dtype as check_dtype
 from kit.devices.transports.local import LocalTransport
+from kit.export import cache as export_cache
 from kit.export import graph
 from kit.models import exitguard, registry
 from kit.models.registry import ModelPackage
@@ -266,27 +268,32 @@ def _delegation(edge_manager) -> dict:
     }
 
 
-def export_variant(
+@dataclass
+class _Plan:
+    """What export_variant decided before doing any work: the variant, its folder and identity,
+    and an export that can be reused as it is (the data root's own, or one from the cache)."""
+
+    variant: Variant
+    folder: Path
+    identity: dict
+    cached_as: dict | None
+    reusable: Export | None
+
+
+def _plan(
     pkg: ModelPackage,
     dtype: str,
-    size: str = "small",
-    root: DataRoot | None = None,
-    backend: str = "xnnpack",
-    checkpoint: str | None = None,
-    force: bool = False,
-    progress=None,
+    size: str,
+    root: DataRoot,
+    backend: str,
+    checkpoint,
+    force: bool,
+    say,
     mode: str = "standard",
     save_graph: bool = False,
-    outdir: Path | None = None,
-) -> Export:
-    """Export one variant, or return the existing export if nothing that determines it changed
-    (an export made in a fuller mode serves a lesser one). `save_graph` adds graph.json; `outdir`
-    also gets a copy of the artifacts (`artifact_names`)."""
-    import torch
-
+) -> _Plan:
     if mode not in MODES:
         raise ExportError(f"unknown export mode {mode!r}", f"use one of {', '.join(MODES)}")
-    root = root or DataRoot.resolve()
     spec = pkg.spec
     if not pkg.ok:
         raise ModelPackageError(f"model package {pkg.name!r} is broken: {pkg.error}", f"fix {pkg.path}")
@@ -306,6 +313,14 @@ def export_variant(
         "size_params": size_params,
         **_versions(),
     }
+    # The machine-wide cache of finished exports (kit.export.cache): same inputs, same bytes.
+    # Only plain exports are cached (a checkpoint is the user's file; graph and debug modes are rare).
+    plain = not checkpoint and mode == "standard" and not save_graph
+    cached_as = None if not plain else {
+        **identity, "model": pkg.name, "dtype": dtype, "backend": backend, "size": size,
+        "tolerance": spec.tolerances.get(dtype, TOLERANCES[dtype]),
+    }  # fmt: skip
+    plan = _Plan(variant, folder, identity, cached_as, None)
     # --force never reads the old meta: a corrupt one must not stop the export that repairs it.
     existing = None if force else find(root, variant, size)
     if (
@@ -316,11 +331,60 @@ def export_variant(
         and existing.pte.exists()
         and atomic.sha256_file(existing.pte) == existing.meta["pte_sha256"]
     ):
-        if outdir is not None:
-            copy_artifacts(existing, outdir, mode)
-        return existing
+        plan.reusable = existing
+        return plan
+    hit = export_cache.lookup(cached_as) if cached_as and not force else None
+    if hit is not None:
+        say(f"{variant.key} ({size}): from the export cache {hit}")
+        try:
+            plan.reusable = _restore(hit, folder, pkg)
+        except (OSError, ValueError, Sme2Error):  # replaced or removed while being copied: export
+            plan.reusable = None
+    return plan
 
+
+def reuse(
+    pkg: ModelPackage,
+    dtype: str,
+    size: str,
+    root: DataRoot,
+    backend: str = "xnnpack",
+    mode: str = "standard",
+    save_graph: bool = False,
+) -> Export | None:
+    """The export of this variant if it needs no lowering (current in the data root, or restored
+    from the cache), else None. Cheap: export_many asks it before starting worker processes."""
+    return _plan(pkg, dtype, size, root, backend, None, False, lambda msg: None, mode, save_graph).reusable
+
+
+def export_variant(
+    pkg: ModelPackage,
+    dtype: str,
+    size: str = "small",
+    root: DataRoot | None = None,
+    backend: str = "xnnpack",
+    checkpoint: str | None = None,
+    force: bool = False,
+    progress=None,
+    mode: str = "standard",
+    save_graph: bool = False,
+    outdir: Path | None = None,
+) -> Export:
+    """Export one variant, or return the existing export if nothing that determines it changed
+    (from the data root, else from the export cache; an export made in a fuller mode serves a
+    lesser one). `save_graph` adds graph.json; `outdir` also gets a copy of the artifacts
+    (`artifact_names`)."""
+    import torch
+
+    root = root or DataRoot.resolve()
     say = progress or (lambda msg: None)
+    plan = _plan(pkg, dtype, size, root, backend, checkpoint, force, say, mode, save_graph)
+    if plan.reusable is not None:
+        if outdir is not None:
+            copy_artifacts(plan.reusable, outdir, mode)
+        return plan.reusable
+    spec, variant, folder, identity, cached_as = pkg.spec, plan.variant, plan.folder, plan.identity, plan.cached_as
+    size_params = identity["size_params"]
     t0 = time.monotonic()
     torch.manual_seed(0)
     model_file = pkg.path / "model.py" if (pkg.path / "model.py").exists() else pkg.path
@@ -418,10 +482,25 @@ def export_variant(
                 atomic.write_text(stage / graph.REPORT_FILE, graph.lowering_report(described, meta, lowering_log))
         meta["artifacts"] = sorted(p.name for p in stage.iterdir() if p.is_file()) + [META]
         atomic.write_json(stage / META, meta)
+    if cached_as:
+        export_cache.store(folder, cached_as)
     exp = Export(folder, meta)
     if outdir is not None:
         copy_artifacts(exp, outdir, mode)
     return exp
+
+
+def _restore(entry: Path, folder: Path, pkg: ModelPackage) -> Export:
+    """A cached export copied into the data root (atomically), its meta naming this package's path."""
+    with atomic.staged_dir(folder) as stage:
+        for f in entry.iterdir():
+            if f.is_file():
+                shutil.copy2(f, stage / f.name)
+        meta = json.loads((stage / META).read_text())
+        meta["package"] = {**meta.get("package", {}), "path": str(pkg.path)}
+        meta["cache"] = {"entry": str(entry), "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic.write_json(stage / META, meta)
+    return load(folder)
 
 
 def _quantization_label(spec, dtype: str) -> str | None:
@@ -549,6 +628,24 @@ def export_many(
     after the other jobs finish (their exports are kept)."""
     import concurrent.futures as cf
     import multiprocessing
+
+    # What needs no lowering (current in the data root, or in the export cache) is settled here:
+    # a worker process costs seconds (it imports torch) where a restore costs milliseconds.
+    reused: dict[tuple[str, str, str], Export] = {}
+    if not force:
+        for job in jobs:
+            try:
+                exp = reuse(registry.get(job[0], models_dir), job[1], job[2], root, backend, mode, save_graph)
+            except Sme2Error:
+                continue  # the export below reports it, after the other jobs, as it always has
+            if exp is not None:
+                reused[job] = exp
+                if progress:
+                    progress(f"{job[0]}-{job[1]} ({job[2]}): up to date")
+    todo = [job for job in jobs if job not in reused]
+    if len(todo) < len(jobs):
+        rest = export_many(todo, root, workers, backend, models_dir, force, progress, mode, save_graph) if todo else {}
+        return {job: reused.get(job) or rest[job] for job in jobs}
 
     if workers <= 1 or len(jobs) <= 1:
         out = {}

@@ -186,6 +186,7 @@ def run_session(
             "e2e_cv_percent": result.e2e["cv_percent"],
             "execute_median_ms": result.execute["median_ms"],
             "coverage": result.coverage,
+            "execute_breakdown": result.execute_breakdown,
             "init_ms": tr.init_ms,
         }
         # Arm's kit files, from the rows the warehouse will hold (numbers equal by construction).

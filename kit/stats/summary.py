@@ -28,6 +28,7 @@ class Analysis:
     per_iteration: pd.DataFrame  # iteration x (scheme, category) totals, plus operators and execute
     coverage: float  # sum of operator medians / Method::execute median
     other_ops: list[str]  # op types that fell into Other (blog) or OTHER (fine)
+    execute_breakdown: dict | None = None  # where Method::execute goes besides operators (see below)
 
     def category_table(self, scheme: str = "blog") -> pd.DataFrame:
         return self.category_stats[self.category_stats.scheme == scheme].drop(columns="scheme").reset_index(drop=True)
@@ -115,6 +116,7 @@ def analyze(trace: Trace, e2e_latencies_ms, rules) -> Analysis:
 
     coverage = float(op_stats["median_ms"].sum() / exec_median) if exec_median > 0 else float("nan")
     other = sorted(set(op_stats.loc[(op_stats.category == "Other") | (op_stats.fine_category == "OTHER"), "op_type"]))
+    breakdown = execute_breakdown(trace)
     return Analysis(
         e2e=robust.robust_stats(e2e_latencies_ms),
         e2e_samples=[float(x) for x in e2e_latencies_ms],
@@ -124,7 +126,36 @@ def analyze(trace: Trace, e2e_latencies_ms, rules) -> Analysis:
         per_iteration=per_iteration,
         coverage=coverage,
         other_ops=other,
+        execute_breakdown=breakdown,
     )
+
+
+def execute_breakdown(trace: Trace) -> dict:
+    """Why operators do not add up to Method::execute, per iteration (medians, ms): the operator
+    events; the rest of the delegate calls (XNNPACK's own work around its operators in each call:
+    binding inputs and outputs, runtime setup, reading its profiler); and the executor's dispatch
+    between instructions (time inside execute but in no instruction). The three add up to execute
+    per iteration; their medians nearly do."""
+    r = trace.rows
+    iters = np.arange(trace.iterations)
+
+    def per_iteration(mask) -> np.ndarray:
+        return r[mask].groupby("iteration")["duration_ms"].sum().reindex(iters, fill_value=0.0).to_numpy()
+
+    operator = r.row_kind == "operator"
+    execute = per_iteration(r.row_kind == "method")
+    calls = per_iteration(r.row_kind == "delegate_call")
+    inner = per_iteration(operator & r.delegated)
+    portable = per_iteration(operator & ~r.delegated)
+    first = r[r.iteration == 0]
+    return {
+        "execute_ms": float(np.median(execute)),
+        "operators_ms": float(np.median(inner + portable)),
+        "delegate_overhead_ms": float(np.median(calls - inner)),
+        "dispatch_ms": float(np.median(execute - calls - portable)),
+        "delegate_calls": int((first.row_kind == "delegate_call").sum()),
+        "instructions": int(((first.row_kind == "delegate_call") | (operator[first.index] & ~first.delegated)).sum()),
+    }
 
 
 def write(analysis: Analysis, folder: Path, stem: str, name: str = "") -> dict[str, Path]:
@@ -158,6 +189,7 @@ def summary_of(analysis: Analysis) -> dict:
         "e2e_median_ms": analysis.e2e.get("median_ms"),
         "execute_median_ms": analysis.execute.get("median_ms"),
         "coverage": analysis.coverage,
+        "execute_breakdown": analysis.execute_breakdown,
         "category_totals_ms": {r.category: r.median_ms for r in analysis.category_table("blog").itertuples()},
         "category_shares": {r.category: r.share_of_execute for r in analysis.category_table("blog").itertuples()},
         "fine_category_totals_ms": {r.category: r.median_ms for r in analysis.category_table("fine").itertuples()},

@@ -94,12 +94,12 @@ def run(wh: Warehouse, name: str, params: dict[str, str]) -> pd.DataFrame:
             f"query {name!r} has no parameter(s) {sorted(unknown)}", f"its parameters: {', '.join(q.params)}"
         )
     values = {**q.params, **params}
-    if name == "biggest-changes":
-        values = _resolve_pair(wh, values)
     missing = [k for k, default in q.params.items() if default == "" and not values.get(k) and k in _required(name)]
     if missing:
         raise WarehouseError(f"query {name!r} needs {', '.join(missing)}", f"pass --param {missing[0]}=...")
-    with wh.read() as conn:
+    with wh.read() as conn:  # one connection for the whole answer: opening the file is most of its cost
+        if name == "biggest-changes":
+            values = _resolve_pair(conn, values)
         try:
             return conn.execute(q.sql, values).df()
         except Exception as e:  # duckdb errors: name the query
@@ -108,37 +108,34 @@ def run(wh: Warehouse, name: str, params: dict[str, str]) -> pd.DataFrame:
             ) from e
 
 
-def _resolve_pair(wh: Warehouse, v: dict) -> dict:
+def _resolve_pair(conn, v: dict) -> dict:
     """run_b defaults to the newest run of variant/target, run_a to the run before it (same key)."""
-    with wh.read() as conn:
-        if not v["run_b"]:
-            if not v["variant"] or not v["target"]:
-                raise WarehouseError(
-                    "biggest-changes needs run_a and run_b, or variant and target",
-                    "e.g. --param variant=tiny_seg-fp32 --param target=host.sme2-off",
-                )
-            row = first_row(
-                conn,
-                "SELECT run_id FROM runs WHERE variant = ? AND target = ? ORDER BY started_at DESC, run_id DESC LIMIT 1",
-                [v["variant"], v["target"]],
+    if not v["run_b"]:
+        if not v["variant"] or not v["target"]:
+            raise WarehouseError(
+                "biggest-changes needs run_a and run_b, or variant and target",
+                "e.g. --param variant=tiny_seg-fp32 --param target=host.sme2-off",
             )
-            if not row:
-                raise WarehouseError(
-                    f"no runs of {v['variant']} on {v['target']}", "sme2 query runs lists what is there"
-                )
-            v["run_b"] = row[0]
-        if not v["run_a"]:
-            row = first_row(
-                conn,
-                "SELECT b.run_id FROM runs a JOIN runs b ON a.run_key = b.run_key AND b.started_at <= a.started_at AND b.run_id <> a.run_id WHERE a.run_id = ? ORDER BY b.started_at DESC LIMIT 1",
-                [v["run_b"]],
+        row = first_row(
+            conn,
+            "SELECT run_id FROM runs WHERE variant = ? AND target = ? ORDER BY started_at DESC, run_id DESC LIMIT 1",
+            [v["variant"], v["target"]],
+        )
+        if not row:
+            raise WarehouseError(f"no runs of {v['variant']} on {v['target']}", "sme2 query runs lists what is there")
+        v["run_b"] = row[0]
+    if not v["run_a"]:
+        row = first_row(
+            conn,
+            "SELECT b.run_id FROM runs a JOIN runs b ON a.run_key = b.run_key AND b.started_at <= a.started_at AND b.run_id <> a.run_id WHERE a.run_id = ? ORDER BY b.started_at DESC LIMIT 1",
+            [v["run_b"]],
+        )
+        if not row:
+            raise WarehouseError(
+                f"run {v['run_b']} has no earlier run of the same key to compare with",
+                "pass --param run_a=... explicitly",
             )
-            if not row:
-                raise WarehouseError(
-                    f"run {v['run_b']} has no earlier run of the same key to compare with",
-                    "pass --param run_a=... explicitly",
-                )
-            v["run_a"] = row[0]
+        v["run_a"] = row[0]
     return {k: v[k] for k in ("run_a", "run_b")}
 
 

@@ -1,9 +1,20 @@
-"""The warehouse schema: tables, the `current_runs` view, and migrations applied in order (table
-`schema_version` records how far a file has come)."""
+"""The warehouse schema: tables, the `current_runs` and `op_events` views, and migrations applied in
+order (table `schema_version` records how far a file has come).
+
+Operator events are most of the rows (iterations x events per run) and repeat the same names every
+iteration, so since version 2 they are stored normalized: `op_event_slots` holds each run's
+distinct event descriptions once (op type, names, category, kernel hint: a "slot"), and
+`op_event_times` one narrow row per event (run number, iteration, seq, slot, start, duration).
+The `op_events` view joins them back into the version-1 columns, so SQL over op_events is
+unchanged. `runs.run_no` is the integer that stands for a run in the event tables (from the
+sequence `run_no_seq`, so two writers never share one): a 4-byte key instead of a ~60-character run
+id on every event row is what makes ingestion fast."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+import duckdb
+
+SCHEMA_VERSION = 2
 
 # Each migration takes the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -56,14 +67,60 @@ MIGRATIONS: list[str] = [
     CREATE OR REPLACE VIEW current_runs AS
         SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY started_at DESC, run_id DESC) = 1;
     """,
+    # 2: op_events normalized into op_event_slots + op_event_times (see the module docstring);
+    # existing rows move over, each run numbered in start order.
+    """
+    ALTER TABLE runs ADD COLUMN run_no INTEGER;
+    CREATE SEQUENCE run_no_seq START 1;  -- distinct numbers even for concurrent transactions
+    UPDATE runs SET run_no = nextval('run_no_seq');
+    CREATE TABLE op_event_slots (
+        run_no INTEGER NOT NULL, slot INTEGER NOT NULL, op_type VARCHAR NOT NULL, event_name VARCHAR,
+        delegated BOOLEAN, backend VARCHAR, instruction_id INTEGER, category VARCHAR, fine_category VARCHAR,
+        kernel_hint VARCHAR
+    );
+    CREATE TABLE op_event_times (
+        run_no INTEGER NOT NULL, iteration INTEGER NOT NULL, seq INTEGER NOT NULL, slot INTEGER NOT NULL,
+        start_us DOUBLE, duration_ms DOUBLE NOT NULL
+    );
+    CREATE TEMP TABLE _slots AS
+        SELECT r.run_no, d.*, CAST(row_number() OVER (PARTITION BY d.run_id ORDER BY d.first_seq, d.op_type) - 1 AS INTEGER) AS slot
+        FROM (SELECT run_id, op_type, event_name, delegated, backend, instruction_id, category, fine_category,
+                     kernel_hint, min(seq) AS first_seq
+              FROM op_events GROUP BY ALL) d JOIN runs r USING (run_id);
+    INSERT INTO op_event_slots
+        SELECT run_no, slot, op_type, event_name, delegated, backend, instruction_id, category, fine_category, kernel_hint
+        FROM _slots;
+    INSERT INTO op_event_times
+        SELECT s.run_no, e.iteration, e.seq, s.slot, e.start_us, e.duration_ms
+        FROM op_events e JOIN _slots s ON e.run_id = s.run_id AND e.op_type = s.op_type
+            AND e.event_name IS NOT DISTINCT FROM s.event_name AND e.delegated IS NOT DISTINCT FROM s.delegated
+            AND e.backend IS NOT DISTINCT FROM s.backend AND e.instruction_id IS NOT DISTINCT FROM s.instruction_id
+            AND e.category IS NOT DISTINCT FROM s.category AND e.fine_category IS NOT DISTINCT FROM s.fine_category
+            AND e.kernel_hint IS NOT DISTINCT FROM s.kernel_hint
+        ORDER BY s.run_no, e.iteration, e.seq;
+    DROP TABLE _slots;
+    DROP TABLE op_events;
+    CREATE VIEW op_events AS
+        SELECT r.run_id, t.iteration, t.seq, s.op_type, s.event_name, s.delegated, s.backend, s.instruction_id,
+               s.category, s.fine_category, s.kernel_hint, t.start_us, t.duration_ms
+        FROM op_event_times t JOIN op_event_slots s USING (run_no, slot) JOIN runs r USING (run_no);
+    CREATE OR REPLACE VIEW current_runs AS
+        SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY started_at DESC, run_id DESC) = 1;
+    """,
 ]
 
+# What users query (sme2 sql, named queries): op_events is a view over the two event tables.
 TABLES = ("runs", "latency_samples", "op_events", "op_stats", "category_stats", "kernels", "artifacts", "regressions")
+# Where each of them is stored, for counting rows without the view's joins.
+STORED_AS = {"op_events": "op_event_times"}
 
 
 def migrate(conn) -> int:
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
-    current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    try:  # the common case, one read: the file is already at the current version
+        current = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    except duckdb.CatalogException:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+        current = 0
     for version in range(current, len(MIGRATIONS)):
         conn.execute("BEGIN TRANSACTION")
         try:

@@ -1,0 +1,94 @@
+"""The machine-wide export cache (kit/export/cache.py): a finished export is restored into another
+data root instead of lowered again, byte for byte; a damaged entry is ignored and replaced; --force
+and checkpoints bypass it; $SME2_EXPORT_CACHE=off turns it off; the key covers every input."""
+
+from __future__ import annotations
+
+import pytest
+
+from kit.core.home import DataRoot
+from kit.export import cache, exporter
+
+IDENTITY = {
+    "package_hash": "a" * 64,
+    "checkpoint": "",
+    "size_params": {"resolution": 64},
+    "torch": "2.13.0",
+    "executorch": "1.5.1",
+    "python": "3.11.7",
+    "model": "tiny_seg",
+    "dtype": "fp32",
+    "backend": "xnnpack",
+    "size": "small",
+    "tolerance": 1e-3,
+}
+
+
+def test_key_changes_with_every_input():
+    base = cache.key(IDENTITY)
+    assert cache.key(dict(reversed(list(IDENTITY.items())))) == base  # order does not matter
+    for field, other in (
+        ("package_hash", "b" * 64),
+        ("size_params", {"resolution": 32}),
+        ("executorch", "1.6.0"),
+        ("dtype", "int8"),
+        ("backend", "portable"),
+        ("tolerance", 1e-2),
+    ):
+        assert cache.key({**IDENTITY, field: other}) != base, field
+
+
+def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "c"))
+    assert cache.folder() == tmp_path / "c"
+    monkeypatch.setenv(cache.ENV, "off")
+    assert cache.folder() is None and cache.lookup(IDENTITY) is None and cache.store(tmp_path, IDENTITY) is None
+    monkeypatch.delenv(cache.ENV)
+    assert cache.folder() == cache.DEFAULT.expanduser()
+
+
+@pytest.mark.slow
+def test_a_cached_export_is_restored_byte_for_byte_and_a_damaged_one_replaced(tmp_path, monkeypatch, tiny):
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
+    cold = exporter.export_variant(tiny, "fp32", "small", DataRoot.resolve(tmp_path / "a"))
+    assert "cache" not in cold.meta
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+
+    warm_root = DataRoot.resolve(tmp_path / "b")
+    warm = exporter.export_variant(tiny, "fp32", "small", warm_root)
+    assert warm.meta["cache"]["entry"] == str(entry)
+    assert warm.pte.read_bytes() == cold.pte.read_bytes()
+    assert (warm.folder / "program_map.json").read_bytes() == (cold.folder / "program_map.json").read_bytes()
+    assert warm.meta["exported_at"] == cold.meta["exported_at"] and warm.meta["identity"] == cold.meta["identity"]
+    assert exporter.export_variant(tiny, "fp32", "small", warm_root).meta == warm.meta  # the data root's copy
+    assert exporter.check_program(warm)["passed"]  # the restored program runs and still matches
+
+    # A damaged entry (its program no longer matches its sha256) is not used, and is replaced.
+    pte = entry / cold.meta["pte"]
+    pte.write_bytes(pte.read_bytes()[:-16] + b"\0" * 16)
+    fresh = exporter.export_variant(tiny, "fp32", "small", DataRoot.resolve(tmp_path / "c"))
+    assert "cache" not in fresh.meta
+    assert cache.lookup(_identity(fresh)) == entry
+
+    # --force lowers again even with a good entry.
+    forced = exporter.export_variant(tiny, "fp32", "small", warm_root, force=True)
+    assert "cache" not in forced.meta and forced.meta["exported_at"] >= fresh.meta["exported_at"]
+
+
+def _identity(exp) -> dict:
+    meta = exp.meta
+    return {
+        **meta["identity"],
+        "model": meta["model"],
+        "dtype": meta["dtype"],
+        "backend": meta["backend"],
+        "size": meta["size"],
+        "tolerance": meta["numerical_check"]["tolerance"],
+    }
+
+
+def test_export_many_returns_current_exports_as_they_are(exports, home):
+    """Up-to-date exports are settled in the calling process (no worker is started for them)."""
+    jobs = [("tiny_seg", d, "small") for d in ("fp32", "int8")]
+    out = exporter.export_many(jobs, home, workers=2)
+    assert {job[1]: exp.meta for job, exp in out.items()} == {d: exports[d].meta for d in ("fp32", "int8")}
