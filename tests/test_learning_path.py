@@ -147,8 +147,8 @@ def test_every_sme2_flag_exists():
 
 def test_flag_check_catches_a_renamed_flag():
     options = docblocks.command_options(app)
-    assert docblocks.unknown_flags(["export", "--model", "x", "--outdir", "y"], options) == [
-        "sme2 export has no option --outdir"
+    assert docblocks.unknown_flags(["export", "--model", "x", "--output-dir", "y"], options) == [
+        "sme2 export has no option --output-dir"
     ]
     assert docblocks.unknown_flags(["warehouse", "info", "--json"], options) == []
     assert docblocks.unknown_flags(["nope"], options) == ["unknown command: sme2 nope"]
