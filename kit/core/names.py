@@ -191,3 +191,12 @@ def file_component(kind: str, value, allow_empty: bool = False) -> str:
 
 def runner_name(value) -> str:
     return _check("runner", value, RUNNER_NAME, "[a-z0-9][a-z0-9_-]*")
+
+
+QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def queue_name(value) -> str:
+    """A lab host: the name of its worker queue (`sme2 worker --queue lab-host-1`, devices.toml's
+    `lab_host`). It becomes a Celery queue, a worker name and a file name."""
+    return _check("lab host (queue)", value, QUEUE_NAME, "[a-z0-9][a-z0-9_-]*")

@@ -42,6 +42,7 @@ PROPERTY_KEYS = (
     "kleidiai_source_dir",
     "description",
     "sme2",
+    "lab_host",
 )
 
 
@@ -72,6 +73,7 @@ class DeviceEntry(BaseModel):
     kleidiai_source_dir: str | None = None
     description: str | None = None
     sme2: bool | None = None
+    lab_host: str | None = None  # the lab host (worker queue) the device is attached to
 
 
 KNOWN_KEYS = set(DeviceEntry.model_fields)
@@ -103,6 +105,11 @@ class Device:
     @property
     def emulated(self) -> bool:
         return self.transport == "qemu"
+
+    @property
+    def lab_host(self) -> str | None:
+        """The lab host the device is attached to (its worker queue), or None: any host."""
+        return self.props.get("lab_host")
 
     def targets(self) -> list[Target]:
         return [Target(self.name, True), Target(self.name, False)]
@@ -162,6 +169,7 @@ PROPERTY_CHECKS = {
     "user": names.ssh_user,
     "serial": names.adb_serial,
     "remote_dir": names.remote_path,
+    "lab_host": names.queue_name,
 }
 
 

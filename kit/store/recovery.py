@@ -3,8 +3,9 @@
 `kill -9` (or a power cut) of `sme2 profile`, `sme2 pipeline` or a Dagster step skips every
 cleanup. Two things survive it: staging folders of half-written artifacts (runs/, exports/,
 runners/; kit.atomic names them after their owner process so a dead owner is recognisable), and
-run folders committed under runs/ whose warehouse insert never happened. `recover` removes the
-first and ingests the second; profile.execute calls it before any new work. (The runner itself
+run folders committed under runs/ whose warehouse insert never happened (and, in a lab, runs
+committed locally but not yet published to the shared store). `recover` removes the first,
+ingests the second and publishes the third; profile.execute calls it before any new work. (The runner itself
 dies with its parent: kit.lifetime.)"""
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Recovery:
     paired: list[str] = field(default_factory=list)  # of those: a pair session's runs left for the sibling
     failed: dict[str, str] = field(default_factory=dict)  # run folder -> why it was not ingested
     deferred: str = ""  # why the warehouse step did not run (busy or unreadable warehouse)
+    published: list[str] = field(default_factory=list)  # run ids added to the lab's shared store now
 
     def lines(self) -> list[str]:
         out = []
@@ -47,6 +49,11 @@ class Recovery:
             out.append(
                 f"run folder {folder} is not in the warehouse and cannot be ingested: {why} "
                 "(fix or delete the folder; `sme2 warehouse info` counts such folders)"
+            )
+        if self.published:
+            out.append(
+                f"published {len(self.published)} run(s) that an interrupted run had not written to the shared "
+                f"store: {', '.join(self.published)}"
             )
         if self.deferred:
             out.append(f"recovery of un-ingested run folders deferred: {self.deferred}")
@@ -71,6 +78,7 @@ def recover(root: DataRoot, progress=None) -> Recovery:
     try:
         done = warehouse.reconcile(root, say)
         result.recovered, result.failed = done.recovered, done.failed
+        result.published = warehouse.Warehouse.at(root).publish()
     except WarehouseError as e:  # held by another process too long, or unreadable: the next start retries
         result.deferred = e.message
     # The sibling target's runs of an SME2 on/off pair session wait in runs/ without warehouse rows

@@ -21,6 +21,7 @@ import pandas as pd
 from kit.core.errors import WarehouseError
 from kit.store.connection import LOCK_WAIT_S, connect
 from kit.store.schema import TABLES
+from kit.store.shared import SharedStore
 
 # Applied when the file is opened, before the first statement; lock_configuration makes every
 # later SET / RESET / PRAGMA that changes a setting fail, so user SQL cannot undo the others.
@@ -77,15 +78,35 @@ def checked_statement(conn: duckdb.DuckDBPyConnection, text: str):
     raise _refused(f"{keyword} (a {kind} statement, not a SELECT)" if keyword != kind else f"{kind} (not a SELECT)")
 
 
+# With a shared store the union views read Parquet files: external access is turned off (and the
+# configuration locked) only after the store's folder is allowed and the views exist.
+LAST_LOCKS = ("enable_external_access", "lock_configuration")
+
+
 @contextlib.contextmanager
-def user_sql_connection(path: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+def user_sql_connection(
+    path: Path, wait_s: float = LOCK_WAIT_S, shared: SharedStore | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only, locked-down connection to the warehouse for user SQL. Never falls back to a
     read-write connection: if this process holds the file with other settings (a writer, or an
     ordinary reader), it waits for that connection to close, then raises a WarehouseError.
 
     (An in-memory database that ATTACHes the file READ_ONLY is no way around that: DuckDB refuses
     to attach a file another database instance of the same process has open.)"""
-    with connect(Path(path), read_only=True, wait_s=wait_s, config=LOCKED_CONFIG) as conn:
+    if shared is None:
+        opened = connect(Path(path), read_only=True, wait_s=wait_s, config=LOCKED_CONFIG)
+    else:
+        first = {k: v for k, v in LOCKED_CONFIG.items() if k not in LAST_LOCKS}
+        opened = connect(Path(path), read_only=True, wait_s=wait_s, config=first)
+    with opened as conn:
+        if shared is not None:
+            # Only the store's folder stays readable (DuckDB's allowed_directories), then the rest
+            # is locked exactly as without a store.
+            for name, value in shared.sql_config().items():
+                conn.execute(f"SET {name} = ?", [value])
+            shared.union_views(conn)
+            for name in LAST_LOCKS:
+                conn.execute(f"SET {name} = {str(LOCKED_CONFIG[name]).lower()}")
         # Fail closed if a DuckDB version ever ignores one of the settings.
         for name, expected in LOCKED_CONFIG.items():
             actual = conn.execute("SELECT current_setting(?)", [name]).fetchone()[0]
@@ -97,10 +118,11 @@ def user_sql_connection(path: Path, wait_s: float = LOCK_WAIT_S) -> Iterator[duc
         yield conn
 
 
-def run_user_sql(path: Path, text: str, wait_s: float = LOCK_WAIT_S) -> pd.DataFrame:
-    """Run one user-supplied SELECT (or EXPLAIN of one) over the warehouse at `path`; the result as
-    a DataFrame. Every refusal and failure is a WarehouseError saying what to do."""
-    with user_sql_connection(path, wait_s) as conn:
+def run_user_sql(path: Path, text: str, wait_s: float = LOCK_WAIT_S, shared: SharedStore | None = None) -> pd.DataFrame:
+    """Run one user-supplied SELECT (or EXPLAIN of one) over the warehouse at `path` (and the union
+    with a lab's shared store); the result as a DataFrame. Every refusal and failure is a
+    WarehouseError saying what to do."""
+    with user_sql_connection(path, wait_s, shared) as conn:
         statement = checked_statement(conn, text)
         try:
             return conn.execute(statement).df()

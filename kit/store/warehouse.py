@@ -29,6 +29,7 @@ from kit.stats import categories
 from kit.store import usersql
 from kit.store.connection import connect, disk_full, first_row, is_disk_full, scalar
 from kit.store.schema import TABLES, migrate
+from kit.store.shared import SharedStore
 from kit.trace import kernels
 
 BATCH_CHECKPOINT_MB = 256  # batch ingestion: a synced checkpoint after this much write-ahead log
@@ -41,10 +42,13 @@ WRITE_THREADS = 1
 @dataclass
 class Warehouse:
     path: Path
+    # A lab's shared store ($SME2_SHARED_STORE, kit.store.shared): runs are published there after
+    # they commit here, and readers see the union of this file and the store.
+    shared: SharedStore | None = None
 
     @classmethod
     def at(cls, root: DataRoot) -> "Warehouse":
-        return cls(root.warehouse)
+        return cls(root.warehouse, SharedStore.from_env())
 
     @contextlib.contextmanager
     def write(self):
@@ -58,8 +62,14 @@ class Warehouse:
             raise
 
     @contextlib.contextmanager
-    def read(self):
+    def read(self, local: bool = False):
+        """A read-only connection. With a shared store (and not `local`), the table names are views
+        over the union of this file and the store (kit.store.shared)."""
+        if self.shared is not None and not local and not self.path.exists():
+            self.ensure()  # an analysis host that measures nothing reads the store through an empty file
         with connect(self.path, read_only=True) as conn:
+            if self.shared is not None and not local:
+                self.shared.union_views(conn)
             yield conn
 
     def ensure(self) -> None:
@@ -70,7 +80,9 @@ class Warehouse:
         """A user's ad-hoc SQL, through the one guard every entry point uses (kit.usersql):
         one SELECT, on a read-only, locked-down connection that cannot reach files or settings."""
 
-        return usersql.run_user_sql(self.path, text)
+        if self.shared is not None and not self.path.exists():
+            self.ensure()
+        return usersql.run_user_sql(self.path, text, shared=self.shared)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.read() as conn:
@@ -85,11 +97,24 @@ class Warehouse:
     def has_run(self, run_id: str) -> bool:
         if not self.path.exists():
             return False
-        with self.read() as conn:
+        with self.read(local=True) as conn:
             try:
                 return scalar(conn, "SELECT count(*) FROM runs WHERE run_id = ?", [run_id]) > 0
             except duckdb.CatalogException:
                 return False
+
+    def publish(self, run_ids: list[str] | None = None) -> list[str]:
+        """Publish runs of this file to the shared store (default: every run the store lacks);
+        returns the run ids published now. Without a store, nothing."""
+        if self.shared is None or not self.path.exists():
+            return []
+        with self.read(local=True) as conn:
+            try:
+                local = [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY started_at").fetchall()]
+            except duckdb.CatalogException:  # created but never migrated
+                return []
+            wanted = set(run_ids) if run_ids is not None else set(local) - self.shared.run_ids()
+            return [run_id for run_id in local if run_id in wanted and self.shared.publish(conn, run_id)]
 
     def insert_run(self, rows: "RunRows") -> bool:
         """Insert one run's rows in one transaction; False if the run is already there. The path
@@ -512,12 +537,17 @@ def _utc(text: str | None, run_dir: Path | None = None) -> pd.Timestamp:
 
 
 def ingest_run(root: DataRoot, run_dir: Path, rules=None) -> bool:
-    """Put a run folder into the warehouse (no-op if already there)."""
+    """Put a run folder into the warehouse (no-op if already there), then, in a lab, publish it to
+    the shared store (no-op if already there): the local commit comes first, so a host that dies
+    in between publishes the run at its next start (recovery) or with `sme2 warehouse publish`."""
 
     wh = Warehouse.at(root)
-    if wh.has_run(RunRecord.load(run_dir).run_id):
-        return False
-    return wh.insert_run(rows_from_run(run_dir, rules or categories.load_rules(root.user_categories)))
+    run_id = RunRecord.load(run_dir).run_id
+    added = False
+    if not wh.has_run(run_id):
+        added = wh.insert_run(rows_from_run(run_dir, rules or categories.load_rules(root.user_categories)))
+    wh.publish([run_id])
+    return added
 
 
 # ---------------------------------------------------------------- folders the warehouse lacks
@@ -533,7 +563,7 @@ def stored_run_names(root: DataRoot) -> set[str]:
     """Run ids in the warehouse, and the folder names they were read from."""
     if not root.warehouse.exists():
         return set()
-    with Warehouse.at(root).read() as conn:
+    with Warehouse.at(root).read(local=True) as conn:
         try:
             rows = conn.execute("SELECT run_id, run_dir FROM runs").fetchall()
         except duckdb.CatalogException:  # created but never migrated

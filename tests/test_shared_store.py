@@ -1,0 +1,123 @@
+"""The lab's shared store (kit.store.shared): runs published once as immutable Parquet files by
+several hosts' warehouses, readers seeing the union of their local file and the store through the
+same table names (sme2 sql, named queries), a run invisible until its commit marker exists, and
+the sql guard still closed. On the recorded run in tests/data: no export, no measurement."""
+
+import json
+import shutil
+
+import pytest
+
+from kit.core.errors import NameError_, WarehouseError
+from kit.core.home import DataRoot
+from kit.store import queries, recovery, warehouse
+from kit.store.shared import PUBLISHED, SHARED_ENV, SharedStore
+from kit.store.warehouse import Warehouse
+
+
+def clone_run(src, root: DataRoot, suffix: str, device: str | None = None, started_at: str | None = None):
+    rec = json.loads((src / "run.json").read_text())
+    dst = root.runs / f"{rec['run_id']}-{suffix}"
+    shutil.copytree(src, dst)
+    rec["run_id"] = dst.name
+    if device:
+        rec["device"], rec["target"] = device, f"{device}.sme2-off"
+        rec["run_key"] = rec["run_key"].replace("host.sme2-off", rec["target"])
+    if started_at:
+        rec["started_at"] = started_at
+    (dst / "run.json").write_text(json.dumps(rec))
+    return dst
+
+
+@pytest.fixture()
+def lab(tmp_path, monkeypatch):
+    store = tmp_path / "shared"
+    monkeypatch.setenv(SHARED_ENV, str(store))
+    return (
+        SharedStore.of(store),
+        DataRoot.resolve(tmp_path / "host1"),
+        DataRoot.resolve(tmp_path / "host2"),
+        DataRoot.resolve(tmp_path / "analysis"),
+    )
+
+
+def test_two_hosts_publish_once_and_readers_see_the_union(lab, recorded_run):
+    store, h1, h2, anywhere = lab
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1", started_at="2026-11-01T02:00:00Z")
+    b = clone_run(recorded_run.run_dir, h2, "b", device="bench2", started_at="2026-11-02T02:00:00Z")
+    assert warehouse.ingest_run(h1, a) and warehouse.ingest_run(h2, b)
+    assert not warehouse.ingest_run(h1, a)  # again: neither a local nor a shared duplicate
+    assert Warehouse.at(h1).publish() == []
+
+    assert store.run_ids() == {a.name, b.name}
+    marker = store.path / "runs" / "date=2026-11-01" / "device=bench1" / f"{a.name}.parquet"
+    assert marker.is_file()
+    assert not list(store.path.rglob("*.tmp"))  # temp names renamed, nothing left over
+    for table in PUBLISHED:
+        assert len(store.files(table)) == 2, table
+
+    for root in (h1, h2, anywhere):  # each host: its own run locally, the other's from the store
+        wh = Warehouse.at(root)
+        runs = wh.sql("SELECT run_id, device FROM runs ORDER BY run_id")
+        assert sorted(runs.run_id) == sorted([a.name, b.name]), root
+        assert wh.sql("SELECT count(DISTINCT run_id) AS n FROM current_runs").n[0] == 2
+        per_run = wh.sql("SELECT run_id, count(*) AS n FROM op_events GROUP BY run_id")
+        stored = wh.sql("SELECT run_id, n_op_events AS n FROM runs")
+        assert dict(zip(per_run.run_id, per_run.n)) == dict(zip(stored.run_id, stored.n))
+        latest = queries.run(wh, "latest-ops", {"variant": "tiny_seg-fp32"})
+        assert set(latest.run_id) == {a.name, b.name}
+    # The analysis host measured nothing: its file is empty, everything comes from the store.
+    with Warehouse.at(anywhere).read(local=True) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+
+
+def test_a_run_without_its_commit_marker_is_invisible_and_republishing_completes_it(lab, recorded_run):
+    store, h1, _, anywhere = lab
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
+    warehouse.ingest_run(h1, a)
+    b = clone_run(recorded_run.run_dir, h1, "b", device="bench1")
+    warehouse.ingest_run(h1, b)
+    # A host that died mid-publish of b: some tables written, the runs file (the marker) not.
+    for f in store.path.glob(f"runs/*/*/{b.name}.parquet"):
+        f.unlink()
+    for f in store.path.glob(f"op_stats/*/*/{b.name}.parquet"):
+        f.unlink()
+    wh = Warehouse.at(anywhere)
+    assert list(wh.sql("SELECT run_id FROM runs").run_id) == [a.name]
+    assert set(wh.sql("SELECT DISTINCT run_id FROM op_events").run_id) == {a.name}
+    assert set(wh.sql("SELECT DISTINCT run_id FROM latency_samples").run_id) == {a.name}
+    # The next start of host1 (recovery) publishes what is missing; nothing is doubled.
+    assert recovery.recover(h1).published == [b.name]
+    assert sorted(wh.sql("SELECT run_id FROM runs").run_id) == sorted([a.name, b.name])
+    events = wh.sql("SELECT run_id, count(*) AS n FROM op_events GROUP BY run_id")
+    assert events.n.nunique() == 1 and len(events) == 2
+    assert len(store.files("runs")) == 2
+
+
+def test_the_sql_guard_stays_closed_with_a_store(lab, recorded_run, tmp_path):
+    store, h1, _, _ = lab
+    warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "a", device="bench1"))
+    (tmp_path / "secret.csv").write_text("x\n1\n")
+    wh = Warehouse.at(h1)
+    for bad in (
+        f"SELECT * FROM read_csv('{tmp_path / 'secret.csv'}')",
+        "SELECT * FROM glob('/etc/*')",
+        f"SELECT * FROM read_parquet('{tmp_path}/host1/*.parquet')",
+    ):
+        with pytest.raises(WarehouseError, match="cannot reach files"):
+            wh.sql(bad)
+    with pytest.raises(WarehouseError, match="read-only"):
+        wh.sql("SET enable_external_access = true")
+    with pytest.raises(WarehouseError, match="read-only"):
+        wh.sql("COPY runs TO '/tmp/x.csv'")
+    assert wh.sql("SELECT count(*) AS n FROM runs").n[0] == 1
+
+
+def test_store_paths_and_names_are_checked(tmp_path):
+    with pytest.raises(WarehouseError, match="glob or quote"):
+        SharedStore.of(tmp_path / "a*b")
+    store = SharedStore.of(tmp_path / "s")
+    with pytest.raises(NameError_):
+        store.file("runs", "2026-11-30", "../etc", "r1")
+    with pytest.raises(NameError_):
+        store.file("runs", "2026-11-30", "bench1", "../r1")
