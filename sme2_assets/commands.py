@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,17 +27,17 @@ from kit.models import registry
 from kit.skills import checks
 from kit.skills.contract import rel
 from kit.store.warehouse import Warehouse
+from sme2_assets import lab
 
 REPO = Path(__file__).resolve().parent.parent
-DAGSTER_YAML = Path(__file__).resolve().parent / "dagster.yaml"  # package data
 
 
 def instance_home(root: DataRoot) -> Path:
-    """DAGSTER_HOME: $DAGSTER_HOME if set, else the data root's dagster_home/ (with dagster.yaml)."""
+    """DAGSTER_HOME: $DAGSTER_HOME if set, else the data root's dagster_home/, with our dagster.yaml:
+    SQLite, or PostgreSQL when $SME2_DAGSTER_PG_URL is set (sme2_assets.lab.instance_template)."""
     home = Path(os.environ.get("DAGSTER_HOME") or root.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copy(DAGSTER_YAML, home / "dagster.yaml")
+    lab.write_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -199,6 +198,48 @@ def ui_cmd(
             ]
         )
     )
+
+
+@app.command("worker")
+@command
+def worker_cmd(
+    queue: list[str] = typer.Option(
+        ...,
+        "--queue",
+        "-q",
+        help="Lab host queue(s) to serve, e.g. lab-host-1 (repeat for more; 'dagster' = work any host may do).",
+    ),
+    home: Optional[Path] = typer.Option(
+        None, "--home", help="This host's data root (runs, runner cache, warehouse.duckdb)."
+    ),
+    concurrency: int = typer.Option(
+        1,
+        "--concurrency",
+        min=1,
+        max=64,
+        help="Steps at a time (1: the host's devices are measured one step at a time).",
+    ),
+    loglevel: str = typer.Option("INFO", "--loglevel", help="DEBUG, INFO, WARNING or ERROR."),
+):
+    """Run this lab host's Dagster steps: a Celery worker on its queue (docs/deployment.md).
+
+    Needs $SME2_CELERY_BROKER (the broker every host and the Dagster daemon use), $SME2_DAGSTER_PG_URL
+    (the shared instance) and, for the lab's warehouse, $SME2_SHARED_STORE."""
+    root = root_of(home)
+    argv = lab.worker_argv(queue, concurrency, loglevel)
+    for name in (lab.PG_ENV,):
+        if not os.environ.get(name):
+            err.print(f"[yellow]${name} is not set: steps run here cannot reach a shared Dagster instance[/]")
+    instance_home(root)
+    os.environ["SME2_HOME"] = str(root.path)
+    config_dir = lab.worker_files(root.path, queue)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(config_dir), str(REPO), os.environ.get("PYTHONPATH")) if p
+    )
+    console.print(
+        f"worker for queue(s) {', '.join(queue)} on data root {root.path} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})"
+    )
+    sys.exit(supervise(argv))
 
 
 # ---------------------------------------------------------------- process supervision (sme2 ui)

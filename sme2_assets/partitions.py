@@ -31,15 +31,22 @@ LOCAL_CPU = {"sme2/cpu": "local"}  # work on this machine's CPU: one at a time (
 
 def run_tags(target_key: str, root=None) -> dict[str, str]:
     """Queue tags of a measurement: one run per device at a time; host and emulated targets share
-    the local CPU."""
+    the CPU they run on (this machine's, or in a lab their lab host's). In a lab, `sme2/queue`
+    names the lab host the device is attached to (devices.toml `lab_host`): the lab executor sends
+    the run's steps to that host's worker (sme2_assets.lab)."""
 
     device = Target.parse(target_key).device
+    lab_host = None
     try:
         reg = inventory.load_registry(root)
         local = reg[device].transport in ("local", "qemu")
+        lab_host = reg[device].lab_host
     except Exception:  # noqa: BLE001 - an unknown device still gets a device tag
         local = False
-    return {"sme2/device": device, "sme2/cpu": "local" if local else device}
+    tags = {"sme2/device": device, "sme2/cpu": (lab_host or "local") if local else device}
+    if lab_host:
+        tags["sme2/queue"] = lab_host
+    return tags
 
 
 def config_tags(devices: list[str], root=None) -> dict[str, str]:
