@@ -59,9 +59,10 @@ def _wait_port(port: int, timeout_s: float, what: str, proc: subprocess.Popen | 
 
 class Postgres:
     """initdb + pg_ctl in a temp folder (as the `postgres` user when we are root: PostgreSQL refuses
-    to run as root), trust auth on 127.0.0.1 only, fsync off (a test instance)."""
+    to run as root), trust auth on 127.0.0.1 only."""
 
-    def __init__(self):
+    def __init__(self, fsync: bool = False):
+        self.fsync = fsync  # off for tests; on for the bench (the Parquet store fsyncs every file)
         self.folder = Path(tempfile.mkdtemp(prefix="sme2-lab-pg-"))  # /tmp: reachable by postgres
         self.port = free_port()
         self.data = self.folder / "data"
@@ -84,7 +85,9 @@ class Postgres:
             capture_output=True,
             timeout=300,
         )
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        if not self.fsync:
+            options += " -c fsync=off -c full_page_writes=off"
         subprocess.run(
             [
                 *self.as_user,
