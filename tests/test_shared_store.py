@@ -121,3 +121,42 @@ def test_store_paths_and_names_are_checked(tmp_path):
         store.file("runs", "2026-11-30", "../etc", "r1")
     with pytest.raises(NameError_):
         store.file("runs", "2026-11-30", "bench1", "../r1")
+
+
+def _sme2(*args, home, env_extra):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SME2_HOME": str(home), **env_extra}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.mark.slow  # four CLI processes: ~25 s on 2 cores
+def test_cli_sql_info_and_publish_over_the_store(lab, recorded_run, monkeypatch):
+    store, h1, h2, anywhere = lab
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
+    b = clone_run(recorded_run.run_dir, h2, "b", device="bench2")
+    monkeypatch.delenv(SHARED_ENV)  # ingested before the lab had a store: nothing published
+    warehouse.ingest_run(h1, a)
+    warehouse.ingest_run(h2, b)
+    assert not store.path.exists()
+    env = {SHARED_ENV: str(store.path)}
+    info = json.loads(_sme2("warehouse", "info", "--json", home=h1.path, env_extra=env).stdout)
+    assert info["shared_store"]["local_runs_not_published"] == [a.name]
+    for root in (h1, h2):
+        assert "1 run(s) published" in _sme2("warehouse", "publish", home=root.path, env_extra=env).stdout
+    assert "0 run(s) published" in _sme2("warehouse", "publish", home=h1.path, env_extra=env).stdout
+    out = _sme2(
+        "sql",
+        "SELECT device, count(*) AS n FROM runs GROUP BY 1 ORDER BY 1",
+        "-f",
+        "json",
+        home=anywhere.path,
+        env_extra=env,
+    )
+    assert json.loads(out.stdout) == [{"device": "bench1", "n": 1}, {"device": "bench2", "n": 1}]

@@ -26,7 +26,6 @@ from kit.profile import session
 from kit.report import builder
 from kit.skills import checks
 from kit.skills.contract import Scope
-from kit.store import usersql
 from kit.store.warehouse import Warehouse
 
 MAX_ROWS = 10_000
@@ -171,7 +170,7 @@ def make_tools(root: DataRoot) -> list[Callable]:
         read or write files, attach databases, load extensions or change settings."""
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or not 1 <= max_rows <= MAX_ROWS:
             raise Sme2Error(f"max_rows {max_rows!r} is out of range", f"use 1 to {MAX_ROWS}")
-        return _frame(usersql.run_user_sql(root.warehouse, query), max_rows)
+        return _frame(Warehouse.at(root).sql(query), max_rows)  # kit.store.usersql, over a lab store too
 
     def compare(model: str = "tiny_seg", dtype: str = "fp32", device: str = "armv9-qemu") -> dict[str, Any]:
         """SME2 on vs off of one variant on one device, from the warehouse: end-to-end medians

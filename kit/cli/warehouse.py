@@ -21,7 +21,7 @@ from kit.cli.common import (
     root_of,
 )
 from kit.core.errors import Sme2Error
-from kit.store import queries, usersql, warehouse
+from kit.store import queries, warehouse
 from kit.store.connection import scalar
 from kit.store.schema import STORED_AS, TABLES
 from kit.store.warehouse import Warehouse, missing_runs
@@ -43,7 +43,7 @@ def sql_cmd(
     files, attach databases, load extensions or change settings (docs/orchestration.md, Security)."""
 
     root = root_of(home)
-    print_frame(usersql.run_user_sql(root.warehouse, query), fmt)
+    print_frame(Warehouse.at(root).sql(query), fmt)  # kit.store.usersql (and a lab's shared store)
 
 
 @app.command("query")
@@ -73,7 +73,8 @@ def query_cmd(
 
 
 warehouse_app = typer.Typer(
-    help="Warehouse maintenance: info, batch ingestion and rebuild from run folders, retention.", no_args_is_help=True
+    help="Warehouse maintenance: info, batch ingestion and rebuild from run folders, publishing to a lab's shared store, retention.",
+    no_args_is_help=True,
 )
 
 
@@ -97,6 +98,15 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
         "runs_not_in_warehouse": len(missing),
         "run_folders_not_in_warehouse": missing,
     }
+    if wh.shared is not None:  # a lab: the shared store, and this file's runs it lacks
+        with wh.read(local=True) as conn:
+            local = {r[0] for r in conn.execute("SELECT run_id FROM runs").fetchall()}
+        stored = wh.shared.run_ids()
+        info["shared_store"] = {
+            "path": str(wh.shared.path),
+            "runs": len(stored),
+            "local_runs_not_published": sorted(local - stored),
+        }
     if as_json:
         emit_json(info)
     else:
@@ -109,6 +119,16 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
                 f"{escape(', '.join(missing[:5]))}{' ...' if len(missing) > 5 else ''}\n"
                 "  -> the next `sme2 profile` ingests them, or run `sme2 warehouse rebuild` now"
             )
+        if "shared_store" in info:
+            shared = info["shared_store"]
+            console.print(
+                f"shared store {escape(shared['path'])}: {shared['runs']:,} runs (counts above: this host's file)"
+            )
+            if shared["local_runs_not_published"]:
+                console.print(
+                    f"[yellow]{len(shared['local_runs_not_published'])} run(s) of this host are not in the shared"
+                    " store[/]\n  -> the next `sme2 profile` publishes them, or run `sme2 warehouse publish` now"
+                )
 
 
 @warehouse_app.command("rebuild")
@@ -148,6 +168,22 @@ def _report_ingested(result, command_line: str) -> None:
             err.print(f"  {escape(folder)}: {escape(why)}")
         err.print(f"  [yellow]->[/] fix or delete those folders, then run `{command_line}` again")
         raise typer.Exit(1)
+
+
+@warehouse_app.command("publish")
+@command
+def warehouse_publish(home: Optional[Path] = HomeOpt):
+    """A lab: publish this host's runs the shared store ($SME2_SHARED_STORE) lacks, each once as
+    immutable Parquet files (docs/deployment.md). Runs already there are left alone."""
+
+    wh = Warehouse.at(root_of(home))
+    if wh.shared is None:
+        raise Sme2Error(
+            "no shared store: $SME2_SHARED_STORE is not set",
+            "set it to the lab's shared folder (docs/deployment.md), e.g. export SME2_SHARED_STORE=/mnt/sme2-lab/store",
+        )
+    added = wh.publish()
+    console.print(f"{len(added)} run(s) published to {escape(str(wh.shared.path))}")
 
 
 @warehouse_app.command("prune")
