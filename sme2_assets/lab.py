@@ -52,8 +52,8 @@ DEFAULT_QUEUE = "dagster"  # dagster-celery's default queue: work that may run o
 DEFAULT_STEP_TIMEOUT_S = 6 * 3600.0
 
 
-def _seconds(env: str, default: float) -> float:
-    text = os.environ.get(env, "").strip()
+def _seconds(env: str, default: float, environ=None) -> float:
+    text = (environ if environ is not None else os.environ).get(env, "").strip()
     if not text:
         return default
     try:
@@ -110,7 +110,7 @@ def celery_settings(environ=None) -> dict:
             "task_default_queue": DEFAULT_QUEUE,
             "broker_connection_retry_on_startup": True,
             "broker_transport_options": {
-                "visibility_timeout": int(_seconds(VISIBILITY_ENV, 2 * DEFAULT_STEP_TIMEOUT_S)),
+                "visibility_timeout": int(_seconds(VISIBILITY_ENV, 2 * DEFAULT_STEP_TIMEOUT_S, env)),
                 "max_retries": 3,
                 "interval_start": 0,
                 "interval_step": 0.2,
