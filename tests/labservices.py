@@ -180,8 +180,14 @@ class Worker:
     def kill(self) -> None:
         """A host dying: SIGKILL to the whole worker (its pool processes and the runner included)."""
         if self.proc is not None:
+            from sme2_assets.commands import descendants
+
+            tree = descendants(self.proc.pid)  # celery runs in a process group of its own (sme2 worker supervises it)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
