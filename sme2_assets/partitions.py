@@ -60,6 +60,26 @@ def config_tags(devices: list[str], root=None) -> dict[str, str]:
     except Exception:  # noqa: BLE001 - an unreadable registry still gets a device tag
         local = False
     tags["sme2/cpu"] = "local" if local else tags["sme2/device"]
+    hosts = set()
+    try:
+        reg = inventory.load_registry(root)
+        hosts = {reg[d].lab_host for d in devices if d in reg}
+    except Exception:  # noqa: BLE001 - as above
+        pass
+    if len(hosts) == 1 and None not in hosts:  # a lab: every device of the config on one host
+        tags["sme2/queue"] = hosts.pop()
+        if local:
+            tags["sme2/cpu"] = tags["sme2/queue"]
+    return tags
+
+
+def build_tags(target_key: str, root=None) -> dict[str, str]:
+    """Queue tags of a runner build: CPU work that measures nothing, on this machine; in a lab on the
+    device's lab host, whose runner cache the device's runs use (and whose CPU it then occupies)."""
+    tags = local_tags()
+    queue = run_tags(target_key, root).get("sme2/queue")
+    if queue:
+        tags.update({"sme2/cpu": queue, "sme2/queue": queue})
     return tags
 
 

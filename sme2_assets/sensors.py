@@ -12,7 +12,7 @@ from kit.models import registry
 from kit.profile import config as experiment_config
 from sme2_assets import jobs
 from sme2_assets.assets import report, sme2_comparison
-from sme2_assets.partitions import CONFIG, MODEL, TARGET, config_tags, local_tags, run_tags
+from sme2_assets.partitions import CONFIG, MODEL, TARGET, build_tags, config_tags, local_tags, run_tags
 from sme2_assets.resources import Sme2
 
 
@@ -82,15 +82,19 @@ def model_package_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.
 def device_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.SensorResult:
     settings = sme2.settings()
     known = set(context.instance.get_dynamic_partitions(TARGET.name))
+    root = settings.root()
     new = [
         t
-        for t in pipeline.target_partitions(settings.root())
+        for t in pipeline.target_partitions(root)
         if t not in known and (not settings.targets or t in settings.targets)
     ]
     return dg.SensorResult(
         run_requests=[
-            # A build compiles here, whatever the target: it holds the local CPU, not the device.
-            dg.RunRequest(job_name=jobs.build_runners.name, partition_key=t, run_key=f"runner|{t}", tags=local_tags())
+            # A build compiles here (in a lab: on the device's lab host), whatever the target: it
+            # holds that CPU, not the device.
+            dg.RunRequest(
+                job_name=jobs.build_runners.name, partition_key=t, run_key=f"runner|{t}", tags=build_tags(t, root)
+            )
             for t in new
         ],
         dynamic_partitions_requests=[TARGET.build_add_request(new)] if new else [],

@@ -8,7 +8,7 @@ from kit.core.errors import NameError_, Sme2Error
 from kit.core.home import DataRoot
 from kit.devices import inventory
 from sme2_assets import lab
-from sme2_assets.partitions import run_tags
+from sme2_assets.partitions import build_tags, config_tags, run_tags
 
 DEVICES = """
 [device.x300]
@@ -50,6 +50,12 @@ def test_runs_of_a_device_go_to_its_lab_host(tmp_path):
         "sme2/queue": "lab-host-2",
     }
     assert "sme2/queue" not in run_tags("host.sme2-off", root)  # no lab host: the default queue
+    # runner builds go to the device's host (its runner cache); without a lab host, the local CPU
+    assert build_tags("x300.sme2-off", root) == {"sme2/cpu": "lab-host-1", "sme2/queue": "lab-host-1"}
+    assert build_tags("host.sme2-off", root) == {"sme2/cpu": "local"}
+    # an experiment config on one lab host's devices runs there; over several hosts, nowhere in particular
+    assert config_tags(["bench2"], root)["sme2/queue"] == "lab-host-2"
+    assert "sme2/queue" not in config_tags(["bench2", "x300"], root)
     assert lab.step_queue({}, {"sme2/queue": "lab-host-1"}, "dagster") == "lab-host-1"
     assert lab.step_queue({"dagster-celery/queue": "gpu"}, {"sme2/queue": "lab-host-1"}, "dagster") == "gpu"
     assert lab.step_queue({}, {}, "dagster") == "dagster"
