@@ -677,4 +677,5 @@ def ingest_folders(root: DataRoot, folders: list[Path], progress=None, advance=N
         step()
 
     wh.insert_each(readable(), on_run=written)
+    wh.publish()  # a lab: what this file has and the shared store lacks (nothing without a store)
     return out
