@@ -102,11 +102,16 @@ def user_sql_connection(
         if shared is not None:
             # Only the store's folder stays readable (DuckDB's allowed_directories), then the rest
             # is locked exactly as without a store.
+            # (Settings are the database instance's: a concurrent user-SQL connection of this
+            # process may have locked them already, with the same values; the check below fails
+            # closed whatever happened.)
             for name, value in shared.sql_config().items():
-                conn.execute(f"SET {name} = ?", [value])
+                with contextlib.suppress(duckdb.InvalidInputException):
+                    conn.execute(f"SET {name} = ?", [value])
             shared.union_views(conn)
             for name in LAST_LOCKS:
-                conn.execute(f"SET {name} = {str(LOCKED_CONFIG[name]).lower()}")
+                with contextlib.suppress(duckdb.InvalidInputException):
+                    conn.execute(f"SET {name} = {str(LOCKED_CONFIG[name]).lower()}")
         # Fail closed if a DuckDB version ever ignores one of the settings.
         for name, expected in LOCKED_CONFIG.items():
             actual = conn.execute("SELECT current_setting(?)", [name]).fetchone()[0]
