@@ -240,7 +240,7 @@ def main() -> None:
         # 1. one writer
         rows, s, err = parquet_publish((hosts[0], work / "store1"))
         out["parquet_1w_rows_s"] = rows / s
-        url = pg.url
+        url = pg.url.replace("postgresql+psycopg2://", "postgresql://")  # libpq's form, for psycopg2.connect
         pg_schema(hosts[0], url)
         rows_pg, s_pg, err_pg = pg_copy((hosts[0], url))
         out["postgres_1w_rows_s"] = rows_pg / s_pg

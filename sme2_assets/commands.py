@@ -37,6 +37,7 @@ def instance_home(root: DataRoot) -> Path:
     SQLite, or PostgreSQL when $SME2_DAGSTER_PG_URL is set (sme2_assets.lab.instance_template)."""
     home = Path(os.environ.get("DAGSTER_HOME") or root.dagster_home)
     home.mkdir(parents=True, exist_ok=True)
+    lab.normalize_pg_url()
     lab.write_instance_yaml(home)
     os.environ["DAGSTER_HOME"] = str(home)
     return home

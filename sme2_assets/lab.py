@@ -21,6 +21,7 @@ message of a host that died whole comes back after the broker's visibility timeo
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -72,6 +73,17 @@ def instance_template(environ=None) -> Path:
     """The dagster.yaml to use: PostgreSQL storage when $SME2_DAGSTER_PG_URL is set, else SQLite."""
     env = environ if environ is not None else os.environ
     return POSTGRES_YAML if env.get(PG_ENV, "").strip() else SQLITE_YAML
+
+
+def normalize_pg_url(environ=None) -> None:
+    """dagster-postgres installs psycopg2, and SQLAlchemy 2.1 reads a plain `postgresql://` URL as
+    psycopg 3: name the installed driver in the URL (in the environment this process and its
+    children, the daemon's run coordinators and Celery, read the instance from)."""
+    env = environ if environ is not None else os.environ
+    url = env.get(PG_ENV, "").strip()
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
+        env[PG_ENV] = f"postgresql+psycopg2://{rest}"
 
 
 def write_instance_yaml(home: Path, environ=None) -> Path:

@@ -73,7 +73,7 @@ class Postgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/dagster"
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/dagster"
 
     def start(self) -> "Postgres":
         self.data.mkdir()

@@ -92,3 +92,18 @@ def test_worker_argv_and_settings_match_the_executor(tmp_path):
         lab.celery_settings({})
     with pytest.raises(Sme2Error, match="positive number"):
         lab.celery_settings({**env, lab.VISIBILITY_ENV: "soon"})
+
+
+def test_a_plain_postgresql_url_names_the_installed_driver():
+    env = {lab.PG_ENV: "postgresql://dagster:pw@lab-server:5432/dagster"}
+    lab.normalize_pg_url(env)
+    assert (
+        env[lab.PG_ENV]
+        in (
+            "postgresql+psycopg2://dagster:pw@lab-server:5432/dagster",  # psycopg 3 absent (dagster-postgres brings psycopg2)
+            "postgresql://dagster:pw@lab-server:5432/dagster",
+        )
+    )
+    env = {lab.PG_ENV: "postgresql+psycopg://u@h/d"}
+    lab.normalize_pg_url(env)
+    assert env[lab.PG_ENV] == "postgresql+psycopg://u@h/d"  # an explicit driver is kept
