@@ -185,7 +185,10 @@ class LabCeleryExecutor(CeleryExecutor):
     def _submit(self, app, plan_context, step, queue, priority, known_state):
         from dagster_celery.tasks import create_task
 
-        queue = step_queue(dict(step.tags or {}), dict(plan_context.dagster_run.tags), queue)
+        routed = step_queue(dict(step.tags or {}), dict(plan_context.dagster_run.tags), queue)
+        if routed != queue:  # (dagster-celery's own event above names the queue before routing)
+            plan_context.log.info(f'Step "{step.key}" goes to queue "{routed}" (run tag {QUEUE_TAG}: its lab host).')
+        queue = routed
         args = ExecuteStepArgs(
             job_origin=plan_context.reconstructable_job.get_python_origin(),
             run_id=plan_context.dagster_run.run_id,

@@ -244,7 +244,7 @@ def _run(args) -> None:
         event = record.dagster_event
         if event is None:
             continue
-        data = getattr(event, "engine_event_data", None)
+        data = event.event_specific_data if event.event_type_value == "ENGINE_EVENT" else None
         meta = getattr(data, "metadata", None) or {}
         if "Celery worker" in meta and event.step_key:
             workers[event.step_key] = str(getattr(meta["Celery worker"], "value", meta["Celery worker"]))
