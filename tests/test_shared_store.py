@@ -50,7 +50,8 @@ def test_two_hosts_publish_once_and_readers_see_the_union(lab, recorded_run):
     assert Warehouse.at(h1).publish() == []
 
     assert store.run_ids() == {a.name, b.name}
-    marker = store.path / "runs" / "date=2026-11-01" / "device=bench1" / f"{a.name}.parquet"
+    marker = store.data / "runs" / "date=2026-11-01" / "device=bench1" / f"{a.name}.parquet"
+    assert store.data.name == "v2"  # the schema version: a migration starts a new folder
     assert marker.is_file()
     assert not list(store.path.rglob("*.tmp"))  # temp names renamed, nothing left over
     for table in PUBLISHED:
@@ -78,9 +79,9 @@ def test_a_run_without_its_commit_marker_is_invisible_and_republishing_completes
     b = clone_run(recorded_run.run_dir, h1, "b", device="bench1")
     warehouse.ingest_run(h1, b)
     # A host that died mid-publish of b: some tables written, the runs file (the marker) not.
-    for f in store.path.glob(f"runs/*/*/{b.name}.parquet"):
+    for f in store.data.glob(f"runs/*/*/{b.name}.parquet"):
         f.unlink()
-    for f in store.path.glob(f"op_stats/*/*/{b.name}.parquet"):
+    for f in store.data.glob(f"op_stats/*/*/{b.name}.parquet"):
         f.unlink()
     wh = Warehouse.at(anywhere)
     assert list(wh.sql("SELECT run_id FROM runs").run_id) == [a.name]

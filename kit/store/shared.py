@@ -5,7 +5,7 @@ is neither reliable nor wanted across hosts. So each host keeps its own `warehou
 once a run's rows have committed there, publishes them once as immutable Parquet files into a
 shared folder (`$SME2_SHARED_STORE`, e.g. an NFS mount every lab host and the analysis host see):
 
-    <store>/<table>/date=<YYYY-MM-DD>/device=<device>/<run_id>.parquet
+    <store>/v<schema version>/<table>/date=<YYYY-MM-DD>/device=<device>/<run_id>.parquet
 
 one file per table per run (latency_samples, op_events in their wide form, op_stats,
 category_stats, kernels, artifacts, runs). Every file is written to a temp name in its folder and
@@ -19,7 +19,13 @@ the same run's.
 Readers (`sme2 sql`, the named queries, the reports, every `Warehouse.query`) see the union of
 the local file and the store: temp views named like the tables (`runs`, `op_events`, ...,
 `current_runs`) over the local tables plus the store's runs that the local file lacks. Nothing else
-changes for them. `regressions`, `op_event_times` and `op_event_slots` stay local."""
+changes for them. `regressions`, `op_event_times` and `op_event_slots` stay local.
+
+Every file of a store version has the same columns (the warehouse schema of that version), so the
+views read the files without reconciling schemas by name (DuckDB then reads one file's footer at
+bind time, not every file's: 12 ms instead of 330 ms for 600 files here). A schema migration
+starts a new version folder, and each host republishes its runs into it from its own file (`sme2
+warehouse publish`): the store is derived from the hosts' files, which stay the source."""
 
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import pyarrow.parquet as pq
 
 from kit.core import atomic, names
 from kit.core.errors import Sme2Error, WarehouseError
+from kit.store.schema import SCHEMA_VERSION
 
 SHARED_ENV = "SME2_SHARED_STORE"
 # Published per run; `runs` LAST: a run exists in the store once its runs file does.
@@ -66,22 +73,27 @@ class SharedStore:
 
     # ------------------------------------------------------------------ layout
 
+    @property
+    def data(self) -> Path:
+        """This schema version's folder of the store."""
+        return self.path / f"v{SCHEMA_VERSION}"
+
     def file(self, table: str, day: str, device: str, run_id: str) -> Path:
         if table not in PUBLISHED:
             raise ValueError(f"{table} is not a published table")
         names.device_name(device)
         names.file_component("run id", run_id)
-        return self.path / table / f"date={day}" / f"device={device}" / f"{run_id}.parquet"
+        return self.data / table / f"date={day}" / f"device={device}" / f"{run_id}.parquet"
 
     def glob(self, table: str) -> str:
-        return str(self.path / table / "date=*" / "device=*" / "*.parquet")
+        return str(self.data / table / "date=*" / "device=*" / "*.parquet")
 
     def files(self, table: str) -> list[Path]:
-        folder = self.path / table
+        folder = self.data / table
         return sorted(folder.glob("date=*/device=*/*.parquet")) if folder.is_dir() else []
 
     def has_files(self, table: str) -> bool:
-        folder = self.path / table
+        folder = self.data / table
         return folder.is_dir() and next(folder.glob("date=*/device=*/*.parquet"), None) is not None
 
     def run_ids(self) -> set[str]:
@@ -135,7 +147,7 @@ class SharedStore:
         local = f'"{db}".main'
 
         def scan(table: str) -> str:
-            return f"read_parquet({_literal(self.glob(table))}, hive_partitioning = false, union_by_name = true)"
+            return f"read_parquet({_literal(self.glob(table))}, hive_partitioning = false, union_by_name = false)"
 
         conn.execute(
             f"""CREATE OR REPLACE TEMP VIEW _shared_runs AS
