@@ -356,7 +356,13 @@ def toolchain(device, root, sme2: bool, kernel_log: bool = False) -> Toolchain:
         platform=device.platform,
         executorch_root=folder / "install",
         cxx=cxx,
-        cmake_args=spec.runner_cmake_args(),
+        # The install has no devtools headers (etdump_flatcc.h): the runner reads them from the tree
+        # and the build's generated flatcc headers (kit/runners/CMakeLists.txt).
+        cmake_args=(
+            *spec.runner_cmake_args(),
+            f"-DSME2_EXECUTORCH_SOURCE={spec.repo}",
+            f"-DSME2_EXECUTORCH_BUILD={folder / 'build'}",
+        ),
         extra={"source_build": spec, "source_folder": folder, "source_identity": identity, "cc": cc},
     )
 
