@@ -24,4 +24,5 @@ export SME2_TOOLS="$PWD/.sme2/tools"  # reuse the QEMU and aarch64 wheel sme2 se
 # Exports cached by content hash (model package files, dtype, size, versions, export flags) across
 # test sessions: a warm cache skips lowering, which is most of the suite's time (kit/export/cache.py).
 export SME2_EXPORT_CACHE="${SME2_EXPORT_CACHE:-$HOME/.cache/sme2/exports}"
-python3 -m pytest -q "${args[@]}"
+# --durations: the slowest tests in every log, CI included (the tier is kept under 40 minutes).
+python3 -m pytest -q --durations=25 "${args[@]}"

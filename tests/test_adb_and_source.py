@@ -257,3 +257,15 @@ def test_source_tree_fingerprint_follows_its_files(tmp_path, monkeypatch):
     assert source.tree_fingerprint(tree) == first
     (tree / "backends" / "xnnpack" / "third-party" / "XNNPACK" / "CMakeLists.txt").write_text("changed")
     assert source.tree_fingerprint(tree) != first
+
+
+def test_gcc12_gets_the_loop_vectorizer_workaround_for_c_only(tmp_path):
+    """Debian 12's aarch64 gcc 12.2 crashes (ICE in vect_transform_reduction) on a KleidiAI file."""
+    gcc12 = "/usr/bin/aarch64-linux-gnu-gcc: aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0"
+    assert source.compiler_workarounds(gcc12) == ("-fno-tree-loop-vectorize",)
+    assert source.compiler_workarounds("/usr/bin/gcc: gcc (Debian 14.2.0-19) 14.2.0") == ()
+    assert source.compiler_workarounds("/usr/bin/clang: Debian clang version 12.0.1") == ()
+    spec = source.SourceBuild(tmp_path, "linux-aarch64", True, True, c_workarounds=("-fno-tree-loop-vectorize",))
+    args = spec.executorch_args()
+    assert "-DCMAKE_C_FLAGS=-UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5 -fno-tree-loop-vectorize" in args
+    assert "-DCMAKE_CXX_FLAGS=-UXNN_NO_LOGGING -DXNN_LOG_LEVEL=5" in args

@@ -117,11 +117,14 @@ def _check_evaluations(instance):
 @pytest.mark.slow
 def test_materializing_twice_leaves_one_current_run_and_no_duplicates(materialized, home):
     wh = Warehouse.at(home)
+    # The keys the two materializations wrote (the session's data root also holds other tests' runs):
+    # the native runner, one thread, full size on the host and small on the emulated target.
     keys = wh.query(
-        "SELECT run_key, count(*) n FROM runs WHERE variant = 'tiny_seg-fp32' AND list_contains(?, target) AND size IN ('full', 'small') GROUP BY run_key",
-        [TARGETS],
+        "SELECT run_key, count(*) n FROM runs WHERE variant = 'tiny_seg-fp32' AND runner = 'native' AND threads = 1 "
+        "AND ((target = 'host.sme2-off' AND size = 'full') OR (target = 'armv9-qemu.sme2-on' AND size = 'small')) "
+        "GROUP BY run_key"
     )
-    assert (keys.n >= 2).all()  # both materializations are kept in history...
+    assert len(keys) == 2 and (keys.n >= 2).all(), keys  # both materializations are kept in history...
     cur = wh.query(
         "SELECT run_key, count(*) n FROM current_runs WHERE list_contains(?, target) GROUP BY run_key", [TARGETS]
     )

@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -348,12 +350,6 @@ RENDER_IMAGE = """{{ $src := .Destination }}{{ $dir := path.Dir (trim .Page.RelP
 <img src="{{ $src | safeURL }}" alt="{{ .Text }}" title="{{ .Title }}">{{ with .Title }}<p class="caption">{{ . }}</p>{{ end }}"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def build_site(site: Path) -> Path:
     shutil.copytree(LP, site / "content" / SITE_SECTION)
     layouts = site / "layouts" / "_default"
@@ -372,24 +368,23 @@ def build_site(site: Path) -> Path:
     return site / "public"
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # no request log on the test's stderr
+        pass
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None or HUGO is None, reason="needs chromium and hugo (scripts/setup.sh installs both)")
 def test_pages_build_with_hugo_and_open_in_chromium(tmp_path):
     public = build_site(tmp_path / "site")
     pages = sorted((public / SITE_SECTION).rglob("index.html"))
     assert len(pages) == len(PAGES) + 1  # the five pages and the sample report
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(public)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # A static file server in this process (a thread): nothing to wait for or kill afterwards.
+    handler = functools.partial(_QuietHandler, directory=str(public))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        for _ in range(100):  # wait until the server accepts connections
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
         titles = []
         for page in pages:
             url = f"http://127.0.0.1:{port}/{page.parent.relative_to(public)}/"
@@ -422,6 +417,6 @@ def test_pages_build_with_hugo_and_open_in_chromium(tmp_path):
             if page.parent.name == SITE_SECTION.rsplit("/", 1)[1]:
                 assert result["links"] >= len(PAGES) - 1  # the landing page leads to every step page
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.shutdown()
+        server.server_close()
     assert len(set(titles)) == len(pages)

@@ -74,14 +74,14 @@ def test_scope_and_skill_names_are_validated(tmp_path):
         Scope(max_slowdown=0.5)
 
 
-def test_export_check_names_what_is_missing(home, exports):
+def test_export_check_names_what_is_missing(home, exports, tmp_path):
     exports["fp32"]  # exported on first use (the fast tier exports nothing else)
     assert checks.run("export-model", home, Scope(dtypes=["fp32"])) == []
     assert [p.what for p in checks.run("export-model", home, Scope(dtypes=["fp32", "int8"]))] in (
         [],  # int8 already exported by an earlier test of this session
         ["exports/tiny_seg-int8-small/export_meta.json"],
     )
-    missing = checks.run("export-model", home, Scope(dtypes=["fp32"], size="full"))
+    missing = checks.run("export-model", DataRoot.resolve(tmp_path / "empty"), Scope(dtypes=["fp32"], size="full"))
     assert [(p.kind, p.what) for p in missing] == [("file", "exports/tiny_seg-fp32-full/export_meta.json")]
     assert missing[0].hint == "sme2 export --model tiny_seg --dtype fp32 --size full"
 

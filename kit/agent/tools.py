@@ -182,7 +182,7 @@ def make_tools(root: DataRoot) -> list[Callable]:
             "headline": c.headline(),
             "emulated": c.emulated,
             "e2e": c.e2e,
-            "runs": {"on": c.run_on, "off": c.run_off},
+            "runs": {"on": c.b.run_id, "off": c.a.run_id},
             "bottleneck": c.bottleneck,
             "categories": _records(c.categories),
             "operators": _records(c.operators.head(10)),

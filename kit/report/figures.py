@@ -113,7 +113,7 @@ def latency_chart(comps: list[compare.Comparison], model: str, device: str) -> a
     runs = {}
     for c in comps:
         dtype = Variant.parse(c.variant).dtype
-        for flag, ms, run in (("off", c.e2e["off_ms"], c.run_off), ("on", c.e2e["on_ms"], c.run_on)):
+        for flag, ms, run in (("off", c.e2e["a_ms"], c.a.run_id), ("on", c.e2e["b_ms"], c.b.run_id)):  # a: SME2 off
             rows.append({"variant": f"{dtype} SME2 {flag}", "dtype": dtype, "SME2": flag, "ms": ms})
             runs[run] = flag
     emulated = any(c.emulated for c in comps)
@@ -140,7 +140,7 @@ def category_chart(comps: list[compare.Comparison], model: str, device: str) -> 
                     {
                         "variant": f"{dtype} SME2 {flag}",
                         "category": r.category,
-                        "ms": getattr(r, f"{flag}_ms"),
+                        "ms": r.a_ms if flag == "off" else r.b_ms,
                         "order": BLOG_ORDER.index(r.category),
                     }
                 )
@@ -166,7 +166,7 @@ def hotspot_chart(root: DataRoot, comps: list[compare.Comparison], model: str, d
     rows = []
     for c in comps:
         dtype = Variant.parse(c.variant).dtype
-        run_dir = Path(wh.query("SELECT run_dir FROM runs WHERE run_id = ?", [c.run_on]).run_dir[0])
+        run_dir = Path(wh.query("SELECT run_dir FROM runs WHERE run_id = ?", [c.b.run_id]).run_dir[0])
         loaded = session.load_run(run_dir)
         pmap = ProgramMap.load(run_dir) if (run_dir / "program_map.json").exists() else None
         dm = datamovement.analyze(loaded.trace.rows, pmap)
@@ -214,7 +214,7 @@ def generate(
     for name, chart in charts.items():
         paths[name] = atomic.write_text(out_dir / f"{name}.svg", vlc.vegalite_to_svg(chart.to_json()))
     emulated = any(c.emulated for c in comps)
-    runs = [r for c in comps for r in (c.run_off, c.run_on)]
+    runs = [r for c in comps for r in (c.a.run_id, c.b.run_id)]
     manifest = atomic.write_json(
         out_dir / "figures.json",
         {

@@ -15,6 +15,7 @@ the same table with their toolchain lines, tested up to the toolchain boundary (
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -109,6 +110,7 @@ class SourceBuild:
     ndk: Path | None = None
     kleidiai: Path | None = None  # KLEIDIAI_SOURCE_DIR: XNNPACK downloads KleidiAI at configure time without it
     machine: str | None = None  # the build machine (None: this one); decides cross-compiling
+    c_workarounds: tuple[str, ...] = ()  # C flags a known compiler bug needs (compiler_workarounds)
 
     @property
     def name(self) -> str:
@@ -121,10 +123,11 @@ class SourceBuild:
 
     def compiler_flags(self) -> tuple[str, ...]:
         flags = (*PLATFORM_FLAGS.get(self.platform, ()), *(KERNEL_LOG_FLAGS if self.kernel_log else ()))
-        if not flags:
-            return ()
-        joined = " ".join(flags)
-        return (f"-DCMAKE_C_FLAGS={joined}", f"-DCMAKE_CXX_FLAGS={joined}")
+        c_flags = (*flags, *self.c_workarounds)
+        return (
+            *((f"-DCMAKE_C_FLAGS={' '.join(c_flags)}",) if c_flags else ()),
+            *((f"-DCMAKE_CXX_FLAGS={' '.join(flags)}",) if flags else ()),
+        )
 
     def executorch_args(self, install_prefix: Path | None = None) -> list[str]:
         args = [
@@ -231,7 +234,16 @@ def spec_for(device, sme2: bool, kernel_log: bool = False) -> SourceBuild:
         device.platform,
         device.props.get("android_ndk") or os.environ.get("ANDROID_NDK"),
     )
-    return SourceBuild(repo, device.platform, sme2, kernel_log, ndk, kleidiai_dir(device))
+    spec = SourceBuild(repo, device.platform, sme2, kernel_log, ndk, kleidiai_dir(device))
+    return dataclasses.replace(spec, c_workarounds=compiler_workarounds(compiler_identity(compilers(spec)[0])))
+
+
+def compiler_workarounds(identity: str) -> tuple[str, ...]:
+    """C flags for known compiler bugs. GCC 12 (Debian 12's aarch64 cross compiler, 12.2) crashes in
+    the loop vectorizer (internal compiler error in vect_transform_reduction) on KleidiAI's
+    kai_lhs_quant_pack_qai8dxp_bf16_neon.c: loop vectorization off for C code with GCC 12."""
+    version = identity.rsplit(")", 1)[-1].strip() if "gcc" in identity.lower() else ""
+    return ("-fno-tree-loop-vectorize",) if version.startswith("12.") else ()
 
 
 def compilers(spec: SourceBuild) -> tuple[str, str]:
@@ -344,7 +356,13 @@ def toolchain(device, root, sme2: bool, kernel_log: bool = False) -> Toolchain:
         platform=device.platform,
         executorch_root=folder / "install",
         cxx=cxx,
-        cmake_args=spec.runner_cmake_args(),
+        # The install has no devtools headers (etdump_flatcc.h): the runner reads them from the tree
+        # and the build's generated flatcc headers (kit/runners/CMakeLists.txt).
+        cmake_args=(
+            *spec.runner_cmake_args(),
+            f"-DSME2_EXECUTORCH_SOURCE={spec.repo}",
+            f"-DSME2_EXECUTORCH_BUILD={folder / 'build'}",
+        ),
         extra={"source_build": spec, "source_folder": folder, "source_identity": identity, "cc": cc},
     )
 

@@ -120,7 +120,12 @@ def run_files(run_dir: Path) -> list[Path]:
 
 
 def op_table(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    """The operator rows of a run's `*_exec_ops_stats.csv`. The file starts with Arm's kit's
+    columns, whose Method::execute and DELEGATE_CALL rows carry no operator statistics (no op_type)."""
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if "op_type" not in table.columns:
+        return table
+    return table[table.op_type.notna()].reset_index(drop=True)
 
 
 def rel(root: DataRoot, path: Path) -> str:
