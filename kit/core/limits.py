@@ -18,6 +18,17 @@ def check_threads(value, where: str = "--threads") -> int:
     return value
 
 
+def thread_list_problem(counts) -> str | None:
+    """What is wrong with a list of thread counts (out of range, repeated), or None: the one rule
+    behind the settings' and the experiment configs' validators."""
+    bad = [t for t in counts if not 1 <= t <= MAX_THREADS]
+    if bad:
+        return f"must be whole numbers from 1 to {MAX_THREADS}, got {bad}"
+    if len(set(counts)) != len(counts):
+        return f"must not repeat, got {counts}"
+    return None
+
+
 def check_iterations(value, where: str = "--iterations", minimum: int = 1) -> int:
     """A count of iterations (measured: at least 1; warmup: at least 0)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

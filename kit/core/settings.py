@@ -10,12 +10,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kit.core import names
+from kit.core import limits, names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 
 RUNNERS = ("native", "pybind")
-MAX_THREADS = 1024
 
 
 class SettingsError(Sme2Error):
@@ -73,12 +72,9 @@ class Settings(BaseModel):
     @field_validator("threads")
     @classmethod
     def _threads(cls, v):
-        if v is not None:
-            bad = [t for t in v if not 1 <= t <= MAX_THREADS]
-            if bad:
-                raise ValueError(f"thread counts must be between 1 and {MAX_THREADS}, got {bad}")
-            if len(set(v)) != len(v):
-                raise ValueError(f"thread counts must not repeat, got {v}")
+        problem = None if v is None else limits.thread_list_problem(v)
+        if problem:
+            raise ValueError(f"thread counts {problem}")
         return v
 
     @field_validator("targets")

@@ -105,11 +105,9 @@ class Experiment(BaseModel):
     @field_validator("threads")
     @classmethod
     def _threads(cls, v):
-        bad = [t for t in v if not 1 <= t <= limits.MAX_THREADS]
-        if bad:
-            raise ValueError(f"must be whole numbers from 1 to {limits.MAX_THREADS}, got {bad}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"must not repeat a thread count, got {v}")
+        problem = limits.thread_list_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("extra_args")
