@@ -24,5 +24,8 @@ export SME2_TOOLS="$PWD/.sme2/tools"  # reuse the QEMU and aarch64 wheel sme2 se
 # Exports cached by content hash (model package files, dtype, size, versions, export flags) across
 # test sessions: a warm cache skips lowering, which is most of the suite's time (kit/export/cache.py).
 export SME2_EXPORT_CACHE="${SME2_EXPORT_CACHE:-$HOME/.cache/sme2/exports}"
+# -n auto: one pytest worker per core (at most 4: each worker makes its own session fixtures), a
+# test file per worker at a time (--dist loadfile) so a file's shared fixtures are made once; the
+# export cache's per-key lock lets a second worker restore an export the first one is lowering.
 # --durations: the slowest tests in every log, CI included (the tier is kept under 40 minutes).
-python3 -m pytest -q --durations=25 "${args[@]}"
+python3 -m pytest -q -n auto --maxprocesses 4 --dist loadfile --durations=25 "${args[@]}"

@@ -4,11 +4,18 @@ and checkpoints bypass it; $SME2_EXPORT_CACHE=off turns it off; the key covers e
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from kit.core.home import DataRoot
 from kit.export import cache, exporter
 
+REPO = Path(__file__).resolve().parents[1]
 IDENTITY = {
     "package_hash": "a" * 64,
     "checkpoint": "",
@@ -92,3 +99,39 @@ def test_export_many_returns_current_exports_as_they_are(exports, home):
     jobs = [("tiny_seg", d, "small") for d in ("fp32", "int8")]
     out = exporter.export_many(jobs, home, workers=2)
     assert {job[1]: exp.meta for job, exp in out.items()} == {d: exports[d].meta for d in ("fp32", "int8")}
+
+
+_EXPORT_IN_A_PROCESS = """
+import json, sys
+from kit.core.home import DataRoot
+from kit.export import exporter
+from kit.models import registry
+exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", DataRoot.resolve(sys.argv[1]))
+print(json.dumps("cache" in exp.meta))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_asking_for_one_export_lower_it_once(tmp_path, monkeypatch):
+    """Parallel test workers or two runs of one sensor tick: the second waits on the key's lock and
+    restores the entry the first one stored, instead of lowering the same program again."""
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
+    env = dict(os.environ)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _EXPORT_IN_A_PROCESS, str(tmp_path / name)],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    restored = []
+    for p in procs:
+        out, _ = p.communicate(timeout=900)
+        assert p.returncode == 0
+        restored.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted(restored) == [False, True]  # one lowered, the other restored the cache entry
+    (entry,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
+    assert cache.lookup(json.loads((entry / "export_meta.json").read_text())["cache_identity"]) == entry

@@ -15,14 +15,17 @@ effort: a full or read-only cache folder never fails an export."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from kit.core import atomic
+from kit.core.locks import file_lock
 
 ENV = "SME2_EXPORT_CACHE"
 DEFAULT = Path("~/.cache/sme2/exports")
@@ -60,6 +63,21 @@ def lookup(identity: dict) -> Path | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return None
+
+
+@contextlib.contextmanager
+def exclusive(identity: dict) -> Iterator[None]:
+    """Hold the machine-wide lock of one cache key while its export is made, so that a second
+    process asking for the same key waits for the entry instead of lowering it again. Best effort,
+    like the cache: no lock when the cache is off or its folder cannot be written."""
+    base = folder()
+    with contextlib.ExitStack() as held:
+        if base is not None:
+            try:
+                held.enter_context(file_lock(base / f".{key(identity)}.lock"))
+            except OSError:
+                pass
+        yield
 
 
 def store(export_folder: Path, identity: dict) -> Path | None:

@@ -374,15 +374,41 @@ def export_variant(
     (from the data root, else from the export cache; an export made in a fuller mode serves a
     lesser one). `save_graph` adds graph.json; `outdir` also gets a copy of the artifacts
     (`artifact_names`)."""
-    import torch
-
     root = root or DataRoot.resolve()
     say = progress or (lambda msg: None)
     plan = _plan(pkg, dtype, size, root, backend, checkpoint, force, say, mode, save_graph)
-    if plan.reusable is not None:
-        if outdir is not None:
-            copy_artifacts(plan.reusable, outdir, mode)
-        return plan.reusable
+    if plan.reusable is None and plan.cached_as is not None:
+        # Two processes lowering the same cache key (parallel test workers, two runs of one sensor
+        # tick) would both spend minutes on it: the second waits and restores the first's entry.
+        with export_cache.exclusive(plan.cached_as):
+            if not force:
+                plan = _plan(pkg, dtype, size, root, backend, checkpoint, force, say, mode, save_graph)
+            if plan.reusable is None:
+                return _lower_and_save(pkg, plan, dtype, size, root, backend, checkpoint, say, mode, save_graph, outdir)
+    elif plan.reusable is None:
+        return _lower_and_save(pkg, plan, dtype, size, root, backend, checkpoint, say, mode, save_graph, outdir)
+    if outdir is not None:
+        copy_artifacts(plan.reusable, outdir, mode)
+    return plan.reusable
+
+
+def _lower_and_save(
+    pkg: ModelPackage,
+    plan: _Plan,
+    dtype: str,
+    size: str,
+    root: DataRoot,
+    backend: str,
+    checkpoint: str | None,
+    say,
+    mode: str,
+    save_graph: bool,
+    outdir: Path | None,
+) -> Export:
+    """Build, quantize, lower, numerically check and write one variant (the slow path of
+    export_variant), then offer it to the export cache."""
+    import torch
+
     spec, variant, folder, identity, cached_as = pkg.spec, plan.variant, plan.folder, plan.identity, plan.cached_as
     size_params = identity["size_params"]
     t0 = time.monotonic()
