@@ -14,7 +14,9 @@ written first to the lab hosts' own DuckDB files (setup, not timed), split over 
 2. Concurrent writers: every host at once, one process each, into a fresh store / fresh tables.
 3. Query latency (median of 5, connection opened per query as `sme2 query` does), over all runs,
    from an analysis host whose own file is empty: SQL that both engines run, plus the named
-   queries (DuckDB SQL: they run over the store unchanged; PostgreSQL would need them rewritten)."""
+   queries (DuckDB SQL: they run over the store unchanged; PostgreSQL would need them rewritten),
+   on the store as published (one file per table per run) and after `sme2 warehouse compact`
+   (one file per table per device and month; the replayed runs are one per device per night)."""
 
 from __future__ import annotations
 
@@ -290,22 +292,40 @@ def main() -> None:
         with psycopg2.connect(url) as c, c.cursor() as cur:
             cur.execute("ANALYZE")
         out["files"] = sum(1 for _ in store.rglob("*.parquet"))
-        print(f"queries over {n_runs} runs ({out['files']} Parquet files), median of 5, connection opened per query:")
-        for label, sql in BOTH.items():
-            sql = sql.format(run=some_run)
+        sqls = {label: sql.format(run=some_run) for label, sql in BOTH.items()}
 
-            def on_pg(sql=sql):
-                with psycopg2.connect(url) as c, c.cursor() as cur:
-                    cur.execute(sql)
-                    cur.fetchall()
+        def on_pg(sql):
+            with psycopg2.connect(url) as c, c.cursor() as cur:
+                cur.execute(sql)
+                cur.fetchall()
 
-            a, b = timed(lambda sql=sql: wh.query(sql)), timed(on_pg)
-            out[f"q_{label}"] = {"parquet_ms": a * 1e3, "postgres_ms": b * 1e3}
-            print(f"  {label:<45} parquet {a * 1e3:8.1f} ms   postgres {b * 1e3:8.1f} ms")
-        for name, params in NAMED.items():
-            a = timed(lambda n=name, p=params: queries.run(wh, n, p))
-            out[f"named_{name}_ms"] = a * 1e3
-            print(f"  sme2 query {name:<34} parquet {a * 1e3:8.1f} ms   postgres    (DuckDB SQL: not portable as is)")
+        def parquet_times() -> dict[str, float]:
+            times = {label: timed(lambda sql=sql: wh.query(sql)) for label, sql in sqls.items()}
+            times.update({f"sme2 query {n}": timed(lambda n=n, p=p: queries.run(wh, n, p)) for n, p in NAMED.items()})
+            return times
+
+        per_run = parquet_times()
+        t0 = time.perf_counter()
+        done = shared.compact(by="month")
+        out["compact_s"] = time.perf_counter() - t0
+        out["files_compacted"] = sum(1 for _ in store.rglob("*.parquet"))
+        assert wh.query("SELECT count(*) AS n FROM runs").n[0] == n_runs
+        compacted = parquet_times()
+        print(
+            f"queries over {n_runs} runs, median of 5, connection opened per query; Parquet as published"
+            f" ({out['files']} files) and after `sme2 warehouse compact` ({out['files_compacted']} files,"
+            f" {done.partitions} device-months, compaction {out['compact_s']:.1f}s):"
+        )
+        print(f"  {'':<45} {'per run':>10} {'compacted':>10} {'postgres':>10}")
+        for label in per_run:
+            pg_ms = timed(lambda sql=sqls[label]: on_pg(sql)) * 1e3 if label in sqls else None
+            out[f"q_{label}"] = {
+                "parquet_ms": per_run[label] * 1e3,
+                "parquet_compacted_ms": compacted[label] * 1e3,
+                "postgres_ms": pg_ms,
+            }
+            pg_text = f"{pg_ms:8.1f} ms" if pg_ms is not None else "  (DuckDB SQL: not portable as is)"
+            print(f"  {label:<45} {per_run[label] * 1e3:7.1f} ms {compacted[label] * 1e3:7.1f} ms {pg_text}")
         print(json.dumps(out, default=float))
     finally:
         pg.stop()

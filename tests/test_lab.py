@@ -3,8 +3,9 @@ a PostgreSQL of its own, a Redis broker, two `sme2 worker` processes on two queu
 lab hosts (each with its own data root, runner cache and warehouse file), run coordinators
 executing `profile` runs on the lab executor, and the shared store as the lab's warehouse.
 
-- A sweep (tiny_seg fp32 and int8 x one device per host, Python runtime, size small, 5 iterations)
-  is consumed by both workers: every step of a device's run executes on that device's host,
+- A sweep (tiny_seg fp32 and int8 x one device per host, Python runtime, size small, 5 iterations,
+  and tiny_seg fp32 on the emulated SME2 pair attached to the second host, native runner) is
+  consumed by both workers: every step of a device's run executes on that device's host,
   every run lands exactly once in the shared store, and `sme2 sql` / named queries on a third
   host that measured nothing see all of them.
 - A worker killed mid-measurement (SIGKILL to its whole process tree: the host dies) leaves no
@@ -53,12 +54,23 @@ transport = "local"
 lab_host = "lab-host-2"
 threads = [1]
 size = "small"
+
+[device.armv9-qemu]
+transport = "qemu"
+platform = "linux-aarch64"
+recipe = "wheel"
+threads = [1]
+size = "small"
+max_iterations = 10
+lab_host = "lab-host-2"
 """
 TARGET_OF = {"lab-host-1": "bench1.sme2-off", "lab-host-2": "bench2.sme2-off"}
+HOST_OF = {"bench1": "lab-host-1", "bench2": "lab-host-2", "armv9-qemu": "lab-host-2"}
+EMULATED_PAIR = ("armv9-qemu.sme2-on", "armv9-qemu.sme2-off")  # attached to lab-host-2
 
 
-def run_config(iterations: int = 5) -> dict:
-    settings = {"runner": "pybind", "iterations": iterations, "warmup": 1, "size": "small", "threads": [1]}
+def run_config(iterations: int = 5, runner: str = "pybind") -> dict:
+    settings = {"runner": runner, "iterations": iterations, "warmup": 1, "size": "small", "threads": [1]}
     return {"resources": {"sme2": {"config": settings}}}
 
 
@@ -80,7 +92,7 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, home, qemu_setup):
     from sme2_assets import lab as lab_mode
 
     base = tmp_path_factory.mktemp("lab")
@@ -102,6 +114,7 @@ def lab(tmp_path_factory):
                 SHARED_ENV: str(store.path),
                 "PYTHONPATH": os.pathsep.join(p for p in (str(labservices.REPO), env.get("PYTHONPATH")) if p),
                 "SME2_EXPORT_CACHE": env.get("SME2_EXPORT_CACHE") or str(Path.home() / ".cache/sme2/exports"),
+                "SME2_TOOLS": str(home.tools),  # QEMU and the aarch64 package, set up once (qemu_setup)
             }
         )
         for host in HOSTS:  # each lab host: its own data root (runs, runners, warehouse) and DAGSTER_HOME
@@ -156,18 +169,26 @@ def test_two_lab_hosts_consume_a_sweep_and_every_run_lands_once(lab):
             _check(result)
             results.append((host, variant, result))
 
+    for target in EMULATED_PAIR:  # the emulated SME2 pair on lab-host-2: one device, one run at a time
+        proc = labservices.launch(
+            lab.coordinator_env, "profile", variants[0], target, lab.tags(target), run_config(runner="native")
+        )
+        result = labservices.result_of(proc, 1200)
+        _check(result)
+        results.append(("lab-host-2", variants[0], result))
+
     for host, _variant, result in results:
         # Every step of the run (device_trace, warehouse_rows and the views) ran on its host's worker.
         assert {"device_trace", "warehouse_rows", "robust_stats"} <= set(result["workers"]), result
         assert all(w.startswith(f"{host}@") for w in result["workers"].values()), (host, result["workers"])
 
     wh = lab.warehouse()
-    runs = wh.sql("SELECT run_id, variant, device, run_dir FROM runs ORDER BY variant, device")
-    assert len(runs) == len(variants) * len(HOSTS)
-    assert sorted(zip(runs.variant, runs.device)) == sorted((v, d) for v in variants for d in ("bench1", "bench2"))
+    runs = wh.sql("SELECT run_id, variant, device, target, run_dir FROM runs ORDER BY variant, target")
+    assert sorted(zip(runs.variant, runs.target)) == sorted(
+        [(v, t) for v in variants for t in TARGET_OF.values()] + [(variants[0], t) for t in EMULATED_PAIR]
+    )
     for r in runs.itertuples():  # measured where the device is attached
-        host = "lab-host-1" if r.device == "bench1" else "lab-host-2"
-        assert Path(r.run_dir).is_relative_to(lab.roots[host].path), (r.device, r.run_dir)
+        assert Path(r.run_dir).is_relative_to(lab.roots[HOST_OF[r.device]].path), (r.device, r.run_dir)
     _complete(wh)
     # The analysis host measured nothing: everything it sees came from the store.
     assert lab.warehouse(shared=False).path.exists()
@@ -179,12 +200,18 @@ def test_two_lab_hosts_consume_a_sweep_and_every_run_lands_once(lab):
     # Publishing again from either host adds nothing; the named queries read the union.
     for host in HOSTS:
         assert lab.warehouse(host).publish() == []
-        local = lab.warehouse(host, shared=False).sql("SELECT count(*) AS n FROM runs").n[0]
-        assert local == len(variants)  # a host's file holds only its own runs
+        local = lab.warehouse(host, shared=False).sql("SELECT device FROM runs")
+        assert sorted(local.device) == sorted(r.device for r in runs.itertuples() if HOST_OF[r.device] == host)
     from kit.store import queries
 
     shares = queries.run(wh, "category-shares", {"variant": "tiny_seg-fp32"})
-    assert set(shares.device) == {"bench1", "bench2"}
+    assert set(shares.device) == set(HOST_OF)
+    # Compacted (one file per table per device and month), the lab reads the same runs and rows.
+    done = lab.store.compact()
+    assert done.runs == len(runs)  # every device has two runs this month
+    assert set(lab.store.run_ids()) == set(runs.run_id)
+    _complete(lab.warehouse())
+    assert queries.run(lab.warehouse(), "category-shares", {"variant": "tiny_seg-fp32"}).equals(shares)
 
 
 def test_a_killed_worker_leaves_no_partial_rows_and_the_run_fails_visibly_then_retries(lab):

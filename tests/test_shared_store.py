@@ -161,3 +161,128 @@ def test_cli_sql_info_and_publish_over_the_store(lab, recorded_run, monkeypatch)
         env_extra=env,
     )
     assert json.loads(out.stdout) == [{"device": "bench1", "n": 1}, {"device": "bench2", "n": 1}]
+
+
+def _picture(wh: Warehouse) -> dict:
+    """What readers see: rows per run in every published table, and a named query's answer."""
+    seen = {}
+    for table in PUBLISHED:
+        rows = wh.sql(f"SELECT run_id, count(*) AS n FROM {table} GROUP BY run_id ORDER BY run_id")
+        seen[table] = dict(zip(rows.run_id, rows.n))
+    latest = queries.run(wh, "latest-ops", {"variant": "tiny_seg-fp32"})
+    seen["latest-ops"] = sorted(map(tuple, latest[["run_id", "op_type"]].astype(str).values.tolist()))
+    return seen
+
+
+def _partition_files(store: SharedStore, table: str, day: str, device: str) -> list[str]:
+    return sorted(p.name for p in (store.data / table / f"date={day}" / f"device={device}").glob("*.parquet"))
+
+
+def test_compaction_merges_a_partition_and_readers_see_the_same_rows(lab, recorded_run):
+    store, h1, h2, anywhere = lab
+    day = "2026-11-01"
+    made = [
+        clone_run(recorded_run.run_dir, h1, s, device="bench1", started_at=f"{day}T0{i}:00:00Z")
+        for i, s in enumerate("abc")
+    ]
+    made.append(clone_run(recorded_run.run_dir, h2, "d", device="bench2", started_at=f"{day}T05:00:00Z"))
+    for run in made[:3]:
+        assert warehouse.ingest_run(h1, run)
+    assert warehouse.ingest_run(h2, made[3])
+    wh = Warehouse.at(anywhere)
+    before = _picture(wh)
+    assert len(before["runs"]) == 4 and len(set(before["op_events"].values())) == 1
+
+    done = store.compact()  # by month: bench1's November in one file per table
+    assert (done.partitions, done.runs) == (1, 3)  # bench2's lone run stays as it is (min_files=2)
+    for table in ("runs", "op_events", "latency_samples", "op_stats"):
+        (batch,) = _partition_files(store, table, "2026-11", "bench1")
+        assert batch.startswith("batch-") and _partition_files(store, table, day, "bench1") == [], table
+    assert _picture(wh) == before
+    assert store.run_ids() == {r.name for r in made}
+    assert not list(store.path.rglob("*.tmp"))
+    assert Warehouse.at(h1).publish() == [] and _partition_files(store, "runs", day, "bench1") == []
+
+    # A run published after the compaction joins; the next compaction merges batch + new run.
+    e = clone_run(recorded_run.run_dir, h1, "e", device="bench1", started_at=f"{day}T09:00:00Z")
+    assert warehouse.ingest_run(h1, e)
+    after_e = _picture(wh)
+    assert set(after_e["runs"]) == {r.name for r in made} | {e.name}
+    store.compact()
+    (newer,) = _partition_files(store, "runs", "2026-11", "bench1")
+    assert newer > batch and _partition_files(store, "runs", day, "bench1") == []
+    assert _picture(wh) == after_e
+
+
+def test_a_compaction_cut_short_anywhere_shows_every_run_once(lab, recorded_run):
+    store, h1, _, anywhere = lab
+    day = "2026-11-02"
+    for i, s in enumerate("abc"):
+        assert warehouse.ingest_run(
+            h1, clone_run(recorded_run.run_dir, h1, s, device="bench1", started_at=f"{day}T0{i}:00:00Z")
+        )
+    # A run whose publish is still under way (no runs file): a compaction must not touch it.
+    pending = clone_run(recorded_run.run_dir, h1, "p", device="bench1", started_at=f"{day}T08:00:00Z")
+    assert warehouse.ingest_run(h1, pending)
+    (marker,) = store.data.glob(f"runs/*/*/{pending.name}.parquet")
+    held = marker.read_bytes()
+    marker.unlink()
+    wh = Warehouse.at(anywhere)
+    before = _picture(wh)
+    assert pending.name not in before["runs"]
+    singles = {p: p.read_bytes() for p in store.data.rglob("*.parquet")}
+
+    store.compact(by="day")
+    assert _picture(wh) == before
+    assert store.data.joinpath("op_events", f"date={day}", "device=bench1", f"{pending.name}.parquet").exists()
+    batches = {p: p.read_bytes() for p in store.data.rglob("batch-*.parquet")}
+
+    # Died after writing the batches, before deleting what they merged: both are there.
+    for p, data in singles.items():
+        p.write_bytes(data)
+    assert _picture(wh) == before
+    # Died before the batch's runs file (its commit marker): the other batches are ignored.
+    for p in store.data.glob("runs/*/*/batch-*.parquet"):
+        p.unlink()
+    assert _picture(wh) == before
+    # The next compaction settles it: one batch per table again, nothing doubled or lost.
+    store.compact(by="day")
+    assert _picture(wh) == before
+    assert [n for n in _partition_files(store, "op_events", day, "bench1") if n.startswith("batch-")] != []
+    assert all(not p.exists() for p in batches if "runs" not in p.parts)
+
+    # The pending run's publish completes: it appears once, beside the compacted runs.
+    marker.write_bytes(held)
+    now = _picture(wh)
+    assert set(now["runs"]) == set(before["runs"]) | {pending.name}
+    assert now["op_events"][pending.name] == before["op_events"][next(iter(before["op_events"]))]
+
+
+def test_compact_command_needs_a_store_and_reports_json(lab, recorded_run, tmp_path):
+    store, h1, _, _ = lab
+    for s in "ab":
+        warehouse.ingest_run(
+            h1, clone_run(recorded_run.run_dir, h1, s, device="bench1", started_at="2026-11-03T01:00:00Z")
+        )
+    env = {SHARED_ENV: str(store.path)}
+    out = json.loads(_sme2("warehouse", "compact", "--json", home=h1.path, env_extra=env).stdout)
+    assert out == {
+        "partitions": 1,
+        "runs": 2,
+        "files_written": out["files_written"],
+        "files_removed": out["files_removed"],
+    }
+    assert out["files_removed"] > out["files_written"] >= 4
+    import os
+    import subprocess
+    import sys
+
+    no_store = {k: v for k, v in os.environ.items() if k != SHARED_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit.cli", "warehouse", "compact"],
+        capture_output=True,
+        text=True,
+        env=no_store,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "SME2_SHARED_STORE is not set" in proc.stdout + proc.stderr

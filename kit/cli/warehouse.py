@@ -176,14 +176,46 @@ def warehouse_publish(home: Optional[Path] = HomeOpt):
     """A lab: publish this host's runs the shared store ($SME2_SHARED_STORE) lacks, each once as
     immutable Parquet files (docs/deployment.md). Runs already there are left alone."""
 
+    _store_or_explain()
     wh = Warehouse.at(root_of(home))
-    if wh.shared is None:
+    added = wh.publish()
+    console.print(f"{len(added)} run(s) published to {escape(str(wh.shared.path))}")
+
+
+@warehouse_app.command("compact")
+@command
+def warehouse_compact(
+    min_files: int = typer.Option(
+        2, "--min-files", min=2, help="Compact a day x device folder once it has this many runs."
+    ),
+    by: str = typer.Option("month", "--by", help="One file per table per device and month (default) or day."),
+    as_json: bool = JsonOpt,
+):
+    """A lab: merge the shared store's per-run Parquet files into one file per table, device and
+    month (or day), so queries open a few files instead of thousands (docs/deployment.md). Safe while hosts
+    publish and people query; run it from one host, e.g. nightly."""
+
+    store = _store_or_explain()
+    done = store.compact(by=by, min_files=min_files, say=None if as_json else console.print)
+    if as_json:
+        emit_json(done.__dict__)
+        return
+    console.print(
+        f"{done.runs} run(s) in {done.partitions} partition(s): {done.files_removed} files merged into "
+        f"{done.files_written} in {escape(str(store.path))}"
+    )
+
+
+def _store_or_explain():
+    from kit.store.shared import SharedStore
+
+    store = SharedStore.from_env()
+    if store is None:
         raise Sme2Error(
             "no shared store: $SME2_SHARED_STORE is not set",
             "set it to the lab's shared folder (docs/deployment.md), e.g. export SME2_SHARED_STORE=/mnt/sme2-lab/store",
         )
-    added = wh.publish()
-    console.print(f"{len(added)} run(s) published to {escape(str(wh.shared.path))}")
+    return store
 
 
 @warehouse_app.command("prune")

@@ -21,6 +21,13 @@ the local file and the store: temp views named like the tables (`runs`, `op_even
 `current_runs`) over the local tables plus the store's runs that the local file lacks. Nothing else
 changes for them. `regressions`, `op_event_times` and `op_event_slots` stay local.
 
+One file per run per table makes queries slow as the store grows (DuckDB opens every file: about
+1 s per query at a thousand runs here), so `sme2 warehouse compact` merges each device's files of a
+month (`--by day`: of a day) into one `batch-<UTC stamp>.parquet` per table, in a
+`date=<YYYY-MM>` folder, the runs batch last, then deletes the files it merged. Readers take each run's rows from the newest batch whose runs file lists it, else from
+its own files, so a crash anywhere in a compaction (or two of them at once) shows every run once.
+A run's files that have no runs file yet (a publish in progress) are left alone.
+
 Every file of a store version has the same columns (the warehouse schema of that version), so the
 views read the files without reconciling schemas by name (DuckDB then reads one file's footer at
 bind time, not every file's: 12 ms instead of 330 ms for 600 files here). A schema migration
@@ -31,9 +38,13 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kit.core import atomic, names
@@ -45,10 +56,20 @@ SHARED_ENV = "SME2_SHARED_STORE"
 PUBLISHED = ("latency_samples", "op_events", "op_stats", "category_stats", "kernels", "artifacts", "runs")
 LOCAL_ONLY = ("run_no",)  # a local database's own numbering: meaningless in the store
 _GLOB_CHARS = set("*?[]{}'\"\\")
+COMPACT_BY = ("month", "day")
+BATCH_PREFIX = "batch-"  # a compacted file: many runs' rows of one table, day and device
 
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class Compaction:
+    partitions: int = 0
+    runs: int = 0
+    files_written: int = 0
+    files_removed: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,13 +113,39 @@ class SharedStore:
         folder = self.data / table
         return sorted(folder.glob("date=*/device=*/*.parquet")) if folder.is_dir() else []
 
+    def batch_glob(self, table: str) -> str:
+        return str(self.data / table / "date=*" / "device=*" / f"{BATCH_PREFIX}*.parquet")
+
+    def has_batches(self) -> bool:
+        folder = self.data / "runs"
+        return folder.is_dir() and next(folder.glob(f"date=*/device=*/{BATCH_PREFIX}*.parquet"), None) is not None
+
     def has_files(self, table: str) -> bool:
         folder = self.data / table
         return folder.is_dir() and next(folder.glob("date=*/device=*/*.parquet"), None) is not None
 
     def run_ids(self) -> set[str]:
-        """Runs in the store (those whose commit marker, the runs file, exists)."""
-        return {p.stem for p in self.files("runs")}
+        """Runs in the store (those whose commit marker, a runs file, lists them)."""
+        return set(self._committed(self.files("runs")))
+
+    def _committed(self, runs_files: list[Path]) -> dict[str, str]:
+        """{run_id: the file stem its rows are read from}: the newest batch listing the run, else the
+        run's own files (the reader rule of union_views, in Python)."""
+        source: dict[str, str] = {}
+        for f in runs_files:
+            if not f.stem.startswith(BATCH_PREFIX):
+                source.setdefault(f.stem, f.stem)
+        for f in sorted((f for f in runs_files if f.stem.startswith(BATCH_PREFIX)), key=lambda f: f.stem):
+            for run_id in pq.read_table(f, columns=["run_id"]).column("run_id").to_pylist():
+                source[run_id] = f.stem  # sorted: a newer batch wins
+        return source
+
+    def _in_store(self, day: str, device: str, run_id: str) -> bool:
+        marker = self.file("runs", day, device, run_id)
+        if marker.exists():
+            return True
+        batches = [self.data / "runs" / f"date={period}" / f"device={device}" for period in (day, day[:7])]
+        return run_id in self._committed(sorted(f for b in batches for f in b.glob(f"{BATCH_PREFIX}*.parquet")))
 
     # ------------------------------------------------------------------ writing
 
@@ -113,7 +160,12 @@ class SharedStore:
             )
         device, day = row[0]
         day = day.isoformat()
-        if self.file("runs", day, device, run_id).exists():
+        if run_id.startswith(BATCH_PREFIX):
+            raise WarehouseError(
+                f"run id {run_id} starts with {BATCH_PREFIX!r}, the store's name for compacted files",
+                "rename the run folder (and the run_id in its run.json) before publishing it",
+            )
+        if self._in_store(day, device, run_id):
             return False
         for table in PUBLISHED:
             exclude = f" EXCLUDE ({', '.join(LOCAL_ONLY)})" if table == "runs" else ""
@@ -135,6 +187,63 @@ class SharedStore:
                 ) from e
         return True
 
+    # ------------------------------------------------------------------ compaction
+
+    def compact(self, by: str = "month", min_files: int = 2, say=None) -> "Compaction":
+        """Merge each device's files of one month (or day: `by`) into one batch file per table,
+        written in `date=<YYYY-MM>` (or the day's) folder, the runs batch last, then delete the
+        files merged. Groups with fewer than `min_files` runs files are left as they are. Safe beside
+        publishing hosts and readers (module doc); one compaction at a time per store."""
+        if by not in COMPACT_BY:
+            raise WarehouseError(f"cannot compact by {by!r}", f"use one of {', '.join(COMPACT_BY)}")
+        done = Compaction()
+        runs_root = self.data / "runs"
+        if not runs_root.is_dir():
+            return done
+        from kit.core.locks import file_lock
+
+        groups: dict[tuple[str, str], list[Path]] = {}  # (period, device folder) -> runs folders
+        for folder in sorted(runs_root.glob("date=*/device=*")):
+            day = folder.parent.name.removeprefix("date=")
+            period = day[:7] if by == "month" else day
+            groups.setdefault((period, folder.name), []).append(folder.relative_to(runs_root))
+        with file_lock(self.path / ".compact.lock", timeout_s=5, what="a compaction of the shared store"):
+            for (period, device_dir), folders in groups.items():
+                runs_files = sorted(f for where in folders for f in (runs_root / where).glob("*.parquet"))
+                if len(runs_files) < min_files:
+                    continue
+                source = self._committed(runs_files)
+                if not source:
+                    continue
+                target = Path(f"date={period}") / device_dir
+                stamp = f"{BATCH_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"
+                merged: list[Path] = []
+                for table in PUBLISHED:  # runs LAST: the batch's commit marker
+                    files = sorted(f for where in folders for f in (self.data / table / where).glob("*.parquet"))
+                    pieces = []
+                    for f in files:
+                        if not (f.stem.startswith(BATCH_PREFIX) or f.stem in source):
+                            continue  # a run still being published: not ours to touch
+                        merged.append(f)
+                        mine = [run_id for run_id, src in source.items() if src == f.stem]
+                        if mine:
+                            t = pq.read_table(f)
+                            keep = pc.is_in(t["run_id"].cast(pa.string()), value_set=pa.array(mine, pa.string()))
+                            pieces.append(t.filter(keep))
+                    if pieces:
+                        buf = io.BytesIO()
+                        pq.write_table(pa.concat_tables(pieces), buf, compression="zstd")
+                        atomic.write_bytes(self.data / table / target / f"{stamp}.parquet", buf.getvalue())
+                        done.files_written += 1
+                for f in merged:  # every run of these is in the new batch now
+                    f.unlink(missing_ok=True)
+                done.files_removed += len(merged)
+                done.partitions += 1
+                done.runs += len(source)
+                if say:
+                    say(f"{target}: {len(source)} runs, {len(merged)} files merged")
+        return done
+
     # ------------------------------------------------------------------ reading
 
     def union_views(self, conn) -> bool:
@@ -146,12 +255,31 @@ class SharedStore:
         db = conn.execute("SELECT current_database()").fetchone()[0]
         local = f'"{db}".main'
 
-        def scan(table: str) -> str:
-            return f"read_parquet({_literal(self.glob(table))}, hive_partitioning = false, union_by_name = false)"
+        def scan(table: str, glob: str | None = None) -> str:
+            where = _literal(glob or self.glob(table))
+            return f"read_parquet({where}, hive_partitioning = false, union_by_name = false, filename = true)"
+
+        batches = self.has_batches()
+        if batches:  # each compacted run's rows from the newest batch listing it (see the module doc)
+            conn.execute(
+                f"""CREATE OR REPLACE TEMP VIEW _shared_batched AS
+                    SELECT run_id, max(parse_filename(filename, true)) AS source
+                    FROM {scan("runs", self.batch_glob("runs"))} GROUP BY run_id"""
+            )
+
+        def rows(table: str) -> str:
+            rule = "run_id IN (SELECT run_id FROM _shared_runs)"
+            if batches:
+                rule += f""" AND (CASE WHEN parse_filename(filename, true) LIKE '{BATCH_PREFIX}%'
+                    THEN run_id || '/' || parse_filename(filename, true) IN (SELECT run_id || '/' || source FROM _shared_batched)
+                    ELSE run_id NOT IN (SELECT run_id FROM _shared_batched) END)"""
+            else:  # batches of a compaction that has not written its runs batch yet do not count
+                rule += f" AND parse_filename(filename, true) NOT LIKE '{BATCH_PREFIX}%'"
+            return f"SELECT * EXCLUDE (filename) FROM {scan(table)} WHERE {rule}"
 
         conn.execute(
             f"""CREATE OR REPLACE TEMP VIEW _shared_runs AS
-                SELECT * FROM {scan("runs")}
+                SELECT * EXCLUDE (filename) FROM {scan("runs")}
                 WHERE run_id NOT IN (SELECT run_id FROM {local}.runs)
                 QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY ingested_at) = 1"""
         )
@@ -162,8 +290,7 @@ class SharedStore:
             if self.has_files(table):
                 conn.execute(
                     f"""CREATE OR REPLACE TEMP VIEW {table} AS
-                        SELECT * FROM {local}.{table} UNION ALL BY NAME
-                        SELECT * FROM {scan(table)} WHERE run_id IN (SELECT run_id FROM _shared_runs)"""
+                        SELECT * FROM {local}.{table} UNION ALL BY NAME {rows(table)}"""
                 )
         conn.execute(
             """CREATE OR REPLACE TEMP VIEW current_runs AS SELECT * FROM runs
