@@ -4,7 +4,7 @@
 #                              runner builds, QEMU runs, an sshd on loopback, a Dagster instance and
 #                              webserver, headless Chromium
 #   ./scripts/test.sh --fast   fast tier: -m "not qemu and not ssh and not browser and not slow";
-#                              no QEMU set-up, no root needed (about 2 minutes on 2 cores)
+#                              no QEMU set-up, no root needed (about 4 minutes on 2 cores)
 # Any other argument goes to pytest (e.g. -k, -x, a test file).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -36,6 +36,7 @@ warehouse publish`): the store is derived from the hosts' files, which stay the 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -176,7 +177,10 @@ class SharedStore:
             pq.write_table(arrow, buf, compression="zstd")
             target = self.file(table, day, device, run_id)
             try:
-                atomic.write_bytes(target, buf.getvalue())
+                try:
+                    atomic.write_bytes(target, buf.getvalue())
+                except FileNotFoundError:  # a compaction removed the day's folder as it was made: again
+                    atomic.write_bytes(target, buf.getvalue())
             except Sme2Error:  # disk full: says so, names the file
                 raise
             except OSError as e:
@@ -237,6 +241,11 @@ class SharedStore:
                         done.files_written += 1
                 for f in merged:  # every run of these is in the new batch now
                     f.unlink(missing_ok=True)
+                for where in folders:  # emptied day folders: every query globs them (10x the cost)
+                    for table in PUBLISHED:
+                        for empty in (self.data / table / where, self.data / table / where.parent):
+                            with contextlib.suppress(OSError):  # not empty (a publish is writing): kept
+                                empty.rmdir()
                 done.files_removed += len(merged)
                 done.partitions += 1
                 done.runs += len(source)
