@@ -24,6 +24,7 @@ from kit.core.errors import Sme2Error
 from kit.store import queries, warehouse
 from kit.store.connection import scalar
 from kit.store.schema import STORED_AS, TABLES
+from kit.store.shared import SharedStore
 from kit.store.warehouse import Warehouse, missing_runs
 
 app = typer.Typer()
@@ -207,8 +208,6 @@ def warehouse_compact(
 
 
 def _store_or_explain():
-    from kit.store.shared import SharedStore
-
     store = SharedStore.from_env()
     if store is None:
         raise Sme2Error(

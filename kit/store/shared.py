@@ -50,6 +50,7 @@ import pyarrow.parquet as pq
 
 from kit.core import atomic, names
 from kit.core.errors import Sme2Error, WarehouseError
+from kit.core.locks import file_lock
 from kit.store.schema import SCHEMA_VERSION
 
 SHARED_ENV = "SME2_SHARED_STORE"
@@ -204,8 +205,6 @@ class SharedStore:
         runs_root = self.data / "runs"
         if not runs_root.is_dir():
             return done
-        from kit.core.locks import file_lock
-
         groups: dict[tuple[str, str], list[Path]] = {}  # (period, device folder) -> runs folders
         for folder in sorted(runs_root.glob("date=*/device=*")):
             day = folder.parent.name.removeprefix("date=")
