@@ -66,11 +66,12 @@ def lookup(identity: dict) -> Path | None:
 
 
 @contextlib.contextmanager
-def exclusive(identity: dict) -> Iterator[None]:
+def exclusive(identity: dict | None) -> Iterator[None]:
     """Hold the machine-wide lock of one cache key while its export is made, so that a second
     process asking for the same key waits for the entry instead of lowering it again. Best effort,
-    like the cache: no lock when the cache is off or its folder cannot be written."""
-    base = folder()
+    like the cache: no lock for an export that is not cached (identity None), when the cache is off
+    or when its folder cannot be written."""
+    base = folder() if identity is not None else None
     with contextlib.ExitStack() as held:
         if base is not None:
             try:

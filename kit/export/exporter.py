@@ -377,16 +377,14 @@ def export_variant(
     root = root or DataRoot.resolve()
     say = progress or (lambda msg: None)
     plan = _plan(pkg, dtype, size, root, backend, checkpoint, force, say, mode, save_graph)
-    if plan.reusable is None and plan.cached_as is not None:
+    if plan.reusable is None:
         # Two processes lowering the same cache key (parallel test workers, two runs of one sensor
         # tick) would both spend minutes on it: the second waits and restores the first's entry.
         with export_cache.exclusive(plan.cached_as):
-            if not force:
+            if plan.cached_as is not None and not force:
                 plan = _plan(pkg, dtype, size, root, backend, checkpoint, force, say, mode, save_graph)
             if plan.reusable is None:
                 return _lower_and_save(pkg, plan, dtype, size, root, backend, checkpoint, say, mode, save_graph, outdir)
-    elif plan.reusable is None:
-        return _lower_and_save(pkg, plan, dtype, size, root, backend, checkpoint, say, mode, save_graph, outdir)
     if outdir is not None:
         copy_artifacts(plan.reusable, outdir, mode)
     return plan.reusable
