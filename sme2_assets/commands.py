@@ -150,7 +150,15 @@ def pipeline_cmd(
                 c = compare.compare(wh, v, dev)
             except Exception:  # noqa: BLE001 - a device without a pair has no table
                 continue
-            console.print(f"\n[bold]{c.headline()}[/]")
+            console.print(f"\n[bold]{escape(c.headline())}[/]")
+            counted = compare.counts_table(c)
+            if counted is not None:
+                console.print(
+                    "Estimated cycles from instruction counts of the emulated CPU (deterministic; an estimate, not "
+                    "hardware time):"
+                )
+                console.print(counted.to_string(index=False))
+                console.print("Emulated times (not hardware times) and kernels:")
             console.print(compare.blog_table(c).to_string(index=False))
         rep = root.reports / v / "report.html"
         if rep.exists():

@@ -20,6 +20,7 @@ import pytest
 
 from kit import pipeline
 from kit.core.home import DataRoot
+from kit.counts import qemu_build
 from kit.devices import inventory, toolsetup
 from kit.export import exporter
 from kit.models import registry
@@ -32,7 +33,7 @@ warnings.filterwarnings("ignore")
 DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
 DATA = Path(__file__).resolve().parent / "data"
 RECORDED_RUN = DATA / "tiny_seg-fp32-host"  # see tests/data/README.md
-QEMU_FIXTURES = {"qemu_setup", "qemu_runs"}
+QEMU_FIXTURES = {"qemu_setup", "qemu_runs", "counting_setup"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
@@ -120,8 +121,17 @@ def qemu_setup(home):
 
 
 @pytest.fixture(scope="session")
-def qemu_runs(home, qemu_setup, exports):
-    """tiny_seg fp32 and int8 on the emulated SME2 pair, interleaved, as `sme2 profile` runs them."""
+def counting_setup(home, qemu_setup):
+    """`sme2 setup --counts` for real: the plugin-capable QEMU (built once per machine, cached in
+    $SME2_BUILD_CACHE; scripts/setup.sh builds it before the tests) and the counting plugin."""
+
+    return qemu_build.setup_counting(home)
+
+
+@pytest.fixture(scope="session")
+def qemu_runs(home, qemu_setup, counting_setup, exports):
+    """tiny_seg fp32 and int8 on the emulated SME2 pair, interleaved, as `sme2 profile` runs them
+    (counted: every event's instruction counts, as wherever `sme2 setup --counts` was done)."""
 
     plan = session.ProfilePlan(
         model="tiny_seg",

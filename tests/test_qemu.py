@@ -52,7 +52,9 @@ def test_emulated_runs_are_labelled_and_capped(qemu_runs):
         rec = r.record
         assert rec.emulated and rec.transport == "qemu" and rec.platform == "linux-aarch64"
         assert rec.size == "small" and rec.iterations == 10  # asked for 50: emulated targets cap at 10
-        assert rec.conditions["cpu_setting"] == ("-cpu max" if sme2 else "-cpu max,sme=off")
+        assert rec.conditions["cpu_setting"] == (
+            "-cpu max,sme-default-vector-length=64" if sme2 else "-cpu max,sme=off"
+        )
         assert rec.conditions["emulated"] is True
 
 

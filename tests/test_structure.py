@@ -22,6 +22,7 @@ LAYERS = [
     "kit.trace",
     "kit.export",
     "kit.stats",
+    "kit.counts",
     "kit.profile",
     "kit.store",
     "kit.analysis",

@@ -186,6 +186,15 @@ def make_tools(root: DataRoot) -> list[Callable]:
             "bottleneck": c.bottleneck,
             "categories": _records(c.categories),
             "operators": _records(c.operators.head(10)),
+            "counts": (
+                {
+                    "execute": c.counts_execute,
+                    "categories": _records(c.counts),
+                    "what": "estimated cycles from emulated instruction counts, not hardware time",
+                }
+                if c.counts is not None
+                else None
+            ),
         }
 
     def report(model: str = "tiny_seg", dtype: str = "fp32") -> dict[str, Any]:

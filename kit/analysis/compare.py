@@ -87,6 +87,10 @@ class Comparison:
     categories: pd.DataFrame  # category, a_ms, b_ms, [speedup], share_a, share_b, ops_a, ops_b, kernels_a, kernels_b
     operators: pd.DataFrame  # operator, category, a/b types and kernels, instances, a_ms, b_ms, [speedup]
     bottleneck: dict = field(default_factory=dict)  # largest category in a and in b
+    # Both runs counted (emulated): per category instructions and estimated cycles (count_categories),
+    # and Method::execute's totals {a_/b_instructions, a_/b_est_cycles, ratios, cost_model}.
+    counts: pd.DataFrame | None = None
+    counts_execute: dict | None = None
 
     @property
     def emulated(self) -> bool:
@@ -116,6 +120,14 @@ class Comparison:
         e = self.e2e
         if self.sme2_pair:
             label = "EMULATED (times are not hardware times)" if self.emulated else "hardware"
+            if self.emulated and self.counts_execute:
+                x = self.counts_execute
+                return (
+                    f"{self.variant} on {self.device} [EMULATED], {self.threads} thread(s): SME2 off/on "
+                    f"{x['est_cycles_ratio']:.2f}x estimated cycles, {x['instructions_ratio']:.2f}x instructions "
+                    f"(counted on the emulated CPU; cycles estimated for {x['cost_model']}, not hardware time); "
+                    f"emulated times off {e['a_ms']:.2f} ms, on {e['b_ms']:.2f} ms say nothing about speed"
+                )
             if self.emulated:
                 return f"{self.variant} on {self.device} [{label}], {self.threads} thread(s): SME2 off {e['a_ms']:.2f} ms, on {e['b_ms']:.2f} ms (emulated)"
             return f"{self.variant} on {self.device}, {self.threads} thread(s): {e['a_ms']:.2f} -> {e['b_ms']:.2f} ms, {e['speedup']:.2f}x (95% CI {e['ci_low']:.2f}-{e['ci_high']:.2f})"
@@ -332,7 +344,86 @@ def compare_runs(wh: Warehouse, a: Side, b: Side) -> Comparison:
         "a": categories.loc[categories.a_ms.idxmax(), "category"],
         "b": categories.loc[categories.b_ms.idxmax(), "category"],
     }
-    return Comparison(a, b, e2e, categories, operators, bottleneck)
+    counts, counts_execute = count_categories(wh, a, b)
+    return Comparison(a, b, e2e, categories, operators, bottleneck, counts, counts_execute)
+
+
+def _ratio(x: float, y: float) -> float:
+    return float(x) / float(y) if y else float("nan")
+
+
+def count_categories(wh: Warehouse, a: Side, b: Side) -> tuple[pd.DataFrame | None, dict | None]:
+    """Instruction counts of two counted runs per category: instructions and estimated cycles of
+    each, their ratio a/b (> 1: b retires fewer), each category's share of the operators' estimated
+    cycles, and the SME share of its instructions. (None, None) unless both runs were counted."""
+    ids = [a.run_id, b.run_id]
+    ex = views.execute_counts(wh, ids).set_index("run_id")
+    if not {a.run_id, b.run_id} <= set(ex.index):
+        return None, None
+    ops = views.op_counts(wh, ids)
+    per = ops.groupby(["run_id", "category"])[["instructions", "sme_instructions", "est_cycles"]].sum()
+    totals = ops.groupby("run_id").est_cycles.sum()
+    rows = []
+    for c in BLOG_ORDER:
+        ra = per.loc[(a.run_id, c)] if (a.run_id, c) in per.index else None
+        rb = per.loc[(b.run_id, c)] if (b.run_id, c) in per.index else None
+        get = lambda r, k: float(r[k]) if r is not None else 0.0  # noqa: E731
+        rows.append(
+            {
+                "category": c,
+                "a_instructions": int(get(ra, "instructions")),
+                "b_instructions": int(get(rb, "instructions")),
+                "instructions_ratio": _ratio(get(ra, "instructions"), get(rb, "instructions")),
+                "a_est_cycles": get(ra, "est_cycles"),
+                "b_est_cycles": get(rb, "est_cycles"),
+                "est_cycles_ratio": _ratio(get(ra, "est_cycles"), get(rb, "est_cycles")),
+                "share_a": _ratio(get(ra, "est_cycles"), totals.get(a.run_id, 0.0)),
+                "share_b": _ratio(get(rb, "est_cycles"), totals.get(b.run_id, 0.0)),
+                "sme_share_a": _ratio(get(ra, "sme_instructions"), get(ra, "instructions")),
+                "sme_share_b": _ratio(get(rb, "sme_instructions"), get(rb, "instructions")),
+            }
+        )
+    xa, xb = ex.loc[a.run_id], ex.loc[b.run_id]
+    execute = {
+        "a_instructions": int(xa.instructions),
+        "b_instructions": int(xb.instructions),
+        "instructions_ratio": _ratio(xa.instructions, xb.instructions),
+        "a_est_cycles": float(xa.est_cycles),
+        "b_est_cycles": float(xb.est_cycles),
+        "est_cycles_ratio": _ratio(xa.est_cycles, xb.est_cycles),
+        "a_sme_instructions": int(xa.sme_instructions),
+        "b_sme_instructions": int(xb.sme_instructions),
+        "cost_model": xa.cost_model if xa.cost_model == xb.cost_model else f"{xa.cost_model} / {xb.cost_model}",
+    }
+    return pd.DataFrame(rows), execute
+
+
+def counts_table(c: Comparison) -> pd.DataFrame | None:
+    """The case study's table from instruction counts (both runs counted): per category the
+    estimated cycles of each run and their ratio, each category's share of estimated cycles, the
+    instructions ratio and the SME share of run B's instructions. None when not both were counted."""
+    if c.counts is None:
+        return None
+    df, la, lb = c.counts, c.a.label, c.b.label
+
+    def pct(s: pd.Series) -> list[str]:
+        return [f"{100 * v:.1f}%" if v == v else "-" for v in s]
+
+    def x(s: pd.Series) -> list[str]:
+        return [f"{v:.2f}x" if v == v else "-" for v in s]
+
+    return pd.DataFrame(
+        {
+            "category": df.category,
+            f"est. cycles {la}": [f"{v:,.0f}" for v in df.a_est_cycles],
+            f"est. cycles {lb}": [f"{v:,.0f}" for v in df.b_est_cycles],
+            f"{la}/{lb}": x(df.est_cycles_ratio),
+            f"share {la}": pct(df.share_a),
+            f"share {lb}": pct(df.share_b),
+            f"instructions {la}/{lb}": x(df.instructions_ratio),
+            f"SME share {lb}": pct(df.sme_share_b),
+        }
+    )
 
 
 def compare_ids(wh: Warehouse, run_a: str, run_b: str) -> Comparison:

@@ -44,9 +44,14 @@ def _position(seq_in_call: int, n_in_call: int) -> str:
     return "inside delegate"
 
 
-def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None) -> DataMovement:
-    """rows: a Trace's rows (all kinds). program: the run's program map (modules, op types)."""
+def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None, measure: str = "duration_ms") -> DataMovement:
+    """rows: a Trace's rows (all kinds). program: the run's program map (modules, op types).
+    `measure`: the column to sum, duration_ms by default; a counted run's count table (kit.counts)
+    with measure="est_cycles" gives the same analysis in estimated cycles (every "ms" field then
+    holds estimated cycles)."""
     rules = rules or categories.load_rules()
+    if measure != "duration_ms":
+        rows = rows.assign(duration_ms=rows[measure].astype(float))
     ops = categories.label(rows[rows.row_kind == "operator"], rules)
     iters = int(ops.iteration.nunique()) or 1
     execute = rows.loc[rows.row_kind == "method", "duration_ms"]

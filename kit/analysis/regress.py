@@ -6,7 +6,10 @@ within a run), with a minimum effect size (relative change of medians, plus an a
 below the timer's resolution) so that statistically detectable but irrelevant changes are ignored,
 and Benjamini-Hochberg control of the false discovery rate across the operators tested at once.
 
-Emulated targets never compare time: their check compares kernels and operator mix.
+Emulated targets never compare time: their check compares kernels and operator mix, and, where
+both runs were counted (kit.counts), the instructions every operator retired, class by class. Counts
+are deterministic, so any difference is a real change of the work done (no statistics, no
+threshold): the check names the operator, the class and the difference.
 What a user can conclude from a flagged operator: its time distribution moved by at least the
 minimum effect, and among all flagged operators at most `alpha` are expected to be false alarms."""
 
@@ -142,6 +145,85 @@ def check_run(
     )
 
 
+COUNTED = (
+    "instructions",
+    "sme_outer", "sme_za", "sme_mem", "sve", "sve_mem", "simd", "simd_mem", "fp", "int", "int_mem", "branch",
+    "system", "other", "bytes_loaded", "bytes_stored",
+)  # fmt: skip
+
+
+def count_diff(wh, run_id: str, base_id: str) -> pd.DataFrame | None:
+    """Every difference in instruction counts between two counted runs: per operator type (and
+    Method::execute as a whole) and counted quantity, the baseline's and the new run's values of
+    their first counted execution. Empty: identical. None: either run was not counted."""
+    sums = ", ".join(f"sum({c}) AS {c}" for c in COUNTED)
+    q = f"""SELECT run_id, op_type, {sums} FROM op_event_counts
+            WHERE list_contains(?, run_id) AND iteration = 0 AND row_kind IN ('operator', 'method') GROUP BY ALL"""
+    df = wh.query(q, [[run_id, base_id]])
+    if set(df.run_id) != {run_id, base_id}:
+        return None
+    new = df[df.run_id == run_id].set_index("op_type")[list(COUNTED)]
+    old = df[df.run_id == base_id].set_index("op_type")[list(COUNTED)]
+    ops = new.index.union(old.index)
+    new, old = new.reindex(ops, fill_value=0), old.reindex(ops, fill_value=0)
+    diff = (new - old).stack()
+    rows = [
+        {
+            "op_type": op,
+            "counted": col,
+            "baseline": int(old.loc[op, col]),
+            "new": int(new.loc[op, col]),
+            "change": int(d),
+            "relative": d / old.loc[op, col] if old.loc[op, col] else float("inf"),
+        }
+        for (op, col), d in diff.items()
+        if d != 0
+    ]
+    return pd.DataFrame(rows, columns=["op_type", "counted", "baseline", "new", "change", "relative"])
+
+
+def check_counts(wh, run_id: str, base_id: str, key: str) -> Finding | None:
+    """The zero-noise gate: any change of any counted quantity fails. None when not both counted."""
+    diff = count_diff(wh, run_id, base_id)
+    if diff is None:
+        return None
+    if diff.empty:
+        return Finding(True, f"{key}: instruction counts identical to run {base_id} (every operator, every class)")
+    ops = diff[diff.counted == "instructions"].sort_values("change", key=abs, ascending=False)
+    shown = ops if not ops.empty else diff
+    listing = "; ".join(
+        f"{r.op_type} {r.counted} {r.baseline:,} -> {r.new:,} ({r.change:+,}"
+        + (f", {r.relative:+.2%})" if r.relative != float("inf") else ")")
+        for r in shown.head(6).itertuples()
+    )
+    return Finding(
+        False,
+        f"{key}: instruction counts changed against run {base_id} in {diff.op_type.nunique()} operator type(s), "
+        f"{len(diff)} counted quantities: {listing}",
+        tests=[],
+    )
+
+
+def count_gate(wh, run_id: str, base_id: str | None = None) -> Finding | None:
+    """`sme2 regressions --counts`: a counted run against `base_id`, else the previous counted run of
+    its key. None when there is nothing to compare (not counted, or no earlier counted run)."""
+    run = wh.query("SELECT run_key, started_at FROM runs WHERE run_id = ?", [run_id])
+    if run.empty:
+        return Finding(False, f"run {run_id} is not in the warehouse")
+    key = run.run_key[0]
+    if base_id is None:
+        base = wh.query(
+            """SELECT r.run_id FROM runs r WHERE r.run_key = ? AND r.started_at < ? AND r.run_id <> ?
+               AND EXISTS (SELECT 1 FROM op_event_counts c WHERE c.run_id = r.run_id)
+               ORDER BY r.started_at DESC LIMIT 1""",
+            [key, run.started_at[0], run_id],
+        )
+        if base.empty:
+            return None
+        base_id = base.run_id[0]
+    return check_counts(wh, run_id, base_id, key)
+
+
 def _check_mix(wh, run_id: str, base_id: str, key: str) -> Finding:
     """Emulated runs: did the operator mix (types and instance counts) or kernel families change?"""
     q = "SELECT op_type, instances FROM op_stats WHERE run_id = ?"
@@ -158,10 +240,17 @@ def _check_mix(wh, run_id: str, base_id: str, key: str) -> Finding:
         changes.append(f"instance counts changed for {recount[:4]}")
     if fam_new != fam_old:
         changes.append(f"kernel families {sorted(fam_old)} -> {sorted(fam_new)}")
+    counted = check_counts(wh, run_id, base_id, key)
+    if counted is not None and not counted.passed:
+        changes.append(counted.message.split(": ", 1)[1])
+    what = "kernels, operator mix and instruction counts" if counted is not None else "kernels and operator mix only"
     return Finding(
         not changes,
-        f"{key} (emulated: kernels and operator mix only, never time): "
-        + ("; ".join(changes) or "same operators and kernels as the previous run"),
+        f"{key} (emulated: {what}, never time): "
+        + (
+            "; ".join(changes)
+            or "same operators and kernels" + (" and counts" if counted else "") + " as the previous run"
+        ),
     )
 
 

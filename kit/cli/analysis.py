@@ -113,7 +113,15 @@ def compare_cmd(
         console.print(
             "[yellow]EMULATED: kernel selection and operator mix are real; times are not hardware times, so no speedups are shown.[/]"
         )
-    print_frame(compare.blog_table(c), "table", title="Categories")
+    counted = compare.counts_table(c)
+    if counted is not None:
+        print_frame(
+            counted,
+            "table",
+            title=f"Categories by estimated cycles from instruction counts of the emulated CPU "
+            f"({c.counts_execute['cost_model']}; estimates, not hardware time)",
+        )
+    print_frame(compare.blog_table(c), "table", title="Categories" + (" (emulated times)" if c.emulated else ""))
     print_frame(compare.operator_table(c, operators), "table", title="Operators")
     console.print(
         f"bottleneck: {c.bottleneck['a']} ({escape(c.a.label)}) -> {c.bottleneck['b']} ({escape(c.b.label)}); "
@@ -226,21 +234,44 @@ def regressions_cmd(
         None, "--run", help="Check one run against its key's history (default: every current run)."
     ),
     window: int = typer.Option(7, "--window", help="Baseline: this many earlier runs of the same key."),
+    counts: bool = typer.Option(
+        False,
+        "--counts",
+        help="Zero-noise gate for CI: compare the instruction counts of counted (emulated) runs with the previous "
+        "run of their key (or --baseline); any change of any operator's counts fails (exit 1). No statistics.",
+    ),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", help="With --counts and --run: the run id to compare with (default: the previous run)."
+    ),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
     """Regression detection: Mann-Whitney U per operator and end to end vs the baseline window,
-    Benjamini-Hochberg across operators, minimum effect 5%; emulated runs: kernels and op mix only."""
+    Benjamini-Hochberg across operators, minimum effect 5%; emulated runs: kernels, op mix and, where
+    counted, instruction counts. --counts: only the counts, exactly, exit 1 on any change."""
 
     wh = Warehouse.at(root_of(home))
+    if baseline is not None and (not counts or run_id is None):
+        raise Sme2Error("--baseline goes with --counts and --run", "sme2 regressions --counts --run NEW --baseline OLD")
     ids = [run_id] if run_id else wh.query("SELECT run_id FROM current_runs ORDER BY variant, target").run_id.tolist()
-    findings = {i: regress.check_run(wh, i, window=window) for i in ids}
+    if counts:
+        findings = {i: regress.count_gate(wh, i, baseline) for i in ids}
+        findings = {i: f for i, f in findings.items() if f is not None}
+        if not findings:
+            raise Sme2Error(
+                "no counted run has an earlier counted run to compare with",
+                "profile an emulated target twice with counts (sme2 setup --counts; sme2 profile --target armv9-qemu...)",
+            )
+    else:
+        findings = {i: regress.check_run(wh, i, window=window) for i in ids}
     if as_json:
         emit_json({i: {"passed": f.passed, "blocking": f.blocking, "message": f.message} for i, f in findings.items()})
-        return
-    for f in findings.values():
-        mark = "[green]ok[/]" if f.passed else ("[red]BLOCKING[/]" if f.blocking else "[yellow]regression[/]")
-        console.print(f"{mark} {escape(f.message)}")
+    else:
+        for f in findings.values():
+            mark = "[green]ok[/]" if f.passed else ("[red]BLOCKING[/]" if f.blocking else "[yellow]regression[/]")
+            console.print(f"{mark} {escape(f.message)}")
+    if counts and not all(f.passed for f in findings.values()):
+        raise typer.Exit(1)
 
 
 @app.command("import-arm-kit")

@@ -14,7 +14,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 from rich.table import Table
 
 from kit.core.errors import Sme2Error
@@ -41,23 +42,46 @@ def csv_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+class _Count(TextColumn):
+    """`done/total` while a total is known, nothing otherwise (never `0/None`)."""
+
+    def __init__(self):
+        super().__init__("")
+
+    def render(self, task):
+        return Text("" if task.total is None else f"{task.completed:.0f}/{task.total:.0f}")
+
+
 @contextlib.contextmanager
 def progress(total: int | None, quiet: bool):
-    """A progress bar whose description follows the kit's progress messages."""
+    """A progress bar whose description follows the kit's progress messages; yields (say, advance)."""
+    with counted_progress(total, quiet) as (say, advance, _):
+        yield say, advance
+
+
+@contextlib.contextmanager
+def counted_progress(total: int | None, quiet: bool):
+    """progress() plus `count(done, total)` for work whose total is learnt as it goes (a build's
+    steps): yields (say, advance, count). The bar shows done/total and the time left once known."""
     if quiet:
-        yield (lambda msg: None), (lambda: None)
+        yield (lambda msg: None), (lambda: None), (lambda done, total: None)
         return
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
+        _Count(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err,
         transient=True,
     ) as prog:
         task = prog.add_task("starting", total=total)
-        yield (lambda msg: prog.update(task, description=msg)), (lambda: prog.advance(task))
+        yield (
+            (lambda msg: prog.update(task, description=msg)),
+            (lambda: prog.advance(task)),
+            (lambda done, of: prog.update(task, completed=done, total=of)),
+        )
 
 
 def fail(e: Sme2Error) -> None:

@@ -12,6 +12,7 @@ from kit.cli.common import (
     HomeOpt,
     JsonOpt,
     command,
+    counted_progress,
     console,
     emit_json,
     progress,
@@ -19,6 +20,7 @@ from kit.cli.common import (
 )
 from kit.core.errors import Sme2Error
 from kit.core.names import Target
+from kit.counts import qemu_build
 from kit.devices import inventory, toolsetup
 from kit.runners import pathrunner, recipes, source
 
@@ -27,13 +29,26 @@ app = typer.Typer()
 
 @app.command("setup")
 @command
-def setup_cmd(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
+def setup_cmd(
+    counts: bool = typer.Option(
+        False,
+        "--counts",
+        help="Also build the plugin-capable QEMU (from Debian's QEMU source, cached in $SME2_BUILD_CACHE; about 4 "
+        "minutes on 2 cores the first time) and our instruction-counting plugin: instruction counts per operator.",
+    ),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
     """Obtain QEMU >= 10.1, the aarch64 cross compiler and executorch wheel, and prove SME2 on/off
-    switching with an aarch64 HWCAP2 probe (for the emulated armv9-qemu targets)."""
+    switching with an aarch64 HWCAP2 probe (for the emulated armv9-qemu targets). --counts adds the
+    counting QEMU and plugin, proved on a probe of known SME instructions."""
 
     root = root_of(home)
-    with progress(None, as_json) as (say, _):
+    with counted_progress(None, as_json) as (say, _, count):
         info = toolsetup.setup(root, say)
+        if counts:
+            tools = qemu_build.setup_counting(root, say, count)
+            info["counting"] = {"qemu": str(tools.qemu), "plugin": str(tools.plugin), **tools.manifest}
     if as_json:
         emit_json(info)
         return
@@ -44,6 +59,12 @@ def setup_cmd(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
     console.print(
         f"probe: -cpu max -> SME2 {'yes' if p['sme2-on']['sme2'] else 'no'}; -cpu max,sme=off -> SME2 {'yes' if p['sme2-off']['sme2'] else 'no'}  [green]ok[/]"
     )
+    if counts:
+        c = info["counting"]
+        console.print(
+            f"instruction counts: QEMU {c['source']} with plugins ({c['qemu']}), plugin {c['plugin']}; probe counted "
+            f"{c['probe']['counts']['sme_outer']} outer products as expected  [green]ok[/]"
+        )
 
 
 @app.command("devices")

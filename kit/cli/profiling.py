@@ -62,6 +62,12 @@ def profile_cmd(
         help="Use the kernel-log runner (an ExecuTorch source build, EXECUTORCH_REPO): the kernels table then "
         "names each operator's XNNPACK microkernel and ISA.",
     ),
+    counts: Optional[bool] = typer.Option(
+        None,
+        "--counts/--no-counts",
+        help="Instruction counts per operator on emulated targets (1 thread): a counting run under the plugin QEMU "
+        "of `sme2 setup --counts`. Default: counted wherever that is set up.",
+    ),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
@@ -141,6 +147,7 @@ def profile_cmd(
         models_dir=str(models_dir) if models_dir else None,
         pte=str(pte) if pte else None,
         etrecord=str(etrecord) if etrecord else None,
+        counts=counts,
     )
     with progress(None, as_json) as (say, _):
         results = pipeline.profile_and_store(plan, root, progress=say)
@@ -198,7 +205,30 @@ def print_run(r) -> None:
     console.print(t)
     if a.other_ops:
         console.print(f"  in Other: {escape(', '.join(a.other_ops))}")
+    print_counts(rec.results.get("counts"))
     console.print(f"  run folder: {r.run_dir}")
+
+
+def print_counts(summary: dict | None) -> None:
+    """A counted run's instructions per category (deterministic) and estimated cycles."""
+    if not summary:
+        return
+    ex = summary["execute"]
+    t = Table(title=f"Instructions retired per execution (emulated CPU; est. cycles: {summary['cost_model']})")
+    for col in ("category", "instructions", "SME share", "est. cycles", "share of est. cycles"):
+        t.add_column(col, justify="left" if col == "category" else "right")
+    total = sum(c["est_cycles"] for c in summary["categories"].values()) or 1
+    for cat, c in sorted(summary["categories"].items(), key=lambda kv: -kv[1]["est_cycles"]):
+        share = c["sme_instructions"] / c["instructions"] if c["instructions"] else 0
+        t.add_row(
+            cat, f"{c['instructions']:,}", f"{share:.1%}", f"{c['est_cycles']:,}", f"{c['est_cycles'] / total:.1%}"
+        )
+    console.print(t)
+    console.print(
+        f"  Method::execute: {ex['instructions']:,} instructions ({ex['sme_instructions']:,} SME), "
+        f"{ex['bytes_loaded']:,} bytes loaded, {ex['bytes_stored']:,} stored; est. {ex['est_cycles']:,} cycles "
+        "(an estimate from emulation, not hardware time)"
+    )
 
 
 @app.command("analyze")

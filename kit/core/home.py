@@ -94,3 +94,8 @@ class DataRoot:
     @property
     def user_categories(self) -> Path:
         return self.path / "categories.toml"
+
+    @property
+    def user_cost_model(self) -> Path:
+        """Estimated cycles of counting runs use this cost model when it exists (kit.counts.costmodel)."""
+        return self.path / "costmodel.toml"

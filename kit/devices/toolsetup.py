@@ -112,6 +112,35 @@ def apt_archive_uri(sources_dir: Path = Path("/etc/apt")) -> tuple[str, str]:
     )
 
 
+def signed_by(keyring: str) -> str:
+    return f"[signed-by={keyring}] " if keyring else ""
+
+
+def private_apt(folder: Path, source_line: str) -> list[str]:
+    """apt-get options for a private package index in `folder` holding one sources line: nothing of
+    this machine's apt state is read or changed (no root needed for update/download/source)."""
+    (folder / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (folder / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (folder / "sources.list").write_text(source_line + "\n")
+    opts = [
+        "-o",
+        f"Dir::Etc::SourceList={folder / 'sources.list'}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={folder / 'lists'}",
+        "-o",
+        f"Dir::Cache={folder / 'cache'}",
+        "-o",
+        "Dir::State::Status=/dev/null",
+        "-o",
+        "Debug::NoLocking=1",
+    ]
+    if os.geteuid() == 0:
+        opts += ["-o", "APT::Sandbox::User=root"]  # _apt cannot write into our private temp folder
+    return opts
+
+
 def fetch_qemu(root: DataRoot, progress=None) -> Path:
     """Debian testing's qemu-user (static binaries), unpacked into the tools folder."""
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
@@ -123,26 +152,7 @@ def fetch_qemu(root: DataRoot, progress=None) -> Path:
     say = progress or (lambda m: None)
     with tempfile.TemporaryDirectory(prefix="sme2-qemu-") as tmp:
         t = Path(tmp)
-        (t / "lists" / "partial").mkdir(parents=True)
-        (t / "cache" / "archives" / "partial").mkdir(parents=True)
-        signed = f"[signed-by={keyring}] " if keyring else ""
-        (t / "sources.list").write_text(f"deb {signed}{uri} testing main\n")
-        opts = [
-            "-o",
-            f"Dir::Etc::SourceList={t / 'sources.list'}",
-            "-o",
-            "Dir::Etc::SourceParts=/dev/null",
-            "-o",
-            f"Dir::State::Lists={t / 'lists'}",
-            "-o",
-            f"Dir::Cache={t / 'cache'}",
-            "-o",
-            "Dir::State::Status=/dev/null",
-            "-o",
-            "Debug::NoLocking=1",
-        ]
-        if os.geteuid() == 0:
-            opts += ["-o", "APT::Sandbox::User=root"]  # _apt cannot write into our private temp folder
+        opts = private_apt(t, f"deb {signed_by(keyring)}{uri} testing main")
         say(f"qemu: reading Debian testing's package list from {uri}")
         for argv in (["apt-get", *opts, "update"], ["apt-get", *opts, "download", "qemu-user"]):
             proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp)
@@ -180,23 +190,32 @@ def fetch_qemu(root: DataRoot, progress=None) -> Path:
     return q
 
 
+def can_apt_install() -> bool:
+    return bool(shutil.which("apt-get")) and os.geteuid() == 0
+
+
+def apt_install(packages: list[str], progress=None) -> None:
+    """Install Debian packages as root (the caller checks can_apt_install); a failure names them."""
+    if progress:
+        progress(f"installing {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ):
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise SetupError(
+                f"apt-get failed installing {' '.join(packages)}: {proc.stderr.strip()[-300:]}",
+                f"run as root: apt-get install {' '.join(packages)}",
+            )
+
+
 def ensure_cross_compiler(progress=None) -> str:
     if shutil.which(CROSS_CXX) and SYSROOT.exists():
         return shutil.which(CROSS_CXX)
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        if progress:
-            progress("installing g++-aarch64-linux-gnu")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "g++-aarch64-linux-gnu"],
-        ):
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env)
-            if proc.returncode != 0:
-                raise SetupError(
-                    f"apt-get failed installing the aarch64 cross compiler: {proc.stderr.strip()[-300:]}",
-                    "run: apt-get install g++-aarch64-linux-gnu",
-                )
+    if can_apt_install():
+        apt_install(["g++-aarch64-linux-gnu"], progress)
         if shutil.which(CROSS_CXX):
             return shutil.which(CROSS_CXX)
     raise SetupError(

@@ -17,6 +17,8 @@ from pathlib import Path
 from kit.core import atomic, limits
 from kit.core.errors import LabelError, Sme2Error
 from kit.core.home import DataRoot
+from kit.counts import costmodel, qemu_build
+from kit.counts import table as count_table
 from kit.devices import inventory
 from kit.export import exporter
 from kit.models import registry
@@ -53,6 +55,7 @@ def run_session(
     extra_args: tuple[str, ...] = (),
     cpus: str | None = None,
     target=None,
+    counts: bool = False,
 ) -> ProfileResult:
     """Timing run + ETDump run of one export on one resolved target; returns the written run.
     `rules_file`: operator category rules (default: the data root's categories.toml when present);
@@ -157,6 +160,8 @@ def run_session(
                     label=f"{runner_kind} runner (ETDump)",
                 )
             record.conditions["measurement_window"] = [window_start, time.time()]
+            if counts:
+                counted = counting_run(root, exp, resolved, request, runner_kind, binary, stage, target, say)
         record.finished_at = now()
         for name in ("program_map.json", exporter.META):
             shutil.copy2(exp.folder / name, stage / name)
@@ -170,6 +175,14 @@ def run_session(
             refuse(root, stage, record, problem)
         rules = categories.load_rules(rules_file or root.user_categories)
         result = analysis_mod.analyze(tr, timing.result["latencies_ms"], rules)
+        if counts:
+            table = count_table.build(
+                etdump.ingest(counted.etdump, exp.program_map, warmup=count_table.WARMUP),
+                stage / count_table.FOLDER / count_table.PLUGIN_FILE,
+                rules,
+                costmodel.load(root.user_cost_model if root.user_cost_model.is_file() else None),
+            )
+            count_table.write(stage, table)
         # Evidence for the SME2 flag: operator types whose kernels only an SME2 CPU picks (PF32, PQS8).
         record.conditions["sme2_kernels_seen"] = int(
             sum(kernels.family(op) == "kleidiai-sme2" for op in result.op_stats.op_type)
@@ -189,6 +202,8 @@ def run_session(
             "execute_breakdown": result.execute_breakdown,
             "init_ms": tr.init_ms,
         }
+        if counts:
+            record.results["counts"] = table.summary
         # Arm's kit files, from the rows the warehouse will hold (numbers equal by construction).
         armkit.write_run_files(
             stage, record, result, tr, rules, location=folder, model_path=exp.pte, etrecord_path=exp.etrecord
@@ -198,6 +213,30 @@ def run_session(
 
 
 REFUSED_FILE = "refused.json"
+
+
+def counting_run(root: DataRoot, exp, resolved, request: dict, runner_kind: str, binary, stage: Path, target, say):
+    """The counting run: WARMUP + ITERATIONS executions traced under the counting QEMU, its files in
+    `<run>/counting/`. Counts are per thread: only a 1-thread run is counted."""
+    tools = qemu_build.load_counting(root)
+    if tools is None:
+        raise Sme2Error(
+            f"{target.key}: instruction counts need the plugin-capable QEMU, which is not set up",
+            "run: sme2 setup --counts (builds it once, about 4 minutes on 2 cores), or profile without --counts",
+        )
+    if not hasattr(resolved.transport, "counting"):
+        raise Sme2Error(
+            f"{target.key}: instruction counts come from the emulated CPU; device {resolved.device.name!r} is not emulated",
+            "use --counts with an emulated target (armv9-qemu.sme2-on, armv9-qemu.sme2-off)",
+        )
+    folder = stage / count_table.FOLDER
+    folder.mkdir()
+    transport = resolved.transport.counting(tools, folder / count_table.PLUGIN_FILE)
+    say(f"{target.key}: counting run (instructions per operator on the emulated CPU)")
+    req = {**request, "warmup": count_table.WARMUP, "iterations": count_table.ITERATIONS, "threads": 1}
+    return invoke.run_program(
+        runner_kind, invoke.RunRequest(**req, etdump=True), folder, transport, binary, label="counting run"
+    )
 
 
 def refuse(root: DataRoot, stage: Path, record: RunRecord, reason: str) -> None:
@@ -352,6 +391,9 @@ class ProfilePlan:
     # (default: from its file name), size is "pte"; the ETRecord is optional.
     pte: str | None = None
     etrecord: str | None = None
+    # Instruction counts (a counting run on emulated targets, 1 thread): True requires them, False
+    # skips them, None counts wherever `sme2 setup --counts` has been done.
+    counts: bool | None = None
 
     def __post_init__(self):
         # Refused before any export or build starts, not at the first run.
@@ -360,6 +402,21 @@ class ProfilePlan:
         limits.check_timeout(self.timeout_s, "timeout")
         for t in self.threads or ():
             limits.check_threads(t, "threads")
+
+
+def wants_counts(requested: bool | None, root: DataRoot, resolved, threads: int, runner: str) -> bool:
+    """Whether a run gets a counting run: only emulated targets at 1 thread with the native runner
+    can; None means "where set up"; True where they cannot is an error naming why."""
+    possible = resolved.transport.emulated and threads == 1 and runner == "native"
+    if requested is None:
+        return possible and qemu_build.load_counting(root) is not None
+    if requested and not possible:
+        raise Sme2Error(
+            f"{resolved.target.key} at {threads} thread(s) with the {runner} runner cannot be counted: instruction "
+            "counts come from the emulated CPU, one thread, the native runner",
+            "use --counts with armv9-qemu targets and --threads 1 (other runs are timed as usual without --counts)",
+        )
+    return bool(requested)
 
 
 def pair_sessions(resolved: list) -> dict[str, str]:
@@ -438,6 +495,7 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
                 say,
                 rules_file=plan.rules_file,
                 conditions=paired,
+                counts=wants_counts(plan.counts, root, r, threads, plan.runner),
             )
             if on_result is not None:
                 on_result(result)

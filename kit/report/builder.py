@@ -128,6 +128,13 @@ def build(
             if c.emulated
             else ""
         )
+        counted = compare.counts_table(c)
+        if counted is not None:
+            label += (
+                f"\n\nEstimated cycles from the instructions the emulated CPU retired (deterministic; cycles "
+                f"estimated for {c.counts_execute['cost_model']}, not hardware time):\n\n{_md(counted)}\n\n"
+                "Emulated times and kernels:"
+            )
         body.append(
             f"#### {c.device} ({c.threads} thread(s), size {c.size}){label}\n\n{c.headline()}\n\n{_md(compare.blog_table(c))}\n\nBottleneck: {c.bottleneck['a']} with SME2 off, {c.bottleneck['b']} with SME2 on. Runs: off `{c.a.run_id}`, on `{c.b.run_id}`."
         )

@@ -19,12 +19,13 @@ COLORS = {
 }
 
 
-def category_color() -> alt.Color:
+def category_color(legend: alt.Legend | None = None) -> alt.Color:
     """The blog's five categories in the same colours in every chart."""
     return alt.Color(
         "category:N",
         scale=alt.Scale(domain=list(BLOG_ORDER), range=[COLORS[c] for c in BLOG_ORDER]),
         sort=list(BLOG_ORDER),
+        **({"legend": legend} if legend is not None else {}),
     )
 
 

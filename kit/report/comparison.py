@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.analysis.compare import Comparison, Side, blog_table, operator_table
+from kit.analysis.compare import Comparison, Side, blog_table, counts_table, operator_table
 from kit.core import atomic
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
@@ -159,6 +159,13 @@ def as_json(c: Comparison, operators: int | None = None) -> dict:
         "bottleneck": c.bottleneck,
         "categories": c.categories.to_dict("records"),
         "operators": ops.to_dict("records"),
+        "counts": {
+            "what": "instruction counts of the emulated CPU and cycles estimated from them (not hardware time)",
+            "execute": c.counts_execute,
+            "categories": c.counts.to_dict("records"),
+        }
+        if c.counts is not None
+        else None,
     }
 
 
@@ -172,10 +179,17 @@ def as_markdown(c: Comparison, operators: int = 12) -> str:
         if c.emulated
         else ""
     )
+    counted = counts_table(c)
+    counts = (
+        f"## Estimated cycles from instruction counts\n\nInstructions retired by the emulated CPU (deterministic), "
+        f"cycles estimated for {c.counts_execute['cost_model']}: estimates, not hardware time.\n\n{md(counted)}\n\n"
+        if counted is not None
+        else ""
+    )
     return (
         f"# {c.a.label} vs {c.b.label}\n\n{c.headline()}{note}\n\n"
         f"Run A (baseline, {c.a.label}): `{c.a.run_id}`  \nRun B ({c.b.label}): `{c.b.run_id}`\n\n"
-        f"## Categories\n\n{md(blog_table(c))}\n\n"
+        f"{counts}## Categories{' (emulated times)' if c.emulated else ''}\n\n{md(blog_table(c))}\n\n"
         f"Bottleneck: {c.bottleneck['a']} ({c.a.label}) -> {c.bottleneck['b']} ({c.b.label}).\n\n"
         f"## Operators\n\n{md(operator_table(c, operators))}\n"
     )

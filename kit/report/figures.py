@@ -1,7 +1,11 @@
 """The learning path's figures, regenerated from real runs by `sme2 docs figures`: the software
-stack (drawn by code), SME2 on/off end-to-end latency, the stacked category breakdown, and the
-data-movement (transpose) hotspots, each an SVG labelled "EMULATED" when its runs were; plus
-`figures.json` saying which runs each figure shows.
+stack (drawn by code), SME2 on/off per inference, the stacked category breakdown, and the
+data-movement (transpose) hotspots; plus `figures.json` saying which runs each figure shows.
+
+On hardware the figures show measured time. On the emulated pair they show estimated cycles from
+the instructions the emulated CPU retired (kit.counts), labelled as such, with the kernel switch
+beside them: emulated milliseconds are never drawn as speed (an emulated pair without counts is
+refused, with the command that counts it).
 
 Figures are compared by structure, not pixels (`structure`): the set of text labels that are not
 numbers and the number of marks of each kind. Two runs of the same model on the same device give
@@ -26,6 +30,7 @@ from kit.core import atomic
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Variant, device_name
+from kit.counts import table as count_table
 from kit.profile import session
 from kit.report.charts import category_color
 from kit.stats.categories import BLOG_ORDER
@@ -34,7 +39,7 @@ from kit.trace.program import ProgramMap
 
 FIGURES = ("stack", "sme2_latency", "category_breakdown", "transpose_hotspots")
 WIDTH = 440  # small: the pages show them at their natural size
-EMULATED_NOTE = "EMULATED (QEMU): kernel choice is real, times are not hardware times"
+EMULATED_NOTE = "Emulated CPU: estimated cycles from counted instructions, not hardware time"
 SME2_COLORS = alt.Scale(domain=["off", "on"], range=["#9D9D9D", "#4C78A8"])
 
 # The stack, top to bottom: (layer, what it does here, where this platform sees it).
@@ -95,64 +100,88 @@ def _pairs(wh: Warehouse, model: str, dtypes: list[str], device: str) -> list[co
     out = []
     for d in dtypes:
         try:
-            out.append(compare.compare(wh, Variant(model, d).key, device))
+            c = compare.compare(wh, Variant(model, d).key, device)
         except Sme2Error as e:
             raise Sme2Error(
                 f"figures need SME2 on and off runs of {model}-{d} on {device}: {e.message}",
                 f"sme2 profile --model {model} --dtype {','.join(dtypes)} --target {device}.sme2-on,{device}.sme2-off",
             ) from e
+        if c.emulated and c.counts is None:
+            raise Sme2Error(
+                f"the emulated SME2 pair of {model}-{d} on {device} has no instruction counts: its times are the "
+                "emulator's, which the figures never draw as speed",
+                f"sme2 setup --counts; then sme2 profile --model {model} --dtype {','.join(dtypes)} "
+                f"--target {device}.sme2-on,{device}.sme2-off --counts",
+            )
+        out.append(c)
     return out
 
 
 def _subtitle(emulated: bool) -> str:
-    return EMULATED_NOTE if emulated else "hardware"
+    return EMULATED_NOTE if emulated else "hardware: measured time"
+
+
+def _switch(c: compare.Comparison, flag: str) -> str:
+    """The kernel families of the matrix categories (Convolution, GEMM) on one side: the switch."""
+    col = "kernels_a" if flag == "off" else "kernels_b"
+    fams = {f for v in c.categories[c.categories.category.isin(["Convolution", "GEMM"])][col] for f in v.split(",")}
+    return ", ".join(sorted(fams - {"-", "", "portable"})) or "-"
 
 
 def latency_chart(comps: list[compare.Comparison], model: str, device: str) -> alt.Chart:
+    """Per inference, SME2 off and on: measured median ms on hardware; estimated cycles of
+    Method::execute on the emulated pair. Each bar names its matrix kernels."""
     rows = []
-    runs = {}
+    emulated = any(c.emulated for c in comps)
     for c in comps:
         dtype = Variant.parse(c.variant).dtype
-        for flag, ms, run in (("off", c.e2e["a_ms"], c.a.run_id), ("on", c.e2e["b_ms"], c.b.run_id)):  # a: SME2 off
-            rows.append({"variant": f"{dtype} SME2 {flag}", "dtype": dtype, "SME2": flag, "ms": ms})
-            runs[run] = flag
-    emulated = any(c.emulated for c in comps)
+        if emulated:
+            values = (c.counts_execute["a_est_cycles"], c.counts_execute["b_est_cycles"])
+        else:
+            values = (c.e2e["a_ms"], c.e2e["b_ms"])
+        for flag, value in zip(("off", "on"), values):  # a: SME2 off
+            rows.append({"variant": f"{dtype} SME2 {flag}", "SME2": flag, "value": value, "kernels": _switch(c, flag)})
     df = pd.DataFrame(rows)
-    return (
-        alt.Chart(df, title=alt.Title(f"{model} on {device}: end-to-end median", subtitle=_subtitle(emulated)))
-        .mark_bar()
-        .encode(
-            y=alt.Y("variant:N", title=None, sort=list(df.variant)),
-            x=alt.X("ms:Q", title="median ms per inference"),
-            color=alt.Color("SME2:N", scale=SME2_COLORS, title="SME2"),
-        )
-        .properties(width=WIDTH - 140)
+    title = "estimated cycles per inference" if emulated else "median ms per inference"
+    base = alt.Chart(df, title=alt.Title(f"{model}: SME2 off vs on", subtitle=_subtitle(emulated)))
+    bars = base.mark_bar().encode(
+        y=alt.Y("variant:N", title=None, sort=list(df.variant)),
+        x=alt.X("value:Q", title=title, axis=alt.Axis(format="~s")),
+        color=alt.Color("SME2:N", scale=SME2_COLORS, title="SME2", legend=alt.Legend(orient="bottom")),
     )
+    labels = base.mark_text(align="left", dx=4, fontSize=10, color="#333").encode(
+        y=alt.Y("variant:N", sort=list(df.variant)), x="value:Q", text="kernels:N"
+    )
+    return (bars + labels).properties(width=WIDTH - 200)
 
 
 def category_chart(comps: list[compare.Comparison], model: str, device: str) -> alt.Chart:
+    """Each category's share: of operator time on hardware, of estimated cycles on the emulated pair."""
     rows = []
+    emulated = any(c.emulated for c in comps)
     for c in comps:
         dtype = Variant.parse(c.variant).dtype
-        for r in c.categories.itertuples():
+        table = c.counts if emulated else c.categories
+        a_col, b_col = ("a_est_cycles", "b_est_cycles") if emulated else ("a_ms", "b_ms")
+        for r in table.itertuples():
             for flag in ("off", "on"):
                 rows.append(
                     {
                         "variant": f"{dtype} SME2 {flag}",
                         "category": r.category,
-                        "ms": r.a_ms if flag == "off" else r.b_ms,
+                        "value": getattr(r, a_col if flag == "off" else b_col),
                         "order": BLOG_ORDER.index(r.category),
                     }
                 )
     df = pd.DataFrame(rows)
-    emulated = any(c.emulated for c in comps)
+    what = "share of estimated cycles" if emulated else "share of operator time"
     return (
-        alt.Chart(df, title=alt.Title(f"{model} on {device}: share of operator time", subtitle=_subtitle(emulated)))
+        alt.Chart(df, title=alt.Title(f"{model}: {what}", subtitle=_subtitle(emulated)))
         .mark_bar()
         .encode(
             y=alt.Y("variant:N", title=None, sort=list(dict.fromkeys(df.variant))),
-            x=alt.X("ms:Q", stack="normalize", title="share of operator time", axis=alt.Axis(format="%")),
-            color=category_color(),
+            x=alt.X("value:Q", stack="normalize", title=what, axis=alt.Axis(format="%")),
+            color=category_color(legend=alt.Legend(orient="bottom", columns=3, title=None)),
             order=alt.Order("order:Q"),
         )
         .properties(width=WIDTH - 140)
@@ -161,33 +190,36 @@ def category_chart(comps: list[compare.Comparison], model: str, device: str) -> 
 
 def hotspot_chart(root: DataRoot, comps: list[compare.Comparison], model: str, device: str) -> alt.Chart:
     """Every module blamed for data movement in the SME2-on run of each dtype (all of them, so
-    the chart's labels do not depend on timing noise)."""
+    the chart's labels do not depend on timing noise): its time on hardware, its estimated cycles
+    on the emulated pair."""
     wh = Warehouse.at(root)
     rows = []
+    emulated = any(c.emulated for c in comps)
     for c in comps:
         dtype = Variant.parse(c.variant).dtype
         run_dir = Path(wh.query("SELECT run_dir FROM runs WHERE run_id = ?", [c.b.run_id]).run_dir[0])
-        loaded = session.load_run(run_dir)
         pmap = ProgramMap.load(run_dir) if (run_dir / "program_map.json").exists() else None
-        dm = datamovement.analyze(loaded.trace.rows, pmap)
-        rows += [{"run": f"{dtype} SME2 on", "module": h.module, "ms": h.ms} for h in dm.hotspots.itertuples()]
+        if emulated:
+            counted = count_table.read(run_dir)
+            dm = datamovement.analyze(counted[counted.iteration == 0], pmap, measure="est_cycles")
+        else:
+            dm = datamovement.analyze(session.load_run(run_dir).trace.rows, pmap)
+        rows += [{"run": f"{dtype} SME2 on", "module": h.module, "value": h.ms} for h in dm.hotspots.itertuples()]
     if not rows:
         raise Sme2Error(f"no data-movement operators in the runs of {model} on {device}", "profile another model")
-    emulated = any(c.emulated for c in comps)
+    what = "data-movement est. cycles" if emulated else "data-movement ms per inference"
     return (
         alt.Chart(
             pd.DataFrame(rows),
-            title=alt.Title(
-                f"{model} on {device}: modules causing transposes and copies", subtitle=_subtitle(emulated)
-            ),
+            title=alt.Title(f"{model}: modules causing transposes and copies", subtitle=_subtitle(emulated)),
         )
         .mark_bar(color="#E45756")
         .encode(
-            y=alt.Y("module:N", sort="-x", title=None, axis=alt.Axis(labelLimit=220)),
-            x=alt.X("ms:Q", title="data-movement ms per inference"),
+            y=alt.Y("module:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200)),
+            x=alt.X("value:Q", title=what, axis=alt.Axis(format="~s", tickCount=4)),
             row=alt.Row("run:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
         )
-        .properties(width=WIDTH - 200, height=alt.Step(12))
+        .properties(width=WIDTH - 240, height=alt.Step(12))
         .resolve_scale(y="independent")
     )
 

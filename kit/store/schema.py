@@ -14,7 +14,20 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Instruction counts of emulated runs (kit.counts): per operator type of each run, its first counted
+# execution (every counted execution retires the same instructions). Estimated cycles are
+# estimates from emulation (the cost model named in cost_model), never hardware time.
+OP_COUNTS_VIEW = """
+    SELECT run_id, op_type, category, any_value(fine_category) AS fine_category, bool_or(delegated) AS delegated,
+           count(*) AS instances, sum(instructions) AS instructions, sum(sme_instructions) AS sme_instructions,
+           sum(simd_instructions) AS simd_instructions, sum(scalar_instructions) AS scalar_instructions,
+           sum(memory_instructions) AS memory_instructions, sum(bytes_loaded) AS bytes_loaded,
+           sum(bytes_stored) AS bytes_stored, sum(est_cycles) AS est_cycles, any_value(cost_model) AS cost_model
+    FROM op_event_counts WHERE row_kind = 'operator' AND iteration = 0
+    GROUP BY run_id, op_type, category
+"""
 
 # Each migration takes the schema from version i to i + 1.
 MIGRATIONS: list[str] = [
@@ -107,12 +120,41 @@ MIGRATIONS: list[str] = [
     CREATE OR REPLACE VIEW current_runs AS
         SELECT * FROM runs QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY started_at DESC, run_id DESC) = 1;
     """,
+    # 3: instruction counts per ETDump event of counted (emulated) runs, and the op_counts view.
+    """
+    CREATE TABLE op_event_counts (
+        run_id VARCHAR NOT NULL, iteration INTEGER NOT NULL, seq INTEGER NOT NULL, row_kind VARCHAR NOT NULL,
+        op_type VARCHAR NOT NULL, event_name VARCHAR, delegated BOOLEAN, instruction_id INTEGER, category VARCHAR,
+        fine_category VARCHAR, sme_outer BIGINT, sme_za BIGINT, sme_mem BIGINT, sve BIGINT, sve_mem BIGINT, simd BIGINT, simd_mem BIGINT,
+        fp BIGINT, int BIGINT, int_mem BIGINT, branch BIGINT, system BIGINT, other BIGINT,
+        streaming_sme_outer BIGINT, streaming_sme_za BIGINT, streaming_sme_mem BIGINT, streaming_sve BIGINT,
+        streaming_sve_mem BIGINT, streaming_simd BIGINT, streaming_simd_mem BIGINT, streaming_fp BIGINT,
+        streaming_int BIGINT, streaming_int_mem BIGINT, streaming_branch BIGINT, streaming_system BIGINT,
+        streaming_other BIGINT, bytes_loaded BIGINT, bytes_stored BIGINT,
+        instructions BIGINT NOT NULL, sme_instructions BIGINT, simd_instructions BIGINT, scalar_instructions BIGINT,
+        memory_instructions BIGINT, est_cycles DOUBLE, est_compute_cycles DOUBLE, est_memory_cycles DOUBLE,
+        cost_model VARCHAR
+    );
+    CREATE VIEW op_counts AS """
+    + OP_COUNTS_VIEW
+    + ";",
 ]
 
 # What users query (sme2 sql, named queries): op_events is a view over the two event tables.
-TABLES = ("runs", "latency_samples", "op_events", "op_stats", "category_stats", "kernels", "artifacts", "regressions")
+TABLES = (
+    "runs",
+    "latency_samples",
+    "op_events",
+    "op_stats",
+    "category_stats",
+    "kernels",
+    "artifacts",
+    "regressions",
+    "op_event_counts",
+    "op_counts",
+)
 # Where each of them is stored, for counting rows without the view's joins.
-STORED_AS = {"op_events": "op_event_times"}
+STORED_AS = {"op_events": "op_event_times", "op_counts": "op_event_counts"}
 
 
 def migrate(conn) -> int:

@@ -51,11 +51,20 @@ import pyarrow.parquet as pq
 from kit.core import atomic, names
 from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.locks import file_lock
-from kit.store.schema import SCHEMA_VERSION
+from kit.store.schema import OP_COUNTS_VIEW, SCHEMA_VERSION
 
 SHARED_ENV = "SME2_SHARED_STORE"
 # Published per run; `runs` LAST: a run exists in the store once its runs file does.
-PUBLISHED = ("latency_samples", "op_events", "op_stats", "category_stats", "kernels", "artifacts", "runs")
+PUBLISHED = (
+    "latency_samples",
+    "op_events",
+    "op_stats",
+    "category_stats",
+    "kernels",
+    "artifacts",
+    "op_event_counts",
+    "runs",
+)
 LOCAL_ONLY = ("run_no",)  # a local database's own numbering: meaningless in the store
 _GLOB_CHARS = set("*?[]{}'\"\\")
 COMPACT_BY = ("month", "day")
@@ -304,6 +313,7 @@ class SharedStore:
             """CREATE OR REPLACE TEMP VIEW current_runs AS SELECT * FROM runs
                QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY started_at DESC, run_id DESC) = 1"""
         )
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW op_counts AS {OP_COUNTS_VIEW}")
         return True
 
     def sql_config(self) -> dict:

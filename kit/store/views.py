@@ -134,3 +134,34 @@ def op_events(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
            FROM op_events WHERE list_contains(?, run_id) ORDER BY run_id, iteration, seq""",
         [run_ids],
     )
+
+
+def op_counts(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """Instruction counts per run and operator type (the `op_counts` view: emulated runs that were
+    counted; est_cycles are estimates from emulation, not hardware time), most cycles first."""
+    return wh.query(
+        """SELECT run_id, op_type, category, fine_category, delegated, instances, instructions, sme_instructions,
+                  simd_instructions, scalar_instructions, memory_instructions, bytes_loaded, bytes_stored,
+                  est_cycles, cost_model
+           FROM op_counts WHERE list_contains(?, run_id) ORDER BY run_id, est_cycles DESC, op_type""",
+        [run_ids],
+    )
+
+
+def execute_counts(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """Per counted run: Method::execute's instructions and estimated cycles (first counted execution)."""
+    return wh.query(
+        """SELECT run_id, instructions, sme_instructions, simd_instructions, scalar_instructions, bytes_loaded,
+                  bytes_stored, est_cycles, cost_model
+           FROM op_event_counts WHERE list_contains(?, run_id) AND row_kind = 'method' AND iteration = 0
+           ORDER BY run_id""",
+        [run_ids],
+    )
+
+
+def count_events(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
+    """Every counted event of runs (operators, delegate calls, Method::execute), in execution order."""
+    return wh.query(
+        """SELECT * FROM op_event_counts WHERE list_contains(?, run_id) ORDER BY run_id, iteration, seq""",
+        [run_ids],
+    )

@@ -23,6 +23,7 @@ from kit.core.atomic import sha256_file
 from kit.core.errors import RunFolderError, Sme2Error, WarehouseError
 from kit.core.home import DataRoot
 from kit.core.jsonfile import read_json
+from kit.counts import table as count_table
 from kit.profile import session
 from kit.profile.runrecord import RUN_FILE, RunRecord, read_timing
 from kit.stats import categories
@@ -206,6 +207,7 @@ class RunRows:
     category_stats: pd.DataFrame
     kernels: pd.DataFrame
     artifacts: pd.DataFrame
+    counts: pd.DataFrame | None = None  # op_event_counts: a counted (emulated) run's count table
 
     def tables(self):
         yield "runs", pd.DataFrame([self.run])
@@ -215,6 +217,7 @@ class RunRows:
         yield "category_stats", self.category_stats
         yield "kernels", self.kernels
         yield "artifacts", self.artifacts
+        yield "op_event_counts", self.counts if self.counts is not None else pd.DataFrame()
 
     def relocated(self, staged: Path, final: Path) -> "RunRows":
         """The same rows for a folder read while staged and committed later: paths name `final`."""
@@ -227,7 +230,9 @@ class RunRows:
         artifacts = self.artifacts.copy()
         if "path" in artifacts:
             artifacts["path"] = artifacts["path"].map(moved)
-        return RunRows(run, self.samples, self.events, self.op_stats, self.category_stats, self.kernels, artifacts)
+        return RunRows(
+            run, self.samples, self.events, self.op_stats, self.category_stats, self.kernels, artifacts, self.counts
+        )
 
 
 # The columns that describe an event (one op_event_slots row per distinct combination in a run).
@@ -288,6 +293,7 @@ class _RunWriter:
             ("category_stats", rows.category_stats),
             ("kernels", rows.kernels),
             ("artifacts", rows.artifacts),
+            ("op_event_counts", rows.counts),
         ):
             if frame is not None and len(frame):
                 self._insert(table, frame)
@@ -519,7 +525,10 @@ def rows_from_run(run_dir: Path, rules=None) -> RunRows:
             default=str,
         ),
     }
-    return RunRows(run, samples, events, op_stats, cat, kern, pd.DataFrame(arts))
+    counted = count_table.read(run_dir)
+    if counted is not None:
+        counted = counted.assign(run_id=run_id, cost_model=(rec.results.get("counts") or {}).get("cost_model"))
+    return RunRows(run, samples, events, op_stats, cat, kern, pd.DataFrame(arts), counted)
 
 
 def _utc(text: str | None, run_dir: Path | None = None) -> pd.Timestamp:

@@ -298,6 +298,10 @@ class Trace:
     init_ms: dict[str, float]
     source: str
     warmup_method_ms: list[float] = field(default_factory=list)  # Method::execute of the dropped warmups
+    # Each row's raw clock values (PAL ticks) as the trace holds them, aligned with `rows`: what the
+    # instruction counts of an emulated run are matched against (kit.counts.attribution).
+    start_ticks: np.ndarray | None = None
+    end_ticks: np.ndarray | None = None
 
     @property
     def operators(self) -> pd.DataFrame:
@@ -481,6 +485,8 @@ def ingest(path: Path, program: ProgramMap | None = None, warmup: int = 0) -> Tr
         init_ms=init_ms,
         source=str(path),
         warmup_method_ms=warmup_method_ms,
+        start_ticks=start[sel],
+        end_ticks=end[sel],
     )
 
 
