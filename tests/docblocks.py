@@ -15,7 +15,6 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import typer
 import yaml
 
 FENCE = re.compile(r"^```([\w-]*)\s*$")
@@ -130,16 +129,16 @@ def sme2_calls(script: str) -> list[list[str]]:
     return calls
 
 
-def command_options(app: typer.Typer) -> dict[tuple[str, ...], set[str]]:
+def command_options(root) -> dict[tuple[str, ...], set[str]]:
     """{(command,) or (group, command): the option names it accepts}, from the same click
-    command tree `--help` prints."""
-    root = typer.main.get_command(app)
+    command tree `--help` prints (the `sme2` group loads each command as it is asked for)."""
+    ctx = root.context_class(root)
     out = {}
 
     def walk(cmd, path):
-        if hasattr(cmd, "commands"):
-            for name, sub in cmd.commands.items():
-                walk(sub, path + (name,))
+        if hasattr(cmd, "list_commands"):
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), path + (name,))
             return
         opts = {"--help"}
         for p in cmd.params:

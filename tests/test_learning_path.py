@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.cli.main import app
+from kit.cli.main import cli
 from kit.report import figures
 from tests import docblocks
 
@@ -137,7 +137,7 @@ def test_runnable_blocks_are_self_contained():
 
 
 def test_every_sme2_flag_exists():
-    options = docblocks.command_options(app)
+    options = docblocks.command_options(cli)
     assert ("pipeline",) in options and ("docs", "figures") in options and ("check",) in options
     problems, calls = [], 0
     for b in all_shell_blocks():
@@ -148,7 +148,7 @@ def test_every_sme2_flag_exists():
 
 
 def test_flag_check_catches_a_renamed_flag():
-    options = docblocks.command_options(app)
+    options = docblocks.command_options(cli)
     assert docblocks.unknown_flags(["export", "--model", "x", "--output-dir", "y"], options) == [
         "sme2 export has no option --output-dir"
     ]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -106,24 +107,51 @@ def command(fn):
 
 
 def cell(value) -> str:
-    """A table cell: missing values (None, NaN, NaT) as a dash, floats to 4 significant digits."""
+    """A table cell: missing values (None, NaN, NaT) as a dash; floats with 4 significant digits
+    but never fewer decimals than needed to tell a small value from zero (0.0004 ms, not 0.000);
+    large ones with thousands separators."""
     if value is None or value != value:  # NaN and NaT are the values unequal to themselves
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else escape(str(value))
+    if isinstance(value, float):
+        if value == 0 or abs(value) >= 1e15:
+            return f"{value:.4g}"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.4g}" if abs(value) >= 1e-4 else f"{value:.2e}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and abs(value) >= 10000:
+        return f"{value:,}"
+    return escape(str(value))
+
+
+def _fits(df, cells: list[list[str]], width: int) -> bool:
+    widths = [max([len(str(c))] + [len(row[i]) for row in cells]) for i, c in enumerate(df.columns)]
+    return sum(widths) + 3 * len(widths) + 1 <= width
 
 
 def print_frame(df, fmt: str, title: str = "") -> None:
+    """A frame as json, csv, or a table: one that fits the terminal, else one block per row
+    (`column: value` lines, never cut or wrapped, so long paths and ids copy whole)."""
     if fmt == "json":
         sys.stdout.write(df.to_json(orient="records", date_format="iso", indent=2) + "\n")
     elif fmt == "csv":
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == "table":
-        t = Table(title=title or None)
-        for col in df.columns:
-            t.add_column(str(col))
-        for row in df.itertuples(index=False):
-            t.add_row(*[cell(v) for v in row])
-        console.print(t)
+        cells = [[cell(v) for v in row] for row in df.itertuples(index=False)]
+        if _fits(df, cells, console.width):
+            t = Table(title=title or None)
+            for col in df.columns:
+                t.add_column(str(col), overflow="fold")
+            for row in cells:
+                t.add_row(*row)
+            console.print(t)
+        else:
+            if title:
+                console.print(f"[bold]{escape(title)}[/]")
+            pad = max(len(str(c)) for c in df.columns)
+            for i, row in enumerate(cells):
+                console.print(f"[dim]-- row {i + 1} --[/]")
+                for col, value in zip(df.columns, row):
+                    console.print(f"{escape(str(col)).rjust(pad)}: {value}", soft_wrap=True)
         console.print(f"[dim]{len(df)} rows[/]")
     else:
         raise Sme2Error(f"unknown format {fmt!r}", "use table, csv or json")

@@ -17,16 +17,19 @@ from kit.cli.common import (
     console,
     csv_list,
     emit_json,
+    print_frame,
     progress,
     root_of,
 )
 from kit.cli.configs import run_config
-from kit.core import limits
+from kit.core import limits, names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.models import registry
 from kit.profile import session
 from kit.stats import categories
+from kit.store import views
+from kit.store.warehouse import Warehouse
 
 app = typer.Typer()
 
@@ -256,3 +259,39 @@ def analyze_cmd(
         )
     else:
         print_run(r)
+
+
+@app.command("runs")
+@command
+def runs_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only runs of this model."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", "-d", help="Only runs of this dtype."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Only runs on this target."),
+    latest: bool = typer.Option(False, "--latest", help="Print only the newest matching run's folder (for scripts)."),
+    all_runs: bool = typer.Option(False, "--all", help="Include runs a newer run of the same key superseded."),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs."),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """List runs, newest first; --latest prints the newest run folder."""
+    root = root_of(home)
+    filters = {}
+    if model:
+        filters["model"] = names.model_name(model)
+    if dtype:
+        filters["dtype"] = names.dtype(dtype)
+    if target:
+        filters["target"] = names.Target.parse(target).key
+    wh = Warehouse.at(root)
+    found = views.find_runs(wh, filters, current=not all_runs).head(1 if latest else limit) if wh.path.exists() else None
+    if found is None or found.empty:
+        said = ", ".join(f"{k}={v}" for k, v in filters.items()) or "any"
+        raise Sme2Error(f"no run matches ({said}) in {root.warehouse}", "profile one: sme2 profile (or sme2 pipeline)")
+    if latest:
+        print(found.run_dir.iloc[0])  # plain print: a path a script reads, never wrapped
+        return
+    cols = ["run_id", "variant", "target", "size", "threads", "emulated", "e2e_median_ms", "started_at", "run_dir"]
+    if as_json:
+        emit_json(found[cols].to_dict("records"))
+        return
+    print_frame(found[cols], "table", title=f"Runs under {root.path} (emulated times are not hardware times)")

@@ -29,17 +29,20 @@ def category_color(legend: alt.Legend | None = None) -> alt.Color:
     )
 
 
-def category_bars(df: pd.DataFrame, title: str) -> alt.Chart:
-    """Stacked category breakdown; df has columns label, category, median_ms."""
+def category_bars(
+    df: pd.DataFrame, title: str, value: str = "median_ms", axis_title: str = "median ms per inference"
+) -> alt.Chart:
+    """Stacked category breakdown; df has columns label, category and `value` (median_ms, or
+    est_cycles for counted emulated runs, with its own axis title)."""
     return (
         alt.Chart(df, title=title)
         .mark_bar()
         .encode(
             y=alt.Y("label:N", title=None),
-            x=alt.X("median_ms:Q", title="median ms per inference"),
+            x=alt.X(f"{value}:Q", title=axis_title),
             color=category_color(),
             order=alt.Order("order:Q"),
-            tooltip=["label", "category", alt.Tooltip("median_ms:Q", format=".3f")],
+            tooltip=["label", "category", alt.Tooltip(f"{value}:Q", format=",.3~f")],
         )
         .transform_calculate(order="indexof(" + str(list(BLOG_ORDER)) + ", datum.category)")
         .properties(width=520)

@@ -67,6 +67,9 @@ def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
                 "e2e_median_ms": r.analysis.e2e["median_ms"],
                 "e2e_cv_percent": r.analysis.e2e["cv_percent"],
                 "emulated": r.record.emulated,
+                # Counted (emulated) runs: Method::execute's instructions and estimated cycles.
+                "instructions": (r.record.results.get("counts") or {}).get("execute", {}).get("instructions"),
+                "est_cycles": (r.record.results.get("counts") or {}).get("execute", {}).get("est_cycles"),
                 "measurement_window": " - ".join(
                     pd.Timestamp(t, unit="s").strftime("%H:%M:%S.%f")[:-3]
                     for t in r.record.conditions.get("measurement_window", [])
@@ -85,6 +88,11 @@ def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
             "adopted": part.adopted,
             "pair_session": part.pair_session or "",
             **(_per_run(rows, lambda r: {"e2e_median_ms": r.e2e_median_ms}) if len(rows) else {}),
+            **(
+                _per_run(rows, lambda r: {"instructions": r.instructions, "est_cycles": r.est_cycles})
+                if len(rows) and rows.instructions.notna().all()
+                else {}
+            ),
         },
     )
     yield checks.result(checks.ETDUMP_VALID, gates)
