@@ -67,7 +67,22 @@ def run_pipeline(
         res = defs.resolve_job_def(job).execute_in_process(
             partition_key=key, instance=instance, tags=tags or {}, run_config=quiet, raise_on_error=False
         )
-        results.append({"job": job, "partition": str(key), "success": res.success, "run_id": res.run_id})
+        checks_run = [
+            {
+                "check": e.check_name,
+                "asset": e.asset_key.to_user_string(),
+                "partition": str(key),
+                "passed": bool(e.passed),
+                # Blocking: a blocking check that failed with ERROR severity (Dagster then blocks
+                # the assets downstream); the rest are warnings the summary prints.
+                "blocking": bool(e.blocking) and e.severity == dg.AssetCheckSeverity.ERROR,
+                "detail": str(getattr(e.metadata.get("detail"), "value", "") or ""),
+            }
+            for e in res.get_asset_check_evaluations()
+        ]
+        results.append(
+            {"job": job, "partition": str(key), "success": res.success, "run_id": res.run_id, "checks": checks_run}
+        )
         if not res.success:
             failure = next((e for e in res.all_events if e.is_failure), None)
             say(f"FAILED {job} {key}: {failure.message if failure else ''}")
@@ -163,19 +178,42 @@ def pipeline_cmd(
         rep = root.reports / v / "report.html"
         if rep.exists():
             console.print(f"report: {rep}")
-    console.print(f"\n{len(results) - len(failed)}/{len(results)} runs succeeded. Warehouse: {root.warehouse}")
+    checks_run = [c for r in results for c in r["checks"]]
+    failed_checks = [c for c in checks_run if not c["passed"]]
+    blocking = [c for c in failed_checks if c["blocking"]]
+    measured = len(
+        wh.query(
+            "SELECT run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target)",
+            [variants, targets],
+        )
+    )
+    console.print(
+        f"\n{len(results) - len(failed)}/{len(results)} Dagster runs (jobs) succeeded, {measured} measurement(s) current; "
+        f"{len(checks_run) - len(failed_checks)}/{len(checks_run)} checks passed. Warehouse: {root.warehouse}"
+    )
+    for c in failed_checks:
+        mark = "[red]FAILED (blocking)[/]" if c["blocking"] else "[yellow]failed (warning)[/]"
+        console.print(f"  {mark} {c['check']} on {c['asset']} [{escape(c['partition'])}]: {escape(c['detail'][:300])}")
     console.print(
         f"Open the UI: DAGSTER_HOME={dh} SME2_HOME={root.path} dagster dev -w {REPO / 'workspace.yaml'}   (or: sme2 ui)"
     )
     if failed:
         err.print(f"[red]{len(failed)} run(s) failed:[/] " + ", ".join(f"{r['job']} {r['partition']}" for r in failed))
         raise typer.Exit(1)
+    if blocking:
+        err.print(
+            f"[red]{len(blocking)} blocking check(s) failed[/]: the results above are not trustworthy (no `pipeline ok`)"
+        )
+        raise typer.Exit(1)
     # The artifact contract (kit.skills): say "pipeline ok" only when every file is there.
     paths, missing = checks.pipeline_artifacts(root, variants, targets)
     if missing:
         err.print(f"[red]{len(missing)} artifact(s) missing:[/] " + ", ".join(escape(p.what) for p in missing))
         raise typer.Exit(1)
-    console.print(f"pipeline ok: {len(variants)} variant(s) x {len(targets)} target(s); artifacts under {root.path}:")
+    warned = f" ({len(failed_checks)} non-blocking check(s) failed: see above)" if failed_checks else ""
+    console.print(
+        f"pipeline ok: {len(variants)} variant(s) x {len(targets)} target(s){warned}; artifacts under {root.path}:"
+    )
     for p in paths:
         console.print(f"  {escape(rel(root, p))}")
 
@@ -191,6 +229,11 @@ def ui_cmd(
     instance_home(root)
     os.environ["SME2_HOME"] = str(root.path)
     console.print(f"Dagster UI on http://127.0.0.1:{port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    console.print(
+        "Sensors and the nightly schedules start stopped: opening the UI measures nothing. To automate, turn on\n"
+        "  model_packages (profile new or changed packages), devices (build runners of new devices) and\n"
+        "  nightly_profile under Automation in the UI, or: dagster sensor start model_packages -w workspace.yaml"
+    )
     sys.exit(
         supervise(
             [

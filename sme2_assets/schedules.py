@@ -1,4 +1,5 @@
-"""The nightly schedules: every model variant on every target, one run per partition, and every
+"""The nightly schedules (STOPPED on a new instance: turn them on in the UI, Automation, or with
+`dagster schedule start`): every model variant on every target, one run per partition, and every
 experiment config of <data root>/configs/; the run queue (dagster.yaml) serializes runs per device
 and on the local CPU. The SME2 on and off partitions of a device are measured together by whichever
 of the two runs first (the other adopts its runs: kit.pipeline.profile_partition)."""
@@ -19,7 +20,7 @@ NIGHTLY_CRON = os.environ.get("SME2_NIGHTLY_CRON", "0 2 * * *")
     name="nightly_profile",
     cron_schedule=NIGHTLY_CRON,
     job=jobs.profile,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Re-profile every model x target each night (cron from $SME2_NIGHTLY_CRON).",
 )
 def nightly_profile(context: dg.ScheduleEvaluationContext, sme2: Sme2):
@@ -47,7 +48,7 @@ def nightly_profile(context: dg.ScheduleEvaluationContext, sme2: Sme2):
     name="nightly_configs",
     cron_schedule=NIGHTLY_CRON,
     job=jobs.experiment_configs,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Re-run every experiment config in <data root>/configs/ each night (same cron as nightly_profile).",
 )
 def nightly_configs(context: dg.ScheduleEvaluationContext, sme2: Sme2):

@@ -1,5 +1,7 @@
 """Sensors: new or changed model packages, devices added to the registry, and the automation
-conditions of the analysis assets. Where the data root and the model packages are comes from the
+conditions of the analysis assets. The sensors that launch measurements or builds start STOPPED on
+a new instance (opening the UI launches nothing; `sme2 ui` and the learning path say how to turn
+them on); the analysis automation, which measures nothing, starts running. Where the data root and the model packages are comes from the
 `sme2` resource, never from the environment directly."""
 
 import json
@@ -26,7 +28,7 @@ def _targets(context, sme2: Sme2, root) -> list[str]:
     name="model_packages",
     jobs=[jobs.prepare_models, jobs.profile],
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Adds model partitions and requests profiling runs when a package in models/ is new or changed (by content hash).",
 )
 def model_package_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.SensorResult:
@@ -36,6 +38,8 @@ def model_package_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.
     root = settings.root()
     targets = _targets(context, sme2, root)
     known = set(context.instance.get_dynamic_partitions(MODEL.name))
+    measured = {str(k) for k in context.instance.get_materialized_partitions(dg.AssetKey("device_trace"))}
+    exported = {str(k) for k in context.instance.get_materialized_partitions(dg.AssetKey("exported_program"))}
     new_keys, requests = [], []
     for pkg in registry.discover(settings.models_dir):
         if not pkg.ok:
@@ -46,16 +50,22 @@ def model_package_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.
             continue
         keys = [Variant(pkg.name, d).key for d in pkg.spec.supported_dtypes]
         new_keys += [k for k in keys if k not in known]
+        # A package first seen (no cursor yet: the sensor was just turned on) is measured where it
+        # never was; a changed package (its hash moved) is measured everywhere again.
+        first_sight = pkg.name not in hashes
         for k in keys:
-            requests.append(
-                dg.RunRequest(
-                    job_name=jobs.prepare_models.name,
-                    partition_key=k,
-                    run_key=f"prepare|{k}|{pkg.content_hash[:12]}",
-                    tags=local_tags(),  # an export is CPU-heavy: never beside a local measurement
+            if not (first_sight and k in exported):
+                requests.append(
+                    dg.RunRequest(
+                        job_name=jobs.prepare_models.name,
+                        partition_key=k,
+                        run_key=f"prepare|{k}|{pkg.content_hash[:12]}",
+                        tags=local_tags(),  # an export is CPU-heavy: never beside a local measurement
+                    )
                 )
-            )
             for t in targets:
+                if first_sight and f"{k}|{t}" in measured:
+                    continue
                 requests.append(
                     dg.RunRequest(
                         job_name=jobs.profile.name,
@@ -76,7 +86,7 @@ def model_package_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.
     name="devices",
     jobs=[jobs.build_runners],
     minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Adds target partitions for the devices in the registry and builds their runners.",
 )
 def device_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.SensorResult:
@@ -116,7 +126,7 @@ automation = dg.AutomationConditionSensorDefinition(
     name="experiment_configs",
     jobs=[jobs.experiment_configs],
     minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Watches <data root>/configs/: a new or changed experiment config (.toml, or Arm's kit's .json) becomes a config partition and is run; a broken one is reported.",
 )
 def experiment_config_sensor(context: dg.SensorEvaluationContext, sme2: Sme2) -> dg.SensorResult:

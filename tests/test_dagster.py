@@ -11,9 +11,12 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
 import pytest
+import yaml
+from dagster._utils.tags import TagConcurrencyLimitsCounter
 
 from kit.store.warehouse import Warehouse
 from sme2_assets.definitions import defs
@@ -209,7 +212,7 @@ def test_webserver_lists_assets_and_partitions(tmp_path, home):
         [
             sys.executable,
             "-c",
-            "import dagster as dg; i = dg.DagsterInstance.get(); i.add_dynamic_partitions('model', ['tiny_seg-fp32']); i.add_dynamic_partitions('target', ['host.sme2-off'])",
+            "import dagster as dg; i = dg.DagsterInstance.get(); i.add_dynamic_partitions('model', ['tiny_seg-fp32', 'tiny_seg-int8']); i.add_dynamic_partitions('target', ['host.sme2-off'])",
         ],
         env=env,
         check=True,
@@ -249,14 +252,71 @@ def test_webserver_lists_assets_and_partitions(tmp_path, home):
             '{ assetNodeOrError(assetKey: {path: ["device_trace"]}) { ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }',
         )
         dims = {d["name"]: d["partitionKeys"] for d in parts["data"]["assetNodeOrError"]["partitionKeysByDimension"]}
-        assert dims == {"model": ["tiny_seg-fp32"], "target": ["host.sme2-off"]}
+        assert dims == {"model": ["tiny_seg-fp32", "tiny_seg-int8"], "target": ["host.sme2-off"]}
+
+        # Materialize two device_trace partitions the way the UI does (the implicit asset job, the
+        # partition as Dagster's own tags, no queue tags): each run is queued with the queue tags
+        # of its target, so the instance's limits never let the two measure at once.
+        launched = [_launch_like_the_ui(url, "device_trace", model, "host.sme2-off") for model in dims["model"]]
+        tags = [dict(_run_tags(url, run_id)) for run_id in launched]
+        for t in tags:
+            assert t["sme2/cpu"] == "local" and t["sme2/device"] == "host", t
+        config = yaml.safe_load((dh / "dagster.yaml").read_text())
+        with dg.instance_for_test(overrides=config) as instance:
+            limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        first_running = SimpleNamespace(tags=tags[0])
+        assert TagConcurrencyLimitsCounter(limits, [first_running]).is_blocked(SimpleNamespace(tags=tags[1]))
     finally:
         proc.terminate()
         proc.wait(30)
 
 
-def _graphql(url, query):
+LAUNCH = """mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+  }
+}"""
+
+
+def _launch_like_the_ui(url: str, asset: str, model: str, target: str, checks=("etdump_valid",)) -> str:
+    params = {
+        "selector": {
+            "repositoryLocationName": "sme2",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": [asset]}],
+            "assetCheckSelection": [{"assetKey": {"path": [asset]}, "name": check} for check in checks],
+        },
+        "mode": "default",
+        "executionMetadata": {
+            "tags": [
+                {"key": "dagster/partition", "value": f"{model}|{target}"},
+                {"key": "dagster/partition/model", "value": model},
+                {"key": "dagster/partition/target", "value": target},
+            ]
+        },
+    }
+    body = _graphql(url, LAUNCH, {"params": params})
+    result = body["data"]["launchRun"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return result["run"]["runId"]
+
+
+def _run_tags(url: str, run_id: str) -> list[tuple[str, str]]:
+    body = _graphql(url, f'{{ runOrError(runId: "{run_id}") {{ ... on Run {{ status tags {{ key value }} }} }} }}')
+    run = body["data"]["runOrError"]
+    assert run["status"] == "QUEUED", run  # queued: the daemon (not running here) would start it
+    return [(t["key"], t["value"]) for t in run["tags"]]
+
+
+def _graphql(url, query, variables=None):
     req = urllib.request.Request(
-        f"{url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
     )
-    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+    return json.loads(urllib.request.urlopen(req, timeout=60).read())

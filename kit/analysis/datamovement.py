@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kit.stats import categories
+from kit.stats.summary import share
 from kit.trace.program import ProgramMap
 
 LAYOUT = ("Transpose", "aten::permute_copy", "aten::transpose_copy")
@@ -70,14 +71,14 @@ def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None, measure:
             "median_ms": per_iter.median(axis=1).to_numpy() if len(per_iter) else [],
         }
     ).sort_values("median_ms", ascending=False, ignore_index=True)
-    summary["share_of_execute"] = summary.median_ms / execute_ms if execute_ms > 0 else np.nan
+    summary["share_of_execute"] = share(summary.median_ms, execute_ms)
 
     is_t = dm.op_type.str.startswith(LAYOUT)
     t_ms = float(dm[is_t].groupby("iteration").duration_ms.sum().median()) if is_t.any() else 0.0
     transposes = {
         "count": int(is_t.sum() / iters),
         "ms": t_ms,
-        "share": t_ms / execute_ms if execute_ms > 0 else float("nan"),
+        "share": share(t_ms, execute_ms),
     }
 
     instr = {i.index: i for i in program.instructions} if program else {}
@@ -110,7 +111,7 @@ def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None, measure:
         .reset_index()
         .sort_values("ms", ascending=False, ignore_index=True)
     )
-    hot["share_of_execute"] = hot.ms / execute_ms if execute_ms > 0 else np.nan
+    hot["share_of_execute"] = share(hot.ms, execute_ms)
 
     traced = [i for i in instr.values() if i.kind in ("kernel", "delegate")]
     q = ops[ops.op_type.str.contains("|".join(QUANT), case=False)]
@@ -123,10 +124,10 @@ def analyze(rows: pd.DataFrame, program: ProgramMap | None, rules=None, measure:
         else int(rows[rows.row_kind == "delegate_call"].instruction_id.nunique()),
         "portable_kernels": sorted({i.name for i in traced if i.kind == "kernel"}),
         "quant_ms": q_ms,
-        "quant_share": q_ms / execute_ms if execute_ms > 0 else float("nan"),
+        "quant_share": share(q_ms, execute_ms),
         "data_movement_ms": float(dm.groupby("iteration").duration_ms.sum().median()) if len(dm) else 0.0,
     }
-    health["data_movement_share"] = health["data_movement_ms"] / execute_ms if execute_ms > 0 else float("nan")
+    health["data_movement_share"] = share(health["data_movement_ms"], execute_ms)
     top = [m for m in hot.module.head(4) if m]
     sentence = (
         f"{transposes['count']} transposes, {transposes['ms']:.3f} ms, {100 * transposes['share']:.1f}% of runtime"

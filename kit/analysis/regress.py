@@ -1,10 +1,12 @@
 """Regression detection over the warehouse history, per run key and per operator.
 
 Method: the newest run's raw samples against a baseline window (the previous N runs of the same key,
-pooled), two-sided Mann-Whitney U (no normality assumption; iterations treated as exchangeable
-within a run), with a minimum effect size (relative change of medians, plus an absolute floor
-below the timer's resolution) so that statistically detectable but irrelevant changes are ignored,
-and Benjamini-Hochberg control of the false discovery rate across the operators tested at once.
+pooled), one-sided Mann-Whitney U (is the new run slower? no normality assumption; iterations
+treated as exchangeable within a run), with a minimum effect size in relative and absolute terms
+(5% of the median, and at least 0.05 ms and 0.5% of the end-to-end median for an operator) so that
+statistically detectable but irrelevant changes are ignored, and Benjamini-Hochberg control of the
+false discovery rate across the operators tested at once. A regression is a slowdown only: a faster
+run never fails the gate (it is reported as faster).
 
 Emulated targets never compare time: their check compares kernels and operator mix, and, where
 both runs were counted (kit.counts), the instructions every operator retired, class by class. Counts
@@ -25,7 +27,8 @@ from kit.trace import kernels
 
 ALPHA = 0.05
 MIN_EFFECT = 0.05  # 5% change of the median
-MIN_ABS_MS = 0.005  # below XNNPACK's microsecond event resolution, differences are noise
+MIN_ABS_MS = 0.05  # an operator slower by less than this is not a regression, however significant
+MIN_SHARE_OF_E2E = 0.005  # nor one whose slowdown is under 0.5% of the end-to-end median
 WINDOW = 7
 
 
@@ -42,11 +45,12 @@ class Test:
 
 
 def mann_whitney(new: np.ndarray, baseline: np.ndarray) -> float:
+    """One-sided: the p-value of "the new samples tend to be larger (slower)"."""
     if len(new) < 3 or len(baseline) < 3:
         return 1.0
     if np.all(new == new[0]) and np.all(baseline == new[0]):
         return 1.0
-    return float(sps.mannwhitneyu(new, baseline, alternative="two-sided").pvalue)
+    return float(sps.mannwhitneyu(new, baseline, alternative="greater").pvalue)
 
 
 def compare(
@@ -55,8 +59,11 @@ def compare(
     alpha: float = ALPHA,
     min_effect: float = MIN_EFFECT,
     min_abs_ms: float = MIN_ABS_MS,
+    min_share_of_e2e: float = MIN_SHARE_OF_E2E,
 ) -> list[Test]:
-    """Test every key present in both (key None = end to end); BH across the operator keys."""
+    """Test every key present in both (key None = end to end); BH across the operator keys. A test
+    is significant only for a slowdown at least `min_effect` relative, `min_abs_ms` absolute and,
+    for an operator, `min_share_of_e2e` of the baseline's end-to-end median."""
     tests = []
     for key in sorted(set(new) & set(baseline), key=str):
         a, b = np.asarray(new[key], float), np.asarray(baseline[key], float)
@@ -69,11 +76,11 @@ def compare(
     if ops:  # Benjamini-Hochberg q-values: the smallest FDR at which each test would be rejected
         for t, q in zip(ops, sps.false_discovery_control([t.p_value for t in ops], method="bh")):
             t.q_value = float(q)
+    e2e = next((t.baseline_median_ms for t in tests if t.scope == "e2e"), 0.0)
     for t in tests:
         q = t.p_value if t.scope == "e2e" else t.q_value
-        t.significant = bool(
-            q < alpha and abs(t.change) >= min_effect and abs(t.new_median_ms - t.baseline_median_ms) >= min_abs_ms
-        )
+        floor = min_abs_ms if t.scope == "e2e" else max(min_abs_ms, min_share_of_e2e * e2e)
+        t.significant = bool(q < alpha and t.change >= min_effect and t.new_median_ms - t.baseline_median_ms >= floor)
     return tests
 
 
@@ -131,15 +138,17 @@ def check_run(
     blocking = bool(e2e and e2e.significant and e2e.new_median_ms / e2e.baseline_median_ms >= block_ratio)
     parts = []
     if e2e:
+        direction = "slower" if e2e.change > 0 else "faster" if e2e.change < 0 else "unchanged"
         parts.append(
-            f"e2e {e2e.baseline_median_ms:.3f} -> {e2e.new_median_ms:.3f} ms ({e2e.change:+.1%}, p={e2e.p_value:.2g}{', significant' if e2e.significant else ''})"
+            f"e2e {e2e.baseline_median_ms:.3f} -> {e2e.new_median_ms:.3f} ms ({e2e.change:+.1%}, {direction}; "
+            f"p={e2e.p_value:.2g} for a slowdown{', significant' if e2e.significant else ''})"
         )
     if slower:
         parts.append(
             "slower operators: "
             + ", ".join(f"{t.op_type} {t.change:+.0%}" for t in sorted(slower, key=lambda t: -t.change)[:5])
         )
-    passed = not (e2e and e2e.significant and e2e.change > 0) and not slower
+    passed = not (e2e and e2e.significant) and not slower
     return Finding(
         passed, f"{key} vs {len(base_ids)} earlier run(s): " + ("; ".join(parts) or "no change"), blocking, tests
     )

@@ -15,6 +15,7 @@ from kit.cli.common import (
     JsonOpt,
     command,
     console,
+    cell,
     csv_list,
     emit_json,
     print_frame,
@@ -190,20 +191,25 @@ def print_run(r) -> None:
         f"\n[bold]{rec.variant}[/] on [bold]{rec.target}[/], size {rec.size}, {rec.threads} thread(s), {rec.runner} runner{emulated}"
     )
     console.print(
-        f"  end-to-end median {a.e2e['median_ms']:.3f} ms (CV {a.e2e['cv_percent']:.1f}%, 95% CI {a.e2e['median_ci95_ms'][0]:.3f}-{a.e2e['median_ci95_ms'][1]:.3f}); Method::execute {a.execute['median_ms']:.3f} ms; operators explain {a.coverage:.0%}"
+        f"  end-to-end median {a.e2e['median_ms']:.3f} ms (CV {a.e2e['cv_percent']:.1f}%, 95% CI {a.e2e['median_ci95_ms'][0]:.3f}-{a.e2e['median_ci95_ms'][1]:.3f}); Method::execute {a.execute['median_ms']:.3f} ms; operators explain {a.coverage:.1%} of it"
     )
+    if a.e2e["median_ms"] < a.execute["median_ms"]:
+        console.print(
+            "  [dim](end to end is the untraced timing run; Method::execute and the operator times are the ETDump run's,"
+            " whose event tracing makes it slower: compare shares within one run, not across the two)[/]"
+        )
     t = Table(title="Categories (median per iteration)")
     for col in ("category", "ms", "share of execute", "ops"):
         t.add_column(col, justify="right" if col != "category" else "left")
     for c in a.category_table("blog").itertuples():
-        t.add_row(c.category, f"{c.median_ms:.3f}", f"{c.share_of_execute:.1%}", str(c.ops))
+        t.add_row(c.category, cell(c.median_ms), f"{c.share_of_execute:.1%}", str(c.ops))
     console.print(t)
     t = Table(title="Top operators")
     for col in ("operator", "category", "n", "median ms", "CV %", "kernel"):
         t.add_column(col)
     for o in a.op_stats.head(8).itertuples():
         t.add_row(
-            o.op_type, o.category, str(o.instances), f"{o.median_ms:.3f}", f"{o.cv_percent:.0f}", o.kernel_hint or "-"
+            o.op_type, o.category, str(o.instances), cell(o.median_ms), f"{o.cv_percent:.0f}", o.kernel_hint or "-"
         )
     console.print(t)
     if a.other_ops:
@@ -283,7 +289,9 @@ def runs_cmd(
     if target:
         filters["target"] = names.Target.parse(target).key
     wh = Warehouse.at(root)
-    found = views.find_runs(wh, filters, current=not all_runs).head(1 if latest else limit) if wh.path.exists() else None
+    found = (
+        views.find_runs(wh, filters, current=not all_runs).head(1 if latest else limit) if wh.path.exists() else None
+    )
     if found is None or found.empty:
         said = ", ".join(f"{k}={v}" for k, v in filters.items()) or "any"
         raise Sme2Error(f"no run matches ({said}) in {root.warehouse}", "profile one: sme2 profile (or sme2 pipeline)")

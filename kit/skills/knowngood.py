@@ -56,6 +56,15 @@ def differences(expected, got, path: str = "") -> list[tuple[str, object, object
     return [] if expected == got else [(path, expected, got)]
 
 
+def _same(want, have) -> bool:
+    """Equal as numbers when both read as numbers (a CSV column with empty Arm-kit rows reads as
+    floats: 5.0 is the known-good 5), else as text."""
+    try:
+        return float(want) == float(have)
+    except (TypeError, ValueError):
+        return str(want) == str(have)
+
+
 def _plain(value):
     """A numpy scalar as the Python value it holds (messages show 13, not np.int32(13))."""
     return value.item() if hasattr(value, "item") else value
@@ -123,7 +132,7 @@ def _against_run(
     for op in sorted(set(base_ops.index) & set(new_ops.index)):
         for col in ("instances", "category"):
             want, have = _plain(base_ops.at[op, col]), _plain(new_ops.at[op, col])
-            if str(want) != str(have):
+            if not _same(want, have):
                 problems.append(
                     Problem(
                         "value", f"operators:{op}.{col}", f"{col} {have!r} in {run.run_id}, known-good {want!r}", fix

@@ -3,7 +3,12 @@ of Method::execute, coverage (how much of execute the operators explain), and wh
 
 Operators are aggregated per iteration first (an op type that runs 12 times contributes the sum of
 its 12 instances to each iteration), then summarized over iterations: the median of per-iteration
-totals is the number that adds up across operators."""
+totals is the number that adds up across operators.
+
+One definition of a share everywhere (`share`): a shown median over the shown median of what it is
+a share of, so a reader can check every percentage against the two numbers beside it: an
+operator's or a category's share of Method::execute is its median ms / Method::execute's median
+ms; of the operators, / the median of the operators' per-iteration sum."""
 
 from __future__ import annotations
 
@@ -16,6 +21,14 @@ import pandas as pd
 from kit.core import atomic
 from kit.stats import categories, robust
 from kit.trace.etdump import Trace
+
+
+def share(part, whole):
+    """part / whole (numbers or arrays of them), NaN where whole is not positive."""
+    part, whole = np.asarray(part, dtype=float), np.asarray(whole, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(whole > 0, part / np.where(whole > 0, whole, 1.0), np.nan)
+    return float(out) if out.ndim == 0 else out
 
 
 @dataclass
@@ -65,7 +78,7 @@ def analyze(trace: Trace, e2e_latencies_ms, rules) -> Analysis:
         )
     op_stats = pd.DataFrame(rows).sort_values("median_ms", ascending=False, ignore_index=True)
     exec_median = float(np.median(execute_ms))
-    op_stats["share_of_execute"] = op_stats["median_ms"] / exec_median if exec_median > 0 else np.nan
+    op_stats["share_of_execute"] = share(op_stats["median_ms"], exec_median)
 
     per_iteration = pd.DataFrame(
         {
@@ -97,13 +110,10 @@ def analyze(trace: Trace, e2e_latencies_ms, rules) -> Analysis:
                 }
             )
     category_stats = pd.DataFrame(cat_rows)
-    # Shares use per-iteration ratios so they sum to the operator share of execute.
-    for i, r in category_stats.iterrows():
-        ratio = per_iteration[f"{r.scheme}:{r.category}"] / per_iteration["execute_ms"]
-        category_stats.loc[i, "share_of_execute"] = float(np.median(ratio))
-        category_stats.loc[i, "share_of_operators"] = float(
-            np.median(per_iteration[f"{r.scheme}:{r.category}"] / per_iteration["operators_ms"])
-        )
+    category_stats["share_of_execute"] = share(category_stats["median_ms"], exec_median)
+    category_stats["share_of_operators"] = share(
+        category_stats["median_ms"], float(np.median(per_iteration["operators_ms"]))
+    )
     order = {c: i for i, c in enumerate(categories.BLOG_ORDER)}
     category_stats["_o"] = [
         order.get(c, 99) if s == "blog" else 0 for s, c in zip(category_stats.scheme, category_stats.category)
@@ -114,7 +124,7 @@ def analyze(trace: Trace, e2e_latencies_ms, rules) -> Analysis:
         .reset_index(drop=True)
     )
 
-    coverage = float(op_stats["median_ms"].sum() / exec_median) if exec_median > 0 else float("nan")
+    coverage = share(op_stats["median_ms"].sum(), exec_median)
     other = sorted(set(op_stats.loc[(op_stats.category == "Other") | (op_stats.fine_category == "OTHER"), "op_type"]))
     breakdown = execute_breakdown(trace)
     return Analysis(
