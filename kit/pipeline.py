@@ -5,6 +5,7 @@ orchestrated and the command-line paths are one code path."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pandas as pd
@@ -261,7 +262,24 @@ def profile_and_store(plan: session.ProfilePlan, root: DataRoot, progress=None) 
         warehouse.ingest_run(root, result.run_dir)
 
     recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
-    return session.execute(plan, root, progress, on_result=store)
+    results = session.execute(plan, root, progress, on_result=store)
+    announce(root, results, say)
+    return results
+
+
+HOOKS = "sme2.hooks"  # entry points called with (root, results) after runs made outside Dagster
+
+
+def announce(root: DataRoot, results: list[session.ProfileResult], progress=None) -> None:
+    """Tell the installed hooks about runs measured outside the orchestrator (`sme2 profile`, the
+    MCP tools): the Dagster code location records them as materializations of their partitions, so
+    the UI shows them (kit itself imports no Dagster). A failing hook never fails the profile."""
+    say = progress or (lambda msg: None)
+    for ep in entry_points(group=HOOKS):
+        try:
+            ep.load()(root, results)
+        except Exception as e:  # noqa: BLE001 - the runs are stored; the UI record is a convenience
+            say(f"hook {ep.name} failed ({type(e).__name__}: {e}); the runs are stored, the UI may not show them")
 
 
 def run_config(

@@ -48,12 +48,13 @@ def table(df: pd.DataFrame, digits: int | None = 4) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records, schema)
 
 
-def number(value) -> float | None:
-    """A plain float for numeric metadata (None for missing values, which are then left out)."""
+def number(value, digits: int = 4) -> float | None:
+    """A plain float for numeric metadata, rounded to `digits` decimals (the UI prints floats in
+    full: 12.3796 reads, 12.379584000000001 does not); None for missing values, then left out."""
     if value is None or value is pd.NA:
         return None
     f = float(value)
-    return None if math.isnan(f) else f
+    return None if math.isnan(f) else round(f, digits)
 
 
 def slug(text: str) -> str:

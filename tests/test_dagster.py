@@ -320,3 +320,22 @@ def _graphql(url, query, variables=None):
         headers={"Content-Type": "application/json"},
     )
     return json.loads(urllib.request.urlopen(req, timeout=60).read())
+
+
+def test_runs_measured_outside_dagster_show_as_materialized(tmp_path, recorded_run, monkeypatch):
+    """`sme2 profile` (kit.pipeline.announce -> the sme2.hooks entry point) records its runs on the
+    data root's instance as materializations of their partitions."""
+    from kit import pipeline
+    from kit.core.home import DataRoot
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    root = DataRoot.resolve(tmp_path / "home")
+    said = []
+    pipeline.announce(root, [recorded_run], said.append)
+    assert not said, said  # no hook failed
+    key = dg.MultiPartitionKey({"model": recorded_run.record.variant, "target": recorded_run.record.target})
+    with dg.DagsterInstance.from_config(str(root.dagster_home)) as instance:
+        for asset in ("device_trace", "warehouse_rows"):
+            assert str(key) in {str(k) for k in instance.get_materialized_partitions(dg.AssetKey(asset))}
+        event = instance.get_latest_materialization_event(dg.AssetKey("device_trace"))
+        assert event.asset_materialization.metadata["run_id"].value == recorded_run.record.run_id

@@ -28,6 +28,7 @@ import pytest
 
 from kit.cli.main import cli
 from kit.report import figures
+from tests.browser import CHROMIUM, text_problems
 from tests import docblocks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +59,6 @@ INDEX_KEYS = (
     "learning_path_main_page",
 )
 GATE = "What you should see"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HUGO = shutil.which("hugo")
 # Where Arm's site keeps this learning path; its image rule depends on "learning-paths" in the URL.
 SITE_SECTION = "learning-paths/embedded-and-microcontrollers/sme-executorch-profiling"
@@ -295,7 +295,8 @@ def test_figures_regenerate_with_the_committed_structure(tmp_path, home, qemu_ru
     committed = json.loads((LP / "images" / "figures.json").read_text())
     fresh = json.loads((out / "images" / "figures.json").read_text())
     assert set(fresh["figures"]) == set(committed["figures"]) == set(figures.FIGURES)
-    assert fresh["emulated"] and "EMULATED" in (out / "images" / "sme2_latency.svg").read_text()
+    latency = (out / "images" / "sme2_latency.svg").read_text()
+    assert fresh["emulated"] and "estimated cycles" in latency and "not hardware time" in latency
     for name, file in committed["figures"].items():
         again = figures.structure((out / "images" / file).read_text())
         assert again == figures.structure((LP / "images" / file).read_text()), f"{name} changed structure"
@@ -305,6 +306,17 @@ def test_figures_regenerate_with_the_committed_structure(tmp_path, home, qemu_ru
     assert report.startswith("---\ntitle:") and "list: never" in report and str(home.path) not in report
     for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert (out / "sample-report" / img).exists()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")
+def test_committed_figures_fit_their_text(tmp_path):
+    """Every title, label and legend of the committed figures lies inside the figure, is not cut
+    short, and overlaps no other text, as Chromium lays them out."""
+    problems = {
+        svg.name: text_problems(svg, tmp_path) for svg in sorted((LP / "images").glob("*.svg"))
+    }
+    assert problems and not any(problems.values()), problems
 
 
 def test_structure_ignores_numbers_and_sees_labels():

@@ -4,11 +4,12 @@ export, the HTML report in headless Chromium, Arm-kit import and HUD export."""
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.browser import CHROMIUM, chromium
 
 from kit.analysis import compare, datamovement, regress, validation
 from kit.core.home import DataRoot
@@ -20,7 +21,6 @@ from kit.trace import kernels
 from kit.trace.program import ProgramMap
 from tests.test_warehouse import clone_run
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -232,41 +232,18 @@ def test_perfetto_trace_is_valid_nested_and_round_trips(qemu_runs, tmp_path):
         perfetto.validate({"traceEvents": [{"ph": "X", "name": "x", "ts": 0, "pid": 1, "tid": 1}]})
 
 
-def _chromium(*args, url):
-    return subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--user-data-dir=" + str(url.parent / ".chromium"),
-            "--virtual-time-budget=15000",
-            *args,
-            url.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/setup.sh installs it)")
-def test_html_report_renders_offline_in_headless_chromium(wh_home, tmp_path):
+def test_html_report_renders_offline_in_headlesschromium(wh_home, tmp_path):
     rep = builder.build(wh_home, "tiny_seg-int8")
     md = rep.markdown.read_text()
     assert "EMULATED" in md and "kleidiai-sme2" in md and "| Convolution" in md
     side_by_side = md.split("### Dtypes side by side", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     assert "INT8 share on" in side_by_side and "FP32 share on" in side_by_side
-    dom = _chromium("--dump-dom", url=rep.html).stdout
+    dom = chromium("--dump-dom", url=rep.html).stdout
     assert dom.count("<svg") >= 6 and 'class="err"' not in dom  # every chart rendered by the inlined Vega
     shot = tmp_path / "report.png"
-    _chromium("--window-size=1200,2400", f"--screenshot={shot}", url=rep.html)
+    chromium("--window-size=1200,2400", f"--screenshot={shot}", url=rep.html)
     from PIL import Image
 
     img = np.asarray(Image.open(shot).convert("L"), dtype=float)

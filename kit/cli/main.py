@@ -87,10 +87,11 @@ class LazyGroup(typer.core.TyperGroup):
         except ImportError as e:  # a plugin whose dependencies are missing: the rest still works
             err.print(f"[dim]sme2: command {escape(name)} unavailable ({escape(str(e))})[/]")
             return None
+        if attr.endswith("_app"):  # a whole group (sme2 warehouse ..., sme2 docs ...), even of one command
+            group = typer.main.get_group(app)
+            group.name = name
+            return group
         cmd = typer.main.get_command(app)
-        if attr.endswith("_app"):  # a whole group (sme2 warehouse ..., sme2 docs ...)
-            cmd.name = name
-            return cmd
         if hasattr(cmd, "list_commands"):  # a module's app of several commands
             return cmd.get_command(ctx, name)
         return cmd if cmd.name == name or len(app.registered_commands) == 1 else None

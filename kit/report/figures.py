@@ -39,7 +39,10 @@ from kit.trace.program import ProgramMap
 
 FIGURES = ("stack", "sme2_latency", "category_breakdown", "transpose_hotspots")
 WIDTH = 440  # small: the pages show them at their natural size
-EMULATED_NOTE = "Emulated CPU: estimated cycles from counted instructions, not hardware time"
+EMULATED_NOTE = ["Emulated CPU: estimated cycles from counted", "instructions, not hardware time"]
+# Room around every figure: vl-convert lays text out with its own font metrics, browsers with
+# theirs (often wider); the learning path's fit test renders each figure in Chromium.
+PADDING = {"left": 30, "right": 40, "top": 10, "bottom": 10}
 SME2_COLORS = alt.Scale(domain=["off", "on"], range=["#9D9D9D", "#4C78A8"])
 
 # The stack, top to bottom: (layer, what it does here, where this platform sees it).
@@ -117,8 +120,8 @@ def _pairs(wh: Warehouse, model: str, dtypes: list[str], device: str) -> list[co
     return out
 
 
-def _subtitle(emulated: bool) -> str:
-    return EMULATED_NOTE if emulated else "hardware: measured time"
+def _subtitle(emulated: bool) -> list[str]:
+    return EMULATED_NOTE if emulated else ["hardware: measured time"]
 
 
 def _switch(c: compare.Comparison, flag: str) -> str:
@@ -146,13 +149,13 @@ def latency_chart(comps: list[compare.Comparison], model: str, device: str) -> a
     base = alt.Chart(df, title=alt.Title(f"{model}: SME2 off vs on", subtitle=_subtitle(emulated)))
     bars = base.mark_bar().encode(
         y=alt.Y("variant:N", title=None, sort=list(df.variant)),
-        x=alt.X("value:Q", title=title, axis=alt.Axis(format="~s")),
+        x=alt.X("value:Q", title=title, axis=alt.Axis(format="~s", tickCount=4, labelOverlap=True)),
         color=alt.Color("SME2:N", scale=SME2_COLORS, title="SME2", legend=alt.Legend(orient="bottom")),
     )
     labels = base.mark_text(align="left", dx=4, fontSize=10, color="#333").encode(
         y=alt.Y("variant:N", sort=list(df.variant)), x="value:Q", text="kernels:N"
     )
-    return (bars + labels).properties(width=WIDTH - 200)
+    return (bars + labels).properties(width=WIDTH - 220, padding=PADDING)
 
 
 def category_chart(comps: list[compare.Comparison], model: str, device: str) -> alt.Chart:
@@ -180,11 +183,11 @@ def category_chart(comps: list[compare.Comparison], model: str, device: str) -> 
         .mark_bar()
         .encode(
             y=alt.Y("variant:N", title=None, sort=list(dict.fromkeys(df.variant))),
-            x=alt.X("value:Q", stack="normalize", title=what, axis=alt.Axis(format="%")),
-            color=category_color(legend=alt.Legend(orient="bottom", columns=3, title=None)),
+            x=alt.X("value:Q", stack="normalize", title=what, axis=alt.Axis(format="%", tickCount=5, labelOverlap=True)),
+            color=category_color(legend=alt.Legend(orient="bottom", columns=2, title=None)),
             order=alt.Order("order:Q"),
         )
-        .properties(width=WIDTH - 140)
+        .properties(width=WIDTH - 160, padding=PADDING)
     )
 
 
@@ -211,15 +214,15 @@ def hotspot_chart(root: DataRoot, comps: list[compare.Comparison], model: str, d
     return (
         alt.Chart(
             pd.DataFrame(rows),
-            title=alt.Title(f"{model}: modules causing transposes and copies", subtitle=_subtitle(emulated)),
+            title=alt.Title(f"{model}: modules causing data movement", subtitle=_subtitle(emulated)),
         )
         .mark_bar(color="#E45756")
         .encode(
             y=alt.Y("module:N", sort="-x", title=None, axis=alt.Axis(labelLimit=200)),
-            x=alt.X("value:Q", title=what, axis=alt.Axis(format="~s", tickCount=4)),
+            x=alt.X("value:Q", title=what, axis=alt.Axis(format="~s", tickCount=4, labelOverlap=True)),
             row=alt.Row("run:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
         )
-        .properties(width=WIDTH - 240, height=alt.Step(12))
+        .properties(width=WIDTH - 240, height=alt.Step(12), padding={**PADDING, "left": 60})
         .resolve_scale(y="independent")
     )
 

@@ -23,14 +23,14 @@ from sme2_assets.resources import Sme2
 
 
 def _per_run(runs: pd.DataFrame, values) -> dict:
-    """Numeric metadata per run: `<name>_t<threads>` for each, and `<name>` for the lowest thread
-    count (stable keys, so the Plots tab draws each across materializations)."""
+    """Numeric metadata per run, one key per metric: `<name>` when the partition measures one thread
+    count, `<name>_t<threads>` per thread count when it measures several (stable keys, so the Plots
+    tab draws each across materializations)."""
     out = {}
-    for i, r in enumerate(runs.sort_values("threads").itertuples()):
+    several = runs.threads.nunique() > 1
+    for r in runs.sort_values("threads").itertuples():
         for name, value in values(r).items():
-            out[f"{name}_t{r.threads}"] = number(value)
-            if i == 0:
-                out[name] = number(value)
+            out[f"{name}_t{r.threads}" if several else name] = number(value)
     return numbers(out)
 
 
