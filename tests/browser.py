@@ -64,7 +64,8 @@ def text_problems(svg_file: Path, work: Path) -> list[str]:
     """What does not fit in an SVG figure as Chromium lays it out (empty: everything fits)."""
     page = work / f"{svg_file.stem}-fit.html"
     page.write_text(
-        "<!doctype html><html><body style='margin:0'>" + Path(svg_file).read_text()
+        "<!doctype html><html><body style='margin:0'>"
+        + Path(svg_file).read_text()
         + f"<script>{_FIT_SCRIPT}</script></body></html>"
     )
     dom = chromium("--dump-dom", url=page).stdout

@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from kit import pipeline
+from kit.devices.transports.qemu import cpu_args
 from kit.core.errors import RunnerError, Sme2Error
 from kit.devices import inventory
 from kit.profile import config, experiments
@@ -320,7 +321,7 @@ compare_pairs = [{{ baseline = {{ experiment = "qemu_off" }}, candidate = {{ exp
     assert on["emulated"] and off["emulated"] and on["runner_recipe"] == "path"
     assert on["sme2_kernels_seen"] >= 2 and off["sme2_kernels_seen"] == 0
     cpu = {r: RunRecord.load(Path(runs[r]["run_dir"])).conditions["cpu_setting"] for r in runs}
-    assert cpu == {"qemu_on": "-cpu max", "qemu_off": "-cpu max,sme=off"}
+    assert cpu == {"qemu_on": " ".join(cpu_args(True)), "qemu_off": " ".join(cpu_args(False))}
     (pair,) = out["comparisons"]
     (fp32,) = pair["by_dtype"]
     assert pair["label"] == "SME2" and fp32["speedup"] > 0 and fp32["speedup_ci95"][0] <= fp32["speedup_ci95"][1]

@@ -313,9 +313,7 @@ def test_figures_regenerate_with_the_committed_structure(tmp_path, home, qemu_ru
 def test_committed_figures_fit_their_text(tmp_path):
     """Every title, label and legend of the committed figures lies inside the figure, is not cut
     short, and overlaps no other text, as Chromium lays them out."""
-    problems = {
-        svg.name: text_problems(svg, tmp_path) for svg in sorted((LP / "images").glob("*.svg"))
-    }
+    problems = {svg.name: text_problems(svg, tmp_path) for svg in sorted((LP / "images").glob("*.svg"))}
     assert problems and not any(problems.values()), problems
 
 

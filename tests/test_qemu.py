@@ -3,6 +3,7 @@
 import pytest
 
 from kit.devices import toolsetup
+from kit.devices.transports.qemu import cpu_args
 from kit.export import exporter
 from kit.runners import tensorfile
 
@@ -52,9 +53,7 @@ def test_emulated_runs_are_labelled_and_capped(qemu_runs):
         rec = r.record
         assert rec.emulated and rec.transport == "qemu" and rec.platform == "linux-aarch64"
         assert rec.size == "small" and rec.iterations == 10  # asked for 50: emulated targets cap at 10
-        assert rec.conditions["cpu_setting"] == (
-            "-cpu max,sme-default-vector-length=64" if sme2 else "-cpu max,sme=off"
-        )
+        assert rec.conditions["cpu_setting"] == " ".join(cpu_args(sme2))
         assert rec.conditions["emulated"] is True
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from kit import pipeline
+from kit.devices.transports.qemu import cpu_args
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.devices import inventory, toolsetup
@@ -136,7 +137,7 @@ def src_runs(src_home, runners):
 
 def test_sme2_off_build_runs_neon_kernels_on_an_sme2_cpu(src_runs):
     for r in src_runs.values():
-        assert r.record.conditions["cpu_setting"] == "-cpu max"  # SME2 present for both
+        assert r.record.conditions["cpu_setting"] == " ".join(cpu_args(True))  # SME2 present for both
         assert r.record.runner_recipe == "source" and r.record.conditions["recipe"] == "source"
     ops = {k: set(r.analysis.op_stats.op_type) for k, r in src_runs.items()}
     assert "Convolution (NHWC, PF32) IGEMM" in ops["fp32", True]

@@ -444,6 +444,12 @@ def compare(wh: Warehouse, variant: str, device: str, threads: int | None = None
     size (the smallest thread count with a pair, unless `threads` is given)."""
     filters = {"variant": variant, "device": device, **({"threads": threads} if threads is not None else {})}
     runs = views.find_runs(wh, filters).sort_values(["threads", "size"], kind="stable")
+    if runs.empty and views.find_runs(wh, {"device": device}).empty:
+        have = sorted(set(views.find_runs(wh, {}).device)) if wh.path.exists() else []
+        raise WarehouseError(
+            f"device {device!r} has no runs in the warehouse",
+            f"devices with runs: {', '.join(have) or 'none'}; `sme2 devices` lists the devices this machine knows",
+        )
     pairs = runs.groupby(["threads", "size"]).filter(lambda g: set(g.sme2) == {True, False})
     if pairs.empty:
         have = ", ".join(f"{'on' if r.sme2 else 'off'}/t{r.threads}/{r['size']}" for _, r in runs.iterrows()) or "none"

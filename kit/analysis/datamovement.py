@@ -17,6 +17,7 @@ import pandas as pd
 
 from kit.stats import categories
 from kit.stats.summary import share
+from kit.trace.modules import label
 from kit.trace.program import ProgramMap
 
 LAYOUT = ("Transpose", "aten::permute_copy", "aten::transpose_copy")
@@ -147,24 +148,15 @@ def _cause(instr_id: int, pos: int, n: int, delegated: bool, instr: dict, kernel
     if ins is None:
         return "", ""
     if not delegated:
-        return _label(ins), ins.name
+        return label(ins), ins.name
     neighbour = None
     if pos == 0 and instr_id - 1 in instr and instr[instr_id - 1].kind == "kernel":
         neighbour = instr[instr_id - 1]
     elif pos == n - 1 and instr_id + 1 in instr and instr[instr_id + 1].kind == "kernel":
         neighbour = instr[instr_id + 1]
     if neighbour is not None:
-        return _label(neighbour), neighbour.name
-    return _label(ins, pos / max(n - 1, 1)), ""
-
-
-def _label(ins, where: float = 0.0) -> str:
-    """A module of the instruction: for a delegate, the one at the same relative position in its
-    module list as the event in its operator sequence (a heuristic: both follow program order)."""
-    if not ins.modules:
-        return ins.name
-    i = min(len(ins.modules) - 1, int(round(where * (len(ins.modules) - 1))))
-    return f"{ins.modules[i]} ({ins.module_types[i]})" if ins.module_types else ins.modules[i]
+        return label(neighbour), neighbour.name
+    return label(ins, pos / max(n - 1, 1)), ""
 
 
 def diff(a: DataMovement, b: DataMovement) -> dict:

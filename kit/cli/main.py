@@ -11,13 +11,13 @@ from __future__ import annotations
 import difflib
 import importlib
 import sys
+from importlib import metadata
 from importlib.metadata import entry_points
 
 import typer
 import typer.core
 from rich.markup import escape
 
-from kit import __version__
 from kit.cli.common import err
 from kit.core.errors import Sme2Error
 
@@ -116,7 +116,11 @@ class LazyGroup(typer.core.TyperGroup):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"sme2 {__version__}")
+        try:
+            version = metadata.version("sme2-platform")
+        except metadata.PackageNotFoundError:  # run from a checkout without installing
+            version = "unknown (not installed: pip install -e .)"
+        typer.echo(f"sme2 {version}")
         raise typer.Exit()
 
 

@@ -35,16 +35,18 @@ app = typer.Typer()
 def sql_cmd(
     query: str = typer.Argument(
         ...,
-        help="A SELECT over runs, latency_samples, op_events, op_stats, category_stats, kernels, artifacts, regressions, current_runs.",
+        help="A SELECT over runs, latency_samples, op_events, op_instances, op_stats, category_stats, kernels, "
+        "artifacts, regressions, op_counts, op_event_counts, current_runs.",
     ),
     fmt: str = FormatOpt,
+    as_json: bool = JsonOpt,
     home: Optional[Path] = HomeOpt,
 ):
     """Run one read-only SELECT (or EXPLAIN of one) over the warehouse. It cannot read or write
     files, attach databases, load extensions or change settings (docs/orchestration.md, Security)."""
 
     root = root_of(home)
-    print_frame(Warehouse.at(root).sql(query), fmt)  # kit.store.usersql (and a lab's shared store)
+    print_frame(Warehouse.at(root).sql(query), "json" if as_json else fmt)  # kit.store.usersql (+ a lab's store)
 
 
 @app.command("query")
@@ -54,9 +56,11 @@ def query_cmd(
     param: list[str] = typer.Option([], "--param", "-p", help="key=value, repeatable."),
     list_: bool = typer.Option(False, "--list", help="List the named queries and their parameters."),
     fmt: str = FormatOpt,
+    as_json: bool = JsonOpt,
     home: Optional[Path] = HomeOpt,
 ):
-    """Run one of the everyday questions: latest-ops, op-history, category-shares, biggest-changes, runs."""
+    """Run one of the everyday questions (sme2 query --list): latest-ops, op-history, category-shares,
+    biggest-changes, module-totals, runs."""
 
     if list_ or not name:
         for q in queries.QUERIES.values():
@@ -70,7 +74,7 @@ def query_cmd(
         if not sep:
             raise Sme2Error(f"--param {p!r} is not key=value", "e.g. --param variant=tiny_seg-fp32")
         params[k.strip()] = v.strip()
-    print_frame(queries.run(Warehouse.at(root_of(home)), name, params), fmt, title=name)
+    print_frame(queries.run(Warehouse.at(root_of(home)), name, params), "json" if as_json else fmt, title=name)
 
 
 warehouse_app = typer.Typer(

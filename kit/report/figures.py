@@ -183,7 +183,9 @@ def category_chart(comps: list[compare.Comparison], model: str, device: str) -> 
         .mark_bar()
         .encode(
             y=alt.Y("variant:N", title=None, sort=list(dict.fromkeys(df.variant))),
-            x=alt.X("value:Q", stack="normalize", title=what, axis=alt.Axis(format="%", tickCount=5, labelOverlap=True)),
+            x=alt.X(
+                "value:Q", stack="normalize", title=what, axis=alt.Axis(format="%", tickCount=5, labelOverlap=True)
+            ),
             color=category_color(legend=alt.Legend(orient="bottom", columns=2, title=None)),
             order=alt.Order("order:Q"),
         )

@@ -72,6 +72,20 @@ QUERIES = {
             {"run_a": "", "run_b": "", "variant": "", "target": ""},
         ),
         NamedQuery(
+            "module-totals",
+            "Time per nn.Module (each operator counted once, in its module; XNNPACK's operators by position in their delegate) for a model partition's current runs.",
+            """WITH per_iteration AS (
+                 SELECT r.run_id, r.target, r.threads, r.execute_median_ms, e.module, e.iteration,
+                        sum(e.duration_ms) AS ms, count(*) AS events
+                 FROM current_runs r JOIN op_events e USING (run_id)
+                 WHERE r.variant = $variant AND ($target = '' OR r.target = $target) GROUP BY ALL)
+               SELECT target, threads, module, max(events) AS operators, round(median(ms), 4) AS median_ms,
+                      round(100 * median(ms) / any_value(execute_median_ms), 1) AS pct_of_execute, run_id
+               FROM per_iteration GROUP BY target, threads, module, run_id
+               ORDER BY target, threads, median_ms DESC""",
+            {"variant": "", "target": ""},
+        ),
+        NamedQuery(
             "runs",
             "Recent runs with their end-to-end medians and conditions.",
             """SELECT started_at, run_id, variant, target, size, threads, runner, emulated, round(e2e_median_ms, 4) AS e2e_median_ms,
@@ -140,4 +154,4 @@ def _resolve_pair(conn, v: dict) -> dict:
 
 
 def _required(name: str) -> set[str]:
-    return {"latest-ops": {"variant"}, "op-history": {"op"}}.get(name, set())
+    return {"latest-ops": {"variant"}, "op-history": {"op"}, "module-totals": {"variant"}}.get(name, set())

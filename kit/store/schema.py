@@ -16,6 +16,18 @@ import duckdb
 
 SCHEMA_VERSION = 3
 
+# One row per operator instance of a run (each `Convolution ... #1`, `#2` of each delegate call: an
+# event's position in the iteration), with its percentiles over the measured iterations in ms
+# (ETDump's resolution is a microsecond) and its module: Inspector's per-event rows, from SQL.
+OP_INSTANCES_VIEW = """
+    SELECT run_id, seq, any_value(op_type) AS op_type, any_value(event_name) AS event_name,
+           any_value(instruction_id) AS instruction_id, any_value(delegated) AS delegated,
+           any_value(category) AS category, any_value(module) AS module, count(*) AS iterations,
+           quantile_cont(duration_ms, 0.1) AS p10_ms, median(duration_ms) AS p50_ms,
+           quantile_cont(duration_ms, 0.9) AS p90_ms, avg(duration_ms) AS mean_ms
+    FROM op_events GROUP BY run_id, seq
+"""
+
 # Instruction counts of emulated runs (kit.counts): per operator type of each run, its first counted
 # execution (every counted execution retires the same instructions). Estimated cycles are
 # estimates from emulation (the cost model named in cost_model), never hardware time.
@@ -137,6 +149,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE VIEW op_counts AS """
     + OP_COUNTS_VIEW
+    + """;
+    -- The nn.Module of each operator event (kit.trace.modules), and per-instance statistics.
+    ALTER TABLE op_event_slots ADD COLUMN module VARCHAR;
+    CREATE OR REPLACE VIEW op_events AS
+        SELECT r.run_id, t.iteration, t.seq, s.op_type, s.event_name, s.delegated, s.backend, s.instruction_id,
+               s.category, s.fine_category, s.kernel_hint, t.start_us, t.duration_ms, s.module
+        FROM op_event_times t JOIN op_event_slots s USING (run_no, slot) JOIN runs r USING (run_no);
+    CREATE VIEW op_instances AS """
+    + OP_INSTANCES_VIEW
     + ";",
 ]
 
@@ -152,9 +173,10 @@ TABLES = (
     "regressions",
     "op_event_counts",
     "op_counts",
+    "op_instances",
 )
 # Where each of them is stored, for counting rows without the view's joins.
-STORED_AS = {"op_events": "op_event_times", "op_counts": "op_event_counts"}
+STORED_AS = {"op_events": "op_event_times", "op_counts": "op_event_counts", "op_instances": "op_event_times"}
 
 
 def migrate(conn) -> int:

@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from kit.core import atomic, names
 from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.locks import file_lock
-from kit.store.schema import OP_COUNTS_VIEW, SCHEMA_VERSION
+from kit.store.schema import OP_COUNTS_VIEW, OP_INSTANCES_VIEW, SCHEMA_VERSION
 
 SHARED_ENV = "SME2_SHARED_STORE"
 # Published per run; `runs` LAST: a run exists in the store once its runs file does.
@@ -314,6 +314,7 @@ class SharedStore:
                QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY started_at DESC, run_id DESC) = 1"""
         )
         conn.execute(f"CREATE OR REPLACE TEMP VIEW op_counts AS {OP_COUNTS_VIEW}")
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW op_instances AS {OP_INSTANCES_VIEW}")
         return True
 
     def sql_config(self) -> dict:

@@ -31,7 +31,8 @@ from kit.store import usersql
 from kit.store.connection import connect, disk_full, first_row, is_disk_full, scalar
 from kit.store.schema import TABLES, migrate
 from kit.store.shared import SharedStore
-from kit.trace import kernels
+from kit.trace import kernels, modules
+from kit.trace.program import ProgramMap
 
 BATCH_CHECKPOINT_MB = 256  # batch ingestion: a synced checkpoint after this much write-ahead log
 # Writes are many small statements: worker threads only add wake-ups (milliseconds each on a
@@ -237,7 +238,8 @@ class RunRows:
 
 # The columns that describe an event (one op_event_slots row per distinct combination in a run).
 SLOT_COLUMNS = [
-    "op_type", "event_name", "delegated", "backend", "instruction_id", "category", "fine_category", "kernel_hint"
+    "op_type", "event_name", "delegated", "backend", "instruction_id", "category", "fine_category", "kernel_hint",
+    "module",
 ]  # fmt: skip
 
 
@@ -361,7 +363,13 @@ def event_tables(events: pd.DataFrame, run_no: int) -> tuple[pa.Table | None, pa
     each distinct description gets its own slot (slower, same rows)."""
     if events is None or len(events) == 0:
         return None, None
-    described = pa.table({c: _arrow_column(events[c], encode=False) for c in SLOT_COLUMNS})
+    # Rows from before modules were attributed (and crafted rows) have no module: "".
+    described = pa.table(
+        {
+            c: _arrow_column(events[c] if c in events else pd.Series([""] * len(events)), encode=False)
+            for c in SLOT_COLUMNS
+        }
+    )
     _, first, slot = np.unique(events["seq"].to_numpy(), return_index=True, return_inverse=True)
     same_at_seq = first[slot]
     if not all(
@@ -369,7 +377,7 @@ def event_tables(events: pd.DataFrame, run_no: int) -> tuple[pa.Table | None, pa
     ):
         key = np.zeros(len(events), np.int64)
         for col in SLOT_COLUMNS:
-            codes, uniques = pd.factorize(events[col], use_na_sentinel=False)
+            codes, uniques = pd.factorize(described[col].to_pandas(), use_na_sentinel=False)
             key, _ = pd.factorize(key * (len(uniques) + 1) + codes)  # stays < len(events): no overflow
         slot, distinct = pd.factorize(key)
         first = np.zeros(len(distinct), np.int64)
@@ -432,11 +440,13 @@ def rows_from_run(run_dir: Path, rules=None) -> RunRows:
         ],
         ignore_index=True,
     )
-    events = (
-        categories.label(tr_rows[tr_rows.row_kind == "operator"], rules or categories.load_rules())
-        if tr_rows is not None
-        else pd.DataFrame()
-    )
+    pmap = ProgramMap.load(run_dir) if (Path(run_dir) / "program_map.json").is_file() else None
+    if tr_rows is not None:
+        operators = tr_rows.assign(module=modules.event_modules(tr_rows, pmap))
+        operators = operators[operators.row_kind == "operator"]
+        events = categories.label(operators, rules or categories.load_rules())
+    else:
+        events = pd.DataFrame()
     events = events.assign(run_id=run_id)[
         [
             "run_id",
@@ -452,6 +462,7 @@ def rows_from_run(run_dir: Path, rules=None) -> RunRows:
             "kernel_hint",
             "start_us",
             "duration_ms",
+            "module",
         ]
     ]
     op_stats = a.op_stats.assign(run_id=run_id)
