@@ -50,8 +50,34 @@ class Report:
     run_ids: list[str] = field(default_factory=list)
 
 
+def _percent(df: pd.DataFrame) -> pd.DataFrame:
+    """share_of_execute (a fraction) as "% of execute", the way every table of the report shows shares."""
+    return df.assign(**{"% of execute": 100 * df.share_of_execute}).drop(columns="share_of_execute")
+
+
+def _number(value: float, percent: bool = False) -> str:
+    """One way to print a number in the report: percentages with one decimal; times and other
+    values with enough digits to tell a small one from zero (0.0004, not 0.000)."""
+    if value != value:
+        return "-"
+    if percent:
+        return f"{value:.1f}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 1 or value == 0:
+        return f"{value:.3f}"
+    return f"{value:.3g}" if abs(value) >= 1e-4 else f"{value:.2e}"
+
+
 def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False, floatfmt=".3f") if not df.empty else "_none_"
+    if df.empty:
+        return "_none_"
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            percent = "%" in str(col) or "pct" in str(col)
+            out[col] = [_number(v, percent) for v in out[col]]
+    return out.to_markdown(index=False, disable_numparse=True)
 
 
 def build(
@@ -590,7 +616,7 @@ def _bottlenecks(facts: dict, target_of: dict) -> str:
             f"{_md(advice.bottlenecks(f))}\n\n"
             f"Data movement: {100 * f.shares.get('Data Movement', 0.0):.1f}% of runtime, of which transposes "
             f"{100 * t_frac:.0f}% ({dm.transposes['count']} per inference). Modules causing them:\n\n"
-            f"{_md(dm.hotspots.head(6))}"
+            f"{_md(_percent(dm.hotspots.head(6)))}"
         )
     return "\n\n".join(parts)
 
