@@ -85,7 +85,9 @@ def test_one_share_definition_in_warehouse_cli_and_report(stored, home, host_run
         timeout=300,
     )
     assert cli.returncode == 0, cli.stderr
-    shown = {c["category"]: c["share_of_execute"] for c in json.loads(cli.stdout)["categories"] if c["scheme"] == "blog"}
+    shown = {
+        c["category"]: c["share_of_execute"] for c in json.loads(cli.stdout)["categories"] if c["scheme"] == "blog"
+    }
     for c in cats.itertuples():
         assert shown[c.category] == pytest.approx(c.share_of_execute, abs=1e-12)
 
