@@ -81,6 +81,20 @@ def test_regression_compare_uses_bh_across_operators():
     assert tests["a"].significant and not tests["b"].significant
 
 
+def test_regressions_are_slowdowns_beyond_a_minimum_effect():
+    """One-sided with relative and absolute floors: a faster run is never a regression, and a
+    significant but tiny slowdown of a sub-millisecond operator is not one either."""
+    rng = np.random.default_rng(1)
+    base = {None: rng.normal(10.0, 0.05, 60), "tiny": rng.normal(0.2, 0.001, 60), "big": rng.normal(3.0, 0.01, 60)}
+    new = {None: rng.normal(9.0, 0.05, 30), "tiny": rng.normal(0.215, 0.001, 30), "big": rng.normal(3.6, 0.01, 30)}
+    tests = {t.op_type: t for t in regress.compare(new, base)}
+    assert tests[None].change < 0 and not tests[None].significant  # 10% faster: not a regression
+    assert tests["tiny"].change > 0.05 and tests["tiny"].q_value < 0.01  # significant, 7.5% ...
+    assert not tests["tiny"].significant  # ... but 0.015 ms: under the 0.05 ms floor
+    assert tests["big"].significant  # 20% and 0.6 ms slower
+    assert regress.mann_whitney(new[None], base[None]) > 0.5  # one-sided: faster gives a large p
+
+
 def test_categories_partition_operator_time_exactly(recorded_run):
     a = recorded_run.analysis
     pi = a.per_iteration

@@ -4,7 +4,7 @@ plug in through the `sme2.commands` entry point group (the Dagster code location
 
 Commands load lazily: `sme2 --help`, `sme2 --version` and a mistyped command import no command
 module (each pulls in pandas, DuckDB, torch or Dagster: seconds), so they answer at once. The
-listing's one-line helps live in COMMANDS; tests/test_cli.py checks they are each command's own."""
+listing's one-line helps live in COMMANDS; tests/test_cli.py checks every command is listed and loads."""
 
 from __future__ import annotations
 

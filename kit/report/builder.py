@@ -32,6 +32,7 @@ from kit.profile import session
 from kit.report import charts
 from kit.report import comparison as comparison_files
 from kit.store import views
+from kit.store import queries
 from kit.store.warehouse import Warehouse
 from kit.trace.program import ProgramMap
 
@@ -365,6 +366,19 @@ def build(
             )
         )
     results.append(("Portable vs delegated operators", _md(_delegation_table(runs, ops_all))))
+
+    mods = queries.run(wh, "module-totals", {"variant": variant_key})
+    if not mods.empty:
+        top = mods.groupby(["target", "threads"], sort=False).head(8)
+        results.append(
+            (
+                "Time by module",
+                "Each operator counted once, in its nn.Module (from the ETRecord's nn_module_stack; XNNPACK's "
+                "operators by their position in their delegate call), median per inference; emulated rows are "
+                "emulated times.\n\n"
+                + _md(top.drop(columns=["run_id"]).rename(columns={"pct_of_execute": "% of execute"})),
+            )
+        )
 
     reg = wh.query(
         "SELECT g.run_id, r.target, g.scope, g.op_type, CASE WHEN g.change > 0 THEN 'slower' ELSE 'faster' END AS direction, round(g.baseline_median_ms, 4) AS baseline_ms, round(g.new_median_ms, 4) AS new_ms, round(100 * g.change, 1) AS change_pct, g.q_value, g.p_value FROM regressions g JOIN current_runs r USING (run_id) WHERE r.variant = ? AND g.significant AND g.change > 0 ORDER BY g.change DESC LIMIT 20",
