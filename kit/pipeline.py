@@ -171,7 +171,7 @@ def adoptable_runs(root: DataRoot, v: Variant, target_key: str, settings: Settin
     for _pair, recs in sorted(sessions.items(), key=lambda kv: max(r.started_at for r in kv[1]), reverse=True):
         if sorted(r.threads for r in recs) != threads:
             continue
-        if any((root.runs / r.run_id / TAKEN).exists() for r in recs):
+        if any((root.run_path(r.run_id) / TAKEN).exists() for r in recs):
             continue  # a partition took this session's runs already (recovery may have stored them: fine)
         if wh.path.exists() and any(
             (newest := wh.query("SELECT max(started_at) AS t FROM runs WHERE run_key = ?", [r.run_key]).t[0])
@@ -182,7 +182,7 @@ def adoptable_runs(root: DataRoot, v: Variant, target_key: str, settings: Settin
         ):
             continue  # something newer of the same key is stored: this session is stale
         rules = categories.load_rules(settings.rules_file(root))
-        return [session.load_run(root.runs / r.run_id, rules) for r in sorted(recs, key=lambda r: r.threads)]
+        return [session.load_run(root.run_path(r.run_id), rules) for r in sorted(recs, key=lambda r: r.threads)]
     return []
 
 

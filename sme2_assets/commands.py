@@ -175,7 +175,7 @@ def pipeline_cmd(
                 console.print(counted.to_string(index=False))
                 console.print("Emulated times (not hardware times) and kernels:")
             console.print(compare.blog_table(c).to_string(index=False))
-        rep = root.reports / v / "report.html"
+        rep = root.report_path(v, "report.html")
         if rep.exists():
             console.print(f"report: {rep}")
     checks_run = [c for r in results for c in r["checks"]]

@@ -62,6 +62,12 @@ class Side:
         """From a row of views.find_runs (a Series: read by key, since `row.size` and `row.dtype`
         are the Series' own attributes)."""
         r = row if isinstance(row, pd.Series) else pd.Series(row._asdict())
+        bad = views.valid_rows(pd.DataFrame([r]))
+        if bad.empty:  # a row read back from storage whose names are not valid (the warning says which)
+            raise NameError_(
+                f"run {r.get('run_id')!r} in the warehouse has an invalid name: it cannot be compared",
+                "check it with `sme2 warehouse verify`; re-ingest it from its run folder",
+            )
         return cls(
             run_id=r["run_id"],
             variant=r["variant"],

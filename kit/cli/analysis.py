@@ -189,7 +189,7 @@ def trace_cmd(
         loaded.append(r.record)
         runs.append((f"{r.record.variant} on {r.record.target} ({r.record.run_id})", r.trace.rows))
     file_name = "-vs-".join(rec.run_id for rec in loaded) + ".json"
-    default = root_of(home).reports / loaded[0].variant / "traces" / file_name
+    default = root_of(home).report_path(loaded[0].variant, "traces", file_name)
     if out is not None and out.is_dir():  # -o DIR: the trace goes into the folder, named from the run
         out = out / file_name
     path = perfetto.export(runs, out or default, iterations)
@@ -376,7 +376,7 @@ def _run_folder(root, value: str) -> Path:
     path = Path(value)
     if (path / RUN_FILE).is_file():
         return path
-    folder = root.runs / compare.check_filter("run", value)["run"]
+    folder = root.run_path(compare.check_filter("run", value)["run"])
     if not (folder / RUN_FILE).is_file():
         raise Sme2Error(f"no run folder {folder}", "pass a run id from `sme2 query runs`, or a run folder")
     return folder

@@ -63,3 +63,7 @@ class DiskFullError(Sme2Error, OSError):
         super().__init__(message, hint)
         self.errno = 28  # errno.ENOSPC
         self.strerror = message
+
+
+class DataRootError(Sme2Error):
+    """A path that would leave the data root (a crafted or corrupted name read back from storage)."""

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kit.core.errors import DataRootError
+from kit.core.names import file_component
+
 
 @dataclass(frozen=True)
 class DataRoot:
@@ -45,6 +48,29 @@ class DataRoot:
     @property
     def reports(self) -> Path:
         return self.sub("reports")
+
+    def within(self, path: Path, what: str = "an output") -> Path:
+        """`path` if it resolves inside the data root (links followed), else a DataRootError: the
+        last check before anything is written from names read back from the warehouse or a store."""
+        resolved = Path(path).resolve()
+        if resolved != self.path and self.path not in resolved.parents:
+            raise DataRootError(
+                f"{what} would be written at {path}, outside the data root {self.path}",
+                "a name read from the warehouse or the shared store is not a valid file name: check the run "
+                "(`sme2 warehouse verify`) and re-ingest it from its run folder",
+            )
+        return Path(path)
+
+    def report_path(self, *parts: str) -> Path:
+        """reports/<parts...>: each part one file-name component (a variant, a run id, a file),
+        the whole inside the data root."""
+        for part in parts:
+            file_component("report path component", part)
+        return self.within(self.reports.joinpath(*parts), "a report")
+
+    def run_path(self, run_id: str) -> Path:
+        """runs/<run_id>/, the run id checked to be one file-name component."""
+        return self.within(self.runs / file_component("run id", run_id), f"run folder {run_id!r}")
 
     @property
     def tools(self) -> Path:

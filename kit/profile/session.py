@@ -96,7 +96,7 @@ def run_session(
         versions=meta["versions"],
         stem=f"{exp.variant.stem}_{target.key.replace('.', '_')}_t{threads}",
     )
-    folder = root.runs / run_id
+    folder = root.run_path(run_id)
     env = resolved.env_for(threads)
     with atomic.staged_dir(folder) as stage:
         record.started_at = now()

@@ -110,7 +110,7 @@ def import_folder(root: DataRoot, folder: Path, device: str | None = None, warmu
                     run = _read_item(item, device, warmup)
                     if run["run_id"] in ids:  # the same ETDump twice under one folder
                         continue
-                    final = root.runs / run["run_id"]
+                    final = root.run_path(run["run_id"])
                     ids.append(run["run_id"])
                     if final.exists():
                         if wh.has_run(run["run_id"]):

@@ -11,9 +11,12 @@ movement, portable vs delegated operators, regressions); Bottleneck analysis; Re
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import html
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +34,7 @@ from kit.profile import armkit as runfiles
 from kit.profile import session
 from kit.report import charts
 from kit.report import comparison as comparison_files
-from kit.store import views
-from kit.store import queries
+from kit.store import queries, views
 from kit.store.warehouse import Warehouse
 from kit.trace.program import ProgramMap
 
@@ -97,7 +99,7 @@ def build(
             f"no runs of {variant_key} in the warehouse",
             f"profile it first: sme2 profile --model {v.model} --dtype {v.dtype}",
         )
-    out_dir = Path(out_dir) if out_dir is not None else root.reports / variant_key
+    out_dir = Path(out_dir) if out_dir is not None else root.report_path(variant_key)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, alt.Chart]] = []
     run_ids = runs.run_id.tolist()
@@ -419,6 +421,8 @@ def build(
         md.append(f"## {title}\n\n{text}")
     # The Markdown shows the PNG copies; the HTML page draws the same charts itself (Vega inlined),
     # so it stays self-contained when moved away from the PNGs.
+    # Every value in the text (run.json fields, op types, module names) is data, never markup.
+    md = [escape_markdown(block) for block in md]
     page = (
         atomic.write_text(out_dir / "report.html", _html("\n\n".join(md), figures, f"{variant_key}: SME2 report"))
         if html_page
@@ -673,8 +677,32 @@ def _artifacts(root: DataRoot, out_dir: Path, runs: pd.DataFrame, folders: dict,
     return "\n".join(lines)
 
 
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+
+
+def escape_markdown(text: str) -> str:
+    """Markdown whose values cannot become HTML: every `<` outside code spans is written `&lt;`
+    (inside a code span it is shown as typed and never parsed). Markdown's own `>` (quotes) stays."""
+    out, last = [], 0
+    for m in _CODE_SPAN.finditer(text):
+        out.append(text[last : m.start()].replace("<", "&lt;"))
+        out.append(m.group(0))
+        last = m.end()
+    out.append(text[last:].replace("<", "&lt;"))
+    return "".join(out)
+
+
+def script_json(obj) -> str:
+    """JSON for inside a <script> element: no string in it can close the element or open a comment
+    (`<`, `>` and `&` as JSON escapes, which JavaScript reads back as the same characters)."""
+    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]], title: str = "SME2 report") -> str:
-    """One page: the report text, then every chart embedded with Vega inlined (no network)."""
+    """One page: the report text, then every chart embedded with Vega inlined (no network). Its
+    Content-Security-Policy allows exactly its own two scripts (by hash; Vega compiles its
+    expressions, hence 'unsafe-eval'), no other script, no network, and raw HTML in the text is
+    never passed through: a crafted name shows as text."""
     import vl_convert as vlc
 
     bundle = vlc.javascript_bundle()
@@ -682,15 +710,25 @@ def _html(markdown_text: str, figures: list[tuple[str, alt.Chart]], title: str =
         f'<div id="chart-{i}" class="chart" title="{html.escape(name)}"></div>' for i, (name, _) in enumerate(figures)
     )
     embeds = "\n".join(
-        f"vegaEmbed('#chart-{i}', {json.dumps(chart.to_dict())}, {{actions: false, renderer: 'svg'}}).catch(e => document.body.insertAdjacentHTML('beforeend', '<p class=err>' + e + '</p>'));"
+        f"vegaEmbed('#chart-{i}', {script_json(chart.to_dict())}, {{actions: false, renderer: 'svg'}})"
+        ".catch(e => { const p = document.createElement('p'); p.className = 'err'; p.textContent = String(e);"
+        " document.body.appendChild(p); });"
         for i, (_, chart) in enumerate(figures)
     )
     try:
         import markdown as md_lib  # optional: nicer HTML when available
 
-        body = md_lib.markdown(markdown_text, extensions=["tables"])
+        converter = md_lib.Markdown(extensions=["tables"])
+        converter.preprocessors.deregister("html_block")  # raw HTML is text, never markup
+        converter.inlinePatterns.deregister("html")
+        body = converter.convert(markdown_text)
     except ImportError:
         body = f"<pre>{html.escape(markdown_text)}</pre>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(js.encode()).digest()).decode()}'" for js in (bundle, embeds)
+    )
+    csp = f"default-src 'none'; script-src {hashes} 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{csp}"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}} .err{{color:red}} .chart{{margin:1.5em 0}}</style>
 <script>{bundle}</script></head><body>{body}<h2>Charts</h2>{divs}<script>{embeds}</script></body></html>"""

@@ -52,7 +52,7 @@ def folder_name(c: Comparison) -> str:
 
 
 def folder_for(root: DataRoot, c: Comparison) -> Path:
-    return root.reports / "comparisons" / folder_name(c)
+    return root.report_path("comparisons", folder_name(c))
 
 
 def record_of(wh: Warehouse, side: Side) -> RunRecord:

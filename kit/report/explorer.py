@@ -344,7 +344,7 @@ def explore(root: DataRoot, run_id: str, out: Path | None = None) -> Explored:
             nodes["speedup"] = nodes.node.map(sp)
             speedup_file = other.run_id
 
-    folder = Path(out) if out else root.reports / record.variant / "explorer" / run_id
+    folder = Path(out) if out else root.report_path(record.variant, "explorer", run_id)
     folder.mkdir(parents=True, exist_ok=True)
     files = {
         "median_ms": atomic.write_json(

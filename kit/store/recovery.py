@@ -83,7 +83,7 @@ def recover(root: DataRoot, progress=None) -> Recovery:
         result.deferred = e.message
     # The sibling target's runs of an SME2 on/off pair session wait in runs/ without warehouse rows
     # until their partition adopts them: storing them early is routine, not a repair.
-    result.paired = [r for r in result.recovered if _pair_session(root.runs / r)]
+    result.paired = [r for r in result.recovered if _pair_session(root.run_path(r))]
     if result.paired:
         note = (
             f"stored {len(result.paired)} run folder(s) of an SME2 on/off pair session (left for the sibling "

@@ -5,20 +5,68 @@ with the category rules the runs were stored with; no view re-parses an ETDump."
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
+from kit.core import names
+from kit.core.errors import Sme2Error
 from kit.store.warehouse import Warehouse
+
+log = logging.getLogger("sme2")
+
+# What each stored identifier must be before it is used (it may become a path or a partition key).
+STORED_NAMES = {
+    "run_id": lambda v: names.file_component("run id", v),
+    "variant": lambda v: names.Variant.parse(v).key,
+    "model": names.model_name,
+    "dtype": names.dtype,
+    "target": lambda v: names.Target.parse(v).key,
+    "device": names.device_name,
+    "size": names.size_name,
+}
+
+
+def valid_rows(df: pd.DataFrame, what: str = "runs") -> pd.DataFrame:
+    """The rows whose stored identifiers are valid names; each other row is skipped with a warning
+    naming the run and the field (a shared store or a corrupted file is untrusted input)."""
+    if df.empty:
+        return df
+    keep = []
+    for row in df.itertuples(index=False):
+        bad = None
+        for field, check in STORED_NAMES.items():
+            if field in df.columns:
+                try:
+                    check(getattr(row, field))
+                except (Sme2Error, TypeError, ValueError) as e:
+                    bad = (field, getattr(row, field), getattr(e, "message", str(e)))
+                    break
+        if bad:
+            log.warning(
+                "skipping a row of %s: run %r has an invalid %s %r (%s)",
+                what,
+                getattr(row, "run_id", "?"),
+                bad[0],
+                bad[1],
+                bad[2],
+            )
+        keep.append(bad is None)
+    return df[keep].reset_index(drop=True)
+
 
 SCHEME_COLUMNS = {"blog": "category", "fine": "fine_category"}  # op_events column of each scheme
 
 
 def runs(wh: Warehouse, run_ids: list[str]) -> pd.DataFrame:
-    return wh.query(
-        """SELECT run_id, run_key, run_dir, variant, target, size, threads, sme2, dtype, emulated, iterations, warmup,
+    return valid_rows(
+        wh.query(
+            """SELECT run_id, run_key, run_dir, variant, target, size, threads, sme2, dtype, emulated, iterations, warmup,
                   e2e_median_ms, e2e_p10_ms, e2e_p90_ms, e2e_cv_percent, e2e_ci_low_ms, e2e_ci_high_ms,
                   execute_median_ms, coverage, n_samples, n_op_events, n_op_stats
            FROM runs WHERE list_contains(?, run_id) ORDER BY threads, run_id""",
-        [run_ids],
+            [run_ids],
+        )
     )
 
 
@@ -108,12 +156,13 @@ def find_runs(wh: Warehouse, filters: dict, current: bool = True) -> pd.DataFram
         raise ValueError(f"unknown run filter(s) {sorted(unknown)}")
     table = "runs" if not current or "run" in filters else "current_runs"
     where = " AND ".join(f"{RUN_FILTERS[k]} = ?" for k in filters) or "TRUE"
-    return wh.query(
+    found = wh.query(
         f"""SELECT run_id, run_key, variant, model, dtype, backend, target, device, sme2, emulated, threads, size,
                    runner, iterations, warmup, started_at, run_dir, e2e_median_ms, execute_median_ms
             FROM {table} WHERE {where} ORDER BY started_at DESC, run_id DESC""",
         list(filters.values()),
     )
+    return valid_rows(found)
 
 
 def latency_samples(wh: Warehouse, run_ids: list[str], kind: str = "timing") -> pd.DataFrame:

@@ -617,7 +617,7 @@ def reconcile(root: DataRoot, progress=None) -> Reconciled:
     done = rebuild(root, say, folders=missing)
     failed = dict(done.bad)
     for name in done.present:  # its run.json names a run id the warehouse has, read from another folder
-        failed[str(root.runs / name)] = "its run id is already in the warehouse from another folder (a copy?)"
+        failed[str(root.run_path(name))] = "its run id is already in the warehouse from another folder (a copy?)"
     return Reconciled(done.added, failed)
 
 

@@ -189,7 +189,7 @@ def category_breakdown(context: dg.AssetExecutionContext, sme2: Sme2, warehouse_
     ]
     blog = cats[cats.scheme == "blog"]
     variant, target = keys(context)
-    png = root.reports / variant / f"{target}-categories.png"
+    png = root.report_path(variant, f"{target}-categories.png")
     chart_df = blog.assign(label=[f"{target} t{t}" for t in blog.threads])
     charts.save_png(
         charts.category_bars(chart_df, f"{variant} on {target}" + (" (emulated)" if runs.emulated.any() else "")), png
