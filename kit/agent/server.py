@@ -9,6 +9,7 @@ reported without internals."""
 from __future__ import annotations
 
 import functools
+import inspect
 
 from kit.core.versions import package_version
 from kit.agent.tools import make_tools
@@ -36,6 +37,17 @@ def build_server(root: DataRoot):
     )
 
     def guarded(fn):
+        if inspect.iscoroutinefunction(fn):  # a tool that can be cancelled while it waits (sql)
+
+            @functools.wraps(fn)
+            async def call_async(*args, **kwargs):
+                try:
+                    return await fn(*args, **kwargs)
+                except Sme2Error as e:
+                    raise ToolError(str(e)) from e
+
+            return call_async
+
         @functools.wraps(fn)
         def call(*args, **kwargs):
             try:

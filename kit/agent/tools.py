@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+import anyio
 import pandas as pd
 
 from kit import pipeline
@@ -41,7 +42,7 @@ def _frame(df: pd.DataFrame, limit: int | None = None) -> dict[str, Any]:
     return {
         "columns": split["columns"],
         "rows": split["data"],
-        "row_count": len(df),
+        "row_count": len(shown),
         "truncated": limit is not None and len(df) > limit,
     }
 
@@ -164,13 +165,22 @@ def make_tools(root: DataRoot) -> list[Callable]:
             ]
         }
 
-    def sql(query: str, max_rows: int = 200) -> dict[str, Any]:
+    async def sql(query: str, max_rows: int = 200) -> dict[str, Any]:
         """One read-only SELECT over the warehouse (tables runs, latency_samples, op_events,
-        op_stats, category_stats, kernels, artifacts, regressions; view current_runs). It cannot
-        read or write files, attach databases, load extensions or change settings."""
+        op_instances, op_stats, category_stats, kernels, artifacts, regressions, op_counts,
+        op_event_counts; view current_runs), stopped after 60 s. It cannot read or write files,
+        attach databases, load extensions or change settings."""
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or not 1 <= max_rows <= MAX_ROWS:
             raise Sme2Error(f"max_rows {max_rows!r} is out of range", f"use 1 to {MAX_ROWS}")
-        return _frame(Warehouse.at(root).sql(query), max_rows)  # kit.store.usersql, over a lab store too
+        # kit.store.usersql, over a lab store too: at most max_rows + 1 rows leave DuckDB. The query
+        # runs in its own thread; a client's cancellation (or its going away) interrupts it.
+        query_run = Warehouse.at(root).user_query(query, max_rows=max_rows)
+        try:
+            df = await anyio.to_thread.run_sync(query_run.result, abandon_on_cancel=True)
+        except BaseException:
+            query_run.cancel()
+            raise
+        return _frame(df, max_rows)
 
     def compare(model: str = "tiny_seg", dtype: str = "fp32", device: str = "armv9-qemu") -> dict[str, Any]:
         """SME2 on vs off of one variant on one device, from the warehouse: end-to-end medians

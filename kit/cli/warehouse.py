@@ -40,13 +40,20 @@ def sql_cmd(
     ),
     fmt: str = FormatOpt,
     as_json: bool = JsonOpt,
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds before the query is stopped."),
+    max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="At most this many rows are printed."),
     home: Optional[Path] = HomeOpt,
 ):
     """Run one read-only SELECT (or EXPLAIN of one) over the warehouse. It cannot read or write
-    files, attach databases, load extensions or change settings (docs/orchestration.md, Security)."""
+    files, attach databases, load extensions or change settings (docs/orchestration.md, Security);
+    it stops at its time limit, at Ctrl-C, and returns at most --max-rows rows."""
 
     root = root_of(home)
-    print_frame(Warehouse.at(root).sql(query), "json" if as_json else fmt)  # kit.store.usersql (+ a lab's store)
+    df = Warehouse.at(root).sql(query, timeout_s=timeout, max_rows=max_rows)  # kit.store.usersql (+ a lab's store)
+    cut = len(df) > max_rows
+    print_frame(df.head(max_rows), "json" if as_json else fmt)
+    if cut:
+        err.print(f"[yellow]more than {max_rows} rows: only the first {max_rows} are shown (--max-rows)[/]")
 
 
 @app.command("query")

@@ -6,12 +6,20 @@ DuckDB's `read_only=True` protects only the database file: table functions (`rea
 INSTALL/LOAD and SET still reach the machine. So the connection is opened read-only with external
 access and extension auto-loading off and the configuration locked before any user text runs, and
 only one SELECT (or an EXPLAIN of one SELECT) is accepted. Both layers hold on their own: the
-statement check refuses `COPY` before it runs, and the locked settings would stop it anyway."""
+statement check refuses `COPY` before it runs, and the locked settings would stop it anyway.
+
+User SQL is also bounded: a time limit (60 s unless set; the query is interrupted, not left
+running), a memory limit (2 GB unless set), and at most `max_rows` rows ever leave DuckDB (the
+SELECT is wrapped in a LIMIT, so a `max_rows=1` over 40 M rows builds one row). A `UserQuery` runs in
+a thread its caller can cancel (Ctrl-C in the CLI, an MCP client's cancellation or disconnect):
+cancelling interrupts DuckDB and the thread ends."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -25,7 +33,10 @@ from kit.store.shared import SharedStore
 
 # Applied when the file is opened, before the first statement; lock_configuration makes every
 # later SET / RESET / PRAGMA that changes a setting fail, so user SQL cannot undo the others.
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MEMORY_LIMIT = "2GB"
 LOCKED_CONFIG = {
+    "memory_limit": DEFAULT_MEMORY_LIMIT,  # a user query cannot take the machine's memory
     "enable_external_access": False,  # no files, URLs, ATTACH, COPY TO or extension install/load
     "allow_community_extensions": False,
     "autoinstall_known_extensions": False,
@@ -114,6 +125,8 @@ def user_sql_connection(
                     conn.execute(f"SET {name} = {str(LOCKED_CONFIG[name]).lower()}")
         # Fail closed if a DuckDB version ever ignores one of the settings.
         for name, expected in LOCKED_CONFIG.items():
+            if name == "memory_limit":  # DuckDB reports it in its own units ("1.8 GiB")
+                continue
             actual = conn.execute("SELECT current_setting(?)", [name]).fetchone()[0]
             if actual != expected:
                 raise WarehouseError(
@@ -123,23 +136,125 @@ def user_sql_connection(
         yield conn
 
 
-def run_user_sql(path: Path, text: str, wait_s: float = LOCK_WAIT_S, shared: SharedStore | None = None) -> pd.DataFrame:
-    """Run one user-supplied SELECT (or EXPLAIN of one) over the warehouse at `path` (and the union
-    with a lab's shared store); the result as a DataFrame. Every refusal and failure is a
-    WarehouseError saying what to do."""
-    with user_sql_connection(path, wait_s, shared) as conn:
-        statement = checked_statement(conn, text)
+def _limited(statement, max_rows: int | None) -> str:
+    """The statement's text, capped at max_rows + 1 rows when it is a plain SELECT (one more row
+    than shown tells whether the answer was cut)."""
+    text = statement.query.strip().rstrip(";")
+    if max_rows is None or statement.type != duckdb.StatementType.SELECT:
+        return text
+    return f"SELECT * FROM ({text}) AS user_query LIMIT {int(max_rows) + 1}"
+
+
+class UserQuery:
+    """One user SELECT running in its own thread: `result()` waits for it (and interrupts it at its
+    time limit); `cancel()` interrupts it from any thread. DuckDB stops at its next check and the
+    thread ends; nothing keeps running after a cancel, a timeout or a client that went away."""
+
+    def __init__(
+        self,
+        path: Path,
+        text: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_rows: int | None = None,
+        shared: SharedStore | None = None,
+        wait_s: float = LOCK_WAIT_S,
+    ):
+        if not timeout_s > 0:
+            raise WarehouseError(f"SQL time limit {timeout_s!r} s is not positive", "give a number of seconds > 0")
+        self.path, self.text, self.timeout_s, self.max_rows = Path(path), text, timeout_s, max_rows
+        self.shared, self.wait_s = shared, wait_s
+        self._conn = None
+        self._cancelled = threading.Event()
+        self._started = threading.Event()
+        self._outcome: tuple[pd.DataFrame | None, BaseException | None] = (None, None)
+        self._thread = threading.Thread(target=self._run, name="sme2-user-sql", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
         try:
-            return conn.execute(statement).df()
-        except duckdb.PermissionException as e:
-            raise WarehouseError(
-                f"sme2 sql cannot reach files, URLs or extensions: {_first_line(e)}",
-                f"query the warehouse only; allowed: {ALLOWED}",
-            ) from e
-        except duckdb.Error as e:
-            if "configuration has been locked" in str(e):
-                raise WarehouseError(f"sme2 sql cannot change settings: {_first_line(e)}", f"allowed: {ALLOWED}") from e
-            raise WarehouseError(
-                f"query failed: {_first_line(e)}",
-                "check the SQL; tables: " + ", ".join(TABLES) + ", current_runs",
-            ) from e
+            with user_sql_connection(self.path, self.wait_s, self.shared) as conn:
+                statement = checked_statement(conn, self.text)
+                self._conn = conn
+                self._started.set()
+                if self._cancelled.is_set():
+                    raise duckdb.InterruptException("cancelled before it started")
+                df = conn.execute(_limited(statement, self.max_rows)).df()
+                self._outcome = (df, None)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread as it is
+            self._outcome = (None, e)
+        finally:
+            self._conn = None
+            self._started.set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.interrupt()
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self, seconds: float | None = None) -> bool:
+        self._thread.join(seconds)
+        return self.done()
+
+    def result(self) -> pd.DataFrame:
+        """Wait for the answer (interrupting the query at its time limit); a WarehouseError for a
+        refusal, a failure, a timeout or a cancel. KeyboardInterrupt cancels the query first."""
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while not self.wait(min(0.2, max(deadline - time.monotonic(), 0))):
+                if time.monotonic() >= deadline:
+                    self.cancel()
+                    self.wait(10)
+                    raise WarehouseError(
+                        f"the query ran longer than its time limit of {self.timeout_s:g} s and was stopped",
+                        "narrow it (WHERE, LIMIT, fewer joins), or give more time: sme2 sql --timeout SECONDS",
+                    )
+        except KeyboardInterrupt:
+            self.cancel()
+            self.wait(10)
+            raise
+        df, error = self._outcome
+        if error is None:
+            return df
+        if self._cancelled.is_set() and isinstance(error, duckdb.InterruptException):
+            raise WarehouseError("the query was cancelled and stopped", "run it again when you need it") from error
+        raise _as_warehouse_error(error)
+
+
+def _as_warehouse_error(e: BaseException) -> BaseException:
+    if isinstance(e, WarehouseError) or not isinstance(e, duckdb.Error):
+        return e
+    if isinstance(e, duckdb.PermissionException):
+        return WarehouseError(
+            f"sme2 sql cannot reach files, URLs or extensions: {_first_line(e)}",
+            f"query the warehouse only; allowed: {ALLOWED}",
+        )
+    if "configuration has been locked" in str(e):
+        return WarehouseError(f"sme2 sql cannot change settings: {_first_line(e)}", f"allowed: {ALLOWED}")
+    if isinstance(e, duckdb.OutOfMemoryException):
+        return WarehouseError(
+            f"the query needs more than the {DEFAULT_MEMORY_LIMIT} user queries may use: {_first_line(e)}",
+            "aggregate or filter in SQL instead of returning every row",
+        )
+    return WarehouseError(
+        f"query failed: {_first_line(e)}", "check the SQL; tables: " + ", ".join(TABLES) + ", current_runs"
+    )
+
+
+def run_user_sql(
+    path: Path,
+    text: str,
+    wait_s: float = LOCK_WAIT_S,
+    shared: SharedStore | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_rows: int | None = None,
+) -> pd.DataFrame:
+    """Run one user-supplied SELECT (or EXPLAIN of one) over the warehouse at `path` (and the union
+    with a lab's shared store), within its time and memory limits, at most max_rows + 1 rows; the
+    result as a DataFrame. Every refusal and failure is a WarehouseError saying what to do."""
+    query = UserQuery(path, text, timeout_s=timeout_s, max_rows=max_rows, shared=shared, wait_s=wait_s)
+    return query.result()

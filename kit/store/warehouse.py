@@ -78,13 +78,19 @@ class Warehouse:
         with self.write():
             pass
 
-    def sql(self, text: str) -> pd.DataFrame:
-        """A user's ad-hoc SQL, through the one guard every entry point uses (kit.usersql):
-        one SELECT, on a read-only, locked-down connection that cannot reach files or settings."""
+    def sql(self, text: str, timeout_s: float = usersql.DEFAULT_TIMEOUT_S, max_rows: int | None = None) -> pd.DataFrame:
+        """A user's ad-hoc SQL, through the one guard every entry point uses (kit.store.usersql):
+        one SELECT, on a read-only, locked-down connection that cannot reach files or settings,
+        within a time and a memory limit, at most max_rows + 1 rows."""
+        return self.user_query(text, timeout_s, max_rows).result()
 
+    def user_query(
+        self, text: str, timeout_s: float = usersql.DEFAULT_TIMEOUT_S, max_rows: int | None = None
+    ) -> usersql.UserQuery:
+        """The same, started in its own thread: the caller waits for `result()` or `cancel()`s it."""
         if self.shared is not None and not self.path.exists():
             self.ensure()
-        return usersql.run_user_sql(self.path, text, shared=self.shared)
+        return usersql.UserQuery(self.path, text, timeout_s=timeout_s, max_rows=max_rows, shared=self.shared)
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.read() as conn:
