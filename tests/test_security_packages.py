@@ -409,3 +409,43 @@ def test_trace_into_an_existing_folder_names_the_file_from_the_run(
     written = out_dir / f"{run.record.run_id}.json"
     assert out_dir.is_dir() and json.loads(written.read_text())["traceEvents"]
     assert [p.name for p in out_dir.iterdir()] == [written.name]
+
+
+# ---- a same-named package from another models folder
+
+
+def test_a_same_named_package_elsewhere_gets_its_own_export_and_history(fresh_root, tmp_path, native_runner):
+    """`--models-dir other/` with another tiny_seg: its own export folder (the bundled export is
+    untouched), its own run key, and a comparison of the two programs under one label is refused."""
+    from kit.analysis import compare
+    from kit.devices import inventory
+    from kit.store.warehouse import Warehouse, ingest_run
+
+    other = tmp_path / "other_models"
+    shutil.copytree(
+        registry.DEFAULT_MODELS_DIR / "tiny_seg", other / "tiny_seg", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    changed = TINY_SEG_SOURCE.replace('"small": {"resolution": 64}', '"small": {"resolution": 48}')
+    assert changed != TINY_SEG_SOURCE
+    (other / "tiny_seg" / "model.py").write_text(changed)  # another program under the same name
+    bundled_pkg, other_pkg = registry.get("tiny_seg"), registry.get("tiny_seg", other)
+    assert bundled_pkg.source_id == "" and re.fullmatch(r"[0-9a-f]{8}", other_pkg.source_id)
+
+    bundled = exporter.export_variant(bundled_pkg, "fp32", "small", fresh_root)
+    before = bundled.meta["pte_sha256"]
+    theirs = exporter.export_variant(other_pkg, "fp32", "small", fresh_root)
+    assert theirs.folder != bundled.folder and theirs.folder.name.endswith(other_pkg.source_id)
+    assert exporter.find(fresh_root, bundled.variant, "small").meta["pte_sha256"] == before  # untouched
+    assert theirs.meta["package"]["source_id"] == other_pkg.source_id
+
+    host = inventory.resolve("host.sme2-off", fresh_root)
+    runs = [
+        session.run_session(fresh_root, exp, host, threads=1, iterations=3, warmup=1, binary=native_runner)
+        for exp in (bundled, theirs)
+    ]
+    assert runs[0].record.run_key != runs[1].record.run_key and runs[1].record.run_key.endswith(other_pkg.source_id)
+    for r in runs:
+        ingest_run(fresh_root, r.run_dir)
+    assert runs[0].record.pte_sha256 != runs[1].record.pte_sha256
+    with pytest.raises(Sme2Error, match="ran different programs"):
+        compare.compare_ids(Warehouse.at(fresh_root), runs[0].record.run_id, runs[1].record.run_id)

@@ -56,6 +56,7 @@ class Side:
     runner: str
     run_dir: str = ""
     label: str = ""
+    pte_sha256: str = ""
 
     @classmethod
     def of(cls, row) -> "Side":
@@ -82,6 +83,7 @@ class Side:
             size=r["size"],
             runner=r["runner"],
             run_dir=r["run_dir"] if isinstance(r["run_dir"], str) else "",
+            pte_sha256=r["pte_sha256"] if isinstance(r.get("pte_sha256"), str) else "",
         )
 
 
@@ -268,6 +270,14 @@ def compare_runs(wh: Warehouse, a: Side, b: Side) -> Comparison:
     """Run a (baseline) vs run b (candidate), from their warehouse rows."""
     if a.run_id == b.run_id:
         raise WarehouseError(f"both sides are run {a.run_id}", "compare two different runs")
+    if (a.variant, a.size) == (b.variant, b.size) and a.pte_sha256 and b.pte_sha256 and a.pte_sha256 != b.pte_sha256:
+        # One label, two programs (a same-named package from another folder, a re-export between
+        # the runs): the difference would be the programs', not the targets' or thread counts'.
+        raise WarehouseError(
+            f"runs {a.run_id} and {b.run_id} are both {a.variant} ({a.size}) but ran different programs "
+            f"(.pte sha256 {a.pte_sha256[:12]} vs {b.pte_sha256[:12]})",
+            "profile both sides with the same export (re-run the older one), or compare run ids you know match",
+        )
     la, lb = labels(a, b)
     a, b = replace(a, label=la), replace(b, label=lb)
     emulated = a.emulated or b.emulated

@@ -93,8 +93,12 @@ class Export:
         return program.ProgramMap.load(self.folder)
 
 
-def folder_for(root: DataRoot, variant: Variant, size: str) -> Path:
-    return root.exports / f"{variant.key}-{size_name(size)}"
+def folder_for(root: DataRoot, variant: Variant, size: str, source_id: str = "") -> Path:
+    """exports/<variant>-<size>[-<source id>]: a package from another folder than the models folder
+    (registry.ModelPackage.source_id) gets its own folder, never the same-named one's."""
+    if source_id and not re.fullmatch(r"[0-9a-f]{8}", source_id):
+        raise ExportError(f"invalid package source id {source_id!r}", "report it")
+    return root.exports / (f"{variant.key}-{size_name(size)}" + (f"-{source_id}" if source_id else ""))
 
 
 def reexport_hint(variant: Variant | None = None, size: str | None = None) -> str:
@@ -138,10 +142,11 @@ def load(folder: Path, repair_hint: str | None = None) -> Export:
     return Export(folder, meta)
 
 
-def find(root: DataRoot, variant: Variant, size: str) -> Export | None:
-    """The export of `variant` at `size`, or None. A folder whose meta is corrupt, incomplete or
-    describes another variant is an error (re-export with --force), never silently reused."""
-    folder = folder_for(root, variant, size)
+def find(root: DataRoot, variant: Variant, size: str, source_id: str = "") -> Export | None:
+    """The export of `variant` at `size` (of the package from `source_id`'s folder), or None. A
+    folder whose meta is corrupt, incomplete or describes another variant is an error (re-export
+    with --force), never silently reused."""
+    folder = folder_for(root, variant, size, source_id)
     if not (folder / META).exists():
         return None
     hint = reexport_hint(variant, size)
@@ -306,7 +311,7 @@ def _plan(
     size_params = spec.size(size)
     # Every path and key below derives from the validated folder name, never from the spec.
     variant = Variant(pkg.name, dtype, backend)
-    folder = folder_for(root, variant, size)
+    folder = folder_for(root, variant, size, pkg.source_id)
     identity = {
         "package_hash": pkg.content_hash,
         "checkpoint": str(checkpoint or ""),
@@ -322,7 +327,7 @@ def _plan(
     }  # fmt: skip
     plan = _Plan(variant, folder, identity, cached_as, None)
     # --force never reads the old meta: a corrupt one must not stop the export that repairs it.
-    existing = None if force else find(root, variant, size)
+    existing = None if force else find(root, variant, size, pkg.source_id)
     if (
         existing
         and existing.meta.get("identity") == identity
@@ -493,7 +498,13 @@ def _lower_and_save(
             "export_seconds": round(time.monotonic() - t0, 2),
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "versions": _versions(),
-            "package": {"name": pkg.name, "kind": pkg.kind, "content_hash": pkg.content_hash, "path": str(pkg.path)},
+            "package": {
+                "name": pkg.name,
+                "kind": pkg.kind,
+                "content_hash": pkg.content_hash,
+                "path": str(pkg.path),
+                "source_id": pkg.source_id,
+            },
             "checkpoint": str(checkpoint) if checkpoint else None,
             "identity": identity,
         }
@@ -521,7 +532,7 @@ def _restore(entry: Path, folder: Path, pkg: ModelPackage) -> Export:
             if f.is_file():
                 shutil.copy2(f, stage / f.name)
         meta = json.loads((stage / META).read_text())
-        meta["package"] = {**meta.get("package", {}), "path": str(pkg.path)}
+        meta["package"] = {**meta.get("package", {}), "path": str(pkg.path), "source_id": pkg.source_id}
         meta["cache"] = {"entry": str(entry), "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         atomic.write_json(stage / META, meta)
     return load(folder)

@@ -41,6 +41,15 @@ class ModelPackage:
         # was found (e.g. a spec that claims another package's name).
         return self.spec is not None and not self.error
 
+    @property
+    def source_id(self) -> str:
+        """ "" for a package of the models folder ($SME2_MODELS, else the bundled one); for a package
+        of any other folder, 8 hex digits of its folder's path. Exports and run keys carry it, so a
+        package of the same name from another folder never takes over the other's exports or history."""
+        if self.path.resolve().parent == models_dir():
+            return ""
+        return hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:8]
+
 
 def content_hash(folder: Path) -> str:
     """sha256 over the package's files (names and bytes), ignoring caches: an unchanged package

@@ -17,6 +17,8 @@ warehouse can be rebuilt from the folders alone.
 
 from __future__ import annotations
 
+import re
+
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
@@ -112,6 +114,9 @@ class RunRecord:
     results: dict = field(default_factory=dict)  # load_ms, first_inference_ms, peak_rss_kb, checksum, e2e medians
     source: str = "profile"  # or "arm-kit" for imported runs
     stem: str = ""
+    # The package's folder when it is not the models folder (registry.ModelPackage.source_id): a
+    # same-named package from elsewhere is another program with its own history.
+    package_id: str = ""
 
     @property
     def variant(self) -> str:
@@ -120,7 +125,8 @@ class RunRecord:
     @property
     def run_key(self) -> str:
         """Runs with the same key measure the same thing; a newer one supersedes an older one."""
-        return f"{self.variant}|{self.target}|{self.size}|t{self.threads}|{self.runner}"
+        key = f"{self.variant}|{self.target}|{self.size}|t{self.threads}|{self.runner}"
+        return key + (f"|pkg-{self.package_id}" if self.package_id else "")
 
     def to_json(self) -> dict:
         self.validate(f"run record {self.run_id!r}")  # never write a record that would not load
@@ -158,6 +164,8 @@ class RunRecord:
         for name in TEXT_FIELDS:
             if not isinstance(getattr(self, name), str):
                 raise bad(name, "must be a string")
+        if not isinstance(self.package_id, str) or not re.fullmatch(r"([0-9a-f]{8})?", self.package_id):
+            raise bad("package_id", "must be empty or 8 hex digits")
         for name in ("versions", "conditions", "results"):
             if not isinstance(getattr(self, name), dict):
                 raise bad(name, "must be a JSON object")

@@ -95,6 +95,7 @@ def run_session(
         pte_sha256=meta["pte_sha256"],
         versions=meta["versions"],
         stem=f"{exp.variant.stem}_{target.key.replace('.', '_')}_t{threads}",
+        package_id=(meta.get("package") or {}).get("source_id", ""),
     )
     folder = root.run_path(run_id)
     env = resolved.env_for(threads)

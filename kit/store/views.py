@@ -158,7 +158,7 @@ def find_runs(wh: Warehouse, filters: dict, current: bool = True) -> pd.DataFram
     where = " AND ".join(f"{RUN_FILTERS[k]} = ?" for k in filters) or "TRUE"
     found = wh.query(
         f"""SELECT run_id, run_key, variant, model, dtype, backend, target, device, sme2, emulated, threads, size,
-                   runner, iterations, warmup, started_at, run_dir, e2e_median_ms, execute_median_ms
+                   runner, iterations, warmup, started_at, run_dir, e2e_median_ms, execute_median_ms, pte_sha256
             FROM {table} WHERE {where} ORDER BY started_at DESC, run_id DESC""",
         list(filters.values()),
     )
