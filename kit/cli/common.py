@@ -5,6 +5,7 @@ an Sme2Error into a clean message and exit status 2."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import sys
@@ -102,6 +103,16 @@ def command(fn):
             return fn(*args, **kwargs)
         except Sme2Error as e:
             fail(e)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            # A read-only or foreign data root: say where, not a traceback.
+            fail(
+                Sme2Error(
+                    f"cannot write {e.filename or 'a file'}: {e.strerror}",
+                    "use a data root this user can write: --home DIR or $SME2_HOME",
+                )
+            )
 
     return wrapper
 

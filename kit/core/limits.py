@@ -6,6 +6,9 @@ from __future__ import annotations
 from kit.core.errors import Sme2Error
 
 MAX_THREADS = 1024
+# A profile of more iterations than this is a typo, not a plan: it would run for days and then be
+# stopped as hung. (Measurement statistics settle in tens of iterations.)
+MAX_ITERATIONS = 100_000
 
 
 def check_threads(value, where: str = "--threads") -> int:
@@ -30,9 +33,9 @@ def thread_list_problem(counts) -> str | None:
 
 
 def check_iterations(value, where: str = "--iterations", minimum: int = 1) -> int:
-    """A count of iterations (measured: at least 1; warmup: at least 0)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise Sme2Error(f"invalid {where} {value!r}", f"use a whole number of at least {minimum}")
+    """A count of iterations (measured: at least 1; warmup: at least 0; at most MAX_ITERATIONS)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_ITERATIONS:
+        raise Sme2Error(f"invalid {where} {value!r}", f"use a whole number from {minimum} to {MAX_ITERATIONS:,}")
     return value
 
 
@@ -56,4 +59,7 @@ def parse_threads(text: str, where: str = "--threads") -> list[int]:
                 f"invalid thread count {part!r} ({where})", f"use whole numbers from 1 to {MAX_THREADS}, e.g. 1,4"
             ) from None
         out.append(check_threads(n, where))
+    problem = thread_list_problem(out)
+    if problem:  # 1,1 would measure the same thing twice
+        raise Sme2Error(f"thread counts {text!r} ({where}) {problem}", "give each thread count once, e.g. 1,4")
     return out

@@ -4,6 +4,7 @@ checked against what the device can do."""
 
 from __future__ import annotations
 
+import re
 import contextlib
 import os
 import time
@@ -12,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from kit.core import names
 from kit.core.errors import NameError_, Sme2Error, TargetError
@@ -75,7 +85,30 @@ class DeviceEntry(BaseModel):
     sme2: bool | None = None
     lab_host: str | None = None  # the lab host (worker queue) the device is attached to
 
+    # Both reach argv (`env KEY=VALUE`, `qemu -E KEY=VALUE`, `taskset -c LIST`): an environment
+    # name that starts with '-' would be read as an option, so only plain names and CPU lists pass.
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key, value in env.items():
+            if not ENV_NAME.fullmatch(key):
+                raise ValueError(
+                    f"env name {key!r} is not a variable name (letters, digits, _; not starting with a digit)"
+                )
+            if "\0" in value or "\n" in value:
+                raise ValueError(f"env value of {key} holds a NUL or newline")
+        return env
 
+    @field_validator("affinity")
+    @classmethod
+    def _cpu_list(cls, value):
+        if isinstance(value, str) and value != "fastest" and not CPU_LIST.fullmatch(value):
+            raise ValueError(f'affinity {value!r} is not a CPU list (e.g. "4-7", "0,2") or "fastest"')
+        return value
+
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+CPU_LIST = re.compile(r"\d{1,4}(-\d{1,4})?(,\d{1,4}(-\d{1,4})?){0,63}")
 KNOWN_KEYS = set(DeviceEntry.model_fields)
 # What a bad value of a key means, and what to write instead.
 _PROBLEMS = {
@@ -83,7 +116,6 @@ _PROBLEMS = {
     "platform": ("unknown platform {value!r}", f"use one of auto, {', '.join(PLATFORMS)}"),
     "recipe": ("unknown recipe {value!r}", f"use one of {', '.join(RECIPES)}"),
     "threads": ("threads must be a list of positive integers, not {value!r}", "e.g. threads = [1, 4]"),
-    "env": ("env values must be strings", 'e.g. env = { OMP_NUM_THREADS = "1" }'),
 }
 
 
@@ -156,7 +188,7 @@ def _problem(name: str, raw: dict, source: str, e: ValidationError) -> Sme2Error
         message, hint = _PROBLEMS[key]
         return Sme2Error(f"device {name!r} in {source}: " + message.format(value=raw.get(key)), hint)
     return Sme2Error(
-        f"device {name!r} in {source}: key {key!r} = {raw.get(key)!r} is invalid: {err['msg'].lower()}",
+        f"device {name!r} in {source}: key {key!r} = {raw.get(key)!r} is invalid: {err['msg'][:1].lower() + err['msg'][1:]}",
         f"fix {key} for [device.{name}] in {source}; kit/devices/devices.toml lists the keys and their types",
     )
 

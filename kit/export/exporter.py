@@ -793,6 +793,34 @@ def exported_as(root: DataRoot, pte_sha256: str) -> Export | None:
     return None
 
 
+MAX_PTE_BYTES = 2 * 2**30  # without an extended header to say its size, a bigger file is refused
+
+
+def check_extent(pte: Path) -> int:
+    """The program's size as its extended header (`eh00`, after the `ET12` identifier) declares
+    it: the segments' end when it has segments, else the flatbuffer's size. A file longer than that
+    (padding, appended data) is refused before it is read or copied; so is a file without the
+    header above MAX_PTE_BYTES."""
+    size = pte.stat().st_size
+    with open(pte, "rb") as f:
+        head = f.read(40)
+    declared = None
+    if len(head) >= 40 and head[8:12] == b"eh00" and int.from_bytes(head[12:16], "little") >= 32:
+        program_size, segment_base, segment_size = (int.from_bytes(head[i : i + 8], "little") for i in (16, 24, 32))
+        declared = segment_base + segment_size if segment_base else program_size
+    if declared is not None and size > declared:
+        raise ExportError(
+            f"{pte} is {size:,} bytes but its header declares {declared:,}: {size - declared:,} bytes were appended",
+            "pass the .pte as to_executorch() wrote it (a padded or concatenated file is refused)",
+        )
+    if declared is None and size > MAX_PTE_BYTES:
+        raise ExportError(
+            f"{pte} is {size:,} bytes, above the {MAX_PTE_BYTES:,} accepted without an extended header",
+            "export it with executorch 1.x (its .pte files carry the header that declares their size)",
+        )
+    return declared or size
+
+
 def import_program(
     pte: Path,
     root: DataRoot | None = None,
@@ -824,6 +852,7 @@ def import_program(
             f"program {pte} does not exist or is not a file",
             "pass the path of a .pte file (--pte FILE, or model = in a config)",
         )
+    check_extent(pte)  # before reading it: a padded or huge file is refused, not copied
     pte_bytes = pte.read_bytes()
     try:
         specs = program.input_specs(pte_bytes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 from typing import Iterator
 
@@ -61,3 +62,26 @@ def model_code(model: str, doing: str, where: str) -> Iterator[None]:
             _depth -= 1
             if _depth == 0:
                 os._exit = _REAL_EXIT
+
+
+IMPORT_TIMEOUT_S = 60.0  # a package's import that takes longer is hung (a sleep, a loop, a blocked read)
+
+
+@contextlib.contextmanager
+def deadline(model: str, doing: str, where: str, seconds: float = IMPORT_TIMEOUT_S) -> Iterator[None]:
+    """Stop model code that runs longer than `seconds` with a ModelPackageError (SIGALRM: on the
+    main thread of a POSIX process; elsewhere the code runs unbounded, as before)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise ModelPackageError(f"model {model!r} was still {doing} after {seconds:g} s: it hangs", _hint(where))
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

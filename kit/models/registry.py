@@ -8,6 +8,7 @@ both kinds of import resolve. One broken package is reported and never hides the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -130,7 +131,13 @@ def discover(path: str | Path | None = None) -> list[ModelPackage]:
         try:
             names.model_name(sub.name)
             before = dict(registered)
-            with exitguard.model_code(sub.name, "importing its package", str(sub)):
+            # Model code runs here: what it prints goes to stderr (stdout may be `sme2 models --json`),
+            # and an import that hangs is stopped.
+            with (
+                exitguard.model_code(sub.name, "importing its package", str(sub)),
+                exitguard.deadline(sub.name, "importing its package", str(sub)),
+                contextlib.redirect_stdout(sys.stderr),
+            ):
                 module = _import_package(pkg_name, sub)
             spec = getattr(module, "MODEL", None)
             new = {k: v for k, v in registered.items() if before.get(k) is not v}

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kit.core import atomic, names
-from kit.core.errors import Sme2Error, WarehouseError
+from kit.core.errors import DiskFullError, Sme2Error, WarehouseError
 from kit.core.locks import file_lock
 from kit.store.schema import OP_COUNTS_VIEW, OP_INSTANCES_VIEW, SCHEMA_VERSION
 
@@ -191,7 +191,13 @@ class SharedStore:
                     atomic.write_bytes(target, buf.getvalue())
                 except FileNotFoundError:  # a compaction removed the day's folder as it was made: again
                     atomic.write_bytes(target, buf.getvalue())
-            except Sme2Error:  # disk full: says so, names the file
+            except DiskFullError as e:  # the store's disk, not the data root's
+                raise DiskFullError(
+                    e.message,
+                    f"free space where ${SHARED_ENV} points ({self.path}: df -h {self.path}); the run stays in the "
+                    "local warehouse and `sme2 warehouse publish` adds it to the store later",
+                ) from e
+            except Sme2Error:
                 raise
             except OSError as e:
                 raise WarehouseError(

@@ -182,11 +182,16 @@ class Warehouse:
                         on_run(rows, new)
                     if wal.exists() and wal.stat().st_size > checkpoint_mb * 2**20:
                         _synced_checkpoint(conn)
+                # The batch's durability: its final synced checkpoint must succeed, or the batch
+                # failed (a full disk here leaves the runs in an unsynced log: said, never rc 0).
+                _synced_checkpoint(conn)
+            except duckdb.Error as e:
+                if is_disk_full(e):
+                    raise disk_full(self.path, e) from e
+                raise
             finally:
                 # Settings are the database instance's: a reader of this process keeps it alive, and
                 # the next per-run write must sync again. (A broken connection reports its own error.)
-                with contextlib.suppress(duckdb.Error):
-                    _synced_checkpoint(conn)
                 for setting in ("fsync_mode", "checkpoint_threshold", "enable_optimistic_write", "threads"):
                     with contextlib.suppress(duckdb.Error):
                         conn.execute(f"RESET {setting}")

@@ -6,6 +6,7 @@ handshake; host keys are pinned in $SME2_HOME/tools/known_hosts on first contact
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,22 @@ from kit.devices.transports.local import describe_linux
 from kit.devices.transports.remote import RemoteTransport, quote
 
 
-def control_dir() -> str:
-    """Control sockets live in a short private folder: Unix socket paths are limited to ~100 bytes."""
-    d = f"/tmp/sme2-ssh-{os.getuid()}"
-    os.makedirs(d, mode=0o700, exist_ok=True)
+def control_dir(base: str = "/tmp") -> str:
+    """Control sockets live in a short private folder (Unix socket paths are limited to ~100 bytes).
+    A folder of that name made by someone else, or open to others, could hold a socket another user
+    planted and would carry our ssh sessions through it: it is refused, never reused."""
+    d = f"{base}/sme2-ssh-{os.getuid()}"
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise TargetError(
+            f"the ssh control folder {d} is not a private folder of this user (owner uid {st.st_uid}, mode "
+            f"{stat.S_IMODE(st.st_mode):o}, {'a folder' if stat.S_ISDIR(st.st_mode) else 'not a folder'})",
+            f"remove it (it may have been planted by another user), then retry: rm -rf {d}",
+        )
     return d
 
 
