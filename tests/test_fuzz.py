@@ -294,3 +294,91 @@ def test_mutated_run_folder_is_refused_cleanly_and_leaves_no_partial_rows(fuzz_r
     for table, column in (("op_events", "n_op_events"), ("latency_samples", "n_samples"), ("op_stats", "n_op_stats")):
         n = wh.query(f"SELECT count(*) AS n FROM {table} WHERE run_id = ?", [row.run_id]).n[0]
         assert n == getattr(row, column), (table, n)
+
+
+# ---- stored values, report fields, counts files and user SQL (the untrusted-input surfaces)
+
+NAMEISH = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60) | st.sampled_from(
+    ["..", ".", "a/b", "../../etc", "zz/../../x", "tiny_seg-fp32", "host.sme2-on", "-rf", "a\x00b", "/abs"]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(NAMEISH, min_size=1, max_size=3))
+def test_report_paths_never_leave_the_data_root(tmp_path, parts):
+    root = DataRoot.resolve(tmp_path / "home")
+    try:
+        path = root.report_path(*parts)
+    except Sme2Error:
+        return
+    assert root.path in path.resolve().parents
+
+
+@settings(max_examples=200, deadline=None)
+@given(row=st.fixed_dictionaries({"run_id": NAMEISH, "variant": NAMEISH, "target": NAMEISH, "device": NAMEISH}))
+def test_stored_rows_with_bad_names_are_skipped(row):
+    from kit.core import names
+    from kit.store import views
+
+    kept = views.valid_rows(pd.DataFrame([row]))
+    if len(kept):  # whatever is kept is a valid name everywhere it can go
+        names.file_component("run id", row["run_id"])
+        names.Variant.parse(row["variant"])
+        names.Target.parse(row["target"])
+        names.device_name(row["device"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.text(max_size=200))
+def test_report_text_never_becomes_markup(value):
+    import markdown
+
+    from kit.report import builder
+
+    converter = markdown.Markdown(extensions=["tables"])
+    converter.preprocessors.deregister("html_block")
+    converter.inlinePatterns.deregister("html")
+    rendered = converter.convert(builder.escape_markdown(f"| col |\n|---|\n| {value} |\n\ntext {value}"))
+    tags = {t.lower() for t in __import__("re").findall(r"<\s*([a-zA-Z][a-zA-Z0-9]*)", rendered)}
+    assert tags <= {"table", "thead", "tbody", "tr", "th", "td", "p", "code", "em", "strong", "br", "hr", "h1",
+                    "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "pre", "a", "img"}  # fmt: skip
+    assert "<script" not in rendered.lower() and "onerror" not in rendered.lower().replace("onerror</", "")
+    assert json.loads(builder.script_json({"v": value})) == {"v": value} and "</" not in builder.script_json(value)
+
+
+COUNTS = Path(__file__).parent / "data" / "counts-tiny_seg-fp32" / "sme2-on" / "counts.txt"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_counts_files_are_a_log_or_a_trace_error(tmp_path, data):
+    from kit.counts import plugin_log
+
+    lines = COUNTS.read_text().splitlines()
+    i = data.draw(st.integers(0, len(lines) - 1))
+    kind = data.draw(st.sampled_from(["drop", "garbage", "truncate", "duplicate"]))
+    if kind == "drop":
+        del lines[i]
+    elif kind == "garbage":
+        lines[i] = data.draw(st.text(max_size=80))
+    elif kind == "truncate":
+        lines = lines[:i]
+    else:
+        lines.insert(i, lines[i])
+    f = tmp_path / "counts.txt"
+    f.write_text("\n".join(lines))
+    with contextlib.suppress(TraceError):
+        log = plugin_log.read(f)
+        assert log.counts.shape[1] == len(plugin_log.CLASSES)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=120) | st.sampled_from(["COPY runs TO '/tmp/x'", "ATTACH '/tmp/x'", "SET threads=1",
+                                                     "SELECT 1; SELECT 2", "PRAGMA version", "SELECT * FROM read_text('/etc/passwd')"]))  # fmt: skip
+def test_arbitrary_user_sql_is_an_answer_or_a_refusal(fuzz_root, text):
+    from kit.core.errors import WarehouseError
+
+    try:
+        Warehouse.at(fuzz_root[0]).sql(text, timeout_s=10, max_rows=5)
+    except WarehouseError:
+        pass

@@ -86,7 +86,7 @@ def read(path: Path) -> ClockLog:
     rows, totals = [], {}
     width = 2 * n + 2
     for lineno, line in enumerate(lines[2:], start=3):
-        f = line.split()
+        f = line.split() or [""]
         try:
             if f[0] == "R" and len(f) == 4 + width:
                 rows.append([int(x) for x in f[1:]])
