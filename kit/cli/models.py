@@ -212,15 +212,15 @@ def export_cmd(
         if broken:
             raise typer.Exit(1)
         return
-    t = Table(title="Exports")
-    for col in ("variant", "size", "pte", "MB", "partitions", "delegated", "portable ops", "max rel err", "export s"):
-        t.add_column(col)
+    t = Table(title="Exports (folders and files: the `export ok` lines)")
+    for col in ("variant", "size", "folder", "MB", "partitions", "delegated", "portable ops", "max rel err", "export s"):
+        t.add_column(col, overflow="fold")
     for e in out:
         m = e.meta
         t.add_row(
             m["variant"],
             m["size"],
-            str(e.pte),
+            e.folder.name,
             f"{m['pte_bytes'] / 1e6:.2f}",
             str(m["delegate_partitions"]),
             str(m["delegated_ops"]),
@@ -231,9 +231,11 @@ def export_cmd(
     console.print(t)
     for e in out:
         key = e.meta["variant"] + "|" + e.meta["size"]
+        # One line, never wrapped: the paths copy whole.
         console.print(
             f"export ok {e.meta['variant']} ({e.meta['size']}, {e.meta.get('mode', 'standard')}): "
-            + escape(", ".join(artifacts[key]))
+            + escape(", ".join(artifacts[key])),
+            soft_wrap=True,
         )
         if e.meta.get("unavailable"):
             console.print(

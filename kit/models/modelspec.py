@@ -6,6 +6,7 @@ SME2 kit (`EagerModelBase` subclasses registered with `register_model`) are wrap
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -165,15 +166,29 @@ def from_arm_kit(name: str, cls: type, xnnpack_quantization=None, xnnpack_delega
                     f": export {_INT8_DTYPE[quantization]}" if quantization in _INT8_DTYPE else ": not quantized"
                 )
 
+    def positional(instance) -> tuple:
+        inputs = instance.get_example_inputs()
+        return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+
+    def keywords(instance) -> dict:
+        kw = (
+            instance.get_example_kwarg_inputs() if callable(getattr(instance, "get_example_kwarg_inputs", None)) else {}
+        )
+        return dict(kw or {})
+
     def build(_size: SizeParams, checkpoint: str | None):
-        model = cls().get_eager_model()
+        instance = cls()
+        model = instance.get_eager_model()
         if checkpoint:
             load_into(model, checkpoint, name)
-        return model.eval()
+        kw = keywords(instance)
+        # Keyword example inputs become trailing positional ones (the program and every runner
+        # take positional inputs): a thin module maps them back to the model's keywords.
+        return (with_keywords(model, len(positional(instance)), list(kw)) if kw else model).eval()
 
     def example_inputs(_size: SizeParams) -> tuple:
-        inputs = cls().get_example_inputs()
-        return tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        instance = cls()
+        return positional(instance) + tuple(keywords(instance).values())
 
     options = []
     if quantization:
@@ -190,3 +205,24 @@ def from_arm_kit(name: str, cls: type, xnnpack_quantization=None, xnnpack_delega
         quantization=quantization,
         delegation=xnnpack_delegation,
     )
+
+
+def with_keywords(model, n_positional: int, keyword_names: list[str]):
+    """`model` called as model(*args[:n], **dict(zip(keyword_names, args[n:]))): keyword example
+    inputs of an Arm-kit or ExecuTorch example model passed positionally, in a fixed order."""
+    import torch
+
+    class WithKeywords(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *args):
+            return self.inner(*args[:n_positional], **dict(zip(keyword_names, args[n_positional:])))
+
+    return WithKeywords()
+
+
+def replace_build(spec: ModelSpec, build=None, example_inputs=None) -> ModelSpec:
+    """The same spec with its model builder (and example inputs) replaced."""
+    return dataclasses.replace(spec, build=build or spec.build, example_inputs=example_inputs or spec.example_inputs)

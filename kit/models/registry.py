@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kit.core import names
 from kit.core.errors import ModelPackageError, Sme2Error
-from kit.models import exitguard, modelspec
+from kit.models import examples, exitguard, modelspec
 from kit.models.modelspec import ModelSpec
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"  # the bundled packages beside kit/
@@ -212,8 +212,14 @@ def get(name: str, path: str | Path | None = None) -> ModelPackage:
                     f"fix {p.path}; `sme2 models` lists every package and its problem",
                 )
             return p
+    example = examples.spec_for(name)  # ExecuTorch's own example models, by name, as Arm's exporter has them
+    if example is not None:
+        spec, source, digest = example
+        return ModelPackage(name=name, path=source, content_hash=digest, spec=spec, kind="executorch-example")
     raise ModelPackageError(
-        f"no model package {name!r} in {models_dir(path)}", f"available: {', '.join(p.name for p in pkgs) or 'none'}"
+        f"no model package {name!r} in {models_dir(path)}, and executorch has no example model of that name",
+        f"available: {', '.join(p.name for p in pkgs) or 'none'}; executorch's examples: "
+        f"{', '.join(sorted(examples.catalog())[:12])}, ...",
     )
 
 
