@@ -213,7 +213,17 @@ def export_cmd(
             raise typer.Exit(1)
         return
     t = Table(title="Exports (folders and files: the `export ok` lines)")
-    for col in ("variant", "size", "folder", "MB", "partitions", "delegated", "portable ops", "max rel err", "export s"):
+    for col in (
+        "variant",
+        "size",
+        "folder",
+        "MB",
+        "partitions",
+        "delegated",
+        "portable ops",
+        "max rel err",
+        "export s",
+    ):
         t.add_column(col, overflow="fold")
     for e in out:
         m = e.meta

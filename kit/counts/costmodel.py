@@ -8,7 +8,7 @@ never hardware times: every place that shows them says so."""
 from __future__ import annotations
 
 import hashlib
-import tomllib
+from kit.core.compat import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 

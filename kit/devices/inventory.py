@@ -8,7 +8,7 @@ import re
 import contextlib
 import os
 import time
-import tomllib
+from kit.core.compat import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal

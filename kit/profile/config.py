@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
+from kit.core.compat import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal

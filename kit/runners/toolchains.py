@@ -26,11 +26,26 @@ class Toolchain:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
+# ExecuTorch's own macOS presets (CMakePresets.json "macos"/"pybind", tools/cmake/preset/
+# apple_common.cmake): arm64, deployment target 12.0, libc++; the wheel's libraries are built so.
+MACOS_CMAKE_ARGS = ("-DCMAKE_OSX_ARCHITECTURES=arm64", "-DCMAKE_OSX_DEPLOYMENT_TARGET=12.0")
+
+
+def host_cmake_args(platform: str = HOST_PLATFORM) -> tuple[str, ...]:
+    return MACOS_CMAKE_ARGS if platform == "macos-arm64" else ()
+
+
 def host_toolchain() -> Toolchain:
     import executorch  # heavy: only when building
 
     root = Path(list(executorch.__path__)[0])
-    return Toolchain(platform=HOST_PLATFORM, executorch_root=root, cxx=os.environ.get("CXX", "c++"))
+    default_cxx = "clang++" if HOST_PLATFORM.startswith("macos") else "c++"  # Apple clang (Xcode's tools)
+    return Toolchain(
+        platform=HOST_PLATFORM,
+        executorch_root=root,
+        cxx=os.environ.get("CXX", default_cxx),
+        cmake_args=host_cmake_args(),
+    )
 
 
 def find_tool(name: str) -> str:

@@ -31,6 +31,7 @@ from kit import pipeline
 from kit.analysis import compare, validation
 from kit.core.atomic import sha256_file
 from kit.core.errors import Sme2Error
+from kit.core import platforms
 from kit.core.home import DataRoot
 from kit.core.jsonfile import read_json
 from kit.core.names import Target, Variant
@@ -70,15 +71,21 @@ def default_targets(root: DataRoot) -> list[str]:
 # ---------------------------------------------------------------- env-setup
 
 
+# The Pythons executorch 1.5.1 publishes wheels for (cp310-cp313).
+PYTHONS = ((3, 10), (3, 11), (3, 12), (3, 13))
+
+
 def check_env(root: DataRoot, scope: Scope) -> list[Problem]:
+    """What this machine needs. On macOS (an Apple-silicon Mac is itself an SME2 CPU) the emulated
+    pair does not exist (no qemu-user): it is reported as unavailable, never as a problem."""
     problems = []
-    if sys.version_info[:2] != (3, 11):
+    if sys.version_info[:2] not in PYTHONS:
         problems.append(
             Problem(
                 "value",
                 "python",
-                f"Python {sys.version.split()[0]}; the executorch 1.5.1 wheels used here are built for 3.11",
-                "use Python 3.11",
+                f"Python {sys.version.split()[0]}; the executorch 1.5.1 wheels are built for 3.10 to 3.13",
+                "use Python 3.10, 3.11, 3.12 or 3.13 (3.11 is what CI tests)",
             )
         )
     for pkg, want in PINNED.items():
@@ -103,14 +110,14 @@ def check_env(root: DataRoot, scope: Scope) -> list[Problem]:
         find_tool("cmake")
     except Sme2Error as e:
         problems.append(Problem("tool", "cmake", e.message, e.hint))
-    cxx = os.environ.get("CXX") or "g++"
+    mac = platforms.HOST_PLATFORM.startswith("macos")
+    cxx = os.environ.get("CXX") or ("clang++" if mac else "g++")
     if shutil.which(cxx) is None:
-        problems.append(
-            Problem("tool", cxx, f"no C++ compiler ({cxx}) for the native runner", "apt-get install g++ (or set CXX)")
-        )
+        fix = "xcode-select --install (Apple clang), or set CXX" if mac else "apt-get install g++ (or set CXX)"
+        problems.append(Problem("tool", cxx, f"no C++ compiler ({cxx}) for the native runner", fix))
     if not os.access(root.path, os.W_OK):
         problems.append(Problem("value", str(root.path), "the data root is not writable", "use --home or $SME2_HOME"))
-    if scope.emulator:
+    if scope.emulator and not mac:  # qemu-user is Linux-only: on a Mac the host is the SME2 CPU
         problems += _check_emulator(root)
     return problems
 

@@ -4,7 +4,7 @@ $SME2_HOME/categories.toml tried first), two schemes: `blog` (the case study's f
 from __future__ import annotations
 
 import re
-import tomllib
+from kit.core.compat import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
