@@ -30,12 +30,29 @@ def test_an_example_that_needs_a_missing_package_says_which():
         registry.get("nosuch")
 
 
-def test_no_example_model_downloads_weights():
+def test_an_example_asking_for_pretrained_weights_stays_randomly_initialized():
+    import torch
     import torch.hub
 
-    with examples.no_downloads("mv3"), pytest.raises(ModelPackageError, match="never downloads weights"):
-        torch.hub.load_state_dict_from_url("https://download.pytorch.org/models/x.pth")
-    assert torch.hub.load_state_dict_from_url.__name__ != "refuse"  # put back
+    def torchvision_like_builder():  # what torchvision's `pretrained=True` does
+        model = torch.nn.Linear(4, 2)
+        state = torch.hub.load_state_dict_from_url("https://download.pytorch.org/models/x.pth")
+        model.load_state_dict(state)
+        return model
+
+    torch.manual_seed(0)
+    with examples.no_downloads("mv3") as skipped:
+        model = torchvision_like_builder()
+        with pytest.raises(ModelPackageError, match="never downloads"):
+            torch.hub.download_url_to_file("https://example.com/data.bin", "/tmp/never")
+    torch.manual_seed(0)
+    assert torch.equal(model.weight, torch.nn.Linear(4, 2).weight)  # the random initialization, kept
+    assert skipped == ["https://download.pytorch.org/models/x.pth"]
+    # everything put back: a real state dict loads again outside the context
+    target = torch.nn.Linear(4, 2)
+    target.load_state_dict(model.state_dict())
+    assert torch.equal(target.weight, model.weight)
+    assert torch.hub.load_state_dict_from_url.__name__ == "load_state_dict_from_url"
 
 
 KWARGS_MODEL = textwrap.dedent(

@@ -4,9 +4,9 @@ resnet18, vit, add_mul, ...), classes with the same EagerModelBase contract Arm-
 
 A model package of the same name in the models folder wins. An example that needs a package this
 environment lacks (torchvision for mv2/mv3/resnet/vit) is refused naming it. Nothing is downloaded:
-an example that would fetch pretrained weights fails with a clear error (use a local checkpoint
-with --checkpoint, or the untrained variant such as mv2_untrained); latency does not depend on
-trained weights."""
+an example that asks torch.hub for pretrained weights is built randomly initialized instead, like
+every model here (latency does not depend on trained weights; --checkpoint loads real ones), and
+one that downloads any other file is refused."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ import importlib
 from pathlib import Path
 from typing import Iterator
 
+import logging
+
 from kit.core.errors import ModelPackageError
 from kit.models import modelspec
 
 PREFIX = "executorch.examples.models"
+log = logging.getLogger(__name__)
 
 
 def catalog() -> dict[str, tuple[str, str]]:
@@ -45,25 +48,46 @@ def _hash(path: Path) -> str:
     return h.hexdigest()
 
 
+class _NotDownloaded(dict):
+    """What torch.hub's state-dict download returns inside `no_downloads`: loading it is skipped, so
+    the model keeps its random initialization (the kit's default; --checkpoint loads real weights)."""
+
+
 @contextlib.contextmanager
-def no_downloads(name: str) -> Iterator[None]:
-    """Model code that tries to fetch weights (torch.hub) fails with a ModelPackageError."""
+def no_downloads(name: str) -> Iterator[list[str]]:
+    """Nothing is fetched while example `name` is built. Pretrained weights it asks for are
+    skipped (the model stays randomly initialized; the URLs are yielded so the caller can say so);
+    any other file download fails with a ModelPackageError."""
     import torch.hub
+    import torch.nn
+
+    skipped: list[str] = []
+
+    def skip_weights(url, *args, **kwargs):
+        skipped.append(str(url))
+        return _NotDownloaded()
 
     def refuse(url, *args, **kwargs):
         raise ModelPackageError(
-            f"executorch's example model {name!r} downloads pretrained weights ({url}); sme2 never downloads "
-            "weights at run time",
-            "pass a local state_dict with --checkpoint, or use an untrained variant (e.g. mv2_untrained); "
-            "latency does not depend on trained weights",
+            f"executorch's example model {name!r} downloads a file ({url}); sme2 never downloads at run time",
+            "write a model package that builds it from local files (docs/onboarding.md)",
         )
 
+    original_load = torch.nn.Module.load_state_dict
+
+    def load_state_dict(module, state_dict, *args, **kwargs):
+        if isinstance(state_dict, _NotDownloaded):
+            return None  # keep the random initialization
+        return original_load(module, state_dict, *args, **kwargs)
+
     saved = (torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file)
-    torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = refuse, refuse
+    torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = skip_weights, refuse
+    torch.nn.Module.load_state_dict = load_state_dict
     try:
-        yield
+        yield skipped
     finally:
         torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file = saved
+        torch.nn.Module.load_state_dict = original_load
 
 
 def spec_for(name: str) -> tuple[modelspec.ModelSpec, Path, str] | None:
@@ -87,8 +111,11 @@ def spec_for(name: str) -> tuple[modelspec.ModelSpec, Path, str] | None:
     base = modelspec.from_arm_kit(name, cls)
 
     def guarded_build(size, checkpoint):
-        with no_downloads(name):
-            return base.build(size, checkpoint)
+        with no_downloads(name) as skipped:
+            model = base.build(size, checkpoint)
+        if skipped and checkpoint is None:
+            log.info("%s: pretrained weights not downloaded (%s); randomly initialized", name, skipped[0])
+        return model
 
     def guarded_inputs(size):
         with no_downloads(name):
