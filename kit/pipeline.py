@@ -16,7 +16,7 @@ from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
 from kit.core.settings import Settings
 from kit.devices import inventory
-from kit.devices.transports.local import LocalTransport
+from kit.devices.transports.local import Host, LocalTransport
 from kit.export import exporter
 from kit.models import registry
 from kit.profile import config as experiment_config
@@ -37,23 +37,24 @@ __all__ = [
 ]
 
 
-def target_partitions(root: DataRoot) -> list[str]:
+def target_partitions(root: DataRoot, host: Host | None = None) -> list[str]:
     """Targets of enabled devices that the device can plausibly honour without contacting it:
-    the host is checked locally, emulated pairs always work, remote devices may declare `sme2`."""
+    the host is checked locally, emulated pairs work on a Linux host (qemu-user does not exist on
+    macOS), remote devices may declare `sme2`. `host` describes this machine (default: the real one)."""
+    host = host or Host.this_machine()
     out = []
-    for dev in inventory.load_registry(root).values():
-        if not dev.enabled:
+    for dev in inventory.load_registry(root, host=host).values():
+        if not dev.enabled or (dev.transport == "qemu" and not host.platform.startswith("linux")):
             continue
         for t in dev.targets():
             if dev.transport == "local":
-                detected = LocalTransport(dev.name).detect_sme2()
+                detected = LocalTransport(dev.name, host=host).detect_sme2()
             else:
                 detected = dev.props.get("sme2") if dev.transport != "qemu" else None
             try:
                 if detected is not None:
-                    inventory.check_sme2(
-                        dev, t, type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})()
-                    )
+                    caps = type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})()
+                    inventory.check_sme2(dev, t, caps, host.platform)
                 out.append(t.key)
             except Sme2Error:
                 continue

@@ -19,7 +19,14 @@ echo "== Python packages"
 # libglib2.0-dev, pkg-config, ninja-build, device-tree-compiler: building the counting QEMU (sme2 setup --counts).
 APT_PACKAGES=(g++ g++-aarch64-linux-gnu openssh-server chromium procps util-linux postgresql redis-server
   libglib2.0-dev pkg-config ninja-build device-tree-compiler)
-if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_APT:-0}" != 1 ]; then
+if [ "$(uname -s)" = Darwin ]; then
+  # macOS: Apple clang from the Xcode command-line tools; cmake and ninja came from pip above.
+  if xcode-select -p >/dev/null 2>&1; then
+    echo "== System packages: none needed on macOS (Apple clang: $(xcode-select -p))"
+  else
+    echo "== System packages: run 'xcode-select --install' (Apple clang builds the native runner)"
+  fi
+elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${SME2_SKIP_APT:-0}" != 1 ]; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -32,7 +39,9 @@ else
   echo "== System packages: skipped (needs root and apt-get); emulated SME2, ssh, browser and lab tests need: ${APT_PACKAGES[*]}"
 fi
 
-if [ "${SME2_SKIP_EMULATOR:-0}" = 1 ]; then
+if [ "$(uname -s)" = Darwin ]; then
+  echo "== Emulated Armv9 toolchain: not on macOS (qemu-user is Linux-only); this Mac is the SME2 CPU: host targets"
+elif [ "${SME2_SKIP_EMULATOR:-0}" = 1 ]; then
   echo "== Emulated Armv9 toolchain: skipped (SME2_SKIP_EMULATOR=1; the qemu tests and armv9-qemu targets need it)"
 else
   echo "== Emulated Armv9 toolchain (sme2 setup)"

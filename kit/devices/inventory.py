@@ -87,6 +87,14 @@ class DeviceEntry(BaseModel):
 
     # Both reach argv (`env KEY=VALUE`, `qemu -E KEY=VALUE`, `taskset -c LIST`): an environment
     # name that starts with '-' would be read as an option, so only plain names and CPU lists pass.
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_strings(cls, env):
+        # Numbers are not coerced: `A = 1` in TOML is an integer, and an environment holds text.
+        if isinstance(env, dict) and any(not isinstance(v, str) for v in env.values()):
+            raise ValueError('env values must be strings (quote them: A = "1")')
+        return env
+
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
@@ -334,6 +342,13 @@ def make_transport(device: Device, root: DataRoot, sme2: bool, host: Host | None
     if device.transport == "local":
         return LocalTransport(device.name, options=opts, host=host or Host.this_machine())
     if device.transport == "qemu":
+        this = (host or Host.this_machine()).platform
+        if not this.startswith("linux"):
+            raise TargetError(
+                f"device {device.name!r} is emulated with qemu-user, which runs on Linux only (this host is {this})",
+                "on an Apple-silicon Mac the host itself is an SME2 CPU: profile host.sme2-on (and host.sme2-off with a "
+                "source-built runner: sme2 source fetch)",
+            )
         info = toolsetup.load_setup(root) or {}
         qemu = info.get("qemu") or str(toolsetup.find_qemu(root) or "")
         return QemuTransport(

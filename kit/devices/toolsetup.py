@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.core import atomic
+from kit.core import atomic, platforms
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.versions import executorch_version
@@ -321,6 +321,12 @@ def probe(root: DataRoot, qemu: Path) -> ProbeResult:
 def setup(root: DataRoot, progress=None) -> dict:
     """Obtain and prove the emulated SME2 toolchain; writes tools/setup.json and returns it."""
     say = progress or (lambda m: None)
+    if not platforms.HOST_PLATFORM.startswith("linux"):
+        raise SetupError(
+            f"the emulated SME2 targets need Linux (qemu-user and an aarch64 sysroot); this is {platforms.HOST_PLATFORM}",
+            "nothing to set up on a Mac: an Apple M4 is itself an SME2 CPU (profile host.sme2-on); for SME2 off on it, "
+            "`sme2 source fetch` then a source-recipe target (docs/targets.md)",
+        )
     say("looking for QEMU >= 10.1")
     qemu = find_qemu(root) or fetch_qemu(root, say)
     cxx = ensure_cross_compiler(say)

@@ -26,9 +26,12 @@ class Toolchain:
     extra: dict = field(default_factory=dict, hash=False, compare=False)
 
 
-# ExecuTorch's own macOS presets (CMakePresets.json "macos"/"pybind", tools/cmake/preset/
-# apple_common.cmake): arm64, deployment target 12.0, libc++; the wheel's libraries are built so.
-MACOS_CMAKE_ARGS = ("-DCMAKE_OSX_ARCHITECTURES=arm64", "-DCMAKE_OSX_DEPLOYMENT_TARGET=12.0")
+# The wheel recipe on a Mac links the executorch macOS wheel's .dylibs: arm64 (the architecture of
+# Arm's kit mac-arm64 preset and ExecuTorch's own macOS presets) and the wheel's minimum macOS
+# (its tag macosx_14_0_arm64; every .dylib in it says minos 14.0), so the linker never builds for an
+# older system than the libraries it links (tests/test_macos_host.py reads both from the wheel).
+MACOS_WHEEL_DEPLOYMENT_TARGET = "14.0"
+MACOS_CMAKE_ARGS = ("-DCMAKE_OSX_ARCHITECTURES=arm64", f"-DCMAKE_OSX_DEPLOYMENT_TARGET={MACOS_WHEEL_DEPLOYMENT_TARGET}")
 
 
 def host_cmake_args(platform: str = HOST_PLATFORM) -> tuple[str, ...]:
