@@ -289,7 +289,7 @@ def test_a_mac_has_no_emulated_pair_and_is_told_why(home, monkeypatch):
     qemu = rows["armv9-qemu"]
     assert qemu["targets"] == [] and "Linux only" in qemu["status"] and "macos-arm64" in qemu["status"]
     with pytest.raises(TargetError, match="Linux only"):
-        inventory.resolve("armv9-qemu.sme2-on", home, host=mac).transport
+        _ = inventory.resolve("armv9-qemu.sme2-on", home, host=mac).transport
     monkeypatch.setattr(platforms, "HOST_PLATFORM", "macos-arm64")
     with pytest.raises(toolsetup.SetupError, match="need Linux") as info:
         toolsetup.setup(home)
