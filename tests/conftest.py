@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import shutil
 import warnings
 from collections.abc import Mapping
@@ -35,6 +36,12 @@ DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
 DATA = Path(__file__).resolve().parent / "data"
 RECORDED_RUN = DATA / "tiny_seg-fp32-host"  # see tests/data/README.md
 QEMU_FIXTURES = {"qemu_setup", "qemu_runs", "counting_setup"}
+
+
+def pytest_configure(config):
+    # A source tree `sme2 source fetch` left on this machine must not change what tests expect
+    # (tests that want one set EXECUTORCH_REPO, or their own SME2_SOURCE_CACHE).
+    os.environ["SME2_SOURCE_CACHE"] = tempfile.mkdtemp(prefix="sme2-no-fetched-sources-")
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects

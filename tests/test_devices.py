@@ -108,7 +108,7 @@ def test_sme2_flag_is_checked_against_the_device(monkeypatch):
     inventory.check_sme2(board, Target("board", True), _Caps(True))
     with pytest.raises(TargetError, match="cannot be switched off with the wheel runner") as info:
         inventory.check_sme2(board, Target("board", False), _Caps(True))
-    assert 'build an SME2-off runner: recipe = "source" with EXECUTORCH_REPO=' in info.value.hint
+    assert "run `sme2 source fetch`" in info.value.hint and "EXECUTORCH_REPO=" in info.value.hint
     assert "docs/targets.md" in info.value.hint
     # With a source tree, SME2 off on SME2 hardware is a source build; SME2 on stays the wheel's.
     board.props["executorch_repo"] = "/src/executorch"

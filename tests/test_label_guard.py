@@ -75,7 +75,7 @@ def test_mislabelled_run_is_refused_and_kept_aside(home, qemu_setup, exports, dt
     message = str(info.value)
     assert "nothing was stored" in message and str(home.refused) in message
     if not label_sme2:
-        assert 'build an SME2-off runner (recipe = "source" with EXECUTORCH_REPO=' in info.value.hint
+        assert "build an SME2-off runner (sme2 source fetch, then the source recipe" in info.value.hint
     # The folder is kept for inspection, outside runs/, with the reason.
     kept = [p for p in home.refused.iterdir() if p.name in message]
     assert len(kept) == 1
@@ -109,6 +109,6 @@ def test_emulated_sme2_board_asked_for_sme2_off_says_what_to_build(home, qemu_se
     assert on.transport.sme2 is True and on.recipe == "wheel"
     with pytest.raises(TargetError, match="cannot be switched off with the wheel runner") as info:
         inventory.resolve("sme2board.sme2-off", home, registry)
-    assert 'build an SME2-off runner: recipe = "source" with EXECUTORCH_REPO=' in info.value.hint
+    assert "run `sme2 source fetch`" in info.value.hint and "EXECUTORCH_REPO=" in info.value.hint
     # The default emulated pair switches the CPU instead, and stays allowed.
     assert inventory.resolve("armv9-qemu.sme2-off", home).transport.sme2 is False

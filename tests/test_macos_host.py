@@ -87,7 +87,7 @@ def test_target_resolution_on_a_recorded_m4(home, monkeypatch, tmp_path):
     # SME2 off: the wheel runner would run SME2 kernels and mislabel the data; refused with what to build.
     with pytest.raises(TargetError, match="cannot be switched off with the wheel runner") as info:
         inventory.resolve("host.sme2-off", home, host=mac)
-    assert 'build an SME2-off runner: recipe = "source" with EXECUTORCH_REPO=' in info.value.hint
+    assert "run `sme2 source fetch`" in info.value.hint and "EXECUTORCH_REPO=" in info.value.hint
     assert "docs/targets.md" in info.value.hint
     monkeypatch.setenv("EXECUTORCH_REPO", str(tmp_path / "executorch"))
     off = inventory.resolve("host.sme2-off", home, host=mac)

@@ -1,7 +1,10 @@
-"""`sme2 setup`, `sme2 devices` and `sme2 build-runner`: the emulator, the device inventory and runner binaries."""
+"""`sme2 setup`, `sme2 devices`, `sme2 build-runner` and `sme2 source`: the emulator, the device inventory,
+runner binaries and the ExecuTorch source tree."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +25,7 @@ from kit.core.errors import Sme2Error
 from kit.core.names import Target
 from kit.counts import qemu_build
 from kit.devices import inventory, toolsetup
-from kit.runners import pathrunner, recipes, source
+from kit.runners import pathrunner, recipes, source, sourcefetch
 
 app = typer.Typer()
 
@@ -187,3 +190,76 @@ def build_runner_cmd(
         )
         if b.get("link"):
             console.print(f"  linked: {b['link']} -> {b['path']}")
+
+
+source_app = typer.Typer(
+    help="The ExecuTorch source tree the source recipe builds (SME2 off on SME2 hardware, Android, kernel logs).",
+    no_args_is_help=True,
+)
+
+
+@source_app.command("fetch")
+@command
+def source_fetch_cmd(
+    commit: Optional[str] = typer.Option(
+        None,
+        "--commit",
+        help="Commit, tag or branch (default: the commit the installed executorch wheel was built from).",
+    ),
+    url: str = typer.Option(
+        sourcefetch.DEFAULT_URL, "--url", help="Repository: https://, ssh://, user@host:path or a local mirror's path."
+    ),
+    dest: Optional[Path] = typer.Option(
+        None,
+        "--dest",
+        help="Where to clone (a folder named executorch). Default: $SME2_SOURCE_CACHE/executorch, else "
+        "~/.cache/sme2/sources/executorch, which the source recipe then uses without EXECUTORCH_REPO.",
+    ),
+    as_json: bool = JsonOpt,
+):
+    """Clone ExecuTorch at the wheel's commit with every submodule (shallow where the server allows),
+    verify it by git's hashes and record what was fetched. Resumable: run it again after an
+    interruption. Afterwards `sme2 devices` shows host.sme2-off (and Android targets) as buildable."""
+    with counted_progress(None, as_json) as (say, _, count):
+        manifest = sourcefetch.fetch(dest, url, commit, say, count)
+    if as_json:
+        emit_json(manifest)
+        return
+    default = dest is None or Path(dest).expanduser().absolute() == sourcefetch.default_dest()
+    console.print(
+        f"ExecuTorch {manifest['commit'][:12]} at {manifest['path']}: {len(manifest['submodules'])} submodules at their "
+        f"pinned commits, tree {manifest['tree'][:12]} ({manifest['seconds']:.0f} s)  [green]ok[/]"
+    )
+    console.print(
+        "the source recipe uses it (sme2 devices)"
+        if default
+        else f"point the source recipe at it: export EXECUTORCH_REPO={manifest['path']}"
+    )
+
+
+@source_app.command("status")
+@command
+def source_status_cmd(as_json: bool = JsonOpt):
+    """Which ExecuTorch source tree the source recipe would use, and where it came from."""
+    tree = sourcefetch.configured_tree({})
+    manifest_file = sourcefetch.manifest_path(sourcefetch.default_dest())
+    fetched = sourcefetch.fetched_tree()
+    info = {
+        "tree": tree,
+        "from": "EXECUTORCH_REPO" if os.environ.get("EXECUTORCH_REPO") else ("sme2 source fetch" if fetched else None),
+        "fetched": json.loads(manifest_file.read_text()) if fetched else None,
+        "wheel_commit": sourcefetch.wheel_commit(),
+    }
+    if as_json:
+        emit_json(info)
+        return
+    if tree is None:
+        console.print("no ExecuTorch source tree: run `sme2 source fetch` (or set EXECUTORCH_REPO)")
+        return
+    console.print(f"{tree}  (from {info['from']})")
+    if fetched:
+        same = info["fetched"]["commit"] == info["wheel_commit"]
+        console.print(
+            f"commit {info['fetched']['commit'][:12]} ({'the wheel' + chr(39) + 's' if same else 'not the wheel' + chr(39) + 's'}"
+            f" {info['wheel_commit'][:12]}), {len(info['fetched']['submodules'])} submodules"
+        )

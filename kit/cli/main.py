@@ -31,6 +31,11 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "setup": ("kit.cli.devices", "app", "Set up the emulated SME2 pair (QEMU, aarch64 toolchain); --counts: counting."),
     "devices": ("kit.cli.devices", "app", "List devices, their detected capabilities and runner recipes per target."),
     "build-runner": ("kit.cli.devices", "app", "Build (or reuse) native runners: the wheel runner, or from source."),
+    "source": (
+        "kit.cli.devices",
+        "source_app",
+        "Fetch the ExecuTorch source tree (wheel's commit) the source recipe builds.",
+    ),
     "profile": ("kit.cli.profiling", "app", "Export and build if needed, then timing, ETDump (and counting) runs."),
     "analyze": ("kit.cli.profiling", "app", "Re-analyse a run folder from its ETDump and timing files."),
     "runs": ("kit.cli.profiling", "app", "List runs, newest first; --latest prints the newest run folder."),

@@ -30,6 +30,7 @@ from kit.core.home import DataRoot
 from kit.core.locks import file_lock
 from kit.core.names import Target
 from kit.devices import toolsetup
+from kit.runners import sourcefetch
 from kit.devices.transports.adb import AdbTransport
 from kit.devices.transports.local import Host, LocalTransport
 from kit.devices.transports.qemu import QemuTransport
@@ -391,8 +392,9 @@ WHEEL_PLATFORMS_REMOTE = ("linux-aarch64",)  # besides this machine's own platfo
 
 
 def source_tree(device: Device) -> str | None:
-    """The ExecuTorch source tree a source build would use: the device's or $EXECUTORCH_REPO."""
-    return device.props.get("executorch_repo") or os.environ.get("EXECUTORCH_REPO") or None
+    """The ExecuTorch source tree a source build would use: the device's, $EXECUTORCH_REPO, or the
+    one `sme2 source fetch` completed."""
+    return sourcefetch.configured_tree(device.props)
 
 
 def recipe_for(device: Device, target: Target, sme2_hardware: bool | None) -> str:
@@ -428,8 +430,9 @@ class TargetPlan:
 
 
 BUILD_SME2_OFF = (
-    'build an SME2-off runner: recipe = "source" with EXECUTORCH_REPO=<a `git clone --recursive` of '
-    "pytorch/executorch> (or executorch_repo in the device entry); see docs/targets.md"
+    "run `sme2 source fetch` (ExecuTorch at the wheel's commit, with its submodules), or set "
+    "EXECUTORCH_REPO=<a `git clone --recursive` of pytorch/executorch> (or executorch_repo in the device entry); "
+    "see docs/targets.md"
 )
 
 

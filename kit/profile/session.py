@@ -257,7 +257,7 @@ def refuse(root: DataRoot, stage: Path, record: RunRecord, reason: str) -> None:
         f"in {kept}",
         (
             f"device {device!r} ran SME2 kernels although its target says sme2-off: build an SME2-off runner "
-            f'(recipe = "source" with EXECUTORCH_REPO=<ExecuTorch tree>; see docs/targets.md)'
+            "(sme2 source fetch, then the source recipe; see docs/targets.md)"
             if not record.sme2
             else f"device {device!r} did not run SME2 kernels: check that it has SME2 (sme2 devices) and that its "
             "runner was built with XNNPACK_ENABLE_ARM_SME2=ON"

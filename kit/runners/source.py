@@ -28,6 +28,7 @@ from pathlib import Path
 from kit.core import atomic, lifetime
 from kit.core.errors import RunnerError
 from kit.core.locks import file_lock
+from kit.runners import sourcefetch
 from kit.runners.toolchains import SOURCE_DIR, Toolchain, find_tool
 
 # What the runner links (kit/runners/CMakeLists.txt, source branch) and nothing else.
@@ -163,8 +164,8 @@ def check_inputs(repo: str | None, platform: str, ndk: str | None) -> tuple[Path
     if not repo:
         raise RunnerError(
             f"the source recipe for {platform} needs an ExecuTorch source tree",
-            "git clone --recursive https://github.com/pytorch/executorch executorch and set EXECUTORCH_REPO "
-            "(or executorch_repo in the device entry); see docs/targets.md",
+            "run `sme2 source fetch` (ExecuTorch at the wheel's commit), or set EXECUTORCH_REPO to a "
+            "`git clone --recursive` of pytorch/executorch (or executorch_repo in the device entry); see docs/targets.md",
         )
     repo_path = Path(repo).expanduser()
     if not (repo_path / "CMakeLists.txt").exists() or not (repo_path / "backends" / "xnnpack").is_dir():
@@ -230,7 +231,7 @@ def kleidiai_dir(device=None) -> Path | None:
 
 def spec_for(device, sme2: bool, kernel_log: bool = False) -> SourceBuild:
     repo, ndk = check_inputs(
-        device.props.get("executorch_repo") or os.environ.get("EXECUTORCH_REPO"),
+        sourcefetch.configured_tree(device.props),
         device.platform,
         device.props.get("android_ndk") or os.environ.get("ANDROID_NDK"),
     )
