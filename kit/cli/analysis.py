@@ -31,7 +31,7 @@ from kit.report import armkit, builder, comparison, explorer, hud, perfetto
 from kit.stats import categories
 from kit.store import warehouse as warehouse_mod
 from kit.store.warehouse import Warehouse
-from kit.trace import kernels
+from kit.trace import kernels, simpleperf
 from kit.trace.program import ProgramMap
 
 app = typer.Typer()
@@ -179,7 +179,8 @@ def trace_cmd(
     home: Optional[Path] = HomeOpt,
 ):
     """ETDump to Chrome/Perfetto trace JSON: one track per iteration, delegate ops nested under
-    their DELEGATE_CALL (open in ui.perfetto.dev)."""
+    their DELEGATE_CALL (open in ui.perfetto.dev). A run profiled with --simpleperf adds its
+    sampled call stacks as a stack chart beside the operators (its own clock)."""
 
     limits.check_iterations(iterations)
 
@@ -192,7 +193,10 @@ def trace_cmd(
     default = root_of(home).report_path(loaded[0].variant, "traces", file_name)
     if out is not None and out.is_dir():  # -o DIR: the trace goes into the folder, named from the run
         out = out / file_name
-    path = perfetto.export(runs, out or default, iterations)
+    sampled = [
+        ev for i, d in enumerate([run_dir] + ([other] if other else [])) for ev in simpleperf.trace_events(d, 1000 + i)
+    ]
+    path = perfetto.export(runs, out or default, iterations, sampled)
     console.print(f"trace: {path}  (open https://ui.perfetto.dev and drop the file)")
 
 

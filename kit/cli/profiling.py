@@ -72,6 +72,12 @@ def profile_cmd(
         help="Instruction counts per operator on emulated targets (1 thread): a counting run under the plugin QEMU "
         "of `sme2 setup --counts`. Default: counted wherever that is set up.",
     ),
+    simpleperf_profile: bool = typer.Option(
+        False,
+        "--simpleperf",
+        help="Android phones (adb targets): one more run recorded by the phone's simpleperf; the run folder's "
+        "simpleperf/ gets perf.data, a flame graph SVG, folded stacks and a Perfetto stack chart.",
+    ),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
@@ -152,6 +158,7 @@ def profile_cmd(
         pte=str(pte) if pte else None,
         etrecord=str(etrecord) if etrecord else None,
         counts=counts,
+        simpleperf=simpleperf_profile,
     )
     with progress(None, as_json) as (say, _):
         results = pipeline.profile_and_store(plan, root, progress=say)
@@ -215,6 +222,13 @@ def print_run(r) -> None:
     if a.other_ops:
         console.print(f"  in Other: {escape(', '.join(a.other_ops))}")
     print_counts(rec.results.get("counts"))
+    sampled = rec.results.get("simpleperf")
+    if sampled:
+        hot = ", ".join(f"{h['symbol']} {h['share']:.1%}" for h in sampled["hottest"][:3])
+        console.print(
+            f"  simpleperf: {sampled['samples']} samples on {sampled['threads']} thread(s); hottest (self): "
+            f"{escape(hot)}; flame graph: {r.run_dir / 'simpleperf' / 'simpleperf_flame.svg'}"
+        )
     console.print(f"  run folder: {r.run_dir}")
 
 

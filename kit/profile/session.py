@@ -27,7 +27,7 @@ from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_tim
 from kit.runners import invoke, pathrunner, recipes
 from kit.stats import categories
 from kit.stats import summary as analysis_mod
-from kit.trace import etdump, kernels
+from kit.trace import etdump, kernels, simpleperf
 from kit.trace.program import ProgramMap
 
 
@@ -56,6 +56,7 @@ def run_session(
     cpus: str | None = None,
     target=None,
     counts: bool = False,
+    simpleperf_profile: bool = False,
 ) -> ProfileResult:
     """Timing run + ETDump run of one export on one resolved target; returns the written run.
     `rules_file`: operator category rules (default: the data root's categories.toml when present);
@@ -163,6 +164,8 @@ def run_session(
             record.conditions["measurement_window"] = [window_start, time.time()]
             if counts:
                 counted = counting_run(root, exp, resolved, request, runner_kind, binary, stage, target, say)
+            if simpleperf_profile:
+                sampled = simpleperf_run(exp, resolved, request, runner_kind, binary, stage, target, say)
         record.finished_at = now()
         for name in ("program_map.json", exporter.META):
             shutil.copy2(exp.folder / name, stage / name)
@@ -205,6 +208,8 @@ def run_session(
         }
         if counts:
             record.results["counts"] = table.summary
+        if simpleperf_profile:
+            record.results["simpleperf"] = sampled
         # Arm's kit files, from the rows the warehouse will hold (numbers equal by construction).
         armkit.write_run_files(
             stage, record, result, tr, rules, location=folder, model_path=exp.pte, etrecord_path=exp.etrecord
@@ -238,6 +243,33 @@ def counting_run(root: DataRoot, exp, resolved, request: dict, runner_kind: str,
     return invoke.run_program(
         runner_kind, invoke.RunRequest(**req, etdump=True), folder, transport, binary, label="counting run"
     )
+
+
+def check_simpleperf(resolved: list) -> None:
+    """--simpleperf needs the phone's simpleperf: refused before any run for other transports."""
+    for r in resolved:
+        if not hasattr(r.transport, "simpleperf"):
+            raise Sme2Error(
+                f"{r.target.key}: --simpleperf records with an Android phone's own simpleperf; device "
+                f"{r.device.name!r} is reached over {r.device.transport}",
+                "use --simpleperf with adb targets only (on a Linux host, `perf record` around `sme2 profile` does "
+                "the same)",
+            )
+
+
+def simpleperf_run(exp, resolved, request: dict, runner_kind: str, binary, stage: Path, target, say) -> dict:
+    """One more timed run, recorded by the phone's simpleperf; its profile and the views made from
+    it (folded stacks, flame graph, Perfetto stack chart) in `<run>/simpleperf/`. Returns their summary."""
+    check_simpleperf([resolved])
+    folder = stage / simpleperf.FOLDER
+    say(f"{target.key}: simpleperf run (sampled call stacks on the phone)")
+    with resolved.transport.simpleperf(folder) as transport:
+        invoke.run_program(
+            runner_kind, invoke.RunRequest(**request, etdump=False), folder, transport, binary, label="simpleperf run"
+        )
+    summary = simpleperf.write_views(folder, f"{exp.variant.key} on {target.key}: simpleperf samples")
+    atomic.write_json(folder / "summary.json", summary)
+    return summary
 
 
 def refuse(root: DataRoot, stage: Path, record: RunRecord, reason: str) -> None:
@@ -395,6 +427,7 @@ class ProfilePlan:
     # Instruction counts (a counting run on emulated targets, 1 thread): True requires them, False
     # skips them, None counts wherever `sme2 setup --counts` has been done.
     counts: bool | None = None
+    simpleperf: bool = False  # a sampled profile on Android phones (adb targets)
 
     def __post_init__(self):
         # Refused before any export or build starts, not at the first run.
@@ -472,6 +505,8 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
     results: list[ProfileResult] = []
     if plan.kernel_log:
         check_kernel_log(plan, resolved)
+    if plan.simpleperf:
+        check_simpleperf(resolved)
     pairs = pair_sessions(resolved)
     for i, block in enumerate(inventory.interleave(resolved, plan.threads)):
         r, threads = block
@@ -497,6 +532,7 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
                 rules_file=plan.rules_file,
                 conditions=paired,
                 counts=wants_counts(plan.counts, root, r, threads, plan.runner),
+                simpleperf_profile=plan.simpleperf,
             )
             if on_result is not None:
                 on_result(result)

@@ -60,12 +60,12 @@ def events(rows: pd.DataFrame, pid: int, label: str, max_iterations: int = 20) -
     return out
 
 
-def export(runs: list[tuple[str, pd.DataFrame]], path: Path, max_iterations: int = 20) -> Path:
-    """Write one or more runs (label, trace rows) as processes 1, 2, ... of one trace file."""
+def export(runs: list[tuple[str, pd.DataFrame]], path: Path, max_iterations: int = 20, extra: list[dict] = ()) -> Path:
+    """Write one or more runs (label, trace rows) as processes 1, 2, ... of one trace file, and
+    `extra` events (a simpleperf stack chart: its own process and clock) beside them."""
     trace = {
-        "traceEvents": [
-            ev for i, (label, rows) in enumerate(runs) for ev in events(rows, i + 1, label, max_iterations)
-        ],
+        "traceEvents": [ev for i, (label, rows) in enumerate(runs) for ev in events(rows, i + 1, label, max_iterations)]
+        + list(extra),
         "displayTimeUnit": "ms",
         "otherData": {"generator": "sme2 trace"},
     }

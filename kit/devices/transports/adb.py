@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kit.core import names
 from kit.core.errors import NameError_, TargetError
-from kit.devices import conditions
+from kit.devices import conditions, logcat
 from kit.devices.transports.base import Completed, run_local
 from kit.devices.transports.local import describe_linux
 from kit.devices.transports.remote import RemoteTransport, quote
+from kit.trace import simpleperf
 
 ANIMATION_SETTINGS = ("window_animation_scale", "transition_animation_scale", "animator_duration_scale")
 LOST_MARKERS = (
@@ -74,6 +76,7 @@ class AdbTransport(RemoteTransport):
     adb: str = "adb"
     saved_settings: dict = field(default_factory=dict)
     network: tuple[str, int] | None = None  # (host, port): `adb connect` before use
+    simpleperf_data: str | None = None  # set by simpleperf(): runs are recorded into this file
 
     def __post_init__(self):
         super().__post_init__()
@@ -147,6 +150,40 @@ class AdbTransport(RemoteTransport):
 
     def pin_argv(self, cpus: str) -> list[str]:
         return ["taskset", cpu_mask(cpus)]
+
+    def run(self, argv: list[str], timeout: float, env: dict | None = None, cpus: str | None = None) -> Completed:
+        """Run the program with the phone's log cleared before and the runner's own logcat lines
+        (XNNPACK's kernel log lives there on Android) appended to its stderr after."""
+        run_local(logcat.clear_argv(self.adb_argv()), 30)
+        remote = [*logcat.PID_WRAPPER, *self.remote_argv(argv, env, cpus)]
+        if self.simpleperf_data:
+            remote = [*simpleperf.record_prefix(self.simpleperf_data), *remote]
+        done = self.shell(remote, timeout=timeout)
+        if self.lost(done):
+            self._check(done, "running the program")
+        pid, done.stderr = logcat.split_pid(done.stderr)
+        if pid is not None:
+            log = run_local(logcat.read_argv(self.adb_argv(), pid), 60)
+            done.stderr = logcat.with_logcat(done.stderr, logcat.runner_lines(log.stdout, pid))
+        return done
+
+    @contextlib.contextmanager
+    def simpleperf(self, local_dir: Path):
+        """This transport with its runs recorded by the phone's simpleperf; on leaving, the profile
+        is reported on the phone (text and protobuf) and perf.data, samples.txt and perf.trace are
+        copied into `local_dir`. The phone's copies are removed either way."""
+        remote = f"{self.remote_dir}/simpleperf-{secrets.token_hex(4)}"
+        self._check(self.shell(["mkdir", "-p", remote]), "creating the simpleperf folder")
+        data = f"{remote}/{simpleperf.DATA}"
+        try:
+            yield replace(self, simpleperf_data=data)
+            for argv in simpleperf.report_argvs(data, remote):
+                self._check(self.shell(argv, timeout=600), "reporting the simpleperf samples")
+            Path(local_dir).mkdir(parents=True, exist_ok=True)
+            for name in (simpleperf.DATA, simpleperf.SAMPLES_TEXT, simpleperf.PROTO):
+                self.pull(f"{remote}/{name}", Path(local_dir) / name)
+        finally:
+            self.shell(["rm", "-rf", remote], timeout=60)
 
     def prepare(self) -> None:
         if shutil.which(self.adb) is None:
