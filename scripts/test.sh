@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # Set up this machine and run the tests. Two tiers (markers in pyproject.toml, see tests/conftest.py):
-#   ./scripts/test.sh          full tier: real exports of every dtype and of the case-study models,
-#                              runner builds, QEMU runs, an sshd on loopback, a Dagster instance and
-#                              webserver, headless Chromium
-#   ./scripts/test.sh --fast   fast tier: -m "not qemu and not ssh and not browser and not slow";
-#                              no QEMU set-up, no root needed (about 4 minutes on 2 cores)
+#   ./scripts/test.sh          full tier: real exports of every dtype, runner builds, QEMU runs,
+#                              instruction counts, an sshd on loopback, a Dagster instance and
+#                              webserver, headless Chromium, a device lab (-m "not casestudy")
+#   ./scripts/test.sh --fast   fast tier: -m "not qemu and not ssh and not browser and not slow and
+#                              not casestudy"; no QEMU set-up, no root needed (minutes on 2 cores)
+#   ./scripts/test.sh --case-studies   the nightly tier: the three case-study models exported in
+#                              every dtype and run on the emulated pair (-m casestudy; ~30 min cold)
 # Any other argument goes to pytest (e.g. -k, -x, a test file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FAST_TIER="not qemu and not ssh and not browser and not slow"
-fast=0
+FAST_TIER="not qemu and not ssh and not browser and not slow and not casestudy"
+FULL_TIER="not casestudy"
+tier=full
 args=()
 for a in "$@"; do
-  if [ "$a" = "--fast" ]; then fast=1; else args+=("$a"); fi
+  case "$a" in
+    --fast) tier=fast ;;
+    --case-studies) tier=casestudy ;;
+    *) args+=("$a") ;;
+  esac
 done
-if [ "$fast" = 1 ]; then
-  SME2_SKIP_EMULATOR=1 bash scripts/setup.sh
-  args=(-m "$FAST_TIER" "${args[@]}")
-else
-  bash scripts/setup.sh
-fi
+case "$tier" in
+  fast) SME2_SKIP_EMULATOR=1 bash scripts/setup.sh; args=(-m "$FAST_TIER" "${args[@]}") ;;
+  casestudy) bash scripts/setup.sh; args=(-m casestudy "${args[@]}") ;;
+  *) bash scripts/setup.sh; args=(-m "$FULL_TIER" "${args[@]}") ;;
+esac
 export SME2_TOOLS="$PWD/.sme2/tools"  # reuse the QEMU and aarch64 wheel sme2 setup fetched
 # Exports cached by content hash (model package files, dtype, size, versions, export flags) across
 # test sessions: a warm cache skips lowering, which is most of the suite's time (kit/export/cache.py).

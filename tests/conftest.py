@@ -36,6 +36,9 @@ DTYPES = ("fp32", "fp16", "int8", "int8-dynamic")
 DATA = Path(__file__).resolve().parent / "data"
 RECORDED_RUN = DATA / "tiny_seg-fp32-host"  # see tests/data/README.md
 QEMU_FIXTURES = {"qemu_setup", "qemu_runs", "counting_setup"}
+# The three case-study models exported in every dtype and run on the emulated pair: tens of minutes
+# cold on 2 cores, so their own tier (nightly: ./scripts/test.sh --case-studies), not every push's.
+CASE_STUDY_FIXTURES = {"model_exports", "model_runs"}
 
 
 def pytest_configure(config):
@@ -50,6 +53,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if QEMU_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.qemu)
+        if CASE_STUDY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.casestudy)
         if not_linux and item.get_closest_marker("qemu"):
             # qemu-user is Linux-only; on a Mac the fast tier is what runs (docs/targets.md, "A Mac CI job")
             item.add_marker(pytest.mark.skip(reason=f"the emulated SME2 targets need Linux (this is {sys.platform})"))

@@ -333,9 +333,18 @@ def test_report_has_the_reference_sections_and_derived_recommendations(kit_root)
     r = session.load_run(kit_root.runs / t1)
     dm = datamovement.analyze(r.trace.rows, ProgramMap.load(kit_root.runs / t1))
     recs = section("Recommendations")
-    line = next(x for x in recs.splitlines() if "host.sme2-off t1" in x and "Data Movement is" in x)
-    assert f"Data Movement is {100 * share:.0f}% of runtime" in line
-    assert f"{dm.transposes['count']} transposes" in line and "stem_norm (GroupNorm)" in line
+    lines = [x for x in recs.splitlines() if "host.sme2-off t1" in x and "Data Movement is" in x]
+    shares = wh.query(
+        "SELECT category, share_of_execute FROM category_stats WHERE run_id = ? AND scheme = 'blog'", [t1]
+    )
+    largest = shares.sort_values("share_of_execute").category.iloc[-1]
+    if share < advice.DATA_MOVEMENT_SHARE and largest != "Data Movement":
+        # tiny_seg's data movement sits near the rule's 10% threshold: below it the rule stays silent.
+        assert lines == []
+    else:
+        (line,) = lines
+        assert f"Data Movement is {100 * share:.0f}% of runtime" in line
+        assert f"{dm.transposes['count']} transposes" in line and "stem_norm (GroupNorm)" in line
     arts = section("Artifacts")
     assert str(kit_root.runs / t1) in arts and "_exec_all_runs_timeline.csv" in arts and "manifest.json" in arts
 

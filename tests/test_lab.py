@@ -195,7 +195,9 @@ def test_two_lab_hosts_consume_a_sweep_and_every_run_lands_once(lab):
     assert lab.warehouse(shared=False).sql("SELECT count(*) AS n FROM runs").n[0] == 0
     assert lab.store.run_ids() == set(runs.run_id)
     for table in PUBLISHED:
-        assert len(lab.store.files(table)) == len(runs), table
+        # One file per run that has rows there (count rows only for counted, emulated runs).
+        with_rows = len(runs) if table != "op_event_counts" else 0
+        assert len(lab.store.files(table)) == with_rows, table
     assert not list(lab.store.path.rglob("*.tmp"))
     # Publishing again from either host adds nothing; the named queries read the union.
     for host in HOSTS:

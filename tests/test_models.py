@@ -44,6 +44,7 @@ def test_edgetam_encoder_matches_the_published_configuration():
 
 
 @pytest.mark.slow  # full-size forward passes (SqueezeSAM at 1024x1024)
+@pytest.mark.casestudy
 @pytest.mark.parametrize(
     "name, shapes",
     [

@@ -5,6 +5,7 @@ trace. One real host run of tiny_seg fp32 (the session's `host_run`)."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import warnings
@@ -12,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 
+from kit.core.home import DataRoot
 from kit.report import builder
 from kit.store import queries
 from kit.store.warehouse import Warehouse, ingest_run
@@ -22,9 +24,18 @@ warnings.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def stored(home, host_run):
-    ingest_run(home, host_run.run_dir)
-    return Warehouse.at(home), host_run.record.run_id
+def numbers_root(tmp_path_factory, host_run) -> DataRoot:
+    """A data root holding only the session's host run: other tests' runs of the same variant in the
+    session root must not decide which run the report shows."""
+    root = DataRoot.resolve(tmp_path_factory.mktemp("numbers-home"))
+    shutil.copytree(host_run.run_dir, root.runs / host_run.run_dir.name)
+    ingest_run(root, root.runs / host_run.run_dir.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def stored(numbers_root, host_run):
+    return Warehouse.at(numbers_root), host_run.record.run_id
 
 
 def test_module_totals_reproduce_inspector_on_the_same_trace(host_run, exports):
@@ -65,7 +76,7 @@ def test_operator_instances_have_percentiles(stored):
     assert convs.event_name.str.contains(r"#\d+$").all() and len(convs) >= 2  # each instance its own row
 
 
-def test_one_share_definition_in_warehouse_cli_and_report(stored, home, host_run):
+def test_one_share_definition_in_warehouse_cli_and_report(stored, numbers_root, host_run):
     """A category's share of Method::execute is its median ms / Method::execute's median ms, and the
     warehouse, `sme2 analyze --json` and the report show the same number."""
     wh, run_id = stored
@@ -79,7 +90,7 @@ def test_one_share_definition_in_warehouse_cli_and_report(stored, home, host_run
     assert np.allclose(ops.share_of_execute, ops.median_ms / run.execute_median_ms)
 
     cli = subprocess.run(
-        [sys.executable, "-m", "kit.cli", "analyze", str(host_run.run_dir), "--json", "--home", str(home.path)],
+        [sys.executable, "-m", "kit.cli", "analyze", str(host_run.run_dir), "--json", "--home", str(numbers_root.path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -91,7 +102,7 @@ def test_one_share_definition_in_warehouse_cli_and_report(stored, home, host_run
     for c in cats.itertuples():
         assert shown[c.category] == pytest.approx(c.share_of_execute, abs=1e-12)
 
-    report = builder.build(home, run.variant).markdown.read_text()
+    report = builder.build(numbers_root, run.variant).markdown.read_text()
     biggest = cats.sort_values("median_ms").iloc[-1]
     assert f"{100 * biggest.share_of_execute:.1f}%" in report, (biggest.category, report[:2000])
     # Shares are percentages in every table (no fraction column beside them), small times keep
