@@ -159,3 +159,29 @@ def test_sme2_trace_puts_the_stack_chart_beside_the_operators(home, phone, tmp_p
     names = {(e["pid"], e["name"]) for e in trace["traceEvents"] if e["ph"] == "X"}
     assert (1000, "xnn_run_operator") in names  # the simpleperf process
     assert any(pid == 1 and name.startswith("Convolution") for pid, name in names)  # the ETDump operators
+
+
+def test_doctor_report_describes_the_phone_and_profiles_it(home, phone, tmp_path):
+    from typer.testing import CliRunner
+
+    from kit.cli.main import app
+
+    out = tmp_path / "doctor.json"
+    argv = ["doctor", "--report", "--target", "fakephone.sme2-off", "--out", str(out), "--home", str(home.path)]
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 0, done.output
+    assert "review it before sending" in done.output
+    info = json.loads(out.read_text())
+    dev = info["device"]
+    assert dev["conditions"]["model"] == "Fake SME2 Phone" and dev["conditions"]["android"] == "15"
+    assert dev["sme2_detected"] is False  # the fake phone's CPU is this x86 machine's
+    assert info["profile"]["label_check"] == "passed" and info["profile"]["what_the_time_is"] == "hardware time"
+    assert any(op.startswith("Convolution") for op in info["profile"]["operator_types"])
+    assert info["toolchain"]["cmake"].startswith("cmake version") and info["packages"]["executorch"] == "1.5.1"
+    assert info["executorch_source"]["wheel_commit"] == sourcefetch_commit()
+
+
+def sourcefetch_commit() -> str:
+    from executorch.version import git_version
+
+    return git_version

@@ -178,6 +178,14 @@ def test_bundled_configs_validate():
     assert minimal.model == "tiny_seg" and minimal.experiments[0].target.key == "host.sme2-off"
     pair = config.load(REPO / "configs" / "emulated-pair.toml")
     assert {e.target.key for e in pair.experiments} == {"armv9-qemu.sme2-on", "armv9-qemu.sme2-off"}
+    # The Mac and phone configs: SME2 on and off of one device at 1 and 4 threads, compared per thread count.
+    for name, device in (("mac-m4.toml", "host"), ("android-phone.toml", "phone")):
+        cfg = config.load(REPO / "configs" / name)
+        assert {(e.target.key, tuple(e.threads)) for e in cfg.experiments} == {
+            (f"{device}.sme2-on", (1, 4)),
+            (f"{device}.sme2-off", (1, 4)),
+        }
+        assert len(cfg.compare_pairs) == 2 and cfg.size == "full"
     # The Arm-format example names files that `sme2 export --outdir` and `build-runner --link` make.
     with pytest.raises(config.ConfigError, match="out_tiny_seg/artifacts/tiny_seg_xnnpack_fp32.pte"):
         config.load(REPO / "configs" / "arm-kit-host.json", cwd=REPO / "no-such-folder")

@@ -203,6 +203,7 @@ def workspace_copy(dest: Path) -> Path:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    subprocess.run(["git", "init", "-q", str(dest)], check=True)  # a clone is a git checkout
     return dest
 
 

@@ -3,12 +3,12 @@ runner binaries and the ExecuTorch source tree."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from kit.cli.common import (
@@ -21,10 +21,11 @@ from kit.cli.common import (
     progress,
     root_of,
 )
+from kit.core import atomic
 from kit.core.errors import Sme2Error
 from kit.core.names import Target
 from kit.counts import qemu_build
-from kit.devices import inventory, toolsetup
+from kit.devices import doctor, inventory, toolsetup
 from kit.runners import pathrunner, recipes, source, sourcefetch
 
 app = typer.Typer()
@@ -242,12 +243,11 @@ def source_fetch_cmd(
 def source_status_cmd(as_json: bool = JsonOpt):
     """Which ExecuTorch source tree the source recipe would use, and where it came from."""
     tree = sourcefetch.configured_tree({})
-    manifest_file = sourcefetch.manifest_path(sourcefetch.default_dest())
     fetched = sourcefetch.fetched_tree()
     info = {
         "tree": tree,
         "from": "EXECUTORCH_REPO" if os.environ.get("EXECUTORCH_REPO") else ("sme2 source fetch" if fetched else None),
-        "fetched": json.loads(manifest_file.read_text()) if fetched else None,
+        "fetched": sourcefetch.fetched_manifest() if fetched else None,
         "wheel_commit": sourcefetch.wheel_commit(),
     }
     if as_json:
@@ -263,3 +263,66 @@ def source_status_cmd(as_json: bool = JsonOpt):
             f"commit {info['fetched']['commit'][:12]} ({'the wheel' + chr(39) + 's' if same else 'not the wheel' + chr(39) + 's'}"
             f" {info['wheel_commit'][:12]}), {len(info['fetched']['submodules'])} submodules"
         )
+
+
+@app.command("doctor")
+@command
+def doctor_cmd(
+    report: bool = typer.Option(
+        False, "--report", help="Also write everything to one JSON file to send to a maintainer (see --out)."
+    ),
+    target: Optional[str] = typer.Option(
+        None,
+        "--target",
+        help="The target to describe and profile (default: host.sme2-on with SME2, else host.sme2-off).",
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="The report file (default: ./sme2-doctor-<date>.json)."
+    ),
+    profile: bool = typer.Option(
+        True, "--profile/--no-profile", help="Run the short tiny_seg profile (about a minute)."
+    ),
+    home: Optional[Path] = HomeOpt,
+    as_json: bool = JsonOpt,
+):
+    """What this machine and a target are, as the platform sees them: platform, packages, toolchain
+    versions, the device's SME2 flags, the environment check, the ExecuTorch source tree and a short
+    profile of tiny_seg with the label check. --report writes it to one file (it holds paths, the host
+    name and device serials: review it before sending)."""
+    root = root_of(home)
+    with progress(None, as_json) as (say, _):
+        say("collecting versions, the device and a short profile")
+        info = doctor.report(root, target, profile)
+    path = None
+    if report:
+        path = Path(out) if out else Path.cwd() / f"sme2-doctor-{info['created'][:10]}.json"
+        atomic.write_json(path, info)
+    if as_json:
+        emit_json({**info, "report_file": str(path) if path else None})
+        return
+    p, dev, prof = info["platform"], info["device"] or {}, info["profile"]
+    console.print(f"platform {p['sme2_platform']}, Python {p['python']}; " + ", ".join(
+        f"{k} {v}" for k, v in info["packages"].items() if v))  # fmt: skip
+    for name, line in info["toolchain"].items():
+        console.print(f"  {name}: {escape(str(line)) if line else '[yellow]not found[/]'}")
+    if "error" in dev:
+        console.print(f"[red]{escape(dev['target'])}: {escape(dev['error'])}[/]  -> {escape(dev['hint'])}")
+    else:
+        c = dev["conditions"]
+        console.print(
+            f"{dev['target']}: {escape(str(c.get('cpu_model') or c.get('model') or '?'))}, SME2 "
+            f"{'detected' if dev['sme2_detected'] else 'not detected'}, runner recipe {dev['recipe']}"
+        )
+    for problem in info["env_setup_problems"]:
+        console.print(f"  [yellow]env-setup:[/] {escape(problem['message'])} -> {escape(problem['fix'])}")
+    if prof:
+        if prof["label_check"] == "passed":
+            console.print(
+                f"tiny_seg fp32 on {prof['target']}: {prof['e2e_median_ms']:.3f} ms median ({prof['what_the_time_is']}); "
+                f"label check passed ({prof['sme2_kernels_seen']} SME2 operator types)"
+            )
+        else:
+            console.print(f"[red]tiny_seg fp32 on {prof['target']}: label check {prof['label_check']}[/]: "
+                          f"{escape(prof.get('reason') or prof.get('error') or '')}")  # fmt: skip
+    if path:
+        console.print(f"report: {path}  (it holds paths, the host name and device serials: review it before sending)")

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str | None, str, str]] = {
     "setup": ("kit.cli.devices", "app", "Set up the emulated SME2 pair (QEMU, aarch64 toolchain); --counts: counting."),
     "devices": ("kit.cli.devices", "app", "List devices, their detected capabilities and runner recipes per target."),
     "build-runner": ("kit.cli.devices", "app", "Build (or reuse) native runners: the wheel runner, or from source."),
+    "doctor": ("kit.cli.devices", "app", "What this machine and a target are; --report: one file for a maintainer."),
     "source": (
         "kit.cli.devices",
         "source_app",

@@ -242,11 +242,7 @@ def export_cmd(
     for e in out:
         key = e.meta["variant"] + "|" + e.meta["size"]
         # One line, never wrapped: the paths copy whole.
-        console.print(
-            f"export ok {e.meta['variant']} ({e.meta['size']}, {e.meta.get('mode', 'standard')}): "
-            + escape(", ".join(artifacts[key])),
-            soft_wrap=True,
-        )
+        console.print(escape(exporter.ok_line(e, artifacts[key])), soft_wrap=True)
         if e.meta.get("unavailable"):
             console.print(
                 "  [dim]without an ETRecord, unavailable downstream: " + "; ".join(e.meta["unavailable"]) + "[/]"

@@ -558,6 +558,13 @@ def artifact_names(exp: Export, mode: str | None = None) -> list[str]:
     return [n for n in names if n and (exp.folder / n).exists()]
 
 
+def ok_line(exp: Export, paths: list[str]) -> str:
+    """The export gate's line, the same from `sme2 export` and `sme2 pipeline`."""
+    return f"export ok {exp.meta['variant']} ({exp.meta['size']}, {exp.meta.get('mode', 'standard')}): " + ", ".join(
+        paths
+    )
+
+
 def copy_artifacts(exp: Export, outdir: Path, mode: str | None = None) -> list[Path]:
     """Copy an export's artifacts into `outdir` (Arm's kit's `--outdir`), each file atomically."""
     outdir = Path(outdir).expanduser()

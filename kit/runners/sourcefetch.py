@@ -52,14 +52,19 @@ def manifest_path(dest: Path) -> Path:
     return dest.parent / f"{dest.name}{MANIFEST_SUFFIX}"
 
 
+def fetched_manifest() -> dict:
+    """What `sme2 source fetch` recorded of the tree in the default place ({} when none)."""
+    try:
+        manifest = json.loads(manifest_path(default_dest()).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
 def fetched_tree() -> Path | None:
     """The tree `sme2 source fetch` completed in the default place, or None."""
     dest = default_dest()
-    try:
-        manifest = json.loads(manifest_path(dest).read_text())
-    except (OSError, ValueError):
-        return None
-    return dest if manifest.get("complete") and (dest / "CMakeLists.txt").exists() else None
+    return dest if fetched_manifest().get("complete") is True and (dest / "CMakeLists.txt").exists() else None
 
 
 def configured_tree(props: dict) -> str | None:
