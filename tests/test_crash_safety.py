@@ -130,7 +130,7 @@ def killed_profile(crash_home, tmp_path_factory):
     log = tmp_path_factory.mktemp("killed") / "profile.log"
     with open(log, "w") as err:
         proc = subprocess.Popen(
-            _cli(crash_home, "profile", "--size", "small", "--threads", "1", "-n", "2000000", "-w", "0", "--json"),
+            _cli(crash_home, "profile", "--size", "small", "--threads", "1", "-n", "100000", "-w", "0", "--json"),
             stdout=subprocess.DEVNULL,
             stderr=err,
         )

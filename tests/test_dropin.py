@@ -283,7 +283,8 @@ def test_export_modes_and_outdir(export_models, home, tmp_path):
     )
     assert [p.name for p in minimum_dir.iterdir()] == ["toy_xnnpack_fp16.pte"]  # the .pte only
     assert "unavailable downstream" in proc.stdout and "ETRecord" in proc.stdout
-    exp = exporter.find(home, exporter.Variant("toy", "fp16"), "small")
+    # A package outside the models folder exports into a folder of its own (its source id).
+    exp = exporter.find(home, exporter.Variant("toy", "fp16"), "small", registry.get("toy", export_models).source_id)
     assert exp.meta["mode"] == "minimum" and exp.etrecord is None and exp.meta["unavailable"]
     assert not any(i.modules for i in exp.program_map.instructions)  # no ETRecord: no module paths
     # A later standard request re-exports (minimum does not serve it); --save-graph adds graph.json.

@@ -279,7 +279,9 @@ def test_a_blocking_regression_stops_the_views(tmp_path, home, native_runner, mo
         for _ in range(2):  # two ordinary nights
             assert materialize(instance, Sme2(**base, **ordinary), "host.sme2-off").success
         views_before = instance.get_latest_materialization_event(dg.AssetKey("robust_stats")).run_id
-        slow = Sme2(**base, **strict, models_dir=str(slower_tiny_seg(tmp_path / "models")))
+        # tiny_seg edited in place (the models folder is $SME2_MODELS): the same run key, a heavier program.
+        monkeypatch.setenv("SME2_MODELS", str(slower_tiny_seg(tmp_path / "models")))
+        slow = Sme2(**base, **strict)
         result = materialize(instance, slow, "host.sme2-off", raise_on_error=False)
         assert not result.success
         (evaluation,) = check_evaluations(instance, result.run_id, "no_regression")

@@ -195,8 +195,9 @@ def test_two_lab_hosts_consume_a_sweep_and_every_run_lands_once(lab):
     assert lab.warehouse(shared=False).sql("SELECT count(*) AS n FROM runs").n[0] == 0
     assert lab.store.run_ids() == set(runs.run_id)
     for table in PUBLISHED:
-        # One file per run that has rows there (count rows only for counted, emulated runs).
-        with_rows = len(runs) if table != "op_event_counts" else 0
+        # One file per run that has rows there (count rows: the counted runs of emulated devices).
+        with_rows = wh.sql(f"SELECT count(DISTINCT run_id) AS n FROM {table}").n[0]
+        assert with_rows or table == "op_event_counts", table
         assert len(lab.store.files(table)) == with_rows, table
     assert not list(lab.store.path.rglob("*.tmp"))
     # Publishing again from either host adds nothing; the named queries read the union.

@@ -49,7 +49,7 @@ def test_mcp_server_answers_the_sdk_client(home, exports, native_runner):
             out["copy"] = await client.call_tool("sql", {"query": "COPY runs TO '/tmp/stolen.csv'"})
             out["check"] = await client.call_tool("check", {"skill": "smoke-test", "dtypes": ["fp32"]})
             out["bad_name"] = await client.call_tool("export_model", {"model": "../../etc", "dtypes": ["fp32"]})
-            out["too_many"] = await client.call_tool("profile", {"iterations": 10**6})
+            out["too_many"] = await client.call_tool("profile", {"iterations": 5000})  # valid, above the agent cap
             return out
 
     out = anyio.run(session)

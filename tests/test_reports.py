@@ -167,7 +167,7 @@ def test_detector_per_operator_fdr_on_noise(host_run):
 
 
 @pytest.mark.slow
-def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host, tmp_path):
+def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host, tmp_path, monkeypatch):
     """Real runs of one key: three nights of tiny_seg, then one of the same key whose program does
     real extra work (the package three times wider: ~9x the convolution FLOPs). The slowdown is
     in the program, not in CPU contention, so its detection does not depend on the machine's load."""
@@ -176,8 +176,13 @@ def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host
 
     root = DataRoot.resolve(tmp_path / "slow")
     exp = kit_export.export_variant(tiny, "fp32", "small", home)
-    wider = registry.get("tiny_seg", slower_tiny_seg(tmp_path / "models"))
+    # The package edited in place: the wider tiny_seg is in the models folder ($SME2_MODELS), so its
+    # runs keep tiny_seg's key (a package from another folder would get its own, by design).
+    monkeypatch.setenv("SME2_MODELS", str(slower_tiny_seg(tmp_path / "models")))
+    wider = registry.get("tiny_seg")
+    assert wider.source_id == ""
     wider_exp = kit_export.export_variant(wider, "fp32", "small", DataRoot.resolve(tmp_path / "wider"))
+    monkeypatch.delenv("SME2_MODELS")
     nights = [session.run_session(root, exp, host, 1, 20, 2, binary=native_runner) for _ in range(3)]
     for night in nights:
         warehouse.ingest_run(root, night.run_dir)

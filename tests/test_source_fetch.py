@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from kit.devices import inventory
-from kit.runners import sourcefetch
-from kit.runners.sourcefetch import SourceFetchError
+from kit.devices import sourcetree
+from kit.devices.sourcetree import SourceFetchError
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -53,8 +53,8 @@ def test_fetch_clones_the_commit_with_nested_submodules_and_records_what_it_got(
     et, pinned, later = upstream
     monkeypatch.setenv("SME2_SOURCE_CACHE", str(tmp_path / "sources"))
     steps = []
-    manifest = sourcefetch.fetch(url=str(et), revision=pinned, count=lambda d, t: steps.append((d, t)))
-    dest = sourcefetch.default_dest()
+    manifest = sourcetree.fetch(url=str(et), revision=pinned, count=lambda d, t: steps.append((d, t)))
+    dest = sourcetree.default_dest()
     assert manifest["commit"] == pinned and git(dest, "rev-parse", "HEAD") == pinned
     assert not (dest / "later.txt").exists()  # the asked-for commit, not the branch tip
     assert (dest / "backends/xnnpack/third-party/XNNPACK/third-party/cpuinfo/CMakeLists.txt").is_file()
@@ -63,29 +63,29 @@ def test_fetch_clones_the_commit_with_nested_submodules_and_records_what_it_got(
         "backends/xnnpack/third-party/XNNPACK/third-party/cpuinfo",
     }
     assert manifest["tree"] == git(et, "rev-parse", f"{pinned}^{{tree}}")  # git's content hash of the tree
-    assert json.loads(sourcefetch.manifest_path(dest).read_text()) == manifest
+    assert json.loads(sourcetree.manifest_path(dest).read_text()) == manifest
     assert steps[-1] == (1, 1)
     # The source recipe now finds it, without EXECUTORCH_REPO.
     monkeypatch.delenv("EXECUTORCH_REPO", raising=False)
-    assert sourcefetch.fetched_tree() == dest
+    assert sourcetree.fetched_tree() == dest
     assert inventory.source_tree(inventory.Device("m", "local", "macos-arm64")) == str(dest)
 
 
 def test_fetch_resumes_after_damage_and_skips_what_is_there(upstream, tmp_path, monkeypatch):
     et, pinned, _ = upstream
     monkeypatch.setenv("SME2_SOURCE_CACHE", str(tmp_path / "sources"))
-    sourcefetch.fetch(url=str(et), revision=pinned)
-    dest = sourcefetch.default_dest()
+    sourcetree.fetch(url=str(et), revision=pinned)
+    dest = sourcetree.default_dest()
     log = dest.parent / "executorch.fetch.log"
     # Second run: nothing to do for the submodule.
     log.write_text("")
-    sourcefetch.fetch(url=str(et), revision=pinned)
+    sourcetree.fetch(url=str(et), revision=pinned)
     assert "submodule update" not in log.read_text()
     # An interrupted fetch: the nested submodule never checked out.
     xnn = dest / "backends/xnnpack/third-party/XNNPACK"
     git(xnn, "submodule", "deinit", "-q", "-f", "--", "third-party/cpuinfo")
     assert not (xnn / "third-party/cpuinfo/CMakeLists.txt").exists()
-    sourcefetch.fetch(url=str(et), revision=pinned)
+    sourcetree.fetch(url=str(et), revision=pinned)
     assert (xnn / "third-party/cpuinfo/CMakeLists.txt").is_file()
 
 
@@ -93,9 +93,9 @@ def test_unknown_commit_is_a_clear_error_and_leaves_no_manifest(upstream, tmp_pa
     et, _, _ = upstream
     monkeypatch.setenv("SME2_SOURCE_CACHE", str(tmp_path / "sources"))
     with pytest.raises(SourceFetchError, match="has no commit") as info:
-        sourcefetch.fetch(url=str(et), revision="0" * 40)
+        sourcetree.fetch(url=str(et), revision="0" * 40)
     assert "--commit" in info.value.hint
-    assert sourcefetch.fetched_tree() is None and not sourcefetch.manifest_path(sourcefetch.default_dest()).exists()
+    assert sourcetree.fetched_tree() is None and not sourcetree.manifest_path(sourcetree.default_dest()).exists()
 
 
 @pytest.mark.parametrize(
@@ -109,14 +109,14 @@ def test_unknown_commit_is_a_clear_error_and_leaves_no_manifest(upstream, tmp_pa
 )
 def test_urls_that_could_run_commands_or_options_are_refused(url, match, tmp_path):
     with pytest.raises(SourceFetchError, match=match):
-        sourcefetch.fetch(dest=tmp_path / "executorch", url=url, revision="main")
+        sourcetree.fetch(dest=tmp_path / "executorch", url=url, revision="main")
     assert not (tmp_path / "executorch").exists()
 
 
 @pytest.mark.parametrize("revision", ["--upload-pack=touch /tmp/x", "main..other", "a b"])
 def test_revisions_cannot_be_options(revision, upstream, tmp_path):
     with pytest.raises(SourceFetchError, match="not a commit, tag or branch"):
-        sourcefetch.fetch(dest=tmp_path / "executorch", url=str(upstream[0]), revision=revision)
+        sourcetree.fetch(dest=tmp_path / "executorch", url=str(upstream[0]), revision=revision)
 
 
 def test_a_gitmodules_url_with_a_command_transport_is_not_run(tmp_path):
@@ -129,21 +129,21 @@ def test_a_gitmodules_url_with_a_command_transport_is_not_run(tmp_path):
     git(evil, "config", "-f", ".gitmodules", "submodule.third-party/x.url", f"ext::sh -c touch% {marker}")
     git(evil, "commit", "-q", "-am", "evil")
     with pytest.raises(SourceFetchError, match="git submodule failed"):
-        sourcefetch.fetch(dest=tmp_path / "out" / "executorch", url=str(evil), revision=git(evil, "rev-parse", "HEAD"))
+        sourcetree.fetch(dest=tmp_path / "out" / "executorch", url=str(evil), revision=git(evil, "rev-parse", "HEAD"))
     assert not marker.exists()
 
 
 def test_destination_must_be_named_executorch_and_not_hold_other_files(upstream, tmp_path):
     with pytest.raises(SourceFetchError, match="named exactly 'executorch'"):
-        sourcefetch.fetch(dest=tmp_path / "et", url=str(upstream[0]), revision=upstream[1])
+        sourcetree.fetch(dest=tmp_path / "et", url=str(upstream[0]), revision=upstream[1])
     (tmp_path / "executorch").mkdir()
     (tmp_path / "executorch" / "mine.txt").write_text("keep me\n")
     with pytest.raises(SourceFetchError, match="not a git checkout"):
-        sourcefetch.fetch(dest=tmp_path / "executorch", url=str(upstream[0]), revision=upstream[1])
+        sourcetree.fetch(dest=tmp_path / "executorch", url=str(upstream[0]), revision=upstream[1])
     assert (tmp_path / "executorch" / "mine.txt").read_text() == "keep me\n"
 
 
 def test_the_default_commit_is_the_wheels():
     from executorch.version import git_version
 
-    assert sourcefetch.wheel_commit() == git_version and len(git_version) == 40
+    assert sourcetree.wheel_commit() == git_version and len(git_version) == 40

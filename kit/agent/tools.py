@@ -9,6 +9,7 @@ are fixed when the server starts, so a prompt cannot point the platform at other
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Callable
 
 import anyio
@@ -178,7 +179,9 @@ def make_tools(root: DataRoot) -> list[Callable]:
         try:
             df = await anyio.to_thread.run_sync(query_run.result, abandon_on_cancel=True)
         except BaseException:
+            # Stopped from a thread of its own: this task is being cancelled and cannot wait.
             query_run.cancel()
+            threading.Thread(target=query_run.stop, name="sme2-user-sql-stop", daemon=True).start()
             raise
         return _frame(df, max_rows)
 

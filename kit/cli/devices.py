@@ -25,8 +25,9 @@ from kit.core import atomic
 from kit.core.errors import Sme2Error
 from kit.core.names import Target
 from kit.counts import qemu_build
-from kit.devices import doctor, inventory, toolsetup
-from kit.runners import pathrunner, recipes, source, sourcefetch
+from kit.devices import inventory, sourcetree, toolsetup
+from kit.runners import pathrunner, recipes, source
+from kit.skills import doctor
 
 app = typer.Typer()
 
@@ -208,7 +209,7 @@ def source_fetch_cmd(
         help="Commit, tag or branch (default: the commit the installed executorch wheel was built from).",
     ),
     url: str = typer.Option(
-        sourcefetch.DEFAULT_URL, "--url", help="Repository: https://, ssh://, user@host:path or a local mirror's path."
+        sourcetree.DEFAULT_URL, "--url", help="Repository: https://, ssh://, user@host:path or a local mirror's path."
     ),
     dest: Optional[Path] = typer.Option(
         None,
@@ -222,11 +223,11 @@ def source_fetch_cmd(
     verify it by git's hashes and record what was fetched. Resumable: run it again after an
     interruption. Afterwards `sme2 devices` shows host.sme2-off (and Android targets) as buildable."""
     with counted_progress(None, as_json) as (say, _, count):
-        manifest = sourcefetch.fetch(dest, url, commit, say, count)
+        manifest = sourcetree.fetch(dest, url, commit, say, count)
     if as_json:
         emit_json(manifest)
         return
-    default = dest is None or Path(dest).expanduser().absolute() == sourcefetch.default_dest()
+    default = dest is None or Path(dest).expanduser().absolute() == sourcetree.default_dest()
     console.print(
         f"ExecuTorch {manifest['commit'][:12]} at {manifest['path']}: {len(manifest['submodules'])} submodules at their "
         f"pinned commits, tree {manifest['tree'][:12]} ({manifest['seconds']:.0f} s)  [green]ok[/]"
@@ -242,13 +243,13 @@ def source_fetch_cmd(
 @command
 def source_status_cmd(as_json: bool = JsonOpt):
     """Which ExecuTorch source tree the source recipe would use, and where it came from."""
-    tree = sourcefetch.configured_tree({})
-    fetched = sourcefetch.fetched_tree()
+    tree = sourcetree.configured_tree({})
+    fetched = sourcetree.fetched_tree()
     info = {
         "tree": tree,
         "from": "EXECUTORCH_REPO" if os.environ.get("EXECUTORCH_REPO") else ("sme2 source fetch" if fetched else None),
-        "fetched": sourcefetch.fetched_manifest() if fetched else None,
-        "wheel_commit": sourcefetch.wheel_commit(),
+        "fetched": sourcetree.fetched_manifest() if fetched else None,
+        "wheel_commit": sourcetree.wheel_commit(),
     }
     if as_json:
         emit_json(info)

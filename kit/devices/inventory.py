@@ -30,7 +30,7 @@ from kit.core.home import DataRoot
 from kit.core.locks import file_lock
 from kit.core.names import Target
 from kit.devices import toolsetup
-from kit.runners import sourcefetch
+from kit.devices import sourcetree
 from kit.devices.transports.adb import AdbTransport
 from kit.devices.transports.local import Host, LocalTransport
 from kit.devices.transports.qemu import QemuTransport
@@ -394,7 +394,7 @@ WHEEL_PLATFORMS_REMOTE = ("linux-aarch64",)  # besides this machine's own platfo
 def source_tree(device: Device) -> str | None:
     """The ExecuTorch source tree a source build would use: the device's, $EXECUTORCH_REPO, or the
     one `sme2 source fetch` completed."""
-    return sourcefetch.configured_tree(device.props)
+    return sourcetree.configured_tree(device.props)
 
 
 def recipe_for(device: Device, target: Target, sme2_hardware: bool | None) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from kit.core import atomic, lifetime
 from kit.core.errors import RunnerError
 from kit.core.locks import file_lock
-from kit.runners import sourcefetch
+from kit.devices import sourcetree
 from kit.runners.toolchains import SOURCE_DIR, Toolchain, find_tool
 
 # What the runner links (kit/runners/CMakeLists.txt, source branch) and nothing else.
@@ -231,7 +231,7 @@ def kleidiai_dir(device=None) -> Path | None:
 
 def spec_for(device, sme2: bool, kernel_log: bool = False) -> SourceBuild:
     repo, ndk = check_inputs(
-        sourcefetch.configured_tree(device.props),
+        sourcetree.configured_tree(device.props),
         device.platform,
         device.props.get("android_ndk") or os.environ.get("ANDROID_NDK"),
     )

@@ -193,6 +193,18 @@ class UserQuery:
             with contextlib.suppress(Exception):
                 conn.interrupt()
 
+    def stop(self, seconds: float = 10.0) -> bool:
+        """Cancel and wait for the thread to end. The interrupt is repeated: one that reaches DuckDB
+        between the connection being ready and the query starting is lost (it only stops a running
+        query). True when the thread ended."""
+        end = time.monotonic() + seconds
+        self.cancel()
+        while not self.wait(0.1):
+            if time.monotonic() >= end:
+                return False
+            self.cancel()
+        return True
+
     def done(self) -> bool:
         return not self._thread.is_alive()
 
@@ -207,15 +219,13 @@ class UserQuery:
         try:
             while not self.wait(min(0.2, max(deadline - time.monotonic(), 0))):
                 if time.monotonic() >= deadline:
-                    self.cancel()
-                    self.wait(10)
+                    self.stop()
                     raise WarehouseError(
                         f"the query ran longer than its time limit of {self.timeout_s:g} s and was stopped",
                         "narrow it (WHERE, LIMIT, fewer joins), or give more time: sme2 sql --timeout SECONDS",
                     )
         except KeyboardInterrupt:
-            self.cancel()
-            self.wait(10)
+            self.stop()
             raise
         df, error = self._outcome
         if error is None:

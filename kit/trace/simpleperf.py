@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.core import atomic
+from kit.devices import simpleperf as phone
 
 FOLDER = "simpleperf"
-DATA = "perf.data"
-SAMPLES_TEXT = "samples.txt"
-PROTO = "perf.trace"
+DATA, SAMPLES_TEXT, PROTO = phone.DATA, phone.SAMPLES_TEXT, phone.PROTO
 FOLDED = "simpleperf.folded"
 FLAME = "simpleperf_flame.svg"
 TRACE = "simpleperf_trace.json"
-FREQUENCY = 4000  # samples per second per thread: ~0.25 ms resolution, small enough files
 
 
 @dataclass
@@ -36,18 +34,6 @@ class Sample:
     thread_id: int
     thread_name: str
     frames: list[str] = field(default_factory=list)  # leaf first, as simpleperf prints them
-
-
-def record_prefix(data_path: str, frequency: int = FREQUENCY) -> list[str]:
-    """The argv that records the run after `--` (DWARF call graphs: -g)."""
-    return ["simpleperf", "record", "-g", "-f", str(int(frequency)), "-o", data_path, "--"]
-
-
-def report_argvs(data_path: str, folder: str) -> list[list[str]]:
-    return [
-        ["simpleperf", "report-sample", "-i", data_path, "--show-callchain", "-o", f"{folder}/{SAMPLES_TEXT}"],
-        ["simpleperf", "report-sample", "--protobuf", "-i", data_path, "-o", f"{folder}/{PROTO}"],
-    ]
 
 
 def _frame(symbol: str, file: str) -> str:

@@ -16,11 +16,10 @@ from pathlib import Path
 
 from kit.core import names
 from kit.core.errors import NameError_, TargetError
-from kit.devices import conditions, logcat
+from kit.devices import conditions, logcat, simpleperf
 from kit.devices.transports.base import Completed, run_local
 from kit.devices.transports.local import describe_linux
 from kit.devices.transports.remote import RemoteTransport, quote
-from kit.trace import simpleperf
 
 ANIMATION_SETTINGS = ("window_animation_scale", "transition_animation_scale", "animator_duration_scale")
 LOST_MARKERS = (
@@ -180,7 +179,7 @@ class AdbTransport(RemoteTransport):
             for argv in simpleperf.report_argvs(data, remote):
                 self._check(self.shell(argv, timeout=600), "reporting the simpleperf samples")
             Path(local_dir).mkdir(parents=True, exist_ok=True)
-            for name in (simpleperf.DATA, simpleperf.SAMPLES_TEXT, simpleperf.PROTO):
+            for name in simpleperf.FILES:
                 self.pull(f"{remote}/{name}", Path(local_dir) / name)
         finally:
             self.shell(["rm", "-rf", remote], timeout=60)

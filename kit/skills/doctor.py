@@ -17,12 +17,15 @@ import sys
 import time
 from importlib import metadata
 
+from kit import pipeline
 from kit.core import platforms
 from kit.core.errors import LabelError, Sme2Error
 from kit.core.home import DataRoot
-from kit.devices import inventory, toolsetup
+from kit.devices import inventory, sourcetree, toolsetup
 from kit.devices.transports.base import run_local
-from kit.runners import sourcefetch
+from kit.profile import session
+from kit.skills import checks
+from kit.skills.contract import Scope
 
 REPORT_VERSION = 1
 PACKAGES = ("sme2-platform", "torch", "executorch", "dagster", "duckdb", "pandas", "cmake", "ninja")
@@ -67,9 +70,6 @@ def packages() -> dict:
 def short_profile(root: DataRoot, target: str, iterations: int = 5) -> dict:
     """tiny_seg fp32 at the small size on `target`: its median, its operator types and the label
     check's verdict (a refused run is the finding, not an error)."""
-    from kit import pipeline
-    from kit.profile import session
-
     plan = session.ProfilePlan(
         model="tiny_seg", dtypes=["fp32"], targets=[target], size="small", iterations=iterations, warmup=1, counts=False
     )
@@ -98,9 +98,6 @@ def short_profile(root: DataRoot, target: str, iterations: int = 5) -> dict:
 def report(root: DataRoot, target: str | None = None, profile: bool = True) -> dict:
     """Everything above, as one JSON-ready dict. `target` defaults to the host's SME2-on target
     when the host has SME2, else its SME2-off one."""
-    from kit.skills import checks
-    from kit.skills.contract import Scope
-
     device = None
     if target is None:
         host = inventory.resolve("host.sme2-off", root)
@@ -116,7 +113,7 @@ def report(root: DataRoot, target: str | None = None, profile: bool = True) -> d
     except Sme2Error as e:
         device = {"target": target, "error": e.message, "hint": e.hint}
     env = checks.check_env(root, Scope(emulator=platforms.HOST_PLATFORM.startswith("linux")))
-    fetched = sourcefetch.fetched_tree()
+    fetched = sourcetree.fetched_tree()
     return {
         "report_version": REPORT_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -130,8 +127,8 @@ def report(root: DataRoot, target: str | None = None, profile: bool = True) -> d
         "emulator": toolsetup.load_setup(root),
         "env_setup_problems": [{"what": p.what, "message": p.message, "fix": p.hint} for p in env],
         "executorch_source": {
-            "tree": sourcefetch.configured_tree({}),
-            "fetched_commit": sourcefetch.fetched_manifest().get("commit") if fetched else None,
+            "tree": sourcetree.configured_tree({}),
+            "fetched_commit": sourcetree.fetched_manifest().get("commit") if fetched else None,
             "wheel_commit": _wheel_commit(),
         },
         "device": device,
@@ -141,6 +138,6 @@ def report(root: DataRoot, target: str | None = None, profile: bool = True) -> d
 
 def _wheel_commit() -> str | None:
     try:
-        return sourcefetch.wheel_commit()
+        return sourcetree.wheel_commit()
     except Sme2Error:
         return None
