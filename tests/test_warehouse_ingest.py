@@ -189,11 +189,14 @@ def test_batch_settings_do_not_outlive_the_batch(host_run, tmp_path):
     wh.insert_each(iter([rows]), on_run=keep_a_reader)
     try:
         conn = kept[1]
-        settings = ("fsync_mode", "enable_optimistic_write", "threads")
-        now = conn.execute(f"SELECT {', '.join(f'current_setting({s!r})' for s in settings)}").fetchone()
         fresh = duckdb.connect()
+        known = {r[0] for r in fresh.execute("SELECT name FROM duckdb_settings()").fetchall()}
+        # fsync_mode and enable_optimistic_write exist from DuckDB 2.0; the pinned 1.5 has neither.
+        settings = [s for s in ("fsync_mode", "enable_optimistic_write", "checkpoint_threshold", "threads") if s in known]
+        assert {"checkpoint_threshold", "threads"} <= set(settings)
+        now = conn.execute(f"SELECT {', '.join(f'current_setting({s!r})' for s in settings)}").fetchone()
         default = fresh.execute(f"SELECT {', '.join(f'current_setting({s!r})' for s in settings)}").fetchone()
-        assert now == default and now[0] == "STANDARD"
+        assert now == default
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
     finally:
         kept[0].close()
