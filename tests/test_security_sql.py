@@ -59,21 +59,32 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_stops_sme2_sql(wh):
     proc = subprocess.Popen(
         [sys.executable, "-m", "kit.cli", "sql", ENDLESS, "--timeout", "600", "--home", str(wh.path.parent)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As a terminal starts it: a child inherits an ignored or blocked SIGINT from whatever ran
+        # the tests (then Python installs no Ctrl-C handler at all), so both are reset.
+        preexec_fn=_as_from_a_terminal,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
     time.sleep(4)  # past start-up, into the query
     assert proc.poll() is None
+    masks = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ln.startswith("Sig")]
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(30)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("sme2 sql kept running after Ctrl-C")
+        proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack on stderr
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"sme2 sql kept running after Ctrl-C; signals {masks}; stacks:\n{err[-4000:]}")
     assert proc.returncode != 0
 
 
