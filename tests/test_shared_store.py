@@ -1,18 +1,27 @@
-"""The lab's shared store (kit.store.shared): runs published once as immutable Parquet files by
-several hosts' warehouses, readers seeing the union of their local file and the store through the
-same table names (sme2 sql, named queries), a run invisible until its commit marker exists, and
-the sql guard still closed. On the recorded run in tests/data: no export, no measurement."""
+"""The lab's shared warehouse as a DuckLake (kit.store.shared), with a SQLite catalog beside the data
+(one machine; tests/test_lab.py runs it on PostgreSQL): runs published by several hosts' warehouses,
+each in one transaction, readers seeing the union of their local file and the lake through the same
+table names (sme2 sql, named queries), a writer killed mid-commit leaving nothing, duplicates seen
+once and removed by maintenance, time travel, verification of the data files, migration from the
+Parquet store of earlier releases, and the sql guard still closed. On the recorded run in
+tests/data: no export, no measurement."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 
+import pyarrow.parquet as pq
 import pytest
 
-from kit.core.errors import NameError_, WarehouseError
+from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
-from kit.store.schema import SCHEMA_VERSION
 from kit.store import queries, recovery, warehouse
-from kit.store.shared import PUBLISHED, SHARED_ENV, SharedStore
+from kit.store.schema import SCHEMA_VERSION
+from kit.store.shared import CATALOG_ENV, LAKE, PUBLISHED, SHARED_ENV, SharedStore
 from kit.store.warehouse import Warehouse
 
 
@@ -34,134 +43,13 @@ def clone_run(src, root: DataRoot, suffix: str, device: str | None = None, start
 def lab(tmp_path, monkeypatch):
     store = tmp_path / "shared"
     monkeypatch.setenv(SHARED_ENV, str(store))
+    monkeypatch.delenv(CATALOG_ENV, raising=False)
     return (
         SharedStore.of(store),
         DataRoot.resolve(tmp_path / "host1"),
         DataRoot.resolve(tmp_path / "host2"),
         DataRoot.resolve(tmp_path / "analysis"),
     )
-
-
-def test_two_hosts_publish_once_and_readers_see_the_union(lab, recorded_run):
-    store, h1, h2, anywhere = lab
-    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1", started_at="2026-11-01T02:00:00Z")
-    b = clone_run(recorded_run.run_dir, h2, "b", device="bench2", started_at="2026-11-02T02:00:00Z")
-    assert warehouse.ingest_run(h1, a) and warehouse.ingest_run(h2, b)
-    assert not warehouse.ingest_run(h1, a)  # again: neither a local nor a shared duplicate
-    assert Warehouse.at(h1).publish() == []
-
-    assert store.run_ids() == {a.name, b.name}
-    marker = store.data / "runs" / "date=2026-11-01" / "device=bench1" / f"{a.name}.parquet"
-    assert store.data.name == f"v{SCHEMA_VERSION}"  # the schema version: a migration starts a new folder
-    assert marker.is_file()
-    assert not list(store.path.rglob("*.tmp"))  # temp names renamed, nothing left over
-    for table in PUBLISHED:  # a table a run has no rows in gets no file (host runs are not counted)
-        assert len(store.files(table)) == (0 if table == "op_event_counts" else 2), table
-
-    for root in (h1, h2, anywhere):  # each host: its own run locally, the other's from the store
-        wh = Warehouse.at(root)
-        runs = wh.sql("SELECT run_id, device FROM runs ORDER BY run_id")
-        assert sorted(runs.run_id) == sorted([a.name, b.name]), root
-        assert wh.sql("SELECT count(DISTINCT run_id) AS n FROM current_runs").n[0] == 2
-        per_run = wh.sql("SELECT run_id, count(*) AS n FROM op_events GROUP BY run_id")
-        stored = wh.sql("SELECT run_id, n_op_events AS n FROM runs")
-        assert dict(zip(per_run.run_id, per_run.n)) == dict(zip(stored.run_id, stored.n))
-        latest = queries.run(wh, "latest-ops", {"variant": "tiny_seg-fp32"})
-        assert set(latest.run_id) == {a.name, b.name}
-    # The analysis host measured nothing: its file is empty, everything comes from the store.
-    with Warehouse.at(anywhere).read(local=True) as conn:
-        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
-
-
-def test_a_run_without_its_commit_marker_is_invisible_and_republishing_completes_it(lab, recorded_run):
-    store, h1, _, anywhere = lab
-    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
-    warehouse.ingest_run(h1, a)
-    b = clone_run(recorded_run.run_dir, h1, "b", device="bench1")
-    warehouse.ingest_run(h1, b)
-    # A host that died mid-publish of b: some tables written, the runs file (the marker) not.
-    for f in store.data.glob(f"runs/*/*/{b.name}.parquet"):
-        f.unlink()
-    for f in store.data.glob(f"op_stats/*/*/{b.name}.parquet"):
-        f.unlink()
-    wh = Warehouse.at(anywhere)
-    assert list(wh.sql("SELECT run_id FROM runs").run_id) == [a.name]
-    assert set(wh.sql("SELECT DISTINCT run_id FROM op_events").run_id) == {a.name}
-    assert set(wh.sql("SELECT DISTINCT run_id FROM latency_samples").run_id) == {a.name}
-    # The next start of host1 (recovery) publishes what is missing; nothing is doubled.
-    assert recovery.recover(h1).published == [b.name]
-    assert sorted(wh.sql("SELECT run_id FROM runs").run_id) == sorted([a.name, b.name])
-    events = wh.sql("SELECT run_id, count(*) AS n FROM op_events GROUP BY run_id")
-    assert events.n.nunique() == 1 and len(events) == 2
-    assert len(store.files("runs")) == 2
-
-
-def test_the_sql_guard_stays_closed_with_a_store(lab, recorded_run, tmp_path):
-    store, h1, _, _ = lab
-    warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "a", device="bench1"))
-    (tmp_path / "secret.csv").write_text("x\n1\n")
-    wh = Warehouse.at(h1)
-    for bad in (
-        f"SELECT * FROM read_csv('{tmp_path / 'secret.csv'}')",
-        "SELECT * FROM glob('/etc/*')",
-        f"SELECT * FROM read_parquet('{tmp_path}/host1/*.parquet')",
-    ):
-        with pytest.raises(WarehouseError, match="cannot reach files"):
-            wh.sql(bad)
-    with pytest.raises(WarehouseError, match="read-only"):
-        wh.sql("SET enable_external_access = true")
-    with pytest.raises(WarehouseError, match="read-only"):
-        wh.sql("COPY runs TO '/tmp/x.csv'")
-    assert wh.sql("SELECT count(*) AS n FROM runs").n[0] == 1
-
-
-def test_store_paths_and_names_are_checked(tmp_path):
-    with pytest.raises(WarehouseError, match="glob or quote"):
-        SharedStore.of(tmp_path / "a*b")
-    store = SharedStore.of(tmp_path / "s")
-    with pytest.raises(NameError_):
-        store.file("runs", "2026-11-30", "../etc", "r1")
-    with pytest.raises(NameError_):
-        store.file("runs", "2026-11-30", "bench1", "../r1")
-
-
-def _sme2(*args, home, env_extra):
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "SME2_HOME": str(home), **env_extra}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert proc.returncode == 0, f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-@pytest.mark.slow  # four CLI processes: ~25 s on 2 cores
-def test_cli_sql_info_and_publish_over_the_store(lab, recorded_run, monkeypatch):
-    store, h1, h2, anywhere = lab
-    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
-    b = clone_run(recorded_run.run_dir, h2, "b", device="bench2")
-    monkeypatch.delenv(SHARED_ENV)  # ingested before the lab had a store: nothing published
-    warehouse.ingest_run(h1, a)
-    warehouse.ingest_run(h2, b)
-    assert not store.path.exists()
-    env = {SHARED_ENV: str(store.path)}
-    info = json.loads(_sme2("warehouse", "info", "--json", home=h1.path, env_extra=env).stdout)
-    assert info["shared_store"]["local_runs_not_published"] == [a.name]
-    for root in (h1, h2):
-        assert "1 run(s) published" in _sme2("warehouse", "publish", home=root.path, env_extra=env).stdout
-    assert "0 run(s) published" in _sme2("warehouse", "publish", home=h1.path, env_extra=env).stdout
-    out = _sme2(
-        "sql",
-        "SELECT device, count(*) AS n FROM runs GROUP BY 1 ORDER BY 1",
-        "-f",
-        "json",
-        home=anywhere.path,
-        env_extra=env,
-    )
-    assert json.loads(out.stdout) == [{"device": "bench1", "n": 1}, {"device": "bench2", "n": 1}]
 
 
 def _picture(wh: Warehouse) -> dict:
@@ -175,115 +63,283 @@ def _picture(wh: Warehouse) -> dict:
     return seen
 
 
-def _partition_files(store: SharedStore, table: str, day: str, device: str) -> list[str]:
-    return sorted(p.name for p in (store.data / table / f"date={day}" / f"device={device}").glob("*.parquet"))
-
-
-def test_compaction_merges_a_partition_and_readers_see_the_same_rows(lab, recorded_run):
+def test_two_hosts_publish_once_and_readers_see_the_union(lab, recorded_run):
     store, h1, h2, anywhere = lab
-    day = "2026-11-01"
-    made = [
-        clone_run(recorded_run.run_dir, h1, s, device="bench1", started_at=f"{day}T0{i}:00:00Z")
-        for i, s in enumerate("abc")
-    ]
-    made.append(clone_run(recorded_run.run_dir, h2, "d", device="bench2", started_at=f"{day}T05:00:00Z"))
-    for run in made[:3]:
-        assert warehouse.ingest_run(h1, run)
-    assert warehouse.ingest_run(h2, made[3])
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1", started_at="2026-11-01T02:00:00Z")
+    b = clone_run(recorded_run.run_dir, h2, "b", device="bench2", started_at="2026-11-02T02:00:00Z")
+    assert warehouse.ingest_run(h1, a) and warehouse.ingest_run(h2, b)
+    assert not warehouse.ingest_run(h1, a)  # again: neither a local nor a shared duplicate
+    assert Warehouse.at(h1).publish() == []
+
+    assert store.run_ids() == {a.name, b.name}
+    assert store.schema == f"v{SCHEMA_VERSION}"  # a schema migration starts a new schema in the lake
+    # The big table is Parquet files under the data folder; one-row tables stay inlined in the catalog.
+    assert len(store.files("op_events")) == 2 and all(f.is_relative_to(store.data) for f in store.files("op_events"))
+    assert store.files("runs") == []
+
+    for root in (h1, h2, anywhere):  # each host: its own run locally, the other's from the lake
+        wh = Warehouse.at(root)
+        runs = wh.sql("SELECT run_id, device FROM runs ORDER BY run_id")
+        assert sorted(runs.run_id) == sorted([a.name, b.name]), root
+        assert wh.sql("SELECT count(DISTINCT run_id) AS n FROM current_runs").n[0] == 2
+        per_run = wh.sql("SELECT run_id, count(*) AS n FROM op_events GROUP BY run_id")
+        stored = wh.sql("SELECT run_id, n_op_events AS n FROM runs")
+        assert dict(zip(per_run.run_id, per_run.n)) == dict(zip(stored.run_id, stored.n))
+        latest = queries.run(wh, "latest-ops", {"variant": "tiny_seg-fp32"})
+        assert set(latest.run_id) == {a.name, b.name}
+    # The analysis host measured nothing: its file is empty, everything comes from the lake.
+    with Warehouse.at(anywhere).read(local=True) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
+
+
+KILLED_MID_COMMIT = textwrap.dedent(
+    """
+    import os, signal, sys, duckdb
+    from kit.store.shared import LAKE, PUBLISHED, SharedStore
+    from kit.store.warehouse import Warehouse
+    from pathlib import Path
+    store = SharedStore.of(sys.argv[1])
+    conn = duckdb.connect(sys.argv[2], read_only=True)
+    store.attach(conn)
+    conn.execute("BEGIN TRANSACTION")
+    for table in PUBLISHED[:3]:  # some tables in, the transaction open
+        conn.execute(f"INSERT INTO {LAKE}.{store.schema}.{table} BY NAME SELECT *, 'killed' AS publish_id "
+                     f"FROM main.{table} WHERE run_id = ?", [sys.argv[3]])
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_a_writer_killed_mid_commit_leaves_nothing_and_the_retry_stores_the_run_once(lab, recorded_run):
+    store, h1, _, anywhere = lab
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
+    assert warehouse.ingest_run(h1, a)  # published: the lake and its tables exist
+    b = clone_run(recorded_run.run_dir, h1, "b", device="bench1")
+    os.environ.pop(SHARED_ENV)  # b is ingested before the lab had a lake: not published
+    try:
+        assert warehouse.ingest_run(h1, b)
+    finally:
+        os.environ[SHARED_ENV] = str(store.path)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_COMMIT, str(store.path), str(h1.warehouse), b.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    wh = Warehouse.at(anywhere)
+    assert list(wh.sql("SELECT run_id FROM runs").run_id) == [a.name]
+    for table in ("op_events", "latency_samples", "op_stats"):
+        assert set(wh.sql(f"SELECT DISTINCT run_id FROM {table}").run_id) == {a.name}, table
+    # The next start of host1 (recovery) publishes what is missing; nothing is doubled.
+    assert recovery.recover(h1).published == [b.name]
+    assert sorted(wh.sql("SELECT run_id FROM runs").run_id) == sorted([a.name, b.name])
+    events = wh.sql("SELECT run_id, count(*) AS n FROM op_events GROUP BY run_id")
+    assert events.n.nunique() == 1 and len(events) == 2
+    with store.session() as conn:
+        assert conn.execute(f"SELECT count(*) FROM {LAKE}.{store.schema}.runs").fetchone()[0] == 2
+
+
+def test_a_run_published_twice_at_once_is_seen_once_and_stored_once_after_maintenance(lab, recorded_run):
+    store, h1, h2, anywhere = lab
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
+    assert warehouse.ingest_run(h1, a)
+    wh = Warehouse.at(anywhere)
+    before = _picture(wh)
+    # Two hosts that both checked before either committed: a second copy under another publish id.
+    with store.session(read_only=False) as conn:
+        conn.execute("BEGIN TRANSACTION")
+        for table in PUBLISHED:
+            conn.execute(
+                f"INSERT INTO {LAKE}.{store.schema}.{table} SELECT * REPLACE ('zz-second' AS publish_id) "
+                f"FROM {LAKE}.{store.schema}.{table} WHERE run_id = ?",
+                [a.name],
+            )
+        conn.execute("COMMIT")
+    assert _picture(wh) == before  # readers take one copy
+    done = store.compact()
+    assert done.duplicates_removed == 1 and done.runs == 1
+    with store.session() as conn:
+        for table in PUBLISHED:
+            ids = conn.execute(f"SELECT DISTINCT publish_id FROM {LAKE}.{store.schema}.{table}").fetchall()
+            assert len(ids) <= 1 and ("zz-second",) not in ids, table
+    assert _picture(wh) == before
+
+
+def test_maintenance_merges_files_and_readers_see_the_same_rows(lab, recorded_run):
+    store, h1, h2, anywhere = lab
+    for i, s in enumerate("abc"):
+        assert warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, s, device="bench1"))
+    assert warehouse.ingest_run(h2, clone_run(recorded_run.run_dir, h2, "d", device="bench2"))
     wh = Warehouse.at(anywhere)
     before = _picture(wh)
     assert len(before["runs"]) == 4 and len(set(before["op_events"].values())) == 1
-
-    done = store.compact()  # by month: bench1's November in one file per table
-    assert (done.partitions, done.runs) == (1, 3)  # bench2's lone run stays as it is (min_files=2)
-    for table in ("runs", "op_events", "latency_samples", "op_stats"):
-        (batch,) = _partition_files(store, table, "2026-11", "bench1")
-        assert batch.startswith("batch-") and not (store.data / table / f"date={day}" / "device=bench1").exists(), table
+    files = len(store.files("op_events"))
+    done = store.compact()
+    assert done.runs == 4 and done.files_before >= files == 4 and done.files_after < done.files_before
+    assert len(store.files("op_events")) == 1  # four runs' files merged into one
     assert _picture(wh) == before
-    assert store.run_ids() == {r.name for r in made}
-    assert not list(store.path.rglob("*.tmp"))
-    assert Warehouse.at(h1).publish() == [] and _partition_files(store, "runs", day, "bench1") == []
-
-    # A run published after the compaction joins; the next compaction merges batch + new run.
-    e = clone_run(recorded_run.run_dir, h1, "e", device="bench1", started_at=f"{day}T09:00:00Z")
-    assert warehouse.ingest_run(h1, e)
-    after_e = _picture(wh)
-    assert set(after_e["runs"]) == {r.name for r in made} | {e.name}
-    store.compact()
-    (newer,) = _partition_files(store, "runs", "2026-11", "bench1")
-    assert newer > batch and _partition_files(store, "runs", day, "bench1") == []
-    assert _picture(wh) == after_e
 
 
-def test_a_compaction_cut_short_anywhere_shows_every_run_once(lab, recorded_run):
+def test_time_travel_history_and_the_snapshot_a_reader_pins(lab, recorded_run):
     store, h1, _, anywhere = lab
-    day = "2026-11-02"
-    for i, s in enumerate("abc"):
-        assert warehouse.ingest_run(
-            h1, clone_run(recorded_run.run_dir, h1, s, device="bench1", started_at=f"{day}T0{i}:00:00Z")
-        )
-    # A run whose publish is still under way (no runs file): a compaction must not touch it.
-    pending = clone_run(recorded_run.run_dir, h1, "p", device="bench1", started_at=f"{day}T08:00:00Z")
-    assert warehouse.ingest_run(h1, pending)
-    (marker,) = store.data.glob(f"runs/*/*/{pending.name}.parquet")
-    held = marker.read_bytes()
-    marker.unlink()
-    wh = Warehouse.at(anywhere)
-    before = _picture(wh)
-    assert pending.name not in before["runs"]
-    singles = {p: p.read_bytes() for p in store.data.rglob("*.parquet")}
-
-    store.compact(by="day")
-    assert _picture(wh) == before
-    assert store.data.joinpath("op_events", f"date={day}", "device=bench1", f"{pending.name}.parquet").exists()
-    batches = {p: p.read_bytes() for p in store.data.rglob("batch-*.parquet")}
-
-    # Died after writing the batches, before deleting what they merged: both are there.
-    for p, data in singles.items():
-        p.write_bytes(data)
-    assert _picture(wh) == before
-    # Died before the batch's runs file (its commit marker): the other batches are ignored.
-    for p in store.data.glob("runs/*/*/batch-*.parquet"):
-        p.unlink()
-    assert _picture(wh) == before
-    # The next compaction settles it: one batch per table again, nothing doubled or lost.
-    store.compact(by="day")
-    assert _picture(wh) == before
-    assert [n for n in _partition_files(store, "op_events", day, "bench1") if n.startswith("batch-")] != []
-    assert all(not p.exists() for p in batches if "runs" not in p.parts)
-
-    # The pending run's publish completes: it appears once, beside the compacted runs.
-    marker.write_bytes(held)
-    now = _picture(wh)
-    assert set(now["runs"]) == set(before["runs"]) | {pending.name}
-    assert now["op_events"][pending.name] == before["op_events"][next(iter(before["op_events"]))]
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
+    assert warehouse.ingest_run(h1, a)
+    after_a = store.snapshot()
+    b = clone_run(recorded_run.run_dir, h1, "b", device="bench1")
+    assert warehouse.ingest_run(h1, b)
+    assert store.snapshot() > after_a
+    history = store.history()
+    added = {run for snap in history for run in snap["runs_added"]}
+    assert added == {a.name, b.name} and history[0]["runs_added"] == [b.name]
+    then = Warehouse.at(anywhere, snapshot=after_a)
+    assert list(then.sql("SELECT run_id FROM runs").run_id) == [a.name]
+    assert set(then.query("SELECT DISTINCT run_id FROM op_events").run_id) == {a.name}
+    assert then.lake_snapshot() == after_a
+    assert sorted(Warehouse.at(anywhere).sql("SELECT run_id FROM runs").run_id) == sorted([a.name, b.name])
+    with pytest.raises(WarehouseError, match="neither a snapshot number nor a time"):
+        Warehouse.at(anywhere, snapshot="last tuesday").sql("SELECT 1")
 
 
-def test_compact_command_needs_a_store_and_reports_json(lab, recorded_run, tmp_path):
-    store, h1, _, _ = lab
+def test_verify_names_missing_and_truncated_files_and_queries_say_which(lab, recorded_run):
+    store, h1, _, anywhere = lab
     for s in "ab":
-        warehouse.ingest_run(
-            h1, clone_run(recorded_run.run_dir, h1, s, device="bench1", started_at="2026-11-03T01:00:00Z")
-        )
-    env = {SHARED_ENV: str(store.path)}
-    out = json.loads(_sme2("warehouse", "compact", "--json", home=h1.path, env_extra=env).stdout)
-    assert out == {
-        "partitions": 1,
-        "runs": 2,
-        "files_written": out["files_written"],
-        "files_removed": out["files_removed"],
-    }
-    assert out["files_removed"] > out["files_written"] >= 4
-    import os
-    import subprocess
-    import sys
+        assert warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, s, device="bench1"))
+    assert store.verify() == []
+    first, second = store.files("op_events")
+    first.unlink()
+    data = second.read_bytes()
+    second.write_bytes(data[: len(data) // 2])
+    problems = {p.path: p.problem for p in store.verify()}
+    assert problems[str(first)] == "missing" and "the catalog says" in problems[str(second)]
+    with pytest.raises(WarehouseError) as info:
+        Warehouse.at(anywhere).sql("SELECT count(*) FROM op_events")
+    assert first.name in info.value.message or second.name in info.value.message
 
+
+def test_the_sql_guard_stays_closed_with_a_lake(lab, recorded_run, tmp_path):
+    store, h1, _, _ = lab
+    warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "a", device="bench1"))
+    (tmp_path / "secret.csv").write_text("x\n1\n")
+    wh = Warehouse.at(h1)
+    for bad in (
+        f"SELECT * FROM read_csv('{tmp_path / 'secret.csv'}')",
+        "SELECT * FROM glob('/etc/*')",
+        f"SELECT * FROM read_parquet('{tmp_path}/host1/*.parquet')",
+    ):
+        with pytest.raises(WarehouseError, match="cannot reach files"):
+            wh.sql(bad)
+    for bad in (
+        f"SELECT * FROM {LAKE}.{store.schema}.runs",  # around the views
+        f"SELECT * FROM ducklake_snapshots('{LAKE}')",
+        f"SELECT * FROM ducklake_expire_snapshots('{LAKE}', older_than => now())",
+        f"CALL ducklake_cleanup_old_files('{LAKE}', cleanup_all => true)",
+    ):
+        with pytest.raises(WarehouseError, match="DuckLake is read through the table names"):
+            wh.sql(bad)
+    for bad in (f"ATTACH 'ducklake:sqlite:{tmp_path}/x.sqlite' AS x", f"DETACH {LAKE}", "SET enable_external_access = true"):
+        with pytest.raises(WarehouseError, match="read-only"):
+            wh.sql(bad)
+    with pytest.raises(WarehouseError, match="read-only"):
+        wh.sql("COPY runs TO '/tmp/x.csv'")
+    assert wh.sql("SELECT count(*) AS n FROM runs").n[0] == 1
+
+
+def test_store_paths_and_catalogs_are_checked(tmp_path):
+    with pytest.raises(WarehouseError, match="glob, quote"):
+        SharedStore.of(tmp_path / "a*b")
+    with pytest.raises(WarehouseError, match="glob, quote"):
+        SharedStore.of(tmp_path / "a'b")
+    for bad in ("mysql:host=x", "postgres:", "ducklake:/x", "sqlite"):
+        with pytest.raises(WarehouseError, match="not a DuckLake catalog"):
+            SharedStore.of(tmp_path / "s", bad)
+    lake = SharedStore.of(tmp_path / "s", "postgres:dbname=lake host=db password=secret")
+    assert "secret" not in lake.describe() and lake.kind == "postgres"
+    assert SharedStore.of(tmp_path / "s").catalog == f"sqlite:{tmp_path / 's' / 'catalog.sqlite'}"
+
+
+def _legacy_store(src_root: DataRoot, store_path) -> int:
+    """A shared store as earlier releases wrote it: one Parquet file per table per run."""
+    import duckdb
+
+    conn = duckdb.connect(str(src_root.warehouse), read_only=True)
+    runs = conn.execute("SELECT run_id, device, CAST(started_at AS DATE) FROM runs").fetchall()
+    for run_id, device, day in runs:
+        for table in PUBLISHED:
+            exclude = " EXCLUDE (run_no)" if table == "runs" else ""
+            arrow = conn.execute(f"SELECT *{exclude} FROM {table} WHERE run_id = ?", [run_id]).to_arrow_table()
+            if table != "runs" and arrow.num_rows == 0:
+                continue
+            folder = store_path / f"v{SCHEMA_VERSION}" / table / f"date={day}" / f"device={device}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pq.write_table(arrow, folder / f"{run_id}.parquet")
+    conn.close()
+    return len(runs)
+
+
+def test_migrate_moves_the_parquet_store_and_the_local_file_once(lab, recorded_run, tmp_path, monkeypatch):
+    from kit.store import migration
+
+    store, h1, h2, anywhere = lab
+    monkeypatch.delenv(SHARED_ENV)  # before the lake: two hosts' runs in an old Parquet store
+    for s in "ab":
+        warehouse.ingest_run(h2, clone_run(recorded_run.run_dir, h2, s, device="bench2"))
+    warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "c", device="bench1"))
+    legacy = tmp_path / "old-store"
+    assert _legacy_store(h2, legacy) == 2
+    before = {**_picture(Warehouse.at(h2)), "c": _picture(Warehouse.at(h1))["runs"]}
+
+    monkeypatch.setenv(SHARED_ENV, str(store.path))
+    result = migration.migrate(Warehouse.at(h1), store, legacy)
+    assert result == {"local_published": 1, "legacy_runs_added": 2, "lake_runs": 3}
+    after = _picture(Warehouse.at(anywhere))
+    for table in PUBLISHED:
+        assert {k: v for k, v in after[table].items() if k in before[table]} == before[table], table
+    assert set(after["runs"]) == set(before["runs"]) | set(before["c"])
+    again = migration.migrate(Warehouse.at(h1), store, legacy)
+    assert again == {"local_published": 0, "legacy_runs_added": 0, "lake_runs": 3}
+
+
+def _sme2(*args, home, env_extra, check=True):
+    env = {**os.environ, "SME2_HOME": str(home), **env_extra}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.mark.slow  # CLI processes: ~30 s on 2 cores
+def test_cli_sql_info_publish_history_verify_and_compact_over_the_lake(lab, recorded_run, monkeypatch):
+    store, h1, h2, anywhere = lab
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
+    b = clone_run(recorded_run.run_dir, h2, "b", device="bench2")
+    monkeypatch.delenv(SHARED_ENV)  # ingested before the lab had a lake: nothing published
+    warehouse.ingest_run(h1, a)
+    warehouse.ingest_run(h2, b)
+    assert not store.path.exists()
+    env = {SHARED_ENV: str(store.path)}
+    info = json.loads(_sme2("warehouse", "info", "--json", home=h1.path, env_extra=env).stdout)
+    assert info["shared_store"]["local_runs_not_published"] == [a.name]
+    for root in (h1, h2):
+        assert "1 run(s) published" in _sme2("warehouse", "publish", home=root.path, env_extra=env).stdout
+    assert "0 run(s) published" in _sme2("warehouse", "publish", home=h1.path, env_extra=env).stdout
+    query = "SELECT device, count(*) AS n FROM runs GROUP BY 1 ORDER BY 1"
+    out = _sme2("sql", query, "-f", "json", home=anywhere.path, env_extra=env)
+    assert json.loads(out.stdout) == [{"device": "bench1", "n": 1}, {"device": "bench2", "n": 1}]
+    history = json.loads(_sme2("warehouse", "history", "--json", home=anywhere.path, env_extra=env).stdout)
+    first = next(h["snapshot"] for h in history if h["runs_added"] == [a.name])
+    then = _sme2("sql", query, "-f", "json", "--at", str(first), home=anywhere.path, env_extra=env)
+    assert json.loads(then.stdout) == [{"device": "bench1", "n": 1}]
+    assert json.loads(_sme2("warehouse", "verify", "--json", home=h1.path, env_extra=env).stdout) == []
+    done = json.loads(_sme2("warehouse", "compact", "--json", home=h1.path, env_extra=env).stdout)
+    assert done["runs"] == 2 and done["files_after"] <= done["files_before"]
     no_store = {k: v for k, v in os.environ.items() if k != SHARED_ENV}
     proc = subprocess.run(
-        [sys.executable, "-m", "kit.cli", "warehouse", "compact"],
-        capture_output=True,
-        text=True,
-        env=no_store,
-        timeout=120,
+        [sys.executable, "-m", "kit.cli", "warehouse", "compact"], capture_output=True, text=True, env=no_store, timeout=120
     )
     assert proc.returncode != 0 and "SME2_SHARED_STORE is not set" in proc.stdout + proc.stderr
+    no_lake = _sme2("sql", "SELECT 1", "--at", "3", home=h1.path, env_extra={}, check=False)
+    assert no_lake.returncode != 0 and "time travel reads the lab's DuckLake" in no_lake.stdout + no_lake.stderr

@@ -21,7 +21,7 @@ from kit.cli.common import (
     root_of,
 )
 from kit.core.errors import Sme2Error
-from kit.store import queries, warehouse
+from kit.store import migration, queries, warehouse
 from kit.store.connection import scalar
 from kit.store.schema import STORED_AS, TABLES
 from kit.store.shared import SharedStore
@@ -42,6 +42,9 @@ def sql_cmd(
     as_json: bool = JsonOpt,
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds before the query is stopped."),
     max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="At most this many rows are printed."),
+    at: Optional[str] = typer.Option(
+        None, "--at", help="A lab: read the DuckLake as of this snapshot (sme2 warehouse history) or time (2026-12-01)."
+    ),
     home: Optional[Path] = HomeOpt,
 ):
     """Run one read-only SELECT (or EXPLAIN of one) over the warehouse. It cannot read or write
@@ -49,7 +52,7 @@ def sql_cmd(
     it stops at its time limit, at Ctrl-C, and returns at most --max-rows rows."""
 
     root = root_of(home)
-    df = Warehouse.at(root).sql(query, timeout_s=timeout, max_rows=max_rows)  # kit.store.usersql (+ a lab's store)
+    df = Warehouse.at(root, at).sql(query, timeout_s=timeout, max_rows=max_rows)  # kit.store.usersql (+ a lab's lake)
     cut = len(df) > max_rows
     print_frame(df.head(max_rows), "json" if as_json else fmt)
     if cut:
@@ -116,6 +119,8 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
         stored = wh.shared.run_ids()
         info["shared_store"] = {
             "path": str(wh.shared.path),
+            "lake": wh.shared.describe(),
+            "snapshot": wh.shared.snapshot(),
             "runs": len(stored),
             "local_runs_not_published": sorted(local - stored),
         }
@@ -134,7 +139,8 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
         if "shared_store" in info:
             shared = info["shared_store"]
             console.print(
-                f"shared store {escape(shared['path'])}: {shared['runs']:,} runs (counts above: this host's file)"
+                f"lab DuckLake {escape(shared['lake'])}: {shared['runs']:,} runs, snapshot {shared['snapshot']} "
+                "(counts above: this host's file)"
             )
             if shared["local_runs_not_published"]:
                 console.print(
@@ -185,36 +191,104 @@ def _report_ingested(result, command_line: str) -> None:
 @warehouse_app.command("publish")
 @command
 def warehouse_publish(home: Optional[Path] = HomeOpt):
-    """A lab: publish this host's runs the shared store ($SME2_SHARED_STORE) lacks, each once as
-    immutable Parquet files (docs/deployment.md). Runs already there are left alone."""
+    """A lab: publish this host's runs the lab's DuckLake lacks ($SME2_SHARED_STORE,
+    $SME2_SHARED_CATALOG), each in one transaction (docs/deployment.md). Runs already there are left alone."""
 
     _store_or_explain()
     wh = Warehouse.at(root_of(home))
     added = wh.publish()
-    console.print(f"{len(added)} run(s) published to {escape(str(wh.shared.path))}")
+    console.print(f"{len(added)} run(s) published to {escape(wh.shared.describe())}")
 
 
 @warehouse_app.command("compact")
 @command
 def warehouse_compact(
-    min_files: int = typer.Option(
-        2, "--min-files", min=2, help="Compact a day x device folder once it has this many runs."
+    keep_days: int = typer.Option(
+        30, "--keep-days", min=0, help="Keep snapshots (time travel) this many days; older ones are expired."
     ),
-    by: str = typer.Option("month", "--by", help="One file per table per device and month (default) or day."),
     as_json: bool = JsonOpt,
 ):
-    """A lab: merge the shared store's per-run Parquet files into one file per table, device and
-    month (or day), so queries open a few files instead of thousands (docs/deployment.md). Safe while hosts
-    publish and people query; run it from one host, e.g. nightly."""
+    """A lab: the DuckLake's maintenance (docs/deployment.md): duplicate publishes deleted, adjacent
+    files merged, snapshots older than --keep-days expired, files nothing needs deleted. Safe while
+    hosts publish and people query; Dagster runs it nightly (lake_maintenance)."""
 
     store = _store_or_explain()
-    done = store.compact(by=by, min_files=min_files, say=None if as_json else console.print)
+    done = store.compact(keep_days=keep_days, say=None if as_json else console.print)
     if as_json:
         emit_json(done.__dict__)
         return
     console.print(
-        f"{done.runs} run(s) in {done.partitions} partition(s): {done.files_removed} files merged into "
-        f"{done.files_written} in {escape(str(store.path))}"
+        f"{done.runs} run(s): {done.files_before} -> {done.files_after} data files, {done.duplicates_removed} "
+        f"duplicate publish(es) removed, {done.snapshots_expired} snapshot(s) expired, {done.files_deleted} file(s) "
+        f"deleted in {escape(store.describe())}"
+    )
+
+
+@warehouse_app.command("history")
+@command
+def warehouse_history(
+    limit: int = typer.Option(20, "--limit", min=1, max=10_000, help="How many of the newest snapshots."),
+    as_json: bool = JsonOpt,
+):
+    """A lab: the DuckLake's snapshots, newest first, with the runs each one added. A snapshot
+    number (or a time) goes to `sme2 sql --at` and `sme2 report --at`."""
+
+    store = _store_or_explain()
+    rows = store.history(limit)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        runs = r["runs_added"]
+        what = f"{len(runs)} run(s): {', '.join(runs[:3])}{' ...' if len(runs) > 3 else ''}" if runs else r["changes"]
+        console.print(f"{r['snapshot']:>6}  {r['time'][:19]}  {escape(what)}")
+
+
+@warehouse_app.command("verify")
+@command
+def warehouse_verify(as_json: bool = JsonOpt):
+    """A lab: check every data file the DuckLake's current snapshot needs: missing, truncated (size
+    unlike the catalog's) or unreadable files are listed; exit status 1 if any."""
+
+    store = _store_or_explain()
+    problems = store.verify()
+    if as_json:
+        emit_json([p.__dict__ for p in problems])
+    elif not problems:
+        console.print(f"every data file of {escape(store.describe())} is there and readable  [green]ok[/]")
+    for p in problems if not as_json else []:
+        err.print(f"[red]{escape(p.table)}[/]: {escape(p.path)}: {escape(p.problem)}")
+    if problems:
+        if not as_json:
+            err.print(
+                "  [yellow]->[/] restore the files from backup; or delete the affected runs' rows from the lake and "
+                "republish them from the hosts that measured them (sme2 warehouse publish)"
+            )
+        raise typer.Exit(1)
+
+
+@warehouse_app.command("migrate")
+@command
+def warehouse_migrate(
+    home: Optional[Path] = HomeOpt,
+    legacy: Optional[Path] = typer.Option(
+        None, "--from-parquet-store", help="A shared Parquet store of an earlier release to move into the lake."
+    ),
+    as_json: bool = JsonOpt,
+):
+    """Move into the lab's DuckLake, once: this host's local warehouse (every run the lake lacks) and,
+    with --from-parquet-store, the shared Parquet store of earlier releases. Counts and the named
+    queries' answers are the same before and after; running it again adds nothing."""
+
+    store = _store_or_explain()
+    wh = Warehouse.at(root_of(home))
+    result = migration.migrate(wh, store, Path(legacy) if legacy else None, say=None if as_json else console.print)
+    if as_json:
+        emit_json(result)
+        return
+    console.print(
+        f"{result['local_published']} local run(s) and {result['legacy_runs_added']} run(s) of the Parquet store "
+        f"moved into {escape(store.describe())}; the lake holds {result['lake_runs']} run(s)"
     )
 
 
@@ -223,7 +297,8 @@ def _store_or_explain():
     if store is None:
         raise Sme2Error(
             "no shared store: $SME2_SHARED_STORE is not set",
-            "set it to the lab's shared folder (docs/deployment.md), e.g. export SME2_SHARED_STORE=/mnt/sme2-lab/store",
+            "set it to the lab's shared folder and $SME2_SHARED_CATALOG to its PostgreSQL catalog (docs/deployment.md), "
+            "e.g. export SME2_SHARED_STORE=/mnt/sme2-lab/store SME2_SHARED_CATALOG='postgres:dbname=sme2_lake host=lab-db'",
         )
     return store
 

@@ -1,5 +1,5 @@
 """DuckDB extensions from installed Python packages, never from the network: DuckLake (the lab's
-shared warehouse) and the PostgreSQL scanner (its catalog). `duckdb-extension-<name>` packages on
+shared warehouse) and the PostgreSQL and SQLite scanners (its catalog). `duckdb-extension-<name>` packages on
 PyPI carry the extension binary built for one DuckDB release (extensions/<version>/<name>.duckdb_extension);
 it is LOADed by path into one connection, so nothing is written to ~/.duckdb and no download is
 tried. DuckDB is pinned (constraints.txt) to the release those packages exist for: an unpinned
@@ -13,7 +13,11 @@ from pathlib import Path
 from kit.core.errors import Sme2Error
 
 # extension name -> the PyPI package that carries it
-PACKAGES = {"ducklake": "duckdb-extension-ducklake", "postgres_scanner": "duckdb-extension-postgres-scanner"}
+PACKAGES = {
+    "ducklake": "duckdb-extension-ducklake",
+    "postgres_scanner": "duckdb-extension-postgres-scanner",  # a lab's catalog in PostgreSQL
+    "sqlite_scanner": "duckdb-extension-sqlite-scanner",  # one machine's catalog in a SQLite file
+}
 
 
 class ExtensionError(Sme2Error):

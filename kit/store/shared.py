@@ -1,60 +1,54 @@
-"""The shared store: the warehouse of a device lab, written by many hosts without a shared lock.
+"""The shared warehouse of a device lab: a DuckLake, written by many hosts, read by all.
 
-DuckDB allows one writing process per database file, and a file lock over a network file system
-is neither reliable nor wanted across hosts. So each host keeps its own `warehouse.duckdb` and,
-once a run's rows have committed there, publishes them once as immutable Parquet files into a
-shared folder (`$SME2_SHARED_STORE`, e.g. an NFS mount every lab host and the analysis host see):
+DuckDB allows one writing process per database file, and a file lock over a network file system is
+neither reliable nor wanted across hosts. So each host keeps its own `warehouse.duckdb` and, once a
+run's rows have committed there, publishes them into the lab's DuckLake: its catalog in a SQL
+database (the lab's PostgreSQL, `$SME2_SHARED_CATALOG=postgres:<libpq conninfo>`; on one machine
+a SQLite file beside the data), its data as Parquet files under `$SME2_SHARED_STORE` (a folder every
+host mounts). DuckLake is DuckDB's own lakehouse format: the engine, its transactions, snapshots and
+maintenance are maintained and documented by others (ducklake.select), not by this project.
 
-    <store>/v<schema version>/<table>/date=<YYYY-MM-DD>/device=<device>/<run_id>.parquet
+    <store>/data/v<schema version>/<table>/ducklake-<uuid>.parquet     (small inserts stay inlined in the catalog)
 
-one file per table per run (latency_samples, op_events in their wide form, op_stats,
-category_stats, kernels, artifacts, runs). Every file is written to a temp name in its folder and
-renamed (kit.core.atomic), and the `runs` file goes last: it is the run's commit marker. A reader
-sees a run only when its `runs` file exists, so a host that dies mid-publish leaves files that no
-view shows, and publishing the run again (`sme2 warehouse publish`, or the next start's recovery)
-rewrites them under the same names: a run is in the store once, however often it is published.
-Two hosts never write the same file unless they publish the same run, and then the content is
-the same run's.
+Publishing a run is one DuckLake transaction over every table (latency_samples, op_events in their
+wide form, op_stats, category_stats, kernels, artifacts, op_event_counts, runs): readers see the run
+whole or not at all, a host killed mid-commit leaves nothing visible, and publishing again stores it.
+Every row carries the `publish_id` of its transaction. A run already in the lake is not published
+again; should two hosts publish the same run at the same moment (both checks pass before either
+commits), both commits land, readers take one (the smallest publish id) and maintenance deletes the
+other: a run is seen exactly once, and stored once after maintenance.
 
-Readers (`sme2 sql`, the named queries, the reports, every `Warehouse.query`) see the union of
-the local file and the store: temp views named like the tables (`runs`, `op_events`, ...,
-`current_runs`) over the local tables plus the store's runs that the local file lacks. Nothing else
-changes for them. `regressions`, `op_event_times` and `op_event_slots` stay local.
+Readers (`sme2 sql`, the named queries, the reports, every `Warehouse.query`) see the union of the
+local file and the lake through temp views named like the tables (`runs`, `op_events`, ...,
+`current_runs`): the local rows plus the lake's runs the local file lacks. `at` pins the lake side to
+one snapshot (time travel: `sme2 sql --at`, `sme2 report --at`). `regressions`, `op_event_times` and
+`op_event_slots` stay local.
 
-One file per run per table makes queries slow as the store grows (DuckDB opens every file: about
-1 s per query at a thousand runs here), so `sme2 warehouse compact` merges each device's files of a
-month (`--by day`: of a day) into one `batch-<UTC stamp>.parquet` per table, in a
-`date=<YYYY-MM>` folder, the runs batch last, then deletes the files it merged. Readers take each run's rows from the newest batch whose runs file lists it, else from
-its own files, so a crash anywhere in a compaction (or two of them at once) shows every run once.
-A run's files that have no runs file yet (a publish in progress) are left alone.
-
-Every file of a store version has the same columns (the warehouse schema of that version), so the
-views read the files without reconciling schemas by name (DuckDB then reads one file's footer at
-bind time, not every file's: 12 ms instead of 330 ms for 600 files here). A schema migration
-starts a new version folder, and each host republishes its runs into it from its own file (`sme2
-warehouse publish`): the store is derived from the hosts' files, which stay the source."""
+Maintenance (`sme2 warehouse compact`, and nightly in Dagster): duplicate publishes deleted,
+`ducklake_merge_adjacent_files`, snapshots older than the retention expired, then the files no
+snapshot needs and files no transaction committed (a killed writer's) deleted. A schema migration
+starts a new schema in the lake (`v<version>`), and each host republishes its runs into it from its
+own file (`sme2 warehouse publish`): the lake is derived from the hosts' files, which stay the source."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import duckdb
 
-from kit.core import atomic, names
-from kit.core.errors import DiskFullError, Sme2Error, WarehouseError
-from kit.core.locks import file_lock
+from kit.core.errors import Sme2Error, WarehouseError
+from kit.store import extensions
 from kit.store.schema import OP_COUNTS_VIEW, OP_INSTANCES_VIEW, SCHEMA_VERSION
 
 SHARED_ENV = "SME2_SHARED_STORE"
-# Published per run; `runs` LAST: a run exists in the store once its runs file does.
+CATALOG_ENV = "SME2_SHARED_CATALOG"
+LAKE = "sme2_lake"
+# Published per run, in this order, in one transaction.
 PUBLISHED = (
     "latency_samples",
     "op_events",
@@ -65,10 +59,11 @@ PUBLISHED = (
     "op_event_counts",
     "runs",
 )
-LOCAL_ONLY = ("run_no",)  # a local database's own numbering: meaningless in the store
-_GLOB_CHARS = set("*?[]{}'\"\\")
-COMPACT_BY = ("month", "day")
-BATCH_PREFIX = "batch-"  # a compacted file: many runs' rows of one table, day and device
+LOCAL_ONLY = ("run_no",)  # a local database's own numbering: meaningless in the lake
+PUBLISH_ID = "publish_id"
+INLINE_ROWS = 100  # inserts this small stay in the catalog: no file per run for runs, stats, kernels
+COMMIT_RETRY_S = 60.0  # concurrent commits (and a busy SQLite catalog) are retried this long
+_PATH_CHARS = set("*?[]{}'\"\\\n\0")
 
 
 def _literal(text: str) -> str:
@@ -77,244 +72,233 @@ def _literal(text: str) -> str:
 
 @dataclass
 class Compaction:
-    partitions: int = 0
+    """What one maintenance pass did."""
+
+    duplicates_removed: int = 0
+    files_before: int = 0
+    files_after: int = 0
+    snapshots_expired: int = 0
+    files_deleted: int = 0
     runs: int = 0
-    files_written: int = 0
-    files_removed: int = 0
+
+
+@dataclass
+class FileProblem:
+    table: str
+    path: str
+    problem: str
 
 
 @dataclass(frozen=True)
 class SharedStore:
-    path: Path
+    path: Path  # the data folder every host mounts
+    catalog: str = ""  # "postgres:<conninfo>" or "sqlite:<file>"; "" = sqlite:<path>/catalog.sqlite
+    schema: str = field(default=f"v{SCHEMA_VERSION}")
 
     @classmethod
-    def of(cls, path: str | os.PathLike) -> "SharedStore":
+    def of(cls, path: str | os.PathLike, catalog: str | None = None) -> "SharedStore":
         p = Path(path).expanduser().resolve()
-        if _GLOB_CHARS & set(str(p)):
+        if _PATH_CHARS & set(str(p)):
             raise WarehouseError(
-                f"shared store path {p} contains glob or quote characters",
+                f"shared store path {p} contains glob, quote or control characters",
                 f"mount the shared store at a plain path (letters, digits, / _ . -) and set ${SHARED_ENV} to it",
             )
-        return cls(p)
+        catalog = (catalog or "").strip() or f"sqlite:{p / 'catalog.sqlite'}"
+        kind, _, target = catalog.partition(":")
+        if kind not in ("postgres", "sqlite") or not target or "\0" in catalog or "\n" in catalog:
+            raise WarehouseError(
+                f"${CATALOG_ENV} {catalog!r} is not a DuckLake catalog this platform uses",
+                "use postgres:<libpq connection string> (a lab), e.g. postgres:dbname=sme2_lake host=lab-db, or "
+                "leave it unset for a SQLite catalog beside the data (one machine)",
+            )
+        return cls(p, catalog)
 
     @classmethod
     def from_env(cls, environ=None) -> "SharedStore | None":
-        """The store named by $SME2_SHARED_STORE, or None (a single host: no store)."""
-        value = (environ if environ is not None else os.environ).get(SHARED_ENV, "").strip()
-        return cls.of(value) if value else None
-
-    # ------------------------------------------------------------------ layout
+        """The lake named by $SME2_SHARED_STORE (and $SME2_SHARED_CATALOG), or None (no lab)."""
+        env = environ if environ is not None else os.environ
+        value = env.get(SHARED_ENV, "").strip()
+        return cls.of(value, env.get(CATALOG_ENV)) if value else None
 
     @property
     def data(self) -> Path:
-        """This schema version's folder of the store."""
-        return self.path / f"v{SCHEMA_VERSION}"
+        return self.path / "data"
 
-    def file(self, table: str, day: str, device: str, run_id: str) -> Path:
-        if table not in PUBLISHED:
-            raise ValueError(f"{table} is not a published table")
-        names.device_name(device)
-        names.file_component("run id", run_id)
-        return self.data / table / f"date={day}" / f"device={device}" / f"{run_id}.parquet"
+    @property
+    def kind(self) -> str:
+        return self.catalog.partition(":")[0]
 
-    def glob(self, table: str) -> str:
-        return str(self.data / table / "date=*" / "device=*" / "*.parquet")
+    def describe(self) -> str:
+        """Where the lake is, without the catalog's credentials."""
+        where = "PostgreSQL catalog" if self.kind == "postgres" else f"SQLite catalog {self.catalog[7:]}"
+        return f"{self.path} ({where})"
 
-    def files(self, table: str) -> list[Path]:
-        folder = self.data / table
-        return sorted(folder.glob("date=*/device=*/*.parquet")) if folder.is_dir() else []
+    # ------------------------------------------------------------------ connections
 
-    def batch_glob(self, table: str) -> str:
-        return str(self.data / table / "date=*" / "device=*" / f"{BATCH_PREFIX}*.parquet")
+    def attach(self, conn, read_only: bool = False) -> None:
+        """ATTACH the lake as `sme2_lake` on `conn` (once per connection)."""
+        if conn.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE]).fetchone()[0]:
+            return
+        extensions.load(conn, "ducklake", "postgres_scanner" if self.kind == "postgres" else "sqlite_scanner")
+        self.data.mkdir(parents=True, exist_ok=True) if not read_only else None
+        options = [f"DATA_PATH {_literal(str(self.data) + '/')}"]
+        if read_only:
+            options.append("READ_ONLY")
+        else:  # explicit: a read-only local warehouse connection would otherwise attach the lake read-only too
+            options += ["READ_WRITE", f"DATA_INLINING_ROW_LIMIT {INLINE_ROWS}"]
+        try:
+            conn.execute(f"ATTACH {_literal('ducklake:' + self.catalog)} AS {LAKE} ({', '.join(options)})")
+        except duckdb.Error as e:
+            raise WarehouseError(
+                f"cannot open the lab's DuckLake at {self.describe()}: {_first_line(e)}",
+                f"check ${CATALOG_ENV} (the catalog database must be reachable from this host) and that ${SHARED_ENV} "
+                "is mounted; runs stay in the local warehouse and `sme2 warehouse publish` adds them later",
+            ) from e
 
-    def has_batches(self) -> bool:
-        folder = self.data / "runs"
-        return folder.is_dir() and next(folder.glob(f"date=*/device=*/{BATCH_PREFIX}*.parquet"), None) is not None
+    @contextlib.contextmanager
+    def session(self, read_only: bool = True):
+        """An in-memory DuckDB connection with the lake attached."""
+        conn = duckdb.connect()
+        try:
+            self.attach(conn, read_only=read_only)
+            yield conn
+        finally:
+            conn.close()
 
-    def has_files(self, table: str) -> bool:
-        folder = self.data / table
-        return folder.is_dir() and next(folder.glob("date=*/device=*/*.parquet"), None) is not None
+    def _has_table(self, conn, table: str) -> bool:
+        return bool(
+            conn.execute(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+                [LAKE, self.schema, table],
+            ).fetchone()[0]
+        )
 
-    def run_ids(self) -> set[str]:
-        """Runs in the store (those whose commit marker, a runs file, lists them)."""
-        return set(self._committed(self.files("runs")))
+    def has_runs(self) -> bool:
+        if not self._catalog_exists():
+            return False
+        with self.session() as conn:
+            return self._has_table(conn, "runs")
 
-    def _committed(self, runs_files: list[Path]) -> dict[str, str]:
-        """{run_id: the file stem its rows are read from}: the newest batch listing the run, else the
-        run's own files (the reader rule of union_views, in Python)."""
-        source: dict[str, str] = {}
-        for f in runs_files:
-            if not f.stem.startswith(BATCH_PREFIX):
-                source.setdefault(f.stem, f.stem)
-        for f in sorted((f for f in runs_files if f.stem.startswith(BATCH_PREFIX)), key=lambda f: f.stem):
-            for run_id in pq.read_table(f, columns=["run_id"]).column("run_id").to_pylist():
-                source[run_id] = f.stem  # sorted: a newer batch wins
-        return source
-
-    def _in_store(self, day: str, device: str, run_id: str) -> bool:
-        marker = self.file("runs", day, device, run_id)
-        if marker.exists():
-            return True
-        batches = [self.data / "runs" / f"date={period}" / f"device={device}" for period in (day, day[:7])]
-        return run_id in self._committed(sorted(f for b in batches for f in b.glob(f"{BATCH_PREFIX}*.parquet")))
+    def _catalog_exists(self) -> bool:
+        return self.kind == "postgres" or Path(self.catalog[len("sqlite:") :]).exists()
 
     # ------------------------------------------------------------------ writing
 
+    def _ensure_tables(self, conn, local: str) -> None:
+        """The lake's tables, shaped like the local ones (plus publish_id), created once."""
+        missing = [t for t in PUBLISHED if not self._has_table(conn, t)]
+        if not missing:
+            return
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE}.{self.schema}")
+        for table in missing:
+            exclude = f" EXCLUDE ({', '.join(LOCAL_ONLY)})" if table == "runs" else ""
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {LAKE}.{self.schema}.{table} AS "
+                f"SELECT *{exclude}, ''::VARCHAR AS {PUBLISH_ID} FROM {local}.{table} WHERE false"
+            )
+
     def publish(self, conn, run_id: str) -> bool:
-        """Publish one run from a local warehouse connection; False if it is in the store already.
-        Each table's rows go to one Parquet file (temp name, fsync, rename); the runs file last."""
-        row = conn.execute("SELECT device, CAST(started_at AS DATE) FROM runs WHERE run_id = ?", [run_id]).fetchall()
+        """Publish one run from a local warehouse connection in one lake transaction; False if the
+        lake has it already. Concurrent commits (another host publishing) are retried."""
+        local = _local_schema(conn)
+        row = conn.execute("SELECT run_id FROM runs WHERE run_id = ?", [run_id]).fetchall()
         if not row:
             raise WarehouseError(
                 f"run {run_id} is not in the local warehouse: nothing to publish",
                 "ingest its run folder first (sme2 warehouse ingest DIR)",
             )
-        device, day = row[0]
-        day = day.isoformat()
-        if run_id.startswith(BATCH_PREFIX):
-            raise WarehouseError(
-                f"run id {run_id} starts with {BATCH_PREFIX!r}, the store's name for compacted files",
-                "rename the run folder (and the run_id in its run.json) before publishing it",
-            )
-        if self._in_store(day, device, run_id):
-            return False
-        for table in PUBLISHED:
-            exclude = f" EXCLUDE ({', '.join(LOCAL_ONLY)})" if table == "runs" else ""
-            arrow = conn.execute(f"SELECT *{exclude} FROM {table} WHERE run_id = ?", [run_id]).to_arrow_table()
-            if table != "runs" and arrow.num_rows == 0:
-                continue
-            buf = io.BytesIO()
-            pq.write_table(arrow, buf, compression="zstd")
-            target = self.file(table, day, device, run_id)
+        self.attach(conn)
+        _retrying(lambda: self._ensure_tables(conn, local), conn)
+        publish_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(6)}"
+
+        def once() -> bool:
+            conn.execute("BEGIN TRANSACTION")
             try:
-                try:
-                    atomic.write_bytes(target, buf.getvalue())
-                except FileNotFoundError:  # a compaction removed the day's folder as it was made: again
-                    atomic.write_bytes(target, buf.getvalue())
-            except DiskFullError as e:  # the store's disk, not the data root's
-                raise DiskFullError(
-                    e.message,
-                    f"free space where ${SHARED_ENV} points ({self.path}: df -h {self.path}); the run stays in the "
-                    "local warehouse and `sme2 warehouse publish` adds it to the store later",
-                ) from e
-            except Sme2Error:
+                if conn.execute(
+                    f"SELECT count(*) FROM {LAKE}.{self.schema}.runs WHERE run_id = ?", [run_id]
+                ).fetchone()[0]:
+                    conn.execute("ROLLBACK")
+                    return False
+                for table in PUBLISHED:
+                    exclude = f" EXCLUDE ({', '.join(LOCAL_ONLY)})" if table == "runs" else ""
+                    conn.execute(
+                        f"INSERT INTO {LAKE}.{self.schema}.{table} BY NAME "
+                        f"SELECT *{exclude}, ? AS {PUBLISH_ID} FROM {local}.{table} WHERE run_id = ?",
+                        [publish_id, run_id],
+                    )
+                conn.execute("COMMIT")
+                return True
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    conn.execute("ROLLBACK")
                 raise
-            except OSError as e:
-                raise WarehouseError(
-                    f"cannot write {target} in the shared store: {e.strerror or e}",
-                    f"check that ${SHARED_ENV} ({self.path}) is mounted and writable on this host; the run stays"
-                    " in the local warehouse and `sme2 warehouse publish` adds it to the store later",
-                ) from e
-        return True
 
-    # ------------------------------------------------------------------ compaction
+        try:
+            return _retrying(once, conn)
+        except duckdb.Error as e:
+            raise self._write_error(run_id, e) from e
 
-    def compact(self, by: str = "month", min_files: int = 2, say=None) -> "Compaction":
-        """Merge each device's files of one month (or day: `by`) into one batch file per table,
-        written in `date=<YYYY-MM>` (or the day's) folder, the runs batch last, then delete the
-        files merged. Groups with fewer than `min_files` runs files are left as they are. Safe beside
-        publishing hosts and readers (module doc); one compaction at a time per store."""
-        if by not in COMPACT_BY:
-            raise WarehouseError(f"cannot compact by {by!r}", f"use one of {', '.join(COMPACT_BY)}")
-        done = Compaction()
-        runs_root = self.data / "runs"
-        if not runs_root.is_dir():
-            return done
-        groups: dict[tuple[str, str], list[Path]] = {}  # (period, device folder) -> runs folders
-        for folder in sorted(runs_root.glob("date=*/device=*")):
-            day = folder.parent.name.removeprefix("date=")
-            period = day[:7] if by == "month" else day
-            groups.setdefault((period, folder.name), []).append(folder.relative_to(runs_root))
-        with file_lock(self.path / ".compact.lock", timeout_s=5, what="a compaction of the shared store"):
-            for (period, device_dir), folders in groups.items():
-                runs_files = sorted(f for where in folders for f in (runs_root / where).glob("*.parquet"))
-                if len(runs_files) < min_files:
-                    continue
-                source = self._committed(runs_files)
-                if not source:
-                    continue
-                target = Path(f"date={period}") / device_dir
-                stamp = f"{BATCH_PREFIX}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(4)}"
-                merged: list[Path] = []
-                for table in PUBLISHED:  # runs LAST: the batch's commit marker
-                    files = sorted(f for where in folders for f in (self.data / table / where).glob("*.parquet"))
-                    pieces = []
-                    for f in files:
-                        if not (f.stem.startswith(BATCH_PREFIX) or f.stem in source):
-                            continue  # a run still being published: not ours to touch
-                        merged.append(f)
-                        mine = [run_id for run_id, src in source.items() if src == f.stem]
-                        if mine:
-                            t = pq.read_table(f)
-                            keep = pc.is_in(t["run_id"].cast(pa.string()), value_set=pa.array(mine, pa.string()))
-                            pieces.append(t.filter(keep))
-                    if pieces:
-                        buf = io.BytesIO()
-                        pq.write_table(pa.concat_tables(pieces), buf, compression="zstd")
-                        atomic.write_bytes(self.data / table / target / f"{stamp}.parquet", buf.getvalue())
-                        done.files_written += 1
-                for f in merged:  # every run of these is in the new batch now
-                    f.unlink(missing_ok=True)
-                for where in folders:  # emptied day folders: every query globs them (10x the cost)
-                    for table in PUBLISHED:
-                        for empty in (self.data / table / where, self.data / table / where.parent):
-                            with contextlib.suppress(OSError):  # not empty (a publish is writing): kept
-                                empty.rmdir()
-                done.files_removed += len(merged)
-                done.partitions += 1
-                done.runs += len(source)
-                if say:
-                    say(f"{target}: {len(source)} runs, {len(merged)} files merged")
-        return done
+    def _write_error(self, run_id: str, e: Exception) -> WarehouseError:
+        text = _first_line(e)
+        if "No space left" in str(e):
+            return WarehouseError(
+                f"the lab's DuckLake is out of disk space publishing run {run_id}: {text}",
+                f"free space where ${SHARED_ENV} points ({self.path}: df -h {self.path}); the run stays in the "
+                "local warehouse and `sme2 warehouse publish` adds it later",
+            )
+        return WarehouseError(
+            f"publishing run {run_id} to the lab's DuckLake at {self.describe()} failed: {text}",
+            "nothing of it is visible there (one transaction); the run stays in the local warehouse and "
+            "`sme2 warehouse publish` adds it later",
+        )
 
     # ------------------------------------------------------------------ reading
 
-    def union_views(self, conn) -> bool:
+    def run_ids(self) -> set[str]:
+        if not self.has_runs():
+            return set()
+        with self.session() as conn:
+            return {r[0] for r in conn.execute(f"SELECT DISTINCT run_id FROM {LAKE}.{self.schema}.runs").fetchall()}
+
+    def files(self, table: str) -> list[Path]:
+        """The Parquet files of `table` in the current snapshot (inlined rows have none)."""
+        if table not in PUBLISHED:
+            raise ValueError(f"{table} is not a published table")
+        if not self.has_runs():
+            return []
+        with self.session() as conn:
+            rows = conn.execute(
+                f"SELECT data_file FROM ducklake_list_files({_literal(LAKE)}, ?, schema => ?)", [table, self.schema]
+            ).fetchall()
+        return sorted(Path(r[0]) for r in rows)
+
+    def union_views(self, conn, at: int | str | None = None) -> bool:
         """Temp views on `conn` (a connection to a local warehouse) named like the tables, over the
-        local rows plus the store's runs the local file lacks. False (no views) if the store holds
-        no run yet. Each run of the store appears once, even if two hosts published it."""
-        if not self.has_files("runs"):
+        local rows plus the lake's runs the local file lacks (each once), optionally as of snapshot
+        `at` (a version number, or a timestamp). False (no views) while the lake holds no run."""
+        if not self._catalog_exists():
             return False
-        db = conn.execute("SELECT current_database()").fetchone()[0]
-        local = f'"{db}".main'
+        self.attach(conn, read_only=True)
+        if not self._has_table(conn, "runs"):
+            return False
+        local = _local_schema(conn)
+        when = _at_clause(at)
 
-        def scan(table: str, glob: str | None = None) -> str:
-            where = _literal(glob or self.glob(table))
-            return f"read_parquet({where}, hive_partitioning = false, union_by_name = false, filename = true)"
+        def lake(table: str, alias: str = "") -> str:  # DuckDB: the alias goes before AT (...)
+            return f"{LAKE}.{self.schema}.{table}{' ' + alias if alias else ''}{when}"
 
-        batches = self.has_batches()
-        if batches:  # each compacted run's rows from the newest batch listing it (see the module doc)
+        conn.execute(
+            f"""CREATE OR REPLACE TEMP VIEW _lake_winners AS
+                SELECT run_id, min({PUBLISH_ID}) AS {PUBLISH_ID} FROM {lake("runs")}
+                WHERE run_id NOT IN (SELECT run_id FROM {local}.runs) GROUP BY run_id"""
+        )
+        for table in PUBLISHED:
             conn.execute(
-                f"""CREATE OR REPLACE TEMP VIEW _shared_batched AS
-                    SELECT run_id, max(parse_filename(filename, true)) AS source
-                    FROM {scan("runs", self.batch_glob("runs"))} GROUP BY run_id"""
+                f"""CREATE OR REPLACE TEMP VIEW {table} AS
+                    SELECT * FROM {local}.{table} UNION ALL BY NAME
+                    SELECT t.* EXCLUDE ({PUBLISH_ID}) FROM {lake(table, "t")} SEMI JOIN _lake_winners w
+                    ON t.run_id = w.run_id AND t.{PUBLISH_ID} = w.{PUBLISH_ID}"""
             )
-
-        def rows(table: str) -> str:
-            rule = "run_id IN (SELECT run_id FROM _shared_runs)"
-            if batches:
-                rule += f""" AND (CASE WHEN parse_filename(filename, true) LIKE '{BATCH_PREFIX}%'
-                    THEN run_id || '/' || parse_filename(filename, true) IN (SELECT run_id || '/' || source FROM _shared_batched)
-                    ELSE run_id NOT IN (SELECT run_id FROM _shared_batched) END)"""
-            else:  # batches of a compaction that has not written its runs batch yet do not count
-                rule += f" AND parse_filename(filename, true) NOT LIKE '{BATCH_PREFIX}%'"
-            return f"SELECT * EXCLUDE (filename) FROM {scan(table)} WHERE {rule}"
-
-        conn.execute(
-            f"""CREATE OR REPLACE TEMP VIEW _shared_runs AS
-                SELECT * EXCLUDE (filename) FROM {scan("runs")}
-                WHERE run_id NOT IN (SELECT run_id FROM {local}.runs)
-                QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY ingested_at) = 1"""
-        )
-        conn.execute(
-            f"CREATE OR REPLACE TEMP VIEW runs AS SELECT * FROM {local}.runs UNION ALL BY NAME SELECT * FROM _shared_runs"
-        )
-        for table in PUBLISHED[:-1]:
-            if self.has_files(table):
-                conn.execute(
-                    f"""CREATE OR REPLACE TEMP VIEW {table} AS
-                        SELECT * FROM {local}.{table} UNION ALL BY NAME {rows(table)}"""
-                )
         conn.execute(
             """CREATE OR REPLACE TEMP VIEW current_runs AS SELECT * FROM runs
                QUALIFY row_number() OVER (PARTITION BY run_key ORDER BY started_at DESC, run_id DESC) = 1"""
@@ -324,5 +308,177 @@ class SharedStore:
         return True
 
     def sql_config(self) -> dict:
-        """What a locked-down reader (kit.store.usersql) must allow: reading this folder only."""
-        return {"allowed_directories": [str(self.path) + "/"]}
+        """What a locked-down reader (kit.store.usersql) must allow: the lake's data folder and,
+        for a SQLite catalog, its file."""
+        allowed = [str(self.data) + "/"]
+        if self.kind == "sqlite":
+            allowed.append(self.catalog[len("sqlite:") :])
+        return {"allowed_directories": allowed}
+
+    def snapshot(self) -> int | None:
+        """The lake's current snapshot id (what a report read), or None without a lake."""
+        if not self.has_runs():
+            return None
+        with self.session() as conn:
+            return conn.execute(f"SELECT max(snapshot_id) FROM ducklake_snapshots({_literal(LAKE)})").fetchone()[0]
+
+    def history(self, limit: int = 50) -> list[dict]:
+        """The newest snapshots: when, and which runs each one added."""
+        if not self.has_runs():
+            return []
+        with self.session() as conn:
+            snaps = conn.execute(
+                f"SELECT snapshot_id, snapshot_time, changes FROM ducklake_snapshots({_literal(LAKE)}) "
+                "ORDER BY snapshot_id DESC LIMIT ?",
+                [limit],
+            ).fetchall()
+            if not snaps:
+                return []
+            oldest = max(snaps[-1][0], 0)
+            added = conn.execute(
+                f"SELECT snapshot_id, run_id FROM ducklake_table_changes({_literal(LAKE)}, ?, 'runs', ?, ?) "
+                "WHERE change_type = 'insert' ORDER BY run_id",
+                [self.schema, oldest, snaps[0][0]],
+            ).fetchall()
+        by_snapshot: dict[int, list[str]] = {}
+        for snap, run_id in added:
+            by_snapshot.setdefault(snap, []).append(run_id)
+        return [
+            {"snapshot": s, "time": str(t), "changes": str(c), "runs_added": by_snapshot.get(s, [])}
+            for s, t, c in snaps
+        ]
+
+    # ------------------------------------------------------------------ maintenance
+
+    def compact(self, keep_days: int = 30, say=None) -> Compaction:
+        """The engine's maintenance: duplicate publishes deleted, adjacent files merged, snapshots
+        older than `keep_days` expired (time travel reaches back that far), then the files no
+        snapshot needs and files no transaction committed (older than a day: never a commit in
+        flight) deleted."""
+        done = Compaction()
+        if not self.has_runs():
+            return done
+        say = say or (lambda m: None)
+        with self.session(read_only=False) as conn:
+            done.files_before = self._file_count(conn)
+            dupes = conn.execute(
+                f"SELECT count(*) FROM (SELECT run_id FROM {LAKE}.{self.schema}.runs GROUP BY run_id HAVING count(*) > 1)"
+            ).fetchone()[0]
+            if dupes:
+                say(f"deleting {dupes} duplicate publish(es)")
+
+                def delete() -> None:
+                    conn.execute("BEGIN TRANSACTION")
+                    winners = f"SELECT run_id, min({PUBLISH_ID}) AS p FROM {LAKE}.{self.schema}.runs GROUP BY run_id"
+                    for table in PUBLISHED:
+                        conn.execute(
+                            f"DELETE FROM {LAKE}.{self.schema}.{table} t WHERE EXISTS (SELECT 1 FROM ({winners}) w "
+                            f"WHERE w.run_id = t.run_id AND w.p <> t.{PUBLISH_ID})"
+                        )
+                    conn.execute("COMMIT")
+
+                _retrying(delete, conn)
+                done.duplicates_removed = dupes
+            say("merging adjacent files")
+            conn.execute(f"CALL ducklake_merge_adjacent_files({_literal(LAKE)})")
+            say(f"expiring snapshots older than {keep_days} days")
+            expired = conn.execute(
+                f"CALL ducklake_expire_snapshots({_literal(LAKE)}, older_than => now() - INTERVAL {int(keep_days)} DAY)"
+            ).fetchall()
+            done.snapshots_expired = len(expired)
+            say("deleting files no snapshot needs")
+            old = conn.execute(f"CALL ducklake_cleanup_old_files({_literal(LAKE)}, cleanup_all => true)").fetchall()
+            orphans = conn.execute(
+                f"CALL ducklake_delete_orphaned_files({_literal(LAKE)}, older_than => now() - INTERVAL 1 DAY)"
+            ).fetchall()
+            done.files_deleted = len(old) + len(orphans)
+            done.files_after = self._file_count(conn)
+            done.runs = conn.execute(f"SELECT count(DISTINCT run_id) FROM {LAKE}.{self.schema}.runs").fetchone()[0]
+        return done
+
+    def _file_count(self, conn) -> int:
+        return sum(
+            conn.execute(
+                f"SELECT count(*) FROM ducklake_list_files({_literal(LAKE)}, ?, schema => ?)", [t, self.schema]
+            ).fetchone()[0]
+            for t in PUBLISHED
+            if self._has_table(conn, t)
+        )
+
+    def verify(self) -> list[FileProblem]:
+        """Every data file the current snapshot needs that is missing or cannot be read."""
+        problems: list[FileProblem] = []
+        if not self.has_runs():
+            return problems
+        with self.session() as conn:
+            for table in PUBLISHED:
+                if not self._has_table(conn, table):
+                    continue
+                rows = conn.execute(
+                    f"SELECT data_file, data_file_size_bytes FROM ducklake_list_files({_literal(LAKE)}, ?, schema => ?)",
+                    [table, self.schema],
+                ).fetchall()
+                for path, size in rows:
+                    p = Path(path)
+                    if not p.exists():
+                        problems.append(FileProblem(table, path, "missing"))
+                    elif size is not None and p.stat().st_size != size:
+                        problems.append(FileProblem(table, path, f"{p.stat().st_size} bytes, the catalog says {size}"))
+                    else:
+                        try:
+                            conn.execute(f"SELECT count(*) FROM parquet_metadata({_literal(path)})").fetchone()
+                        except duckdb.Error as e:
+                            problems.append(FileProblem(table, path, f"unreadable: {_first_line(e)}"))
+        return problems
+
+
+def _local_schema(conn) -> str:
+    db = conn.execute("SELECT current_database()").fetchone()[0]
+    return f'"{db}".main'
+
+
+def _at_clause(at: int | str | None) -> str:
+    if at is None:
+        return ""
+    if isinstance(at, int) or (isinstance(at, str) and at.isdigit()):
+        return f" AT (VERSION => {int(at)})"
+    try:
+        stamp = (
+            time.strptime(str(at)[:19], "%Y-%m-%dT%H:%M:%S") if "T" in str(at) else time.strptime(str(at), "%Y-%m-%d")
+        )
+    except ValueError as e:
+        raise WarehouseError(
+            f"{at!r} is neither a snapshot number nor a time",
+            "give a snapshot (sme2 warehouse history) or a time such as 2026-12-01 or 2026-12-01T08:00:00",
+        ) from e
+    return f" AT (TIMESTAMP => TIMESTAMPTZ {_literal(time.strftime('%Y-%m-%d %H:%M:%S', stamp))})"
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _retryable(e: Exception) -> bool:
+    text = str(e)
+    return isinstance(e, (duckdb.TransactionException, duckdb.IOException, duckdb.Error)) and any(
+        marker in text
+        for marker in ("Failed to commit DuckLake transaction", "database is locked", "Conflict", "conflict")
+    )
+
+
+def _retrying(fn, conn):
+    """`fn()`, again while it fails on a concurrent commit (another host's) for COMMIT_RETRY_S."""
+    deadline = time.monotonic() + COMMIT_RETRY_S
+    delay = 0.05
+    while True:
+        try:
+            return fn()
+        except Sme2Error:
+            raise
+        except duckdb.Error as e:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
+            if not _retryable(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay * (1 + secrets.randbelow(100) / 100))
+            delay = min(delay * 2, 1.0)

@@ -53,6 +53,9 @@ ALLOWED = (
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(?:\([^()]*\)\s*)?(?P<inner>\S.*)$", re.I | re.S)
 
 
+_LAKE_NAMES = re.compile(r"\b(?:ducklake_\w+|sme2_lake)\b", re.I)
+
+
 def _refused(what: str) -> WarehouseError:
     return WarehouseError(f"sme2 sql is read-only; refused {what}", f"allowed: {ALLOWED}")
 
@@ -72,6 +75,11 @@ def checked_statement(conn: duckdb.DuckDBPyConnection, text: str):
         kinds = ", ".join(st.type.name for st in statements) or "none"
         raise _refused(f"{len(statements)} statements ({kinds}): send exactly one")
     statement = statements[0]
+    lake = _LAKE_NAMES.search(statement.query)
+    if lake:
+        # The lake is read through the views (each run once, the snapshot asked for); its own
+        # functions include maintenance that deletes files.
+        raise _refused(f"{lake.group(0)!r}: the lab's DuckLake is read through the table names, not directly")
     if statement.type == duckdb.StatementType.SELECT:
         return statement
     if statement.type == duckdb.StatementType.EXPLAIN:
@@ -96,7 +104,7 @@ LAST_LOCKS = ("enable_external_access", "lock_configuration")
 
 @contextlib.contextmanager
 def user_sql_connection(
-    path: Path, wait_s: float = LOCK_WAIT_S, shared: SharedStore | None = None
+    path: Path, wait_s: float = LOCK_WAIT_S, shared: SharedStore | None = None, at: int | str | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only, locked-down connection to the warehouse for user SQL. Never falls back to a
     read-write connection: if this process holds the file with other settings (a writer, or an
@@ -119,7 +127,7 @@ def user_sql_connection(
             for name, value in shared.sql_config().items():
                 with contextlib.suppress(duckdb.InvalidInputException):
                     conn.execute(f"SET {name} = ?", [value])
-            shared.union_views(conn)
+            shared.union_views(conn, at)
             for name in LAST_LOCKS:
                 with contextlib.suppress(duckdb.InvalidInputException):
                     conn.execute(f"SET {name} = {str(LOCKED_CONFIG[name]).lower()}")
@@ -158,11 +166,12 @@ class UserQuery:
         max_rows: int | None = None,
         shared: SharedStore | None = None,
         wait_s: float = LOCK_WAIT_S,
+        at: int | str | None = None,
     ):
         if not timeout_s > 0:
             raise WarehouseError(f"SQL time limit {timeout_s!r} s is not positive", "give a number of seconds > 0")
         self.path, self.text, self.timeout_s, self.max_rows = Path(path), text, timeout_s, max_rows
-        self.shared, self.wait_s = shared, wait_s
+        self.shared, self.wait_s, self.at = shared, wait_s, at
         self._conn = None
         self._cancelled = threading.Event()
         self._started = threading.Event()
@@ -172,7 +181,7 @@ class UserQuery:
 
     def _run(self) -> None:
         try:
-            with user_sql_connection(self.path, self.wait_s, self.shared) as conn:
+            with user_sql_connection(self.path, self.wait_s, self.shared, self.at) as conn:
                 statement = checked_statement(conn, self.text)
                 self._conn = conn
                 self._started.set()

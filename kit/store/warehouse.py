@@ -44,13 +44,30 @@ WRITE_THREADS = 1
 @dataclass
 class Warehouse:
     path: Path
-    # A lab's shared store ($SME2_SHARED_STORE, kit.store.shared): runs are published there after
-    # they commit here, and readers see the union of this file and the store.
+    # A lab's DuckLake ($SME2_SHARED_STORE, kit.store.shared): runs are published there after
+    # they commit here, and readers see the union of this file and the lake.
     shared: SharedStore | None = None
+    # Time travel: the lake as of this snapshot (a number, or a time) for every read; None = now.
+    snapshot: int | str | None = None
 
     @classmethod
-    def at(cls, root: DataRoot) -> "Warehouse":
-        return cls(root.warehouse, SharedStore.from_env())
+    def at(cls, root: DataRoot, snapshot: int | str | None = None) -> "Warehouse":
+        shared = SharedStore.from_env()
+        if snapshot is not None and shared is None:
+            raise WarehouseError(
+                f"--at {snapshot}: time travel reads the lab's DuckLake, and none is set up",
+                "set $SME2_SHARED_STORE (and $SME2_SHARED_CATALOG) to the lab's lake (docs/deployment.md); a local "
+                "warehouse keeps no snapshots",
+            )
+        return cls(root.warehouse, shared, snapshot)
+
+    def lake_snapshot(self) -> int | None:
+        """The lake snapshot reads see (the pinned one, else the newest); None without a lake."""
+        if self.shared is None:
+            return None
+        if isinstance(self.snapshot, int) or (isinstance(self.snapshot, str) and self.snapshot.isdigit()):
+            return int(self.snapshot)
+        return self.shared.snapshot()
 
     @contextlib.contextmanager
     def write(self):
@@ -71,7 +88,7 @@ class Warehouse:
             self.ensure()  # an analysis host that measures nothing reads the store through an empty file
         with connect(self.path, read_only=True) as conn:
             if self.shared is not None and not local:
-                self.shared.union_views(conn)
+                self.shared.union_views(conn, self.snapshot)
             yield conn
 
     def ensure(self) -> None:
@@ -90,7 +107,9 @@ class Warehouse:
         """The same, started in its own thread: the caller waits for `result()` or `cancel()`s it."""
         if self.shared is not None and not self.path.exists():
             self.ensure()
-        return usersql.UserQuery(self.path, text, timeout_s=timeout_s, max_rows=max_rows, shared=self.shared)
+        return usersql.UserQuery(
+            self.path, text, timeout_s=timeout_s, max_rows=max_rows, shared=self.shared, at=self.snapshot
+        )
 
     def query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.read() as conn:
