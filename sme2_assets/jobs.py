@@ -8,6 +8,7 @@ from sme2_assets.assets import (
     device_trace,
     exported_program,
     kernel_view,
+    lake_maintenance,
     model_source,
     report,
     robust_stats,
@@ -49,4 +50,10 @@ experiment_configs = dg.define_asset_job(
     description="Run an experiment config from <data root>/configs/ (the same as sme2 run --config).",
 )
 
-ALL = [prepare_models, build_runners, profile, analysis, experiment_configs]
+lake_maintenance_job = dg.define_asset_job(
+    "lake_maintenance",
+    selection=dg.AssetSelection.assets(lake_maintenance),
+    description="Maintain the lab's DuckLake (merge files, expire snapshots, delete unneeded files).",
+)
+
+ALL = [prepare_models, build_runners, profile, analysis, experiment_configs, lake_maintenance_job]

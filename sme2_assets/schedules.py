@@ -1,6 +1,6 @@
 """The nightly schedules (STOPPED on a new instance: turn them on in the UI, Automation, or with
 `dagster schedule start`): every model variant on every target, one run per partition, and every
-experiment config of <data root>/configs/; the run queue (dagster.yaml) serializes runs per device
+experiment config of <data root>/configs/, then the lab's DuckLake maintenance; the run queue (dagster.yaml) serializes runs per device
 and on the local CPU. The SME2 on and off partitions of a device are measured together by whichever
 of the two runs first (the other adopts its runs: kit.pipeline.profile_partition)."""
 
@@ -68,4 +68,19 @@ def nightly_configs(context: dg.ScheduleEvaluationContext, sme2: Sme2):
     ]
 
 
-ALL = [nightly_profile, nightly_configs]
+# After the night's measurements (their publishes are what it merges); the same STOPPED default.
+LAKE_MAINTENANCE_CRON = "0 7 * * *"
+
+
+@dg.schedule(
+    name="nightly_lake_maintenance",
+    cron_schedule=LAKE_MAINTENANCE_CRON,
+    job=jobs.lake_maintenance_job,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Maintain the lab's DuckLake each morning at 07:00, after the nightly runs (sme2 warehouse compact).",
+)
+def nightly_lake_maintenance(context: dg.ScheduleEvaluationContext):
+    return dg.RunRequest(run_key=f"lake|{context.scheduled_execution_time:%Y-%m-%d}")
+
+
+ALL = [nightly_profile, nightly_configs, nightly_lake_maintenance]

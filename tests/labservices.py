@@ -75,6 +75,20 @@ class Postgres:
     def url(self) -> str:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/dagster"
 
+    def conninfo(self, dbname: str) -> str:
+        """A libpq connection string (what DuckDB's postgres scanner takes)."""
+        return f"dbname={dbname} host=127.0.0.1 port={self.port} user=postgres"
+
+    def create_database(self, name: str) -> str:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self.conninfo(name)
+
     def start(self) -> "Postgres":
         self.data.mkdir()
         if self.as_user:
@@ -107,14 +121,26 @@ class Postgres:
             capture_output=True,
             timeout=180,
         )
-        import psycopg2
-
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE DATABASE dagster")
-        conn.close()
+        self.create_database("dagster")
         return self
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, _tool("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "postgres.log"), *args],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+
+    def halt(self) -> None:
+        """Stop the server as a crash would (immediate), keeping its data."""
+        self._pg_ctl("-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        if not self.fsync:
+            options += " -c fsync=off -c full_page_writes=off"
+        self._pg_ctl("-w", "-t", "120", "-o", options, "start")
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -124,6 +150,18 @@ class Postgres:
                 timeout=120,
             )
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def create_instance_schema(env: dict) -> None:
+    """Create the Dagster instance's tables in PostgreSQL from one process: processes that open a
+    new instance at the same moment race to create them (DuplicateObject)."""
+    subprocess.run(
+        [sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get().dispose()"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
 
 class Redis:

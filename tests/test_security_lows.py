@@ -127,7 +127,7 @@ def test_the_shared_stores_disk_full_hint_names_the_store(tmp_path):
     root = DataRoot.resolve(tmp_path / "home")
     warehouse.ingest_run(root, clone_run(RECORDED, root, "store-run"))
     with small_disk(tmp_path / "store", "1m") as disk:
-        store = SharedStore(disk)
+        store = SharedStore.of(disk)
         filler = fill(disk)
         with Warehouse.at(root).read(local=True) as conn, pytest.raises(DiskFullError) as e:
             store.publish(conn, "store-run")

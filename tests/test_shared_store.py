@@ -14,12 +14,13 @@ import subprocess
 import sys
 import textwrap
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
-from kit.store import queries, recovery, warehouse
+from kit.store import queries, recovery, usersql, warehouse
 from kit.store.schema import SCHEMA_VERSION
 from kit.store.shared import CATALOG_ENV, LAKE, PUBLISHED, SHARED_ENV, SharedStore
 from kit.store.warehouse import Warehouse
@@ -200,6 +201,17 @@ def test_time_travel_history_and_the_snapshot_a_reader_pins(lab, recorded_run):
     assert sorted(Warehouse.at(anywhere).sql("SELECT run_id FROM runs").run_id) == sorted([a.name, b.name])
     with pytest.raises(WarehouseError, match="neither a snapshot number nor a time"):
         Warehouse.at(anywhere, snapshot="last tuesday").sql("SELECT 1")
+    # A report names the snapshot it read, and --at rebuilds the older one (a and b share a run key:
+    # the report shows the current run of each, a then, b now).
+    from kit.report import builder
+
+    old = builder.build(
+        anywhere, "tiny_seg-fp32", anywhere.path / "old", image_format="svg", html_page=False, at=after_a
+    )
+    assert old.run_ids == [a.name] and old.snapshot == after_a
+    assert f"lab DuckLake at snapshot {after_a}" in old.markdown.read_text()
+    now = builder.build(anywhere, "tiny_seg-fp32", anywhere.path / "now", image_format="svg", html_page=False)
+    assert now.run_ids == [b.name] and now.snapshot == store.snapshot()
 
 
 def test_verify_names_missing_and_truncated_files_and_queries_say_which(lab, recorded_run):
@@ -238,12 +250,23 @@ def test_the_sql_guard_stays_closed_with_a_lake(lab, recorded_run, tmp_path):
     ):
         with pytest.raises(WarehouseError, match="DuckLake is read through the table names"):
             wh.sql(bad)
-    for bad in (f"ATTACH 'ducklake:sqlite:{tmp_path}/x.sqlite' AS x", f"DETACH {LAKE}", "SET enable_external_access = true"):
+    for bad in (
+        f"ATTACH 'ducklake:sqlite:{tmp_path}/x.sqlite' AS x",
+        f"DETACH {LAKE}",
+        "SET enable_external_access = true",
+    ):
         with pytest.raises(WarehouseError, match="read-only"):
             wh.sql(bad)
     with pytest.raises(WarehouseError, match="read-only"):
         wh.sql("COPY runs TO '/tmp/x.csv'")
     assert wh.sql("SELECT count(*) AS n FROM runs").n[0] == 1
+    # Below the parser too: the engine refuses LOAD on a user-SQL connection, lake or not, though our
+    # connections skip extension signature checks (kit.store.connection.ENGINE_CONFIG).
+    (tmp_path / "evil.duckdb_extension").write_bytes(b"\0" * 512)
+    for shared in (store, None):
+        with usersql.user_sql_connection(wh.path, shared=shared) as conn:
+            with pytest.raises(duckdb.PermissionException, match="Loading external extensions is disabled"):
+                conn.execute(f"LOAD '{tmp_path / 'evil.duckdb_extension'}'")
 
 
 def test_store_paths_and_catalogs_are_checked(tmp_path):
@@ -338,8 +361,38 @@ def test_cli_sql_info_publish_history_verify_and_compact_over_the_lake(lab, reco
     assert done["runs"] == 2 and done["files_after"] <= done["files_before"]
     no_store = {k: v for k, v in os.environ.items() if k != SHARED_ENV}
     proc = subprocess.run(
-        [sys.executable, "-m", "kit.cli", "warehouse", "compact"], capture_output=True, text=True, env=no_store, timeout=120
+        [sys.executable, "-m", "kit.cli", "warehouse", "compact"],
+        capture_output=True,
+        text=True,
+        env=no_store,
+        timeout=120,
     )
     assert proc.returncode != 0 and "SME2_SHARED_STORE is not set" in proc.stdout + proc.stderr
     no_lake = _sme2("sql", "SELECT 1", "--at", "3", home=h1.path, env_extra={}, check=False)
     assert no_lake.returncode != 0 and "time travel reads the lab's DuckLake" in no_lake.stdout + no_lake.stderr
+
+
+def test_the_nightly_maintenance_asset_removes_a_duplicate_publish(lab, recorded_run):
+    import dagster as dg
+
+    from sme2_assets.assets.lake import lake_maintenance
+
+    store, h1, _, _ = lab
+    a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
+    assert warehouse.ingest_run(h1, a)
+    with store.session(read_only=False) as conn:  # a second host's racing copy of the same run
+        conn.execute("BEGIN TRANSACTION")
+        for table in PUBLISHED:
+            conn.execute(
+                f"INSERT INTO {LAKE}.{store.schema}.{table} SELECT * REPLACE ('zz-second' AS publish_id) "
+                f"FROM {LAKE}.{store.schema}.{table} WHERE run_id = ?",
+                [a.name],
+            )
+        conn.execute("COMMIT")
+    result = dg.materialize([lake_maintenance])
+    assert result.success
+    meta = result.asset_materializations_for_node("lake_maintenance")[0].metadata
+    assert meta["duplicate publishes removed"].value == 1 and meta["runs"].value == 1
+    assert "catalog.sqlite" in meta["lake"].value
+    with store.session() as conn:
+        assert conn.execute(f"SELECT count(*) FROM {LAKE}.{store.schema}.runs").fetchone()[0] == 1

@@ -192,7 +192,9 @@ def test_batch_settings_do_not_outlive_the_batch(host_run, tmp_path):
         fresh = duckdb.connect()
         known = {r[0] for r in fresh.execute("SELECT name FROM duckdb_settings()").fetchall()}
         # fsync_mode and enable_optimistic_write exist from DuckDB 2.0; the pinned 1.5 has neither.
-        settings = [s for s in ("fsync_mode", "enable_optimistic_write", "checkpoint_threshold", "threads") if s in known]
+        settings = [
+            s for s in ("fsync_mode", "enable_optimistic_write", "checkpoint_threshold", "threads") if s in known
+        ]
         assert {"checkpoint_threshold", "threads"} <= set(settings)
         now = conn.execute(f"SELECT {', '.join(f'current_setting({s!r})' for s in settings)}").fetchone()
         default = fresh.execute(f"SELECT {', '.join(f'current_setting({s!r})' for s in settings)}").fetchone()

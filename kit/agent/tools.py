@@ -33,7 +33,7 @@ from kit.store.warehouse import Warehouse
 MAX_ROWS = 10_000
 MAX_ITERATIONS = 1_000  # a tool call should finish within minutes, not hours
 MAX_WARMUP = 100
-RUN_TIMEOUT_S = 900.0
+RUN_TIMEOUT_S = limits.RUN_TIMEOUT_S
 
 
 def _frame(df: pd.DataFrame, limit: int | None = None) -> dict[str, Any]:
@@ -122,8 +122,8 @@ def make_tools(root: DataRoot) -> list[Callable]:
         model: str = "tiny_seg",
         dtypes: list[str] = ["fp32"],  # noqa: B006
         targets: list[str] = ["host.sme2-off"],  # noqa: B006
-        iterations: int = 10,
-        warmup: int = 3,
+        iterations: int = limits.DEFAULT_ITERATIONS,
+        warmup: int = limits.DEFAULT_WARMUP,
         threads: list[int] | None = None,
         size: str | None = None,
     ) -> dict[str, Any]:

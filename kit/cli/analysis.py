@@ -144,12 +144,18 @@ def _run_id(value: str) -> str:
 def report_cmd(
     model: str = typer.Option("tiny_seg", "--model", "-m"),
     dtype: str = typer.Option("fp32", "--dtype", "-d"),
+    at: Optional[str] = typer.Option(
+        None,
+        "--at",
+        help="A lab: rebuild the report from the DuckLake as of this snapshot (sme2 warehouse history) or time.",
+    ),
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):
-    """Markdown + self-contained HTML report (charts inlined, PNG copies) for a model variant."""
+    """Markdown + self-contained HTML report (charts inlined, PNG copies) for a model variant. In a lab
+    it names the DuckLake snapshot it read; --at rebuilds an older one."""
 
-    out = builder.build(root_of(home), _variant_key(model, dtype))
+    out = builder.build(root_of(home), _variant_key(model, dtype), at=at)
     if as_json:
         emit_json(
             {
@@ -157,11 +163,14 @@ def report_cmd(
                 "html": str(out.html),
                 "pngs": [str(p) for p in out.pngs],
                 "runs": out.run_ids,
+                "snapshot": out.snapshot,
             }
         )
     else:
         console.print(out.summary_md)
         console.print(f"report: {out.html}\nmarkdown: {out.markdown}")
+        if out.snapshot is not None:
+            console.print(f"lab DuckLake snapshot read: {out.snapshot} (sme2 report --at {out.snapshot} rebuilds this)")
 
 
 @app.command("trace")

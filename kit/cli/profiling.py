@@ -51,9 +51,15 @@ def profile_cmd(
         None, "--size", "-s", help="Model size (default: the device's: full on hardware, small emulated)."
     ),
     iterations: int = typer.Option(
-        20, "--iterations", "-n", min=1, help="Measured iterations per run (emulated targets cap it)."
+        limits.DEFAULT_ITERATIONS,
+        "--iterations",
+        "-n",
+        min=1,
+        help="Measured iterations per run (emulated targets cap it).",
     ),
-    warmup: int = typer.Option(3, "--warmup", "-w", min=0, help="Warmup iterations, excluded from statistics."),
+    warmup: int = typer.Option(
+        limits.DEFAULT_WARMUP, "--warmup", "-w", min=0, help="Warmup iterations, excluded from statistics."
+    ),
     threads: Optional[str] = typer.Option(
         None, "--threads", help="Comma-separated thread counts, e.g. 1,2 (default: the device's)."
     ),
@@ -80,7 +86,7 @@ def profile_cmd(
     ),
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
-    timeout: float = typer.Option(900.0, "--timeout", help="Seconds before a run counts as hung."),
+    timeout: float = typer.Option(limits.RUN_TIMEOUT_S, "--timeout", help="Seconds before a run counts as hung."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
     pte: Optional[Path] = typer.Option(
         None, "--pte", help="Profile this .pte without a model package (inputs from its own input metadata)."
@@ -114,8 +120,16 @@ def profile_cmd(
             "--pte": pte,
             "--etrecord": etrecord,
         }
-        defaults = {"--target": (target, "host.sme2-off"), "--iterations": (iterations, 20), "--warmup": (warmup, 3)}
-        defaults |= {"--runner": (runner, "native"), "--backend": (backend, "xnnpack"), "--timeout": (timeout, 900.0)}
+        defaults = {
+            "--target": (target, "host.sme2-off"),
+            "--iterations": (iterations, limits.DEFAULT_ITERATIONS),
+            "--warmup": (warmup, limits.DEFAULT_WARMUP),
+        }
+        defaults |= {
+            "--runner": (runner, "native"),
+            "--backend": (backend, "xnnpack"),
+            "--timeout": (timeout, limits.RUN_TIMEOUT_S),
+        }
         clash = [k for k, v in given.items() if v is not None] + [k for k, (v, d) in defaults.items() if v != d]
         if clash:
             raise Sme2Error(

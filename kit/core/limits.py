@@ -9,6 +9,10 @@ MAX_THREADS = 1024
 # A profile of more iterations than this is a typo, not a plan: it would run for days and then be
 # stopped as hung. (Measurement statistics settle in tens of iterations.)
 MAX_ITERATIONS = 100_000
+# The defaults every front end uses (CLI, Dagster resource, MCP tools, profile plans): one place.
+DEFAULT_ITERATIONS = 20  # measured iterations per run
+DEFAULT_WARMUP = 3  # warmup iterations per run, excluded from statistics
+RUN_TIMEOUT_S = 900.0  # one runner invocation longer than this counts as hung
 
 
 def check_threads(value, where: str = "--threads") -> int:

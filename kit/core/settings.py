@@ -38,11 +38,13 @@ class Settings(BaseModel):
     size: str | None = Field(
         None, description="model size; empty: each device's default (full on hardware, small emulated)"
     )
-    iterations: int = Field(20, ge=1, le=1_000_000, description="measured iterations per run (warmups excluded)")
-    warmup: int = Field(3, ge=0, le=100_000, description="warmup iterations per run")
+    iterations: int = Field(
+        limits.DEFAULT_ITERATIONS, ge=1, le=1_000_000, description="measured iterations per run (warmups excluded)"
+    )
+    warmup: int = Field(limits.DEFAULT_WARMUP, ge=0, le=100_000, description="warmup iterations per run")
     threads: list[int] | None = Field(None, description="thread counts; empty: each device's list")
     runner: Literal["native", "pybind"] = Field("native", description="runner kind")
-    timeout_s: float = Field(900.0, gt=0, description="limit for one runner invocation, seconds")
+    timeout_s: float = Field(limits.RUN_TIMEOUT_S, gt=0, description="limit for one runner invocation, seconds")
     targets: list[str] = Field(default_factory=list, description="targets; empty: every target of every enabled device")
     cv_bound_percent: float = Field(15.0, gt=0, description="stats_complete fails above this end-to-end CV")
     regression_block_ratio: float = Field(

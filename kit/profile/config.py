@@ -160,7 +160,7 @@ class ConfigModel(BaseModel):
     models_dir: str | None = None
     output_root: str | None = None
     device: str = "host"
-    timeout_s: float = Field(900.0, gt=0, le=7 * 24 * 3600)
+    timeout_s: float = Field(limits.RUN_TIMEOUT_S, gt=0, le=7 * 24 * 3600)
     experiments: list[Experiment] = Field(min_length=1)
     analysis: Analysis = Field(default_factory=Analysis)
 

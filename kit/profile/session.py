@@ -48,7 +48,7 @@ def run_session(
     warmup: int,
     runner_kind: str = "native",
     binary=None,
-    timeout_s: float = 900.0,
+    timeout_s: float = limits.RUN_TIMEOUT_S,
     progress=None,
     rules_file: Path | None = None,
     conditions: dict | None = None,
@@ -335,7 +335,7 @@ def kernel_log_run(
     runner_kind: str = "native",
     binary=None,
     extra_args: tuple[str, ...] = (),
-    timeout_s: float = 900.0,
+    timeout_s: float = limits.RUN_TIMEOUT_S,
     cpus: str | None = None,
 ) -> dict:
     """Arm's `xnntrace` mode: one execution with XNNPACK's log at level 5, kept as
@@ -411,13 +411,13 @@ class ProfilePlan:
     targets: list[str]
     size: str | None = None  # None: each device's default (full on hardware, small emulated)
     threads: list[int] | None = None  # None: each device's list
-    iterations: int = 20
-    warmup: int = 3
+    iterations: int = limits.DEFAULT_ITERATIONS
+    warmup: int = limits.DEFAULT_WARMUP
     runner: str = "native"
     kernel_log: bool = False  # the kernel-log runner (a source build): microkernel names per operator
     backend: str = "xnnpack"
     checkpoint: str | None = None
-    timeout_s: float = 900.0
+    timeout_s: float = limits.RUN_TIMEOUT_S
     models_dir: str | None = None
     rules_file: Path | None = None  # None: the data root's categories.toml when present
     # A program without a model package (`sme2 profile --pte`): model and dtypes then name it

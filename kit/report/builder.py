@@ -51,6 +51,7 @@ class Report:
     pngs: list[Path]  # the chart images (PNG, or SVG when asked)
     summary_md: str
     run_ids: list[str] = field(default_factory=list)
+    snapshot: int | None = None  # the lab DuckLake snapshot read (sme2 report --at rebuilds it); None: no lake
 
 
 def _percent(df: pd.DataFrame) -> pd.DataFrame:
@@ -84,15 +85,27 @@ def _md(df: pd.DataFrame) -> str:
 
 
 def build(
-    root: DataRoot, variant_key: str, out_dir: Path | None = None, image_format: str = "png", html_page: bool = True
+    root: DataRoot,
+    variant_key: str,
+    out_dir: Path | None = None,
+    image_format: str = "png",
+    html_page: bool = True,
+    at: int | str | None = None,
 ) -> Report:
     """The report of one variant into `out_dir` (default reports/<variant>/): report.md with its
     charts as PNG (or SVG: smaller, for pages that publish the report) and, unless `html_page` is
-    False, the self-contained report.html."""
+    False, the self-contained report.html. In a lab, `at` reads the DuckLake as of that snapshot
+    (or time), and the report names the snapshot it read."""
     if image_format not in ("png", "svg"):
         raise Sme2Error(f"unknown image format {image_format!r}", "use png or svg")
     v = Variant.parse(variant_key)
-    wh = Warehouse.at(root)
+    wh = Warehouse.at(root, at)
+    snapshot = wh.lake_snapshot()
+    lake_read = (
+        f" and the lab DuckLake at snapshot {snapshot} (sme2 report --at {snapshot} rebuilds this)"
+        if snapshot is not None
+        else ""
+    )
     runs = wh.query("SELECT * FROM current_runs WHERE variant = ? ORDER BY device, sme2 DESC, threads", [variant_key])
     if runs.empty:
         raise Sme2Error(
@@ -411,7 +424,7 @@ def build(
     ]
     md = [
         f"# {variant_key}: SME2 Performance Report",
-        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {wh.path}. Runs: {', '.join(f'`{r}`' for r in run_ids)}.",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {wh.path}{lake_read}. Runs: {', '.join(f'`{r}`' for r in run_ids)}.",
     ]
     if runs.emulated.any():
         md.append(
@@ -431,7 +444,7 @@ def build(
     md.append("## Charts\n\n" + "\n\n".join(f"![{p.stem}]({p.name})" for p in pngs))
     markdown = atomic.write_text(out_dir / "report.md", "\n\n".join(md) + "\n")
     summary = "\n\n".join(s for s in (c.headline() for c in comps)) or "no SME2 pairs yet"
-    return Report(markdown, page, pngs, summary, run_ids)
+    return Report(markdown, page, pngs, summary, run_ids, snapshot)
 
 
 def _facts(run, ops_all: pd.DataFrame, cats_all: pd.DataFrame, dm: datamovement.DataMovement, comparison):

@@ -28,11 +28,11 @@ RUNNER_KINDS = ("native", "pybind")
 class RunRequest:
     pte: Path
     inputs: Path
-    iterations: int = 20
-    warmup: int = 3
+    iterations: int = limits.DEFAULT_ITERATIONS
+    warmup: int = limits.DEFAULT_WARMUP
     threads: int = 1
     etdump: bool = False
-    timeout_s: float = 900.0
+    timeout_s: float = limits.RUN_TIMEOUT_S
     expected_sha256: str | None = None  # from export_meta.json; checked before running
     env: dict = field(default_factory=dict)
     cpus: str | None = None  # CPU list to pin to ("3", "4-7"), None = no pinning

@@ -15,6 +15,12 @@ import tenacity
 from kit.core.errors import WarehouseError
 
 LOCK_WAIT_S = 60.0
+# Every connection: DuckDB extensions come only from installed, version-pinned packages, LOADed by
+# path (kit.store.extensions), never from the network. Their signature check costs ~250 ms per
+# extension per connection (it hashes a 40 MB file), so it is skipped: the files carry the same
+# trust as DuckDB's own native library beside them. User SQL cannot LOAD anything either way
+# (kit.store.usersql turns external access off before any user text runs).
+ENGINE_CONFIG = {"allow_unsigned_extensions": True, "autoinstall_known_extensions": False}
 
 
 def _is_lock_error(e: Exception) -> bool:
@@ -97,7 +103,7 @@ def _open_waiting(path: Path, read_only: bool, wait_s: float, config: dict | Non
 
 def _open_once(path: Path, read_only: bool, wait_s: float, config: dict | None) -> duckdb.DuckDBPyConnection:
     try:
-        return duckdb.connect(str(path), read_only=read_only, **({"config": config} if config else {}))
+        return duckdb.connect(str(path), read_only=read_only, config={**ENGINE_CONFIG, **(config or {})})
     except duckdb.ConnectionException as e:
         if config:  # this process has the file open with other settings: wait, never widen
             raise _Busy(
@@ -109,7 +115,7 @@ def _open_once(path: Path, read_only: bool, wait_s: float, config: dict | None) 
                 )
             ) from e
         if read_only:  # this process already holds a read-write connection: reuse its mode
-            return duckdb.connect(str(path))
+            return duckdb.connect(str(path), config=ENGINE_CONFIG)
         raise
     except (duckdb.IOException, duckdb.Error) as e:
         if is_disk_full(e):

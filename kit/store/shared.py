@@ -41,8 +41,9 @@ from pathlib import Path
 
 import duckdb
 
-from kit.core.errors import Sme2Error, WarehouseError
+from kit.core.errors import DiskFullError, Sme2Error, WarehouseError
 from kit.store import extensions
+from kit.store.connection import ENGINE_CONFIG
 from kit.store.schema import OP_COUNTS_VIEW, OP_INSTANCES_VIEW, SCHEMA_VERSION
 
 SHARED_ENV = "SME2_SHARED_STORE"
@@ -146,9 +147,15 @@ class SharedStore:
             options.append("READ_ONLY")
         else:  # explicit: a read-only local warehouse connection would otherwise attach the lake read-only too
             options += ["READ_WRITE", f"DATA_INLINING_ROW_LIMIT {INLINE_ROWS}"]
-        try:
-            conn.execute(f"ATTACH {_literal('ducklake:' + self.catalog)} AS {LAKE} ({', '.join(options)})")
+        try:  # two hosts creating a new lake's catalog at once: one wins, the other retries and opens it
+            _retrying(
+                lambda: conn.execute(f"ATTACH {_literal('ducklake:' + self.catalog)} AS {LAKE} ({', '.join(options)})"),
+                conn,
+                also=("already exists", "duplicate key"),
+            )
         except duckdb.Error as e:
+            if _disk_full(e):
+                raise self._disk_full_error("opening the lake", e) from e
             raise WarehouseError(
                 f"cannot open the lab's DuckLake at {self.describe()}: {_first_line(e)}",
                 f"check ${CATALOG_ENV} (the catalog database must be reachable from this host) and that ${SHARED_ENV} "
@@ -158,7 +165,7 @@ class SharedStore:
     @contextlib.contextmanager
     def session(self, read_only: bool = True):
         """An in-memory DuckDB connection with the lake attached."""
-        conn = duckdb.connect()
+        conn = duckdb.connect(config=ENGINE_CONFIG)
         try:
             self.attach(conn, read_only=read_only)
             yield conn
@@ -200,34 +207,47 @@ class SharedStore:
     def publish(self, conn, run_id: str) -> bool:
         """Publish one run from a local warehouse connection in one lake transaction; False if the
         lake has it already. Concurrent commits (another host publishing) are retried."""
+        return bool(self.publish_many(conn, [run_id]))
+
+    def publish_many(self, conn, run_ids: list[str]) -> list[str]:
+        """Publish runs from a local warehouse connection in ONE lake transaction (all of them or
+        none: a backlog, a migration); the ids the lake lacked, now published."""
         local = _local_schema(conn)
-        row = conn.execute("SELECT run_id FROM runs WHERE run_id = ?", [run_id]).fetchall()
-        if not row:
+        known = {
+            r[0]
+            for r in conn.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?))", [run_ids]).fetchall()
+        }
+        if set(run_ids) - known:
             raise WarehouseError(
-                f"run {run_id} is not in the local warehouse: nothing to publish",
-                "ingest its run folder first (sme2 warehouse ingest DIR)",
+                f"run(s) {', '.join(sorted(set(run_ids) - known))} not in the local warehouse: nothing to publish",
+                "ingest the run folder first (sme2 warehouse ingest DIR)",
             )
         self.attach(conn)
         _retrying(lambda: self._ensure_tables(conn, local), conn)
         publish_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(6)}"
 
-        def once() -> bool:
+        def once() -> list[str]:
             conn.execute("BEGIN TRANSACTION")
             try:
-                if conn.execute(
-                    f"SELECT count(*) FROM {LAKE}.{self.schema}.runs WHERE run_id = ?", [run_id]
-                ).fetchone()[0]:
+                have = {
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT run_id FROM {LAKE}.{self.schema}.runs WHERE run_id IN (SELECT unnest(?))", [run_ids]
+                    ).fetchall()
+                }
+                new = [r for r in run_ids if r not in have]
+                if not new:
                     conn.execute("ROLLBACK")
-                    return False
+                    return []
                 for table in PUBLISHED:
                     exclude = f" EXCLUDE ({', '.join(LOCAL_ONLY)})" if table == "runs" else ""
                     conn.execute(
-                        f"INSERT INTO {LAKE}.{self.schema}.{table} BY NAME "
-                        f"SELECT *{exclude}, ? AS {PUBLISH_ID} FROM {local}.{table} WHERE run_id = ?",
-                        [publish_id, run_id],
+                        f"INSERT INTO {LAKE}.{self.schema}.{table} BY NAME SELECT *{exclude}, ? AS {PUBLISH_ID} "
+                        f"FROM {local}.{table} WHERE run_id IN (SELECT unnest(?))",
+                        [publish_id, new],
                     )
                 conn.execute("COMMIT")
-                return True
+                return new
             except BaseException:
                 with contextlib.suppress(duckdb.Error):
                     conn.execute("ROLLBACK")
@@ -236,20 +256,23 @@ class SharedStore:
         try:
             return _retrying(once, conn)
         except duckdb.Error as e:
-            raise self._write_error(run_id, e) from e
+            raise self._write_error(", ".join(run_ids) if len(run_ids) <= 3 else f"{len(run_ids)} runs", e) from e
 
-    def _write_error(self, run_id: str, e: Exception) -> WarehouseError:
+    def _write_error(self, run_id: str, e: Exception) -> WarehouseError | DiskFullError:
         text = _first_line(e)
-        if "No space left" in str(e):
-            return WarehouseError(
-                f"the lab's DuckLake is out of disk space publishing run {run_id}: {text}",
-                f"free space where ${SHARED_ENV} points ({self.path}: df -h {self.path}); the run stays in the "
-                "local warehouse and `sme2 warehouse publish` adds it later",
-            )
+        if _disk_full(e):
+            return self._disk_full_error(f"publishing run {run_id}", e)
         return WarehouseError(
             f"publishing run {run_id} to the lab's DuckLake at {self.describe()} failed: {text}",
             "nothing of it is visible there (one transaction); the run stays in the local warehouse and "
             "`sme2 warehouse publish` adds it later",
+        )
+
+    def _disk_full_error(self, doing: str, e: Exception) -> DiskFullError:
+        return DiskFullError(
+            f"the lab's DuckLake is out of disk space {doing}: {_first_line(e)}",
+            f"free space where ${SHARED_ENV} points ({self.path}: df -h {self.path}); runs stay in the "
+            "local warehouse and `sme2 warehouse publish` adds them later",
         )
 
     # ------------------------------------------------------------------ reading
@@ -275,11 +298,16 @@ class SharedStore:
     def union_views(self, conn, at: int | str | None = None) -> bool:
         """Temp views on `conn` (a connection to a local warehouse) named like the tables, over the
         local rows plus the lake's runs the local file lacks (each once), optionally as of snapshot
-        `at` (a version number, or a timestamp). False (no views) while the lake holds no run."""
+        `at` (a version number, or a timestamp). False (no views) while the lake holds no run.
+        Leaves `conn` in a read transaction (closing the connection ends it)."""
         if not self._catalog_exists():
             return False
         self.attach(conn, read_only=True)
+        # One transaction for everything this connection then reads: DuckLake reads its catalog once
+        # per transaction (~10-90 ms), and every query of the reader sees the same snapshot.
+        conn.execute("BEGIN TRANSACTION")
         if not self._has_table(conn, "runs"):
+            conn.execute("ROLLBACK")
             return False
         local = _local_schema(conn)
         when = _at_clause(at)
@@ -454,20 +482,24 @@ def _at_clause(at: int | str | None) -> str:
     return f" AT (TIMESTAMP => TIMESTAMPTZ {_literal(time.strftime('%Y-%m-%d %H:%M:%S', stamp))})"
 
 
+def _disk_full(e: Exception) -> bool:
+    return any(m in str(e) for m in ("No space left", "disk is full", "database or disk is full"))
+
+
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def _retryable(e: Exception) -> bool:
-    text = str(e)
-    return isinstance(e, (duckdb.TransactionException, duckdb.IOException, duckdb.Error)) and any(
-        marker in text
-        for marker in ("Failed to commit DuckLake transaction", "database is locked", "Conflict", "conflict")
-    )
+_CONCURRENT = ("Failed to commit DuckLake transaction", "database is locked", "Conflict", "conflict")
 
 
-def _retrying(fn, conn):
-    """`fn()`, again while it fails on a concurrent commit (another host's) for COMMIT_RETRY_S."""
+def _retryable(e: Exception, also: tuple[str, ...] = ()) -> bool:
+    return isinstance(e, duckdb.Error) and any(marker in str(e) for marker in _CONCURRENT + also)
+
+
+def _retrying(fn, conn, also: tuple[str, ...] = ()):
+    """`fn()`, again while it fails on a concurrent commit (another host's) for COMMIT_RETRY_S;
+    `also`: more error texts that mean "another host got there first"."""
     deadline = time.monotonic() + COMMIT_RETRY_S
     delay = 0.05
     while True:
@@ -478,7 +510,7 @@ def _retrying(fn, conn):
         except duckdb.Error as e:
             with contextlib.suppress(duckdb.Error):
                 conn.execute("ROLLBACK")
-            if not _retryable(e) or time.monotonic() >= deadline:
+            if not _retryable(e, also) or time.monotonic() >= deadline:
                 raise
             time.sleep(delay * (1 + secrets.randbelow(100) / 100))
             delay = min(delay * 2, 1.0)
