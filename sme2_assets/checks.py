@@ -1,4 +1,4 @@
-"""The validation gates as Dagster asset checks. The logic is in kit.validation and kit.regress;
+"""The validation gates as Dagster asset checks. The logic is in kit.analysis.validation and kit.analysis.regress;
 each asset declares its specs from here and yields `result(...)`."""
 
 import json
@@ -41,7 +41,7 @@ SME2_KERNELS = dg.AssetCheckSpec(
 def result(
     spec: dg.AssetCheckSpec, gates, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 ) -> dg.AssetCheckResult:
-    """One check result from kit gates (kit.validation.Gate or kit.regress.Finding). With nothing
+    """One check result from kit gates (kit.analysis.validation.Gate or kit.analysis.regress.Finding). With nothing
     to check (no runs, no gates) the check fails with WARN: an empty check never passes."""
     gates = list(gates)
     if not gates:

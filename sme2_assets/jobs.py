@@ -51,7 +51,7 @@ experiment_configs = dg.define_asset_job(
 )
 
 lake_maintenance_job = dg.define_asset_job(
-    "lake_maintenance",
+    "maintain_lake",  # not the asset's name: Dagster wants op and job names apart
     selection=dg.AssetSelection.assets(lake_maintenance),
     description="Maintain the lab's DuckLake (merge files, expire snapshots, delete unneeded files).",
 )

@@ -14,7 +14,7 @@ forking thread lives exactly as long as the wait; keep it that way when adding l
 
 Owner tags (pid, process start time, boot id, pid namespace, host) name the process that owns a
 temporary folder, so a later start can tell a folder whose writer was killed from one being
-written right now (kit.atomic.reclaim_stale)."""
+written right now (kit.core.atomic.reclaim_stale)."""
 
 from __future__ import annotations
 

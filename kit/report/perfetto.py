@@ -17,7 +17,7 @@ REQUIRED = {"X": ("name", "ph", "ts", "dur", "pid", "tid"), "M": ("name", "ph", 
 
 
 def events(rows: pd.DataFrame, pid: int, label: str, max_iterations: int = 20) -> list[dict]:
-    """Trace events of one run's rows (kit.trace.Trace.rows)."""
+    """Trace events of one run's rows (kit.trace.etdump.Trace.rows)."""
     out = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": label}}]
     for it in sorted(rows.iteration.unique())[:max_iterations]:
         r = rows[rows.iteration == it].sort_values("seq")

@@ -52,7 +52,7 @@ def connect(
     the file, then raises a WarehouseError naming the file.
 
     `config` (DuckDB settings applied before the first statement) is for locked-down readers such
-    as kit.usersql: such a connection never falls back to another mode or shares the instance of a
+    as kit.store.usersql: such a connection never falls back to another mode or shares the instance of a
     less restricted connection of this process; it waits for that one to close instead."""
     path = Path(path)
     if read_only and not path.exists():

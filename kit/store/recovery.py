@@ -2,11 +2,11 @@
 
 `kill -9` (or a power cut) of `sme2 profile`, `sme2 pipeline` or a Dagster step skips every
 cleanup. Two things survive it: staging folders of half-written artifacts (runs/, exports/,
-runners/; kit.atomic names them after their owner process so a dead owner is recognisable), and
+runners/; kit.core.atomic names them after their owner process so a dead owner is recognisable), and
 run folders committed under runs/ whose warehouse insert never happened (and, in a lab, runs
 committed locally but not yet published to the shared store). `recover` removes the first,
 ingests the second and publishes the third; profile.execute calls it before any new work. (The runner itself
-dies with its parent: kit.lifetime.)"""
+dies with its parent: kit.core.lifetime.)"""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ class Completed:
 def run_local(argv: list[str], timeout: float, env: dict | None = None, cwd: str | None = None) -> Completed:
     """Run an argv list on this machine (never through a shell); a timeout kills the process group.
 
-    The child dies with this process: SIGKILL through PR_SET_PDEATHSIG (kit.lifetime), so a killed
+    The child dies with this process: SIGKILL through PR_SET_PDEATHSIG (kit.core.lifetime), so a killed
     `sme2 profile` never leaves a runner busy on the core the next run measures on. It is the
     thread calling run_local that forks and then waits here, so the child can only outlive that
     thread by this process dying. Its own session (start_new_session) lets a timeout kill the
