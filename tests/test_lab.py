@@ -199,7 +199,7 @@ def test_two_lab_hosts_consume_a_sweep_and_every_run_lands_once(lab):
     assert lab.store.run_ids() == set(runs.run_id)
     for table in PUBLISHED:  # every table has rows (count rows: only counted runs of emulated devices have them)
         assert wh.sql(f"SELECT count(DISTINCT run_id) AS n FROM {table}").n[0] or table == "op_event_counts", table
-    # The wide event table is Parquet files under the shared folder (small tables stay inlined in the catalog).
+    # The lake's data are Parquet files under the shared folder.
     files = lab.store.files("op_events")
     assert files and all(f.is_relative_to(lab.store.data) for f in files)
     # Publishing again from either host adds nothing; the named queries read the union.

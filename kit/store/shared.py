@@ -8,7 +8,7 @@ a SQLite file beside the data), its data as Parquet files under `$SME2_SHARED_ST
 host mounts). DuckLake is DuckDB's own lakehouse format: the engine, its transactions, snapshots and
 maintenance are maintained and documented by others (ducklake.select), not by this project.
 
-    <store>/data/v<schema version>/<table>/ducklake-<uuid>.parquet     (small inserts stay inlined in the catalog)
+    <store>/data/v<schema version>/<table>/ducklake-<uuid>.parquet
 
 Publishing a run is one DuckLake transaction over every table (latency_samples, op_events in their
 wide form, op_stats, category_stats, kernels, artifacts, op_event_counts, runs): readers see the run
@@ -62,9 +62,15 @@ PUBLISHED = (
 )
 LOCAL_ONLY = ("run_no",)  # a local database's own numbering: meaningless in the lake
 PUBLISH_ID = "publish_id"
-INLINE_ROWS = 100  # inserts this small stay in the catalog: no file per run for runs, stats, kernels
+# Rows are never inlined in the catalog: reading inlined rows back through PostgreSQL cost every
+# query ~40 ms more than reading small Parquet files (bench/lab_store_bench.py); maintenance merges
+# the small files.
+INLINE_ROWS = 0
 COMMIT_RETRY_S = 60.0  # concurrent commits (and a busy SQLite catalog) are retried this long
 _PATH_CHARS = set("*?[]{}'\"\\\n\0")
+# Lakes (catalog, schema) whose tables this process has seen complete: tables are never dropped, so
+# publishing skips the catalog lookups after the first time.
+_COMPLETE: set[tuple[str, str]] = set()
 
 
 def _literal(text: str) -> str:
@@ -172,13 +178,15 @@ class SharedStore:
         finally:
             conn.close()
 
+    def _tables(self, conn) -> set[str]:
+        """The lake's tables in this schema: one catalog lookup."""
+        rows = conn.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?", [LAKE, self.schema]
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def _has_table(self, conn, table: str) -> bool:
-        return bool(
-            conn.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
-                [LAKE, self.schema, table],
-            ).fetchone()[0]
-        )
+        return table in self._tables(conn)
 
     def has_runs(self) -> bool:
         if not self._catalog_exists():
@@ -193,8 +201,12 @@ class SharedStore:
 
     def _ensure_tables(self, conn, local: str) -> None:
         """The lake's tables, shaped like the local ones (plus publish_id), created once."""
-        missing = [t for t in PUBLISHED if not self._has_table(conn, t)]
+        if (self.catalog, self.schema) in _COMPLETE:
+            return
+        have = self._tables(conn)
+        missing = [t for t in PUBLISHED if t not in have]
         if not missing:
+            _COMPLETE.add((self.catalog, self.schema))
             return
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {LAKE}.{self.schema}")
         for table in missing:
@@ -254,7 +266,12 @@ class SharedStore:
                 raise
 
         try:
-            return _retrying(once, conn)
+            try:
+                return _retrying(once, conn)
+            except duckdb.CatalogException:  # the lake was re-created under this process: look again
+                _COMPLETE.discard((self.catalog, self.schema))
+                _retrying(lambda: self._ensure_tables(conn, local), conn)
+                return _retrying(once, conn)
         except duckdb.Error as e:
             raise self._write_error(", ".join(run_ids) if len(run_ids) <= 3 else f"{len(run_ids)} runs", e) from e
 
@@ -284,7 +301,7 @@ class SharedStore:
             return {r[0] for r in conn.execute(f"SELECT DISTINCT run_id FROM {LAKE}.{self.schema}.runs").fetchall()}
 
     def files(self, table: str) -> list[Path]:
-        """The Parquet files of `table` in the current snapshot (inlined rows have none)."""
+        """The Parquet files of `table` in the current snapshot."""
         if table not in PUBLISHED:
             raise ValueError(f"{table} is not a published table")
         if not self.has_runs():
@@ -425,12 +442,13 @@ class SharedStore:
         return done
 
     def _file_count(self, conn) -> int:
+        have = self._tables(conn)
         return sum(
             conn.execute(
                 f"SELECT count(*) FROM ducklake_list_files({_literal(LAKE)}, ?, schema => ?)", [t, self.schema]
             ).fetchone()[0]
             for t in PUBLISHED
-            if self._has_table(conn, t)
+            if t in have
         )
 
     def verify(self) -> list[FileProblem]:
@@ -439,8 +457,9 @@ class SharedStore:
         if not self.has_runs():
             return problems
         with self.session() as conn:
+            have = self._tables(conn)
             for table in PUBLISHED:
-                if not self._has_table(conn, table):
+                if table not in have:
                     continue
                 rows = conn.execute(
                     f"SELECT data_file, data_file_size_bytes FROM ducklake_list_files({_literal(LAKE)}, ?, schema => ?)",
