@@ -30,6 +30,7 @@ from tests.runfolder import clone_run
 MISSING = labservices.missing_binaries() + [m for m in ("psycopg2",) if importlib.util.find_spec(m) is None]
 pytestmark = [
     pytest.mark.lab,
+    pytest.mark.slow,  # a PostgreSQL started per module: ~1 min on 2 cores
     pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (apt-get install postgresql)"),
 ]
 

@@ -241,10 +241,12 @@ class SharedStore:
         def once() -> list[str]:
             conn.execute("BEGIN TRANSACTION")
             try:
+                # Constants, not a subquery: DuckLake skips the files whose run_id range excludes them.
+                marks = ", ".join("?" for _ in run_ids)
                 have = {
                     r[0]
                     for r in conn.execute(
-                        f"SELECT run_id FROM {LAKE}.{self.schema}.runs WHERE run_id IN (SELECT unnest(?))", [run_ids]
+                        f"SELECT run_id FROM {LAKE}.{self.schema}.runs WHERE run_id IN ({marks})", run_ids
                     ).fetchall()
                 }
                 new = [r for r in run_ids if r not in have]
