@@ -170,7 +170,7 @@ def test_a_run_published_twice_at_once_is_seen_once_and_stored_once_after_mainte
 
 def test_maintenance_merges_files_and_readers_see_the_same_rows(lab, recorded_run):
     store, h1, h2, anywhere = lab
-    for i, s in enumerate("abc"):
+    for s in "abc":
         assert warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, s, device="bench1"))
     assert warehouse.ingest_run(h2, clone_run(recorded_run.run_dir, h2, "d", device="bench2"))
     wh = Warehouse.at(anywhere)
