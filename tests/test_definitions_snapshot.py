@@ -40,7 +40,8 @@ def snapshot() -> dict:
         if job.name.startswith("__"):
             continue
         jobs[job.name] = sorted(
-            k.to_user_string() for k in job.asset_layer.selected_asset_keys  # what the job materializes
+            k.to_user_string()
+            for k in job.asset_layer.selected_asset_keys  # what the job materializes
         )
     schedules = {
         s.name: {"cron": s.cron_schedule, "job": s.job_name, "default": s.default_status.value}
