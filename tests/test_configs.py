@@ -372,7 +372,7 @@ def test_a_config_dropped_in_the_configs_folder_is_run_by_dagster(home, exports,
         mat = instance.get_latest_materialization_event(dg.AssetKey("config_experiments")).asset_materialization
         run_ids = [r.data["run_id"] for r in mat.metadata["runs"].records]
         stored = Warehouse.at(home).query(
-            "SELECT count(*) AS n FROM runs WHERE list_contains(?, run_id) AND conditions->>'config' = 'nightly_host'",
+            "SELECT count(*) AS n FROM runs WHERE list_contains(?, run_id) AND (conditions->>'config') = 'nightly_host'",
             [run_ids],
         )
         assert len(run_ids) == 1 and stored.n[0] == 1
