@@ -71,7 +71,11 @@ def test_operator_instances_have_percentiles(stored):
     assert len(inst) == ev.seq.nunique() and (inst.iterations == ev.iteration.nunique()).all()
     first = ev[ev.seq == inst.seq.iloc[0]].duration_ms
     assert inst.p50_ms.iloc[0] == pytest.approx(float(np.median(first)))
-    assert (inst.p10_ms <= inst.p50_ms).all() and (inst.p50_ms <= inst.p90_ms).all()
+    ulp = 1e-12  # quantile_cont interpolates between equal neighbours with a rounding error of an ulp
+    bad = inst[(inst.p10_ms > inst.p50_ms + ulp) | (inst.p50_ms > inst.p90_ms + ulp)]
+    assert bad.empty, bad[["seq", "op_type", "iterations", "p10_ms", "p50_ms", "p90_ms"]].to_string() + repr(
+        [ev[ev.seq == s].duration_ms.tolist() for s in bad.seq]
+    )
     convs = inst[inst.op_type.str.startswith("Convolution")]
     assert convs.event_name.str.contains(r"#\d+$").all() and len(convs) >= 2  # each instance its own row
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from kit.store import history
 from kit.trace import kernels
 
 ALPHA = 0.05
@@ -93,10 +94,7 @@ class Finding:
 
 
 def _op_samples(wh, run_ids: list[str]) -> dict[str, np.ndarray]:
-    df = wh.query(
-        "SELECT run_id, iteration, op_type, sum(duration_ms) AS ms FROM op_events WHERE list_contains(?, run_id) GROUP BY ALL",
-        [run_ids],
-    )
+    df = history.op_iteration_sums(wh, run_ids)
     return {op: g.ms.to_numpy() for op, g in df.groupby("op_type")}
 
 
@@ -110,25 +108,17 @@ def check_run(
     store: bool = True,
 ) -> Finding:
     """The regression gate of one run against its key's history; findings are stored as rows."""
-    run = wh.query("SELECT run_id, run_key, emulated, started_at FROM runs WHERE run_id = ?", [run_id])
+    run = history.run_row(wh, run_id)
     if run.empty:
         return Finding(True, f"run {run_id} is not in the warehouse")
     key, emulated, started = run.run_key[0], bool(run.emulated[0]), run.started_at[0]
-    base = wh.query(
-        "SELECT run_id FROM runs WHERE run_key = ? AND started_at < ? AND run_id <> ? ORDER BY started_at DESC LIMIT ?",
-        [key, started, run_id, window],
-    )
-    if base.empty:
+    base_ids = history.earlier_runs(wh, key, started, run_id, window)
+    if not base_ids:
         return Finding(True, f"{key}: no earlier run to compare with")
-    base_ids = base.run_id.tolist()
     if emulated:
         return _check_mix(wh, run_id, base_ids[0], key)
-    new_e2e = wh.query(
-        "SELECT latency_ms FROM latency_samples WHERE run_id = ? AND kind = 'timing'", [run_id]
-    ).latency_ms.to_numpy()
-    old_e2e = wh.query(
-        "SELECT latency_ms FROM latency_samples WHERE list_contains(?, run_id) AND kind = 'timing'", [base_ids]
-    ).latency_ms.to_numpy()
+    new_e2e = history.timing_samples(wh, [run_id])
+    old_e2e = history.timing_samples(wh, base_ids)
     new, old = {None: new_e2e, **_op_samples(wh, [run_id])}, {None: old_e2e, **_op_samples(wh, base_ids)}
     tests = compare(new, old, alpha, min_effect)
     if store:
@@ -165,10 +155,7 @@ def count_diff(wh, run_id: str, base_id: str) -> pd.DataFrame | None:
     """Every difference in instruction counts between two counted runs: per operator type (and
     Method::execute as a whole) and counted quantity, the baseline's and the new run's values of
     their first counted execution. Empty: identical. None: either run was not counted."""
-    sums = ", ".join(f"sum({c}) AS {c}" for c in COUNTED)
-    q = f"""SELECT run_id, op_type, {sums} FROM op_event_counts
-            WHERE list_contains(?, run_id) AND iteration = 0 AND row_kind IN ('operator', 'method') GROUP BY ALL"""
-    df = wh.query(q, [[run_id, base_id]])
+    df = history.first_execution_counts(wh, [run_id, base_id], COUNTED)
     if set(df.run_id) != {run_id, base_id}:
         return None
     new = df[df.run_id == run_id].set_index("op_type")[list(COUNTED)]
@@ -216,28 +203,21 @@ def check_counts(wh, run_id: str, base_id: str, key: str) -> Finding | None:
 def count_gate(wh, run_id: str, base_id: str | None = None) -> Finding | None:
     """`sme2 regressions --counts`: a counted run against `base_id`, else the previous counted run of
     its key. None when there is nothing to compare (not counted, or no earlier counted run)."""
-    run = wh.query("SELECT run_key, started_at FROM runs WHERE run_id = ?", [run_id])
+    run = history.run_row(wh, run_id)
     if run.empty:
         return Finding(False, f"run {run_id} is not in the warehouse")
     key = run.run_key[0]
     if base_id is None:
-        base = wh.query(
-            """SELECT r.run_id FROM runs r WHERE r.run_key = ? AND r.started_at < ? AND r.run_id <> ?
-               AND EXISTS (SELECT 1 FROM op_event_counts c WHERE c.run_id = r.run_id)
-               ORDER BY r.started_at DESC LIMIT 1""",
-            [key, run.started_at[0], run_id],
-        )
-        if base.empty:
+        base = history.earlier_runs(wh, key, run.started_at[0], run_id, 1, counted=True)
+        if not base:
             return None
-        base_id = base.run_id[0]
+        base_id = base[0]
     return check_counts(wh, run_id, base_id, key)
 
 
 def _check_mix(wh, run_id: str, base_id: str, key: str) -> Finding:
     """Emulated runs: did the operator mix (types and instance counts) or kernel families change?"""
-    q = "SELECT op_type, instances FROM op_stats WHERE run_id = ?"
-    new = dict(wh.query(q, [run_id]).itertuples(index=False))
-    old = dict(wh.query(q, [base_id]).itertuples(index=False))
+    new, old = history.op_instances(wh, run_id), history.op_instances(wh, base_id)
     added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
     recount = sorted(o for o in set(new) & set(old) if new[o] != old[o])
     fam_new = {kernels.family(o) for o in new}
@@ -287,10 +267,4 @@ def _store(wh, run_id: str, key: str, n_base: int, tests: list[Test]) -> None:
             for t in tests
         ]
     )
-    with wh.write() as conn:
-        conn.execute("BEGIN TRANSACTION")
-        conn.execute("DELETE FROM regressions WHERE run_id = ?", [run_id])  # re-checking replaces, never duplicates
-        conn.register("_r", rows)
-        conn.execute("INSERT INTO regressions SELECT * FROM _r")
-        conn.unregister("_r")
-        conn.execute("COMMIT")
+    history.replace_regressions(wh, run_id, rows)

@@ -35,6 +35,7 @@ from kit.profile import session
 from kit.report import charts
 from kit.report import comparison as comparison_files
 from kit.store import queries, views
+from kit.store import variant as variant_reads
 from kit.store.warehouse import Warehouse
 from kit.trace.program import ProgramMap
 
@@ -106,7 +107,7 @@ def build(
         if snapshot is not None
         else ""
     )
-    runs = wh.query("SELECT * FROM current_runs WHERE variant = ? ORDER BY device, sme2 DESC, threads", [variant_key])
+    runs = variant_reads.current_runs(wh, variant_key)
     if runs.empty:
         raise Sme2Error(
             f"no runs of {variant_key} in the warehouse",
@@ -222,16 +223,9 @@ def build(
         )
     )
 
-    cats = wh.query(
-        "SELECT r.target, r.threads, c.category, c.median_ms, c.share_of_execute FROM category_stats c JOIN current_runs r USING (run_id) WHERE r.variant = ? AND c.scheme = 'blog'",
-        [variant_key],
-    )
+    cats = variant_reads.category_times(wh, variant_key)
     cats["label"] = cats.target + " t" + cats.threads.astype(str)
-    counted = wh.query(
-        "SELECT r.target, r.threads, c.category, sum(c.est_cycles) AS est_cycles FROM op_counts c "
-        "JOIN current_runs r USING (run_id) WHERE r.variant = ? GROUP BY ALL",
-        [variant_key],
-    )
+    counted = variant_reads.category_cycles(wh, variant_key)
     counted["label"] = counted.target + " t" + counted.threads.astype(str)
     for emulated, group in cats.assign(emulated=cats.target.map(dict(zip(runs.target, runs.emulated)))).groupby(
         "emulated"
@@ -250,10 +244,7 @@ def build(
             )
         figures.append(("categories_emulated" if emulated else "categories", chart))
 
-    ops = wh.query(
-        "SELECT r.target, s.op_type, s.category, s.median_ms FROM op_stats s JOIN current_runs r USING (run_id) WHERE r.variant = ? AND r.threads = (SELECT min(threads) FROM current_runs WHERE variant = ?)",
-        [variant_key, variant_key],
-    )
+    ops = variant_reads.op_medians(wh, variant_key)
     top_ops = ops.sort_values("median_ms", ascending=False).groupby("target").head(8)
     emulated_targets = set(runs.target[runs.emulated])
     top_ops["target"] = [t + (" (emulated)" if t in emulated_targets else "") for t in top_ops.target]
@@ -273,10 +264,7 @@ def build(
         )
     )
 
-    hist = wh.query(
-        "SELECT started_at, target, threads, size, e2e_median_ms, emulated FROM runs WHERE variant = ? ORDER BY started_at",
-        [variant_key],
-    )
+    hist = variant_reads.e2e_history(wh, variant_key)
     hist["series"] = hist.target + " t" + hist.threads.astype(str) + " " + hist["size"]
     hist["kind"] = hist.emulated.map(KIND)
     figures.append(
@@ -296,10 +284,7 @@ def build(
     )
 
     top_types = ops.groupby("op_type").median_ms.max().sort_values(ascending=False).head(5).index.tolist()
-    op_hist = wh.query(
-        "SELECT r.started_at, r.target, s.op_type, s.median_ms FROM op_stats s JOIN runs r USING (run_id) WHERE r.variant = ? AND list_contains(?, s.op_type) ORDER BY r.started_at",
-        [variant_key, top_types],
-    )
+    op_hist = variant_reads.op_history(wh, variant_key, top_types)
     figures.append(
         (
             "operator_history",
@@ -317,10 +302,7 @@ def build(
     )
 
     # Kernel view and data movement of each current run.
-    kern = wh.query(
-        "SELECT r.target, k.kernel_family, count(*) AS op_types, round(sum(s.median_ms), 3) AS ms FROM kernels k JOIN op_stats s USING (run_id, op_type) JOIN current_runs r USING (run_id) WHERE r.variant = ? GROUP BY ALL ORDER BY r.target, k.kernel_family",
-        [variant_key],
-    )
+    kern = variant_reads.kernel_families(wh, variant_key)
     results.append(
         (
             "Kernel view",
@@ -395,10 +377,7 @@ def build(
             )
         )
 
-    reg = wh.query(
-        "SELECT g.run_id, r.target, g.scope, g.op_type, CASE WHEN g.change > 0 THEN 'slower' ELSE 'faster' END AS direction, round(g.baseline_median_ms, 4) AS baseline_ms, round(g.new_median_ms, 4) AS new_ms, round(100 * g.change, 1) AS change_pct, g.q_value, g.p_value FROM regressions g JOIN current_runs r USING (run_id) WHERE r.variant = ? AND g.significant AND g.change > 0 ORDER BY g.change DESC LIMIT 20",
-        [variant_key],
-    )
+    reg = variant_reads.slowdowns(wh, variant_key)
     results.append(
         (
             "Regressions",
