@@ -53,8 +53,7 @@ def target_partitions(root: DataRoot, host: Host | None = None) -> list[str]:
                 detected = dev.props.get("sme2") if dev.transport != "qemu" else None
             try:
                 if detected is not None:
-                    caps = type("Caps", (), {"detect_sme2": staticmethod(lambda d=detected: d)})()
-                    inventory.check_sme2(dev, t, caps, host.platform)
+                    inventory.check_detected(dev, t, detected, host.platform)
                 out.append(t.key)
             except Sme2Error:
                 continue

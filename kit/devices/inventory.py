@@ -480,9 +480,14 @@ def check_sme2(device: Device, target: Target, transport, host_platform: str | N
     """Refuse a target the device cannot honour (SME2 on without SME2 hardware; SME2 off on SME2
     hardware without a source tree to build an SME2-off runner); return how it is produced."""
     detected = getattr(transport, "detect_sme2", lambda: None)()
-    plan = plan_target(
+    return check_detected(
         device, target, detected, host_platform or getattr(getattr(transport, "host", None), "platform", None)
     )
+
+
+def check_detected(device: Device, target: Target, detected: bool | None, host_platform: str | None) -> TargetPlan:
+    """check_sme2 with the device's SME2 already known (True/False) or unknown (None)."""
+    plan = plan_target(device, target, detected, host_platform)
     if plan.missing:
         what, todo = plan.missing[0]
         if target.sme2 and detected is False:
