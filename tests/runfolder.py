@@ -40,5 +40,23 @@ def clone_run(src: Path, root: DataRoot, name: str, **fields) -> Path:
     return dst
 
 
+def later_night(
+    src: Path, root: DataRoot, suffix: str, started_at: str | None = None, device: str | None = None
+) -> Path:
+    """A copy of a real run folder as <run id>-<suffix> under root's runs/ (same key: a later night
+    of the same run), optionally on another device (its key follows) or at another start time."""
+    rec = json.loads((src / "run.json").read_text())
+    dst = root.runs / f"{rec['run_id']}-{suffix}"
+    shutil.copytree(src, dst)
+    rec["run_id"] = dst.name
+    if device:
+        rec["device"], rec["target"] = device, f"{device}.sme2-off"
+        rec["run_key"] = rec["run_key"].replace("host.sme2-off", rec["target"])
+    if started_at:
+        rec["started_at"] = started_at
+    (dst / "run.json").write_text(json.dumps(rec))
+    return dst
+
+
 def files_under(folder: Path) -> set[Path]:
     return {p for p in Path(folder).rglob("*")}

@@ -25,8 +25,8 @@ from kit.store import warehouse
 from kit.store.warehouse import Warehouse
 from kit.trace.etdump import Trace
 from kit.trace.program import ProgramMap
-from tests.test_cli import sme2
-from tests.test_warehouse import clone_run
+from tests.clirun import sme2
+from tests.runfolder import later_night as clone_run
 
 # The kit's columns and keys, as its tools write them (model_profiling/tools/*.py, pipeline/*.py).
 TIMELINE = [

@@ -7,13 +7,7 @@ import sys
 
 import pytest
 
-
-def sme2(*args, home, check=True):
-    env = {**os.environ, "SME2_HOME": str(home)}
-    proc = subprocess.run([sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+from tests.clirun import sme2
 
 
 def test_profile_default_model_on_host(home, exports, native_runner):

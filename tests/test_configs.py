@@ -5,14 +5,14 @@ driving a Dagster run through the config sensor and the nightly schedule."""
 
 import datetime
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
+
+from tests.clirun import sme2
 
 from kit import pipeline
 from kit.devices.transports.qemu import cpu_args
@@ -61,16 +61,6 @@ def _arm_config(model: str, output_root: str) -> dict:
 
 MAC_TEMPLATE = _arm_config("REPLACE_WITH_PATH_TO_MODEL_PTE", "out_<model>/runs/mac")
 MAC_EXAMPLE = _arm_config("out_mobilenet/artifacts/mobilenet_v3_small_xnnpack_fp16.pte", "out_mobilenet/runs/mac")
-
-
-def sme2(*args, home, cwd=None, check=True):
-    env = {**os.environ, "SME2_HOME": str(home), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=1800
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def _write(path: Path, obj) -> Path:

@@ -3,13 +3,14 @@ package, Arm-kit packages registered with Arm's keyword options, our runner driv
 executor_runner's flags, and the exporter's --mode / --save-graph / --outdir / --all."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.clirun import sme2
 
 from kit.core.errors import ExportError, ModelPackageError
 from kit.devices.transports.local import LocalTransport
@@ -50,16 +51,6 @@ PLAIN_SCRIPT = textwrap.dedent(
     program.get_etrecord().save(sys.argv[2])
     """
 )
-
-
-def sme2(*args, home, cwd=None, check=True):
-    env = {**os.environ, "SME2_HOME": str(home), "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=1800
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture(scope="module")

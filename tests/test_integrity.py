@@ -27,7 +27,7 @@ from sme2_assets.assets import category_breakdown, device_trace, kernel_view, ro
 from sme2_assets.definitions import defs
 from sme2_assets.partitions import MODEL, TARGET
 from sme2_assets.resources import Sme2
-from tests.test_reports import slower_tiny_seg
+from tests.modelpkg import slower_tiny_seg
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_ASSETS = [device_trace, warehouse_rows, robust_stats, category_breakdown, kernel_view]

@@ -2,11 +2,11 @@
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests import clirun
 
 PACKAGE = textwrap.dedent(
     """
@@ -42,10 +42,8 @@ PACKAGE = textwrap.dedent(
 )
 
 
-def sme2(*args, env):
-    proc = subprocess.run([sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+def sme2(*args, env) -> str:
+    return clirun.sme2(*args, env=env).stdout
 
 
 @pytest.mark.slow  # two exports and a profile through four CLI runs: about 90 s on 2 cores

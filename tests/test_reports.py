@@ -19,22 +19,10 @@ from kit.store import warehouse
 from kit.store.warehouse import Warehouse
 from kit.trace import kernels
 from kit.trace.program import ProgramMap
-from tests.test_warehouse import clone_run
+from tests.modelpkg import slower_tiny_seg
+from tests.runfolder import later_night as clone_run
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def slower_tiny_seg(models: Path, width: int = 48) -> Path:
-    """A models folder holding tiny_seg three times wider (real extra work: ~9x the convolution
-    FLOPs); exported and profiled, its runs have the same key as tiny_seg's."""
-    dst = models / "tiny_seg"
-    shutil.copytree(REPO / "models" / "tiny_seg", dst, ignore=shutil.ignore_patterns("__pycache__"))
-    text = (dst / "model.py").read_text()
-    old = 'sizes={"small": {"resolution": 64}, "full": {"resolution": 256}}'
-    assert old in text
-    new = f'sizes={{"small": {{"resolution": 64, "width": {width}}}, "full": {{"resolution": 256, "width": {width}}}}}'
-    (dst / "model.py").write_text(text.replace(old, new))
-    return models
 
 
 @pytest.fixture(scope="module")

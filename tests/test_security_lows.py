@@ -25,7 +25,7 @@ from kit.store import warehouse
 from kit.store.shared import SharedStore
 from kit.store.warehouse import Warehouse
 from tests.runfolder import clone_run
-from tests.test_security_warehouse import fill, small_disk
+from tests.disks import fill, small_disk
 
 RECORDED = Path(__file__).resolve().parent / "data" / "tiny_seg-fp32-host"
 

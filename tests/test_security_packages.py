@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests import clirun
 
 from kit.core import limits
 from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
@@ -84,10 +84,7 @@ def _write_package(models: Path, name: str, model_py: str, init_py: str | None =
 
 
 def sme2(*args, home: Path, models: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SME2_HOME": str(home)}
-    if models is not None:
-        env["SME2_MODELS"] = str(models)
-    return subprocess.run([sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env)
+    return clirun.sme2(*args, home=home, env={"SME2_MODELS": str(models)} if models else None, check=False)
 
 
 def _log_in_hint(error: Sme2Error) -> Path:

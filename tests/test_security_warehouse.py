@@ -9,13 +9,11 @@ run folders, the real CLI in a subprocess, and a real full file system (a small 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -30,6 +28,7 @@ from kit.report import armkit
 from kit.store import usersql, warehouse
 from kit.store.schema import STORED_AS, TABLES
 from kit.store.warehouse import Warehouse
+from tests.disks import fill, small_disk
 
 pytestmark = pytest.mark.slow  # real CLI subprocesses and tmpfs-backed full disks (minutes; the tmpfs tests need root)
 
@@ -315,35 +314,6 @@ def test_arm_kit_import_heals_a_folder_an_old_import_left_broken(tmp_path, host_
 
 
 # ---------------------------------------------------------------- a full disk
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str):
-    """A real, small file system (tmpfs) at `path`; skips when mounting is not permitted."""
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs (a real full disk)")
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def fill(disk: Path) -> Path:
-    """Fill the file system completely; returns the filler file (delete it to free the space)."""
-    filler = disk / f"filler-{uuid.uuid4().hex[:6]}"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for chunk in (1 << 20, 65536, 4096, 512, 1):  # unbuffered, down to the last byte
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * chunk)
-    finally:
-        os.close(fd)
-    return filler
 
 
 def table_counts(wh: Warehouse, run_id: str) -> dict[str, int]:

@@ -8,7 +8,6 @@ tests/data: no export, no measurement."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,26 +17,15 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from tests.runfolder import later_night as clone_run
+from tests import clirun
+
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
 from kit.store import queries, recovery, usersql, warehouse
 from kit.store.schema import SCHEMA_VERSION
 from kit.store.shared import CATALOG_ENV, LAKE, PUBLISHED, SHARED_ENV, SharedStore
 from kit.store.warehouse import Warehouse
-
-
-def clone_run(src, root: DataRoot, suffix: str, device: str | None = None, started_at: str | None = None):
-    rec = json.loads((src / "run.json").read_text())
-    dst = root.runs / f"{rec['run_id']}-{suffix}"
-    shutil.copytree(src, dst)
-    rec["run_id"] = dst.name
-    if device:
-        rec["device"], rec["target"] = device, f"{device}.sme2-off"
-        rec["run_key"] = rec["run_key"].replace("host.sme2-off", rec["target"])
-    if started_at:
-        rec["started_at"] = started_at
-    (dst / "run.json").write_text(json.dumps(rec))
-    return dst
 
 
 @pytest.fixture()
@@ -325,13 +313,7 @@ def test_migrate_moves_the_parquet_store_and_the_local_file_once(lab, recorded_r
 
 
 def _sme2(*args, home, env_extra, check=True):
-    env = {**os.environ, "SME2_HOME": str(home), **env_extra}
-    proc = subprocess.run(
-        [sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env, timeout=300
-    )
-    if check:
-        assert proc.returncode == 0, f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return clirun.sme2(*args, home=home, env=env_extra, check=check, timeout=300)
 
 
 @pytest.mark.slow  # CLI processes: ~30 s on 2 cores

@@ -13,10 +13,11 @@ temporary one, which builds everything again)."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import clirun
 
 from kit import pipeline
 from kit.devices.transports.qemu import cpu_args
@@ -60,10 +61,7 @@ def src_home(tmp_path_factory) -> DataRoot:
 
 
 def sme2(*args, home: DataRoot):
-    env = {**os.environ, "SME2_HOME": str(home.path)}
-    proc = subprocess.run([sys.executable, "-m", "kit.cli", *args], capture_output=True, text=True, env=env)
-    assert proc.returncode == 0, f"sme2 {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return clirun.sme2(*args, home=home)
 
 
 def test_generated_commands_configure_the_real_tree(tmp_path_factory):

@@ -135,3 +135,20 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
     with ThreadPoolExecutor(max_workers=2) as pool:
         failures = [f"{n}: {err}" for n, err in pool.map(_import_alone, names) if err]
     assert not failures, "\n".join(failures)
+
+
+def test_test_modules_share_helpers_not_each_other():
+    """Helpers live in helper modules (tests/clirun.py, runfolder.py, disks.py, ...): a test module
+    importing another runs that module's fixtures and tests' imports for nothing, and couples them."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            if any(n.split(".")[:2][-1].startswith("test_") and n.startswith("tests.") for n in names):
+                offenders.append(path.name)
+    assert not offenders, f"test modules importing test modules: {sorted(set(offenders))}"

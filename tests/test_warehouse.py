@@ -4,30 +4,19 @@ queries, lock waiting, and 8 concurrent writers with a reader that must only see
 
 import json
 import multiprocessing
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
+from tests.runfolder import later_night as clone_run
+
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
 from kit.store import connection, queries, schema, warehouse
 from kit.store.connection import scalar
 from kit.store.warehouse import Warehouse
-
-
-def clone_run(src, root: DataRoot, suffix: str, started_at: str | None = None):
-    """A copy of a real run folder under a new run id (same key): a later night of the same run."""
-    rec = json.loads((src / "run.json").read_text())
-    dst = root.runs / f"{rec['run_id']}-{suffix}"
-    shutil.copytree(src, dst)
-    rec["run_id"] = dst.name
-    if started_at:
-        rec["started_at"] = started_at
-    (dst / "run.json").write_text(json.dumps(rec))
-    return dst
 
 
 def run_iterations(run_dir) -> int:

@@ -18,7 +18,7 @@ import pytest
 from kit.core.home import DataRoot
 from kit.store import schema, warehouse
 from kit.store.warehouse import Warehouse
-from tests.test_cli import sme2
+from tests.clirun import sme2
 
 # Columns that differ by design between two ingestions of the same run.
 VOLATILE = {"ingested_at", "run_no"}
