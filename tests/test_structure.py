@@ -152,3 +152,21 @@ def test_test_modules_share_helpers_not_each_other():
             if any(n.split(".")[:2][-1].startswith("test_") and n.startswith("tests.") for n in names):
                 offenders.append(path.name)
     assert not offenders, f"test modules importing test modules: {sorted(set(offenders))}"
+
+
+def test_each_sub_package_declares_its_public_modules():
+    """`__all__` of every kit sub-package lists exactly its public modules (docs/kit.md: usable from
+    a notebook), and `from kit.<package> import *` imports them."""
+    kit = Path(__file__).resolve().parent.parent / "kit"
+    for init in sorted(kit.glob("*/__init__.py")):
+        package = init.parent
+        declared = None
+        for node in ast.parse(init.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                declared = ast.literal_eval(node.value)
+        present = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
+        present |= {d.name for d in package.iterdir() if (d / "__init__.py").exists() and not d.name.startswith("_")}
+        assert declared is not None and set(declared) == present, (package.name, declared, sorted(present))
+    code = "import kit.store, kit.analysis; from kit.store import *; from kit.analysis import *; print(warehouse, regress)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "kit.store.warehouse" in done.stdout, done.stderr[-2000:]

@@ -3,3 +3,8 @@ and devices, export, profile, read-only SQL, compare, report, check) that return
 MCP server (`sme2 mcp`, stdio) that exposes them, so an assistant drives the platform without
 parsing terminal output. Least privilege: the data root is fixed when the server starts, every
 name is validated, SQL goes through the one read-only guard, and no tool takes a file path."""
+
+__all__ = [  # the sub-package's public modules: `from kit.agent import *`, or import each by name
+    "server",
+    "tools",
+]

@@ -1,2 +1,18 @@
 """Stage 8, the DuckDB warehouse: schema and migrations, connections, ingestion of run folders,
 the user-SQL guard, the named queries and the per-run views the assets show. SQL lives here."""
+
+__all__ = [  # the sub-package's public modules: `from kit.store import *`, or import each by name
+    "connection",
+    "extensions",
+    "history",
+    "legacy_store",
+    "migration",
+    "queries",
+    "recovery",
+    "schema",
+    "shared",
+    "usersql",
+    "variant",
+    "views",
+    "warehouse",
+]
