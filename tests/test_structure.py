@@ -167,6 +167,8 @@ def test_each_sub_package_declares_its_public_modules():
         present = {p.stem for p in package.glob("*.py") if not p.stem.startswith("_")}
         present |= {d.name for d in package.iterdir() if (d / "__init__.py").exists() and not d.name.startswith("_")}
         assert declared is not None and set(declared) == present, (package.name, declared, sorted(present))
-    code = "import kit.store, kit.analysis; from kit.store import *; from kit.analysis import *; print(warehouse, regress)"
+    code = (
+        "import kit.store, kit.analysis; from kit.store import *; from kit.analysis import *; print(warehouse, regress)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "kit.store.warehouse" in done.stdout, done.stderr[-2000:]
