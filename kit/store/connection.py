@@ -67,7 +67,27 @@ def connect(
     try:
         yield conn
     finally:
+        detach_others(conn)
         conn.close()
+
+
+def detach_others(conn) -> None:
+    """DETACH every database but the connection's own (a lab's DuckLake and its catalog) before the
+    connection closes. Closing alone does not disassociate attached databases: a DuckLake's
+    PostgreSQL catalog kept the file's database instance alive after close, and the next connect to
+    the file in the process then waited forever for that instance to shut down."""
+    with contextlib.suppress(duckdb.Error):
+        conn.execute("ROLLBACK")  # a reader's open transaction (kit.store.shared.union_views)
+    with contextlib.suppress(duckdb.Error):
+        own = conn.execute("SELECT current_database()").fetchone()[0]
+        others = conn.execute(
+            "SELECT database_name FROM duckdb_databases() WHERE NOT internal AND database_name <> ? "
+            "ORDER BY database_name LIKE '\\_\\_%' ESCAPE '\\'",  # the lake before its catalog
+            [own],
+        ).fetchall()
+        for (name,) in others:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute(f'DETACH DATABASE IF EXISTS "{name}"')
 
 
 def scalar(conn, sql: str, params: list | None = None):

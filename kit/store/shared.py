@@ -43,7 +43,7 @@ import duckdb
 
 from kit.core.errors import DiskFullError, Sme2Error, WarehouseError
 from kit.store import extensions
-from kit.store.connection import ENGINE_CONFIG
+from kit.store.connection import ENGINE_CONFIG, detach_others
 from kit.store.schema import OP_COUNTS_VIEW, OP_INSTANCES_VIEW, SCHEMA_VERSION
 
 SHARED_ENV = "SME2_SHARED_STORE"
@@ -147,6 +147,9 @@ class SharedStore:
         if conn.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [LAKE]).fetchone()[0]:
             return
         extensions.load(conn, "ducklake", "postgres_scanner" if self.kind == "postgres" else "sqlite_scanner")
+        if self.kind == "postgres":  # no background thread holding the catalog's connections past close
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("SET pg_pool_enable_reaper_thread = false")
         self.data.mkdir(parents=True, exist_ok=True) if not read_only else None
         options = [f"DATA_PATH {_literal(str(self.data) + '/')}"]
         if read_only:
@@ -176,6 +179,7 @@ class SharedStore:
             self.attach(conn, read_only=read_only)
             yield conn
         finally:
+            detach_others(conn)
             conn.close()
 
     def _tables(self, conn) -> set[str]:
