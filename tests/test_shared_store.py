@@ -130,6 +130,20 @@ def test_a_writer_killed_mid_commit_leaves_nothing_and_the_retry_stores_the_run_
         assert conn.execute(f"SELECT count(*) FROM {LAKE}.{store.schema}.runs").fetchone()[0] == 2
 
 
+def _second_copy(store: SharedStore, run_id: str) -> None:
+    """What two hosts that both checked before either committed leave: the run again, under
+    another publish id."""
+    with store.session(read_only=False) as conn:
+        conn.execute("BEGIN TRANSACTION")
+        for table in PUBLISHED:
+            conn.execute(
+                f"INSERT INTO {LAKE}.{store.schema}.{table} SELECT * REPLACE ('zz-second' AS publish_id) "
+                f"FROM {LAKE}.{store.schema}.{table} WHERE run_id = ?",
+                [run_id],
+            )
+        conn.execute("COMMIT")
+
+
 def test_a_run_published_twice_at_once_is_seen_once_and_stored_once_after_maintenance(lab, recorded_run):
     store, h1, h2, anywhere = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
@@ -137,15 +151,7 @@ def test_a_run_published_twice_at_once_is_seen_once_and_stored_once_after_mainte
     wh = Warehouse.at(anywhere)
     before = _picture(wh)
     # Two hosts that both checked before either committed: a second copy under another publish id.
-    with store.session(read_only=False) as conn:
-        conn.execute("BEGIN TRANSACTION")
-        for table in PUBLISHED:
-            conn.execute(
-                f"INSERT INTO {LAKE}.{store.schema}.{table} SELECT * REPLACE ('zz-second' AS publish_id) "
-                f"FROM {LAKE}.{store.schema}.{table} WHERE run_id = ?",
-                [a.name],
-            )
-        conn.execute("COMMIT")
+    _second_copy(store, a.name)
     assert _picture(wh) == before  # readers take one copy
     done = store.compact()
     assert done.duplicates_removed == 1 and done.runs == 1
@@ -362,15 +368,7 @@ def test_the_nightly_maintenance_asset_removes_a_duplicate_publish(lab, recorded
     store, h1, _, _ = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
     assert warehouse.ingest_run(h1, a)
-    with store.session(read_only=False) as conn:  # a second host's racing copy of the same run
-        conn.execute("BEGIN TRANSACTION")
-        for table in PUBLISHED:
-            conn.execute(
-                f"INSERT INTO {LAKE}.{store.schema}.{table} SELECT * REPLACE ('zz-second' AS publish_id) "
-                f"FROM {LAKE}.{store.schema}.{table} WHERE run_id = ?",
-                [a.name],
-            )
-        conn.execute("COMMIT")
+    _second_copy(store, a.name)  # a second host's racing copy of the same run
     result = dg.materialize([lake_maintenance])
     assert result.success
     meta = result.asset_materializations_for_node("lake_maintenance")[0].metadata
