@@ -19,6 +19,7 @@ from rich.markup import escape
 from kit import pipeline as kit_pipeline
 from kit.analysis import compare
 from kit.cli.common import command, console, err, progress, root_of
+from kit.core import environment
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
@@ -286,7 +287,7 @@ def worker_cmd(
     root = root_of(home)
     argv = lab.worker_argv(queue, concurrency, loglevel)
     for name in (lab.PG_ENV,):
-        if not os.environ.get(name):
+        if not environment.get(name):
             err.print(f"[yellow]${name} is not set: steps run here cannot reach a shared Dagster instance[/]")
     instance_home(root)
     os.environ["SME2_HOME"] = str(root.path)

@@ -35,7 +35,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster._grpc.types import ExecuteStepArgs
 from dagster._serdes import pack_value
 
-from kit.core import atomic, names
+from kit.core import atomic, environment, names
 from kit.core.errors import Sme2Error
 from kit.store.shared import SharedStore
 
@@ -54,7 +54,7 @@ DEFAULT_STEP_TIMEOUT_S = 6 * 3600.0
 
 
 def _seconds(env: str, default: float, environ=None) -> float:
-    text = (environ if environ is not None else os.environ).get(env, "").strip()
+    text = (environment.get(env, environ) or "").strip()
     if not text:
         return default
     try:
@@ -72,7 +72,7 @@ def _seconds(env: str, default: float, environ=None) -> float:
 def instance_template(environ=None) -> Path:
     """The dagster.yaml to use: PostgreSQL storage when $SME2_DAGSTER_PG_URL is set, else SQLite."""
     env = environ if environ is not None else os.environ
-    return POSTGRES_YAML if env.get(PG_ENV, "").strip() else SQLITE_YAML
+    return POSTGRES_YAML if (environment.get(PG_ENV, env) or "").strip() else SQLITE_YAML
 
 
 def normalize_pg_url(environ=None) -> None:
@@ -80,7 +80,7 @@ def normalize_pg_url(environ=None) -> None:
     psycopg 3: name the installed driver in the URL (in the environment this process and its
     children, the daemon's run coordinators and Celery, read the instance from)."""
     env = environ if environ is not None else os.environ
-    url = env.get(PG_ENV, "").strip()
+    url = (environment.get(PG_ENV, env) or "").strip()
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgresql", "postgres") and importlib.util.find_spec("psycopg") is None:
         env[PG_ENV] = f"postgresql+psycopg2://{rest}"
@@ -103,18 +103,18 @@ def write_instance_yaml(home: Path, environ=None) -> Path:
 
 def enabled(environ=None) -> bool:
     """Lab mode: steps run on Celery workers ($SME2_CELERY_BROKER set)."""
-    return bool((environ if environ is not None else os.environ).get(BROKER_ENV, "").strip())
+    return bool((environment.get(BROKER_ENV, environ) or "").strip())
 
 
 def celery_settings(environ=None) -> dict:
     """Broker, result backend and Celery settings, identical for the run (executor) and workers."""
     env = environ if environ is not None else os.environ
-    broker = env.get(BROKER_ENV, "").strip()
+    broker = (environment.get(BROKER_ENV, env) or "").strip()
     if not broker:
         raise Sme2Error(f"${BROKER_ENV} is not set", f"e.g. export {BROKER_ENV}=redis://lab-server:6379/0")
     return {
         "broker": broker,
-        "backend": env.get(BACKEND_ENV, "").strip() or broker,
+        "backend": (environment.get(BACKEND_ENV, env) or "").strip() or broker,
         "config_source": {
             "task_acks_late": True,
             "task_reject_on_worker_lost": True,

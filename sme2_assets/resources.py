@@ -6,11 +6,16 @@ classes in resource config, not plain pydantic models), so every setting is run 
     resources: {sme2: {config: {iterations: 50, threads: [1, 2], timeout_s: 600,
                                 targets: [host.sme2-off], categories_file: /path/rules.toml}}}
 
+Fields that are also SME2_* environment variables (kit.core.environment) override them for the
+steps of a run: `Sme2(shared_store=dg.EnvVar("SME2_SHARED_STORE"))` in a deployment's definitions,
+or `{shared_store: /mnt/lab/warehouse}` in run config.
+
 `settings()` builds and validates the kit object; a bad value fails the run with the field and
 its rule before anything is measured."""
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import dagster as dg
@@ -41,6 +46,16 @@ class Sme2(dg.ConfigurableResource):
     cv_bound_percent: float = Field(_D["cv_bound_percent"], description=_doc("cv_bound_percent"))
     regression_block_ratio: float = Field(_D["regression_block_ratio"], description=_doc("regression_block_ratio"))
     categories_file: Optional[str] = Field(_D["categories_file"], description=_doc("categories_file"))
+    tools: Optional[str] = Field(_D["tools"], description=_doc("tools"))
+    export_cache: Optional[str] = Field(_D["export_cache"], description=_doc("export_cache"))
+    shared_store: Optional[str] = Field(_D["shared_store"], description=_doc("shared_store"))
+    shared_catalog: Optional[str] = Field(_D["shared_catalog"], description=_doc("shared_catalog"))
+
+    def setup_for_execution(self, context) -> None:
+        """Fields that are environment variables the kit reads where it needs them (the tools folder,
+        the export cache, the lab's lake) are set in this process when set: a step's process is its
+        own (not a context manager: sensors take the resource without one)."""
+        os.environ.update(self.settings().overrides())
 
     def settings(self) -> Settings:
         """The validated kit settings (raises kit.core.settings.SettingsError on a bad value)."""

@@ -4,16 +4,15 @@ experiment config of <data root>/configs/, then the lab's DuckLake maintenance; 
 and on the local CPU. The SME2 on and off partitions of a device are measured together by whichever
 of the two runs first (the other adopts its runs: kit.pipeline.profile_partition)."""
 
-import os
-
 import dagster as dg
 
+from kit.core import environment
 from kit.profile import config as experiment_config
 from sme2_assets import jobs
 from sme2_assets.partitions import CONFIG, MODEL, TARGET, config_tags, run_tags
 from sme2_assets.resources import Sme2
 
-NIGHTLY_CRON = os.environ.get("SME2_NIGHTLY_CRON", "0 2 * * *")
+NIGHTLY_CRON = environment.get("SME2_NIGHTLY_CRON") or "0 2 * * *"
 
 
 @dg.schedule(

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from kit.core import environment
 from kit.core.errors import DataRootError
 from kit.core.names import file_component
 
@@ -17,7 +18,7 @@ class DataRoot:
     @classmethod
     def resolve(cls, path: str | os.PathLike | None = None) -> "DataRoot":
         """Resolve once, to an absolute path: explicit argument, else $SME2_HOME, else ./.sme2."""
-        chosen = path or os.environ.get("SME2_HOME") or ".sme2"
+        chosen = path or environment.get("SME2_HOME") or ".sme2"
         root = Path(chosen).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         return cls(root)
@@ -76,9 +77,7 @@ class DataRoot:
     def tools(self) -> Path:
         """QEMU, the aarch64 executorch package, probes. $SME2_TOOLS shares one copy between data
         roots (the test suite reuses the one `sme2 setup` made)."""
-        import os
-
-        shared = os.environ.get("SME2_TOOLS")
+        shared = environment.get("SME2_TOOLS")
         if shared:
             p = Path(shared).expanduser().resolve()
             p.mkdir(parents=True, exist_ok=True)

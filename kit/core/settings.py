@@ -10,11 +10,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from kit.core import limits, names
+from kit.core import environment, limits, names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 
 RUNNERS = ("native", "pybind")
+# Settings the kit reads as environment variables where it needs them (the data root and the
+# packages folder are passed explicitly): set, they override the variable (`overrides`).
+OVERRIDING = ("tools", "export_cache", "shared_store", "shared_catalog")
 
 
 class SettingsError(Sme2Error):
@@ -53,8 +56,32 @@ class Settings(BaseModel):
     categories_file: str | None = Field(
         None, description="operator category rules (TOML); empty: <data root>/categories.toml when present"
     )
+    # Settings that are also environment variables (kit.core.environment.VARIABLES): set, they
+    # override the variable for the run's processes (`overrides`), so a Dagster deployment can set
+    # them in run config or with dg.EnvVar instead of the daemon's environment.
+    tools: str | None = Field(
+        None, description="tools folder shared by data roots; empty: $SME2_TOOLS, else <data root>/tools"
+    )
+    export_cache: str | None = Field(
+        None, description="export cache folder ('off': none); empty: $SME2_EXPORT_CACHE, else ~/.cache/sme2/exports"
+    )
+    shared_store: str | None = Field(None, description="the lab's DuckLake data folder; empty: $SME2_SHARED_STORE")
+    shared_catalog: str | None = Field(
+        None,
+        description="the lab's DuckLake catalog (postgres:<conninfo> or sqlite:<file>); empty: $SME2_SHARED_CATALOG",
+    )
 
-    @field_validator("home", "models_dir", "size", "categories_file", mode="before")
+    @field_validator(
+        "home",
+        "models_dir",
+        "size",
+        "categories_file",
+        "tools",
+        "export_cache",
+        "shared_store",
+        "shared_catalog",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, v):
         return None if v == "" else v
@@ -69,6 +96,20 @@ class Settings(BaseModel):
     def _size(cls, v):
         if v is not None:
             _name_check(names.size_name, v)
+        return v
+
+    @field_validator("home", "models_dir", "tools", "export_cache", "shared_store", "shared_catalog")
+    @classmethod
+    def _one_line(cls, v):
+        if v is not None and any(c in v for c in "\0\n\r"):
+            raise ValueError("a path or address on one line, without NUL")
+        return v
+
+    @field_validator("shared_catalog")
+    @classmethod
+    def _catalog(cls, v):
+        if v is not None and not v.startswith(("postgres:", "sqlite:")):
+            raise ValueError("postgres:<libpq conninfo> or sqlite:<file>")
         return v
 
     @field_validator("threads")
@@ -108,6 +149,14 @@ class Settings(BaseModel):
                 "invalid settings: " + "; ".join(problems),
                 "fix the value in the Dagster resource config (resources.sme2.config) or the command line",
             ) from None
+
+    def overrides(self) -> dict[str, str]:
+        """The environment variables a run with these settings sets (OVERRIDING fields that are set)."""
+        return {
+            v.name: str(getattr(self, v.setting))
+            for v in environment.VARIABLES
+            if v.setting in OVERRIDING and getattr(self, v.setting)
+        }
 
     def root(self) -> DataRoot:
         return DataRoot.resolve(self.home)

@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.core import atomic
+from kit.core import atomic, environment
 from kit.core.home import DataRoot
 from kit.core.locks import file_lock
 from kit.counts import plugin_log
@@ -80,7 +80,7 @@ class CountingTools:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or CACHE_DEFAULT).expanduser()
+    return Path(environment.get(CACHE_ENV) or CACHE_DEFAULT).expanduser()
 
 
 def missing_build_deps() -> list[str]:

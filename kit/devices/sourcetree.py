@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from kit.core import atomic, lifetime
+from kit.core import atomic, environment, lifetime
 from kit.core.errors import Sme2Error
 
 DEFAULT_URL = "https://github.com/pytorch/executorch.git"
@@ -41,7 +41,7 @@ class SourceFetchError(Sme2Error):
 
 def cache_dir() -> Path:
     """Source trees are machine-wide, like the build cache (hundreds of MB; every data root uses them)."""
-    return Path(os.environ.get("SME2_SOURCE_CACHE") or Path.home() / ".cache" / "sme2" / "sources")
+    return Path(environment.get("SME2_SOURCE_CACHE") or Path.home() / ".cache" / "sme2" / "sources")
 
 
 def default_dest() -> Path:

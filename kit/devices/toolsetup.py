@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.core import atomic, platforms
+from kit.core import atomic, environment, platforms
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.versions import executorch_version
@@ -60,7 +60,7 @@ def tools_qemu(root: DataRoot) -> Path:
 def find_qemu(root: DataRoot) -> Path | None:
     """A qemu-aarch64 >= 10.1: $SME2_QEMU, then PATH, then the tools folder."""
     candidates = [
-        os.environ.get("SME2_QEMU"),
+        environment.get("SME2_QEMU"),
         shutil.which("qemu-aarch64"),
         shutil.which("qemu-aarch64-static"),
         str(tools_qemu(root)),

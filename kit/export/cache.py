@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from kit.core import atomic
+from kit.core import atomic, environment
 from kit.core.locks import file_lock
 
 ENV = "SME2_EXPORT_CACHE"
@@ -37,7 +37,7 @@ OFF = ("", "0", "off", "no", "none", "false")
 
 def folder() -> Path | None:
     """The cache folder, or None when $SME2_EXPORT_CACHE turns it off."""
-    value = os.environ.get(ENV)
+    value = environment.get(ENV)
     if value is not None and value.strip().lower() in OFF:
         return None
     return Path(value or DEFAULT).expanduser()

@@ -18,7 +18,7 @@ import types
 from dataclasses import dataclass
 from pathlib import Path
 
-from kit.core import names
+from kit.core import environment, names
 from kit.core.errors import ModelPackageError, Sme2Error
 from kit.models import examples, exitguard, modelspec
 from kit.models.modelspec import ModelSpec
@@ -68,9 +68,8 @@ def content_hash(folder: Path) -> str:
 
 
 def models_dir(path: str | Path | None = None) -> Path:
-    import os
 
-    return Path(path or os.environ.get("SME2_MODELS") or DEFAULT_MODELS_DIR).resolve()
+    return Path(path or environment.get("SME2_MODELS") or DEFAULT_MODELS_DIR).resolve()
 
 
 def _parent_package(folder: Path) -> tuple[str, dict]:

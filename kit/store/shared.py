@@ -41,6 +41,7 @@ from pathlib import Path
 
 import duckdb
 
+from kit.core import environment
 from kit.core.errors import DiskFullError, Sme2Error, WarehouseError
 from kit.store import extensions
 from kit.store.connection import ENGINE_CONFIG, detach_others
@@ -123,9 +124,8 @@ class SharedStore:
     @classmethod
     def from_env(cls, environ=None) -> "SharedStore | None":
         """The lake named by $SME2_SHARED_STORE (and $SME2_SHARED_CATALOG), or None (no lab)."""
-        env = environ if environ is not None else os.environ
-        value = env.get(SHARED_ENV, "").strip()
-        return cls.of(value, env.get(CATALOG_ENV)) if value else None
+        value = (environment.get(SHARED_ENV, environ) or "").strip()
+        return cls.of(value, environment.get(CATALOG_ENV, environ)) if value else None
 
     @property
     def data(self) -> Path:
