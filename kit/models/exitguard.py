@@ -68,9 +68,11 @@ IMPORT_TIMEOUT_S = 60.0  # a package's import that takes longer is hung (a sleep
 
 
 @contextlib.contextmanager
-def deadline(model: str, doing: str, where: str, seconds: float = IMPORT_TIMEOUT_S) -> Iterator[None]:
-    """Stop model code that runs longer than `seconds` with a ModelPackageError (SIGALRM: on the
-    main thread of a POSIX process; elsewhere the code runs unbounded, as before)."""
+def deadline(model: str, doing: str, where: str, seconds: float | None = None) -> Iterator[None]:
+    """Stop model code that runs longer than `seconds` (default IMPORT_TIMEOUT_S, read at the call)
+    with a ModelPackageError (SIGALRM: on the main thread of a POSIX process; elsewhere the code runs
+    unbounded, as before)."""
+    seconds = IMPORT_TIMEOUT_S if seconds is None else seconds
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
