@@ -21,10 +21,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from kit.store import history
 from kit.trace import kernels
+
+
+def _scipy_stats():
+    """scipy.stats, imported when a statistic is computed: it takes seconds to import, and most
+    commands that reach this module (sme2 sql, runs, report) never need it."""
+    from scipy import stats
+
+    return stats
+
 
 ALPHA = 0.05
 MIN_EFFECT = 0.05  # 5% change of the median
@@ -51,7 +59,7 @@ def mann_whitney(new: np.ndarray, baseline: np.ndarray) -> float:
         return 1.0
     if np.all(new == new[0]) and np.all(baseline == new[0]):
         return 1.0
-    return float(sps.mannwhitneyu(new, baseline, alternative="greater").pvalue)
+    return float(_scipy_stats().mannwhitneyu(new, baseline, alternative="greater").pvalue)
 
 
 def compare(
@@ -75,7 +83,7 @@ def compare(
         tests.append(Test("e2e" if key is None else "op", key, mb, ma, change, mann_whitney(a, b)))
     ops = [t for t in tests if t.scope == "op"]
     if ops:  # Benjamini-Hochberg q-values: the smallest FDR at which each test would be rejected
-        for t, q in zip(ops, sps.false_discovery_control([t.p_value for t in ops], method="bh")):
+        for t, q in zip(ops, _scipy_stats().false_discovery_control([t.p_value for t in ops], method="bh")):
             t.q_value = float(q)
     e2e = next((t.baseline_median_ms for t in tests if t.scope == "e2e"), 0.0)
     for t in tests:

@@ -9,7 +9,15 @@ mean a real difference at roughly the 5% level."""
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sps
+
+
+def _scipy_stats():
+    """scipy.stats, imported when a statistic is computed: it takes seconds to import, and most
+    commands that reach this module (sme2 sql, runs, report) never need it."""
+    from scipy import stats
+
+    return stats
+
 
 MAX_RESAMPLED_VALUES = 4_000_000  # bootstrap cost cap: resamples x sample size
 MAX_RESAMPLES = 2000
@@ -32,7 +40,7 @@ def bootstrap_ci(samples, statistic, level: float = 0.95, seed: int = 0) -> tupl
         point = float(statistic(*data, axis=-1))
         return point, point
     b = int(max(200, min(MAX_RESAMPLES, MAX_RESAMPLED_VALUES // n)))
-    res = sps.bootstrap(
+    res = _scipy_stats().bootstrap(
         data,
         statistic,
         n_resamples=b,
@@ -84,8 +92,8 @@ def robust_stats(samples, outlier_threshold: float = 1.5) -> dict:
             "values": outliers.tolist(),
             "bounds": {"lower": lower, "upper": upper},
         },
-        "trimmed_mean_5_ms": float(sps.trim_mean(x, 0.05)),
-        "trimmed_mean_10_ms": float(sps.trim_mean(x, 0.10)),
+        "trimmed_mean_5_ms": float(_scipy_stats().trim_mean(x, 0.05)),
+        "trimmed_mean_10_ms": float(_scipy_stats().trim_mean(x, 0.10)),
         "robust_stats": {
             "count": int(clean.size),
             "mean_ms": c_mean,
