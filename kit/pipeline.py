@@ -17,7 +17,7 @@ from kit.core.names import Target, Variant
 from kit.core.settings import Settings
 from kit.devices import inventory
 from kit.devices.transports.local import Host, LocalTransport
-from kit.export import exporter
+from kit.export import artifact, exporter
 from kit.models import registry
 from kit.profile import config as experiment_config
 from kit.profile import experiments, session
@@ -68,7 +68,7 @@ def sizes_for(root: DataRoot, settings: Settings, targets: list[str] | None = No
     return sorted({reg[Target.parse(k).device].size for k in keys if Target.parse(k).device in reg})
 
 
-def export_partition(root: DataRoot, variant_key: str, settings: Settings, progress=None) -> dict[str, exporter.Export]:
+def export_partition(root: DataRoot, variant_key: str, settings: Settings, progress=None) -> dict[str, artifact.Export]:
     """Export one model partition at every size its targets need."""
     v = Variant.parse(variant_key)
     pkg = registry.get(v.model, settings.models_dir)
@@ -143,7 +143,7 @@ def adoptable_runs(root: DataRoot, v: Variant, target_key: str, settings: Settin
     size = settings.size or device.size
     threads = sorted(settings.threads or device.threads)
     iterations = min(settings.iterations, device.max_iterations) if device.max_iterations else settings.iterations
-    exp = exporter.find(root, v, size)
+    exp = artifact.find(root, v, size)
     if exp is None or "exported_at" not in exp.meta:
         return []
     binary = recipes.runner_for(inventory.resolve(target_key, root), root, settings.runner)

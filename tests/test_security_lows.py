@@ -19,7 +19,7 @@ from kit.core.errors import DiskFullError, ExportError, ModelPackageError, Sme2E
 from kit.core.home import DataRoot
 from kit.devices import inventory
 from kit.devices.transports import ssh
-from kit.export import exporter
+from kit.export import importer
 from kit.models import exitguard, registry
 from kit.store import warehouse
 from kit.store.shared import SharedStore
@@ -72,12 +72,12 @@ def test_repeated_thread_counts_and_absurd_iterations_are_refused():
 
 def test_a_padded_program_is_refused_before_it_is_read(tmp_path, exports):
     pte = exports["fp32"].pte
-    declared = exporter.check_extent(pte)
+    declared = importer.check_extent(pte)
     assert declared == pte.stat().st_size  # our own exports carry exactly what their header says
     padded = tmp_path / "padded.pte"
     padded.write_bytes(pte.read_bytes() + b"\0" * 4096)
     with pytest.raises(ExportError, match="4,096 bytes were appended"):
-        exporter.import_program(padded, DataRoot.resolve(tmp_path / "home"))
+        importer.import_program(padded, DataRoot.resolve(tmp_path / "home"))
 
 
 def _package(models: Path, name: str, top: str) -> None:
