@@ -24,7 +24,7 @@ from kit.profile import experiments, session
 from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.runners import recipes
 from kit.stats import categories
-from kit.store import recovery, warehouse
+from kit.store import ingest, recovery, warehouse
 
 __all__ = [
     "Settings",
@@ -248,7 +248,7 @@ def store_runs(root: DataRoot, run_dirs: list, settings: Settings | None = None)
     rules = categories.load_rules((settings or Settings()).rules_file(root))
     ids = []
     for d in run_dirs:
-        warehouse.ingest_run(root, d, rules)
+        ingest.ingest_run(root, d, rules)
         ids.append(RunRecord.load(d).run_id)
     return ids
 
@@ -259,7 +259,7 @@ def profile_and_store(plan: session.ProfilePlan, root: DataRoot, progress=None) 
 
     def store(result: session.ProfileResult) -> None:
         say(f"{result.record.target}: writing {result.record.run_id} to the warehouse")
-        warehouse.ingest_run(root, result.run_dir)
+        ingest.ingest_run(root, result.run_dir)
 
     recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
     results = session.execute(plan, root, progress, on_result=store)
@@ -298,7 +298,7 @@ def run_config(
 
     def store(result: session.ProfileResult) -> None:
         say(f"{result.record.target}: writing {result.record.run_id} to the warehouse")
-        warehouse.ingest_run(root, result.run_dir)
+        ingest.ingest_run(root, result.run_dir)
 
     recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
     return experiments.run(cfg, root, say, on_result=store, only=only)

@@ -21,7 +21,7 @@ from kit.devices import inventory
 from kit.devices.transports import ssh
 from kit.export import importer
 from kit.models import exitguard, registry
-from kit.store import warehouse
+from kit.store import ingest, runrows
 from kit.store.shared import SharedStore
 from kit.store.warehouse import Warehouse
 from tests.runfolder import clone_run
@@ -119,13 +119,13 @@ def test_a_batch_ingest_that_fills_the_disk_fails(tmp_path):
         wh.ensure()
         filler = fill(disk)
         with pytest.raises(WarehouseError, match="disk full"):
-            wh.insert_each(warehouse.rows_from_run(r) for r in runs)
+            wh.insert_each(runrows.rows_from_run(r) for r in runs)
         filler.unlink()
 
 
 def test_the_shared_stores_disk_full_hint_names_the_store(tmp_path):
     root = DataRoot.resolve(tmp_path / "home")
-    warehouse.ingest_run(root, clone_run(RECORDED, root, "store-run"))
+    ingest.ingest_run(root, clone_run(RECORDED, root, "store-run"))
     with small_disk(tmp_path / "store", "1m") as disk:
         store = SharedStore.of(disk)
         filler = fill(disk)
@@ -140,7 +140,7 @@ def test_a_read_only_data_root_is_a_message_not_a_traceback(tmp_path):
         pytest.skip("needs root to mount a read-only file system")
     with small_disk(tmp_path / "ro", "64m") as disk:
         root = DataRoot.resolve(disk / "home")
-        warehouse.ingest_run(root, clone_run(RECORDED, root, "ro-run"))
+        ingest.ingest_run(root, clone_run(RECORDED, root, "ro-run"))
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         out = subprocess.run(
             [

@@ -416,7 +416,8 @@ def test_a_same_named_package_elsewhere_gets_its_own_export_and_history(fresh_ro
     untouched), its own run key, and a comparison of the two programs under one label is refused."""
     from kit.analysis import compare
     from kit.devices import inventory
-    from kit.store.warehouse import Warehouse, ingest_run
+    from kit.store.ingest import ingest_run
+    from kit.store.warehouse import Warehouse
 
     other = tmp_path / "other_models"
     shutil.copytree(
