@@ -5,7 +5,7 @@
 
 Cold: a fresh data root and an empty cache folder, so every variant is lowered and checked (what a
 first CI run on a machine does). Warm: another fresh data root over the cache the cold pass filled
-(what every later CI run and test session does). Both through kit.export.export_many, as the
+(what every later CI run and test session does). Both through kit.export.batch.export_many, as the
 tests call it. Prints both wall times and their ratio."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from kit.core.home import DataRoot
-    from kit.export import cache, exporter
+    from kit.export import batch, cache
     from kit.models import registry
     from kit.runners.build import build_runner
 
@@ -45,7 +45,7 @@ def main() -> None:
             root = DataRoot.resolve(Path(tmp) / label)
             build_runner(root)  # the numerical check's runner: built before timing, in both
             t0 = time.perf_counter()
-            exporter.export_many(jobs, root, workers=a.jobs)
+            batch.export_many(jobs, root, workers=a.jobs)
             times[label] = time.perf_counter() - t0
             print(f"{label}: {len(jobs)} exports in {times[label]:.1f} s", flush=True)
     print(

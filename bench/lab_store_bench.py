@@ -66,11 +66,11 @@ def template(per_run: int):
     """The recorded run's rows, its events tiled to `per_run` rows (iterations repeated)."""
     import pandas as pd
 
-    from kit.store import warehouse
+    from kit.store import runrows
 
     folder = Path(tempfile.mkdtemp()) / "runs" / "recorded"
     shutil.copytree(REPO / "tests/data/tiny_seg-fp32-host", folder)
-    rows = warehouse.rows_from_run(folder)
+    rows = runrows.rows_from_run(folder)
     ev = rows.events
     reps = max(1, per_run // len(ev))
     tiled = pd.concat(
@@ -80,7 +80,7 @@ def template(per_run: int):
 
 
 def replay(t, tiled, i: int, rng):
-    from kit.store import warehouse
+    from kit.store import runrows
 
     device = DEVICES[i % len(DEVICES)]
     night = i // len(DEVICES)
@@ -97,7 +97,7 @@ def replay(t, tiled, i: int, rng):
         "run_dir": None,
     }
     noise = rng.lognormal(0, 0.05, len(tiled))
-    return warehouse.RunRows(
+    return runrows.RunRows(
         run,
         t.samples.assign(run_id=run_id),
         tiled.assign(run_id=run_id, duration_ms=tiled.duration_ms.to_numpy() * noise),

@@ -26,13 +26,13 @@ def main() -> None:
     from kit import pipeline
     from kit.analysis import datamovement
     from kit.core.home import DataRoot
-    from kit.export import exporter
+    from kit.export import batch
     from kit.profile import session
     from kit.trace.program import ProgramMap
 
     root = DataRoot.resolve(a.home)
     models, dtypes = a.models.split(","), a.dtypes.split(",")
-    exporter.export_many([(m, d, "full") for m in models for d in dtypes], root, workers=2, progress=print)
+    batch.export_many([(m, d, "full") for m in models for d in dtypes], root, workers=2, progress=print)
     rows = []
     for m in models:
         plan = session.ProfilePlan(

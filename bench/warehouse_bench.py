@@ -39,7 +39,7 @@ def real_templates(root, iterations: int):
     from kit.models import registry
     from kit.profile import session
     from kit.runners.build import build_runner
-    from kit.store import warehouse
+    from kit.store import runrows
 
     host = inventory.resolve("host.sme2-off", root)
     binary = build_runner(root)
@@ -47,13 +47,13 @@ def real_templates(root, iterations: int):
     for dtype in ("fp32", "int8"):
         exp = exporter.export_variant(registry.get("tiny_seg"), dtype, "small", root)
         r = session.run_session(root, exp, host, threads=1, iterations=iterations, warmup=3, binary=binary)
-        out.append(warehouse.rows_from_run(r.run_dir))
+        out.append(runrows.rows_from_run(r.run_dir))
     return out
 
 
 def replay(templates, i: int, rng, prefix: str = "bench"):
     """Run i of the replayed history: template i mod 2, target and night from i, noisy durations."""
-    from kit.store import warehouse
+    from kit.store import runrows
 
     t = templates[i % len(templates)]
     night = i // (len(TARGETS) * len(templates))
@@ -71,7 +71,7 @@ def replay(templates, i: int, rng, prefix: str = "bench"):
         "run_dir": None,
     }
     noise = rng.lognormal(0, 0.05, len(t.events))
-    return warehouse.RunRows(
+    return runrows.RunRows(
         run,
         t.samples.assign(run_id=run_id, latency_ms=t.samples.latency_ms * scale),
         t.events.assign(run_id=run_id, duration_ms=t.events.duration_ms.to_numpy() * scale * noise),
@@ -160,7 +160,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from kit.core.home import DataRoot
-    from kit.store import queries, warehouse
+    from kit.store import queries, runwriter, warehouse
 
     root = DataRoot.resolve(a.home)
     for p in (root.warehouse, root.path / "plain.duckdb", root.path / "v1.duckdb"):
@@ -181,7 +181,7 @@ def main() -> None:
     rows_in = 0
     for start in range(0, n_runs, chunk):
         runs = [replay(templates, i, rng) for i in range(start, min(start + chunk, n_runs))]
-        tables = [warehouse.event_tables(r.events, i + 1)[1] for i, r in enumerate(runs, start)]
+        tables = [runwriter.event_tables(r.events, i + 1)[1] for i, r in enumerate(runs, start)]
         plain_s += plain_batch(plain_path, tables)
         t0 = time.perf_counter()
         added = wh.insert_each(runs)
@@ -206,7 +206,7 @@ def main() -> None:
     ours_ms, plain_ms, v1_ms = [], [], []
     for k in range(a.per_run):
         rows = replay(templates, n_runs + k, rng)
-        table = warehouse.event_tables(rows.events, n_runs + k + 1)[1]
+        table = runwriter.event_tables(rows.events, n_runs + k + 1)[1]
         plain_ms.append(1e3 * plain_one(plain_path, table))
         v1_ms.append(1e3 * v1_one(v1_path, rows))
         t0 = time.perf_counter()

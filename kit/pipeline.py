@@ -17,14 +17,14 @@ from kit.core.names import Target, Variant
 from kit.core.settings import Settings
 from kit.devices import inventory
 from kit.devices.transports.local import Host, LocalTransport
-from kit.export import exporter
+from kit.export import artifact, exporter
 from kit.models import registry
 from kit.profile import config as experiment_config
 from kit.profile import experiments, session
 from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.runners import recipes
 from kit.stats import categories
-from kit.store import recovery, warehouse
+from kit.store import ingest, recovery, warehouse
 
 __all__ = [
     "Settings",
@@ -68,7 +68,7 @@ def sizes_for(root: DataRoot, settings: Settings, targets: list[str] | None = No
     return sorted({reg[Target.parse(k).device].size for k in keys if Target.parse(k).device in reg})
 
 
-def export_partition(root: DataRoot, variant_key: str, settings: Settings, progress=None) -> dict[str, exporter.Export]:
+def export_partition(root: DataRoot, variant_key: str, settings: Settings, progress=None) -> dict[str, artifact.Export]:
     """Export one model partition at every size its targets need."""
     v = Variant.parse(variant_key)
     pkg = registry.get(v.model, settings.models_dir)
@@ -143,7 +143,7 @@ def adoptable_runs(root: DataRoot, v: Variant, target_key: str, settings: Settin
     size = settings.size or device.size
     threads = sorted(settings.threads or device.threads)
     iterations = min(settings.iterations, device.max_iterations) if device.max_iterations else settings.iterations
-    exp = exporter.find(root, v, size)
+    exp = artifact.find(root, v, size)
     if exp is None or "exported_at" not in exp.meta:
         return []
     binary = recipes.runner_for(inventory.resolve(target_key, root), root, settings.runner)
@@ -248,7 +248,7 @@ def store_runs(root: DataRoot, run_dirs: list, settings: Settings | None = None)
     rules = categories.load_rules((settings or Settings()).rules_file(root))
     ids = []
     for d in run_dirs:
-        warehouse.ingest_run(root, d, rules)
+        ingest.ingest_run(root, d, rules)
         ids.append(RunRecord.load(d).run_id)
     return ids
 
@@ -259,7 +259,7 @@ def profile_and_store(plan: session.ProfilePlan, root: DataRoot, progress=None) 
 
     def store(result: session.ProfileResult) -> None:
         say(f"{result.record.target}: writing {result.record.run_id} to the warehouse")
-        warehouse.ingest_run(root, result.run_dir)
+        ingest.ingest_run(root, result.run_dir)
 
     recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
     results = session.execute(plan, root, progress, on_result=store)
@@ -298,7 +298,7 @@ def run_config(
 
     def store(result: session.ProfileResult) -> None:
         say(f"{result.record.target}: writing {result.record.run_id} to the warehouse")
-        warehouse.ingest_run(root, result.run_dir)
+        ingest.ingest_run(root, result.run_dir)
 
     recovery.recover(root, say)  # a killed earlier start: reclaim staging, ingest committed runs
     return experiments.run(cfg, root, say, on_result=store, only=only)

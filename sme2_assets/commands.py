@@ -24,7 +24,7 @@ from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
 from kit.devices import inventory, toolsetup
-from kit.export import exporter
+from kit.export import artifact
 from kit.models import registry
 from kit.skills import checks
 from kit.skills.contract import rel
@@ -213,10 +213,10 @@ def pipeline_cmd(
         err.print(f"[red]{len(missing)} artifact(s) missing:[/] " + ", ".join(escape(p.what) for p in missing))
         raise typer.Exit(1)
     # Both gates of the learning path in one output: each program's `export ok`, then `pipeline ok`.
-    for folder in dict.fromkeys(p.parent for p in paths if p.name == exporter.META):
-        exp = exporter.load(folder)
-        names = [rel(root, folder / n) for n in exporter.artifact_names(exp)]
-        console.print(escape(exporter.ok_line(exp, names)), soft_wrap=True)
+    for folder in dict.fromkeys(p.parent for p in paths if p.name == artifact.META):
+        exp = artifact.load(folder)
+        names = [rel(root, folder / n) for n in artifact.artifact_names(exp)]
+        console.print(escape(artifact.ok_line(exp, names)), soft_wrap=True)
     warned = f" ({len(failed_checks)} non-blocking check(s) failed: see above)" if failed_checks else ""
     console.print(
         f"pipeline ok: {len(variants)} variant(s) x {len(targets)} target(s){warned}; artifacts under {root.path}:"

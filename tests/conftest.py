@@ -24,7 +24,7 @@ from kit import pipeline
 from kit.core.home import DataRoot
 from kit.counts import qemu_build
 from kit.devices import inventory, toolsetup
-from kit.export import exporter
+from kit.export import artifact, exporter
 from kit.models import registry
 from kit.profile import armkit as armkit_files
 from kit.profile import session
@@ -79,7 +79,7 @@ class LazyExports(Mapping):
     def __init__(self, root: DataRoot, pkg):
         self.root, self.pkg, self.done = root, pkg, {}
 
-    def __getitem__(self, dtype: str) -> exporter.Export:
+    def __getitem__(self, dtype: str) -> artifact.Export:
         if dtype not in DTYPES:
             raise KeyError(dtype)
         if dtype not in self.done:

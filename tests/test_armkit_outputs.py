@@ -21,7 +21,7 @@ from kit.profile import session
 from kit.report import builder, explorer
 from kit.report import comparison as comparison_files
 from kit.stats import categories, summary
-from kit.store import warehouse
+from kit.store import ingest
 from kit.store.warehouse import Warehouse
 from kit.trace.etdump import Trace
 from kit.trace.program import ProgramMap
@@ -90,8 +90,8 @@ def kit_root(tmp_path_factory, home, exports, native_runner, host, host_run) -> 
     t2 = session.run_session(
         root, exports["fp32"], host, threads=2, iterations=30, warmup=3, runner_kind="native", binary=native_runner
     )
-    assert warehouse.ingest_run(root, clone_run(host_run.run_dir, root, "t1"))
-    assert warehouse.ingest_run(root, t2.run_dir)
+    assert ingest.ingest_run(root, clone_run(host_run.run_dir, root, "t1"))
+    assert ingest.ingest_run(root, t2.run_dir)
     return root
 
 
@@ -280,7 +280,7 @@ def test_compare_fp32_vs_int8_matches_operators_across_dtypes(kit_root, exports,
     r = session.run_session(
         kit_root, exports["int8"], host, threads=1, iterations=20, warmup=2, runner_kind="native", binary=native_runner
     )
-    assert warehouse.ingest_run(kit_root, r.run_dir)
+    assert ingest.ingest_run(kit_root, r.run_dir)
     wh = Warehouse.at(kit_root)
     c = compare.compare_selected(wh, {"device": "host", "threads": 1}, {"dtype": "fp32"}, {"dtype": "int8"})
     assert (c.a.label, c.b.label) == ("fp32", "int8") and c.b.run_id == r.record.run_id
@@ -449,7 +449,7 @@ def test_model_explorer_speedups_for_a_hardware_sme2_pair(kit_root):
         rec = json.loads((d / "run.json").read_text())
         rec.update(target=f"board.sme2-{'on' if on else 'off'}", device="board", sme2=on, run_key=None)
         (d / "run.json").write_text(json.dumps(rec))
-        warehouse.ingest_run(kit_root, d)
+        ingest.ingest_run(kit_root, d)
         pair[on] = rec["run_id"]
     proc = sme2("explore", pair[True], "--no-open", "--json", home=kit_root.path)
     out = json.loads(proc.stdout)

@@ -27,7 +27,8 @@ from kit.export import exporter
 from kit.profile import session
 from kit.runners import recipes
 from kit.stats import categories
-from kit.store.warehouse import Warehouse, ingest_run
+from kit.store.ingest import ingest_run
+from kit.store.warehouse import Warehouse
 from kit.trace import etdump
 from kit.trace.program import ProgramMap
 from tests.runfolder import clone_run

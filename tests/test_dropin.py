@@ -13,8 +13,9 @@ import pytest
 from tests.clirun import sme2
 
 from kit.core.errors import ExportError, ModelPackageError
+from kit.core.names import Variant
 from kit.devices.transports.local import LocalTransport
-from kit.export import exporter, graph
+from kit.export import artifact, exporter, graph, importer
 from kit.models import registry
 from kit.profile import session
 from kit.runners import invoke
@@ -84,30 +85,30 @@ def test_a_plain_executorch_pte_profiles_without_a_model_package(home, native_ru
 
 def test_a_pte_with_its_etrecord_gets_module_paths(home, native_runner, plain_program):
     pte, etrecord = plain_program
-    exp = exporter.import_program(pte, home, etrecord=etrecord)
+    exp = importer.import_program(pte, home, etrecord=etrecord)
     modules = {m for i in exp.program_map.instructions for m in i.modules}
     assert {"conv1", "norm", "conv2"} <= modules
     assert exp.etrecord is not None and exp.etrecord.is_file() and "unavailable" not in exp.meta
     # Importing the same program again is a no-op.
-    assert exporter.import_program(pte, home, etrecord=etrecord).meta["exported_at"] == exp.meta["exported_at"]
+    assert importer.import_program(pte, home, etrecord=etrecord).meta["exported_at"] == exp.meta["exported_at"]
 
 
 def test_a_foreign_etrecord_or_a_non_program_is_refused(home, exports, plain_program, tmp_path):
     pte, _ = plain_program
     with pytest.raises(ExportError, match="does not belong to"):
-        exporter.import_program(pte, home, etrecord=exports["fp32"].etrecord)
+        importer.import_program(pte, home, etrecord=exports["fp32"].etrecord)
     junk = tmp_path / "junk.pte"
     junk.write_bytes(b"\0" * 64)
     with pytest.raises(ExportError, match="is not an ExecuTorch program"):
-        exporter.import_program(junk, home)
+        importer.import_program(junk, home)
     with pytest.raises(ExportError, match="does not exist"):
-        exporter.import_program(tmp_path / "missing.pte", home)
+        importer.import_program(tmp_path / "missing.pte", home)
 
 
 def test_program_names_follow_arms_file_names():
-    assert exporter.program_identity("mobilenet_v3_small_xnnpack_fp16") == ("mobilenet_v3_small", "fp16", "xnnpack")
-    assert exporter.program_identity("toy_cnn_xnnpack_q8") == ("toy_cnn", "int8", "xnnpack")
-    assert exporter.program_identity("My Model!") == ("my_model", None, None)
+    assert importer.program_identity("mobilenet_v3_small_xnnpack_fp16") == ("mobilenet_v3_small", "fp16", "xnnpack")
+    assert importer.program_identity("toy_cnn_xnnpack_q8") == ("toy_cnn", "int8", "xnnpack")
+    assert importer.program_identity("My Model!") == ("my_model", None, None)
 
 
 # ---------------------------------------------------------------- executor_runner's flags
@@ -275,7 +276,7 @@ def test_export_modes_and_outdir(export_models, home, tmp_path):
     assert [p.name for p in minimum_dir.iterdir()] == ["toy_xnnpack_fp16.pte"]  # the .pte only
     assert "unavailable downstream" in proc.stdout and "ETRecord" in proc.stdout
     # A package outside the models folder exports into a folder of its own (its source id).
-    exp = exporter.find(home, exporter.Variant("toy", "fp16"), "small", registry.get("toy", export_models).source_id)
+    exp = artifact.find(home, Variant("toy", "fp16"), "small", registry.get("toy", export_models).source_id)
     assert exp.meta["mode"] == "minimum" and exp.etrecord is None and exp.meta["unavailable"]
     assert not any(i.modules for i in exp.program_map.instructions)  # no ETRecord: no module paths
     # A later standard request re-exports (minimum does not serve it); --save-graph adds graph.json.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kit.core.errors import ExportError
-from kit.export import exporter
+from kit.export import artifact, exporter, lowering, numerics
 from kit.runners import tensorfile
 from tests.conftest import DTYPES
 
@@ -59,17 +59,17 @@ def test_numerical_check_catches_a_wrong_program(exports, tiny):
     model = tiny.spec.build(tiny.spec.size("small"), None)
     with torch.no_grad():
         model.stem.weight.mul_(1.5)
-    altered = exporter._to_numpy(model(*[torch.from_numpy(x) for x in tensorfile.load(exports["fp32"].inputs)]))
-    check = exporter.check_program(exports["fp32"], altered)
+    altered = lowering.to_numpy(model(*[torch.from_numpy(x) for x in tensorfile.load(exports["fp32"].inputs)]))
+    check = numerics.check_program(exports["fp32"], altered)
     assert not check["passed"] and check["max_rel_error"] > 0.01
-    assert exporter.check_program(exports["fp32"])["passed"]
+    assert numerics.check_program(exports["fp32"])["passed"]
 
 
 def test_numerical_check_is_a_pure_comparison():
     ref = [np.ones((2, 2), np.float32)]
-    assert exporter.numerical_check([ref[0] + 1e-5], ref, "fp32")["passed"]
-    assert not exporter.numerical_check([ref[0] * 1.1], ref, "fp32")["passed"]
-    assert not exporter.numerical_check([np.ones((3,), np.float32)], ref, "fp32")["passed"]
+    assert numerics.numerical_check([ref[0] + 1e-5], ref, "fp32")["passed"]
+    assert not numerics.numerical_check([ref[0] * 1.1], ref, "fp32")["passed"]
+    assert not numerics.numerical_check([np.ones((3,), np.float32)], ref, "fp32")["passed"]
 
 
 def test_portable_backend_is_a_no_delegate_baseline(tiny, home):
@@ -80,4 +80,4 @@ def test_portable_backend_is_a_no_delegate_baseline(tiny, home):
 
 def test_loading_a_folder_without_meta_is_a_clear_error(tmp_path):
     with pytest.raises(ExportError, match="export_meta.json"):
-        exporter.load(tmp_path)
+        artifact.load(tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kit.core.home import DataRoot
-from kit.export import cache, exporter
+from kit.export import batch, cache, exporter, numerics
 
 REPO = Path(__file__).resolve().parents[1]
 IDENTITY = {
@@ -68,7 +68,7 @@ def test_a_cached_export_is_restored_byte_for_byte_and_a_damaged_one_replaced(tm
     assert (warm.folder / "program_map.json").read_bytes() == (cold.folder / "program_map.json").read_bytes()
     assert warm.meta["exported_at"] == cold.meta["exported_at"] and warm.meta["identity"] == cold.meta["identity"]
     assert exporter.export_variant(tiny, "fp32", "small", warm_root).meta == warm.meta  # the data root's copy
-    assert exporter.check_program(warm)["passed"]  # the restored program runs and still matches
+    assert numerics.check_program(warm)["passed"]  # the restored program runs and still matches
 
     # A damaged entry (its program no longer matches its sha256) is not used, and is replaced.
     pte = entry / cold.meta["pte"]
@@ -97,7 +97,7 @@ def _identity(exp) -> dict:
 def test_export_many_returns_current_exports_as_they_are(exports, home):
     """Up-to-date exports are settled in the calling process (no worker is started for them)."""
     jobs = [("tiny_seg", d, "small") for d in ("fp32", "int8")]
-    out = exporter.export_many(jobs, home, workers=2)
+    out = batch.export_many(jobs, home, workers=2)
     assert {job[1]: exp.meta for job, exp in out.items()} == {d: exports[d].meta for d in ("fp32", "int8")}
 
 

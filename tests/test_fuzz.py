@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from kit.core.errors import Sme2Error, TraceError
 from kit.core.home import DataRoot
-from kit.store import warehouse
+from kit.store import ingest
 from kit.store.schema import TABLES
 from kit.store.warehouse import Warehouse
 from kit.trace import etdump
@@ -254,7 +254,7 @@ def fuzz_root(home, tmp_path_factory):
     """A real warehouse holding one real run, and the run folder to mutate copies of."""
     src = real_run_folder(home)
     root = DataRoot.resolve(tmp_path_factory.mktemp("fuzz-runs") / "home")
-    assert warehouse.ingest_run(root, clone_run(src, root, "baseline"))
+    assert ingest.ingest_run(root, clone_run(src, root, "baseline"))
     return root, src
 
 
@@ -276,7 +276,7 @@ def test_mutated_run_folder_is_refused_cleanly_and_leaves_no_partial_rows(fuzz_r
     before = _counts(root)
     try:
         with time_limit(60):
-            added = warehouse.ingest_run(root, run)
+            added = ingest.ingest_run(root, run)
     except Sme2Error as e:
         assert str(run) in e.message, e.message  # names the folder's file
         assert _counts(root) == before, "a refused run left rows behind"

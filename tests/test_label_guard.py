@@ -15,7 +15,7 @@ from kit.devices import inventory
 from kit.devices.transports.qemu import QemuTransport
 from kit.profile import session
 from kit.runners import recipes
-from kit.store import recovery, warehouse
+from kit.store import ingest, recovery, warehouse
 from kit.trace.kernels import label_problem
 
 
@@ -70,7 +70,7 @@ def test_mislabelled_run_is_refused_and_kept_aside(home, qemu_setup, exports, dt
         result = session.run_session(
             home, exports[dtype], resolved, threads=1, iterations=3, warmup=1, runner_kind="native", binary=binary
         )
-        stored.append(warehouse.ingest_run(home, result.run_dir))  # never reached
+        stored.append(ingest.ingest_run(home, result.run_dir))  # never reached
     assert not stored
     message = str(info.value)
     assert "nothing was stored" in message and str(home.refused) in message

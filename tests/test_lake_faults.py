@@ -21,7 +21,7 @@ import pytest
 
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
-from kit.store import recovery, warehouse
+from kit.store import ingest, recovery, runrows
 from kit.store.shared import CATALOG_ENV, LAKE, PUBLISHED, SHARED_ENV, SharedStore
 from kit.store.warehouse import Warehouse
 from tests import labservices
@@ -87,7 +87,7 @@ def _host(tmp_path: Path, name: str, recorded_run, run_ids: list[str]) -> DataRo
     root = DataRoot.resolve(tmp_path / name)
     for run_id in run_ids:
         folder = clone_run(recorded_run.run_dir, root, run_id)
-        assert Warehouse(root.warehouse).insert_run(warehouse.rows_from_run(folder))
+        assert Warehouse(root.warehouse).insert_run(runrows.rows_from_run(folder))
     return root
 
 
@@ -188,12 +188,12 @@ def test_postgres_down_mid_sweep_is_a_clear_error_loses_nothing_and_the_next_att
 ):
     host = DataRoot.resolve(tmp_path / "host1")
     first = clone_run(recorded_run.run_dir, host, "sweep-1")
-    assert warehouse.ingest_run(host, first)
+    assert ingest.ingest_run(host, first)
     second = clone_run(recorded_run.run_dir, host, "sweep-2")
     pg.halt()  # the catalog's server dies between two runs of a sweep
     try:
         with pytest.raises(WarehouseError) as e:
-            warehouse.ingest_run(host, second)
+            ingest.ingest_run(host, second)
         assert "PostgreSQL catalog" in str(e.value) and "sme2 warehouse publish" in e.value.hint
         # Nothing lost: the run committed locally before the publish was tried.
         local = Warehouse(host.warehouse).sql("SELECT run_id FROM runs ORDER BY run_id")
@@ -205,5 +205,5 @@ def test_postgres_down_mid_sweep_is_a_clear_error_loses_nothing_and_the_next_att
     # PostgreSQL back: the next attempt (a new run's ingest, recovery, or `sme2 warehouse publish`) publishes it.
     assert Warehouse.at(host).publish() == ["sweep-2"]
     _seen_once_and_whole(Warehouse.at(DataRoot.resolve(tmp_path / "analysis")), {"sweep-1", "sweep-2"})
-    assert not warehouse.ingest_run(host, second)  # again: nothing added anywhere
+    assert not ingest.ingest_run(host, second)  # again: nothing added anywhere
     assert _stored(lake) == {"sweep-1": 1, "sweep-2": 1}

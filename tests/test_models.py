@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kit import pipeline
-from kit.export import exporter
+from kit.export import batch, exporter
 from kit.models import registry
 from kit.profile import session
 from models.common import count_parameters
@@ -80,7 +80,7 @@ def _supported(name):
 def model_exports(home, native_runner):
     """Every supported dtype of every case-study model at `small`, two exports at a time."""
     jobs = [(n, d, "small") for n in CASE_STUDY for d in _supported(n)]
-    return {(n, d): e for (n, d, _), e in exporter.export_many(jobs, home, workers=2).items()}
+    return {(n, d): e for (n, d, _), e in batch.export_many(jobs, home, workers=2).items()}
 
 
 @pytest.mark.slow  # every supported dtype of the three case-study models: minutes

@@ -16,7 +16,8 @@ import pytest
 from kit.core.home import DataRoot
 from kit.report import builder
 from kit.store import queries
-from kit.store.warehouse import Warehouse, ingest_run
+from kit.store.ingest import ingest_run
+from kit.store.warehouse import Warehouse
 from kit.trace import modules
 from kit.trace.program import ProgramMap
 

@@ -4,7 +4,7 @@ import pytest
 
 from kit.devices import toolsetup
 from kit.devices.transports.qemu import cpu_args
-from kit.export import exporter
+from kit.export import numerics
 from kit.runners import tensorfile
 
 pytestmark = pytest.mark.qemu  # every test here needs the emulated SME2 pair
@@ -40,12 +40,12 @@ def test_conv_and_gemm_use_sme2_kernels_only_with_sme2(qemu_runs, dtype):
 def test_sme2_on_and_off_outputs_agree(qemu_runs, exports, dtype):
     """A fast wrong kernel is not a win: both runs must match each other and the eager reference."""
     on, off = (tensorfile.load(qemu_runs[(dtype, s)].run_dir / "timing_outputs.bin") for s in (True, False))
-    tol = exporter.TOLERANCES[dtype]
-    _, rel = exporter.relative_error(on, off)
+    tol = numerics.TOLERANCES[dtype]
+    _, rel = numerics.relative_error(on, off)
     assert rel <= tol, f"SME2 on and off disagree by {rel:.3g} (tolerance {tol})"
     reference = tensorfile.load(exports[dtype].folder / "reference.bin")
     for outputs in (on, off):
-        assert exporter.relative_error(outputs, reference)[1] <= tol
+        assert numerics.relative_error(outputs, reference)[1] <= tol
 
 
 def test_emulated_runs_are_labelled_and_capped(qemu_runs):

@@ -15,7 +15,7 @@ from kit.analysis import compare, datamovement, regress, validation
 from kit.core.home import DataRoot
 from kit.profile import session
 from kit.report import armkit, builder, hud, perfetto
-from kit.store import warehouse
+from kit.store import ingest
 from kit.store.warehouse import Warehouse
 from kit.trace import kernels
 from kit.trace.program import ProgramMap
@@ -30,7 +30,7 @@ def wh_home(tmp_path_factory, qemu_runs, host_run):
     """A warehouse with the emulated pair (fp32, int8) and a host run."""
     root = DataRoot.resolve(tmp_path_factory.mktemp("reports"))
     for r in [host_run, *qemu_runs.values()]:
-        warehouse.ingest_run(root, clone_run(r.run_dir, root, "r"))
+        ingest.ingest_run(root, clone_run(r.run_dir, root, "r"))
     return root
 
 
@@ -54,7 +54,7 @@ def test_hardware_comparison_has_speedups_with_an_interval(recorded_run, tmp_pat
             target=f"board.sme2-{'on' if sme2 else 'off'}", device="board", sme2=sme2, emulated=False, run_key=None
         )
         (d / "run.json").write_text(json.dumps(rec))
-        warehouse.ingest_run(root, d)
+        ingest.ingest_run(root, d)
     c = compare.compare(Warehouse.at(root), "tiny_seg-fp32", "board")
     assert not c.emulated and c.e2e["ci_low"] <= c.e2e["speedup"] <= c.e2e["ci_high"]
     assert c.e2e["speedup"] == pytest.approx(1.0, abs=0.01)  # the same samples on both sides
@@ -173,10 +173,10 @@ def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host
     monkeypatch.delenv("SME2_MODELS")
     nights = [session.run_session(root, exp, host, 1, 20, 2, binary=native_runner) for _ in range(3)]
     for night in nights:
-        warehouse.ingest_run(root, night.run_dir)
+        ingest.ingest_run(root, night.run_dir)
     slow = session.run_session(root, wider_exp, host, 1, 20, 2, binary=native_runner)
     assert slow.record.run_key == nights[0].record.run_key  # the same key, a heavier program
-    warehouse.ingest_run(root, slow.run_dir)
+    ingest.ingest_run(root, slow.run_dir)
     wh = Warehouse.at(root)
     f = regress.check_run(wh, slow.record.run_id, block_ratio=1.3)
     e2e = next(t for t in f.tests if t.scope == "e2e")
@@ -197,7 +197,7 @@ def test_emulated_regression_check_compares_kernels_not_time(wh_home, qemu_runs)
     root = wh_home
     src = qemu_runs[("fp32", True)].run_dir
     later = clone_run(src, root, "later", "2099-01-01T00:00:00Z")
-    warehouse.ingest_run(root, later)
+    ingest.ingest_run(root, later)
     f = regress.check_run(Warehouse.at(root), later.name)
     assert f.passed and "never time" in f.message and not f.tests
 

@@ -30,7 +30,7 @@ from kit.devices import inventory
 from kit.devices.transports.adb import AdbTransport
 from kit.devices.transports.ssh import SshTransport
 from kit.profile.runrecord import RunRecord
-from kit.store import warehouse
+from kit.store import ingest, warehouse
 from tests.runfolder import clone_run, files_under, real_run_folder
 
 # ---------------------------------------------------------------- devices.toml
@@ -211,7 +211,7 @@ def test_crafted_run_folder_is_refused_and_nothing_leaves_the_data_root(tmp_path
         assert run_json in output and f"field {field!r}" in output, (args, output)
 
     with pytest.raises(Sme2Error, match=f"field {field!r}"):
-        warehouse.ingest_run(root, run)
+        ingest.ingest_run(root, run)
     if root.warehouse.exists():
         assert warehouse.Warehouse.at(root).query("SELECT count(*) AS n FROM runs").n[0] == 0
     assert files_under(sandbox) - files_under(root.path) == outside_before  # nothing written outside
@@ -222,7 +222,7 @@ def test_untouched_copy_of_a_real_run_still_loads_and_ingests(tmp_path, real_run
     root = DataRoot.resolve(tmp_path / "home")
     run = clone_run(real_run, root, "plain-copy")
     assert RunRecord.load(run).run_id == "plain-copy"
-    assert warehouse.ingest_run(root, run) is True
+    assert ingest.ingest_run(root, run) is True
 
 
 @pytest.mark.parametrize(
@@ -244,7 +244,7 @@ def test_corrupt_run_files_are_clean_errors_naming_the_file(tmp_path, real_run, 
     code, output = cli("analyze", str(run), "--home", str(root.path), "--json")
     assert code == 2 and str(run / name) in output, output
     with pytest.raises(Sme2Error, match=name):
-        warehouse.ingest_run(root, run)
+        ingest.ingest_run(root, run)
 
 
 # ---------------------------------------------------------------- sme2 ui and SIGTERM

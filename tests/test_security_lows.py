@@ -19,9 +19,9 @@ from kit.core.errors import DiskFullError, ExportError, ModelPackageError, Sme2E
 from kit.core.home import DataRoot
 from kit.devices import inventory
 from kit.devices.transports import ssh
-from kit.export import exporter
+from kit.export import importer
 from kit.models import exitguard, registry
-from kit.store import warehouse
+from kit.store import ingest, runrows
 from kit.store.shared import SharedStore
 from kit.store.warehouse import Warehouse
 from tests.runfolder import clone_run
@@ -72,12 +72,12 @@ def test_repeated_thread_counts_and_absurd_iterations_are_refused():
 
 def test_a_padded_program_is_refused_before_it_is_read(tmp_path, exports):
     pte = exports["fp32"].pte
-    declared = exporter.check_extent(pte)
+    declared = importer.check_extent(pte)
     assert declared == pte.stat().st_size  # our own exports carry exactly what their header says
     padded = tmp_path / "padded.pte"
     padded.write_bytes(pte.read_bytes() + b"\0" * 4096)
     with pytest.raises(ExportError, match="4,096 bytes were appended"):
-        exporter.import_program(padded, DataRoot.resolve(tmp_path / "home"))
+        importer.import_program(padded, DataRoot.resolve(tmp_path / "home"))
 
 
 def _package(models: Path, name: str, top: str) -> None:
@@ -119,13 +119,13 @@ def test_a_batch_ingest_that_fills_the_disk_fails(tmp_path):
         wh.ensure()
         filler = fill(disk)
         with pytest.raises(WarehouseError, match="disk full"):
-            wh.insert_each(warehouse.rows_from_run(r) for r in runs)
+            wh.insert_each(runrows.rows_from_run(r) for r in runs)
         filler.unlink()
 
 
 def test_the_shared_stores_disk_full_hint_names_the_store(tmp_path):
     root = DataRoot.resolve(tmp_path / "home")
-    warehouse.ingest_run(root, clone_run(RECORDED, root, "store-run"))
+    ingest.ingest_run(root, clone_run(RECORDED, root, "store-run"))
     with small_disk(tmp_path / "store", "1m") as disk:
         store = SharedStore.of(disk)
         filler = fill(disk)
@@ -140,7 +140,7 @@ def test_a_read_only_data_root_is_a_message_not_a_traceback(tmp_path):
         pytest.skip("needs root to mount a read-only file system")
     with small_disk(tmp_path / "ro", "64m") as disk:
         root = DataRoot.resolve(disk / "home")
-        warehouse.ingest_run(root, clone_run(RECORDED, root, "ro-run"))
+        ingest.ingest_run(root, clone_run(RECORDED, root, "ro-run"))
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
         out = subprocess.run(
             [

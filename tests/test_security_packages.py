@@ -23,7 +23,7 @@ from tests import clirun
 from kit.core import limits
 from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
 from kit.core.home import DataRoot
-from kit.export import exporter
+from kit.export import artifact, batch, exporter, numerics
 from kit.models import registry
 from kit.profile import session
 from kit.runners import invoke
@@ -106,7 +106,7 @@ def fresh_root(tmp_path_factory, home, native_runner) -> DataRoot:
 
 
 @pytest.fixture(scope="module")
-def tiny_fp32(fresh_root) -> exporter.Export:
+def tiny_fp32(fresh_root) -> artifact.Export:
     return exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", fresh_root)
 
 
@@ -186,7 +186,7 @@ def test_cli_lists_the_impostor_as_broken_and_exports_nothing(impostor_models, t
 
 def test_force_repairs_a_corrupt_meta_and_without_force_the_error_says_so(tiny_fp32, fresh_root):
     tiny = registry.get("tiny_seg")
-    meta_path = tiny_fp32.folder / exporter.META
+    meta_path = tiny_fp32.folder / artifact.META
     meta_path.write_text("{ this is not json")
     with pytest.raises(ExportError) as info:
         exporter.export_variant(tiny, "fp32", "small", fresh_root)
@@ -208,7 +208,7 @@ def test_force_repairs_a_corrupt_meta_and_without_force_the_error_says_so(tiny_f
 def test_incomplete_meta_and_corrupt_program_map_are_clear_errors(tiny_fp32, fresh_root):
     tiny = registry.get("tiny_seg")
     folder = tiny_fp32.folder
-    meta_path, map_path = folder / exporter.META, folder / "program_map.json"
+    meta_path, map_path = folder / artifact.META, folder / "program_map.json"
     good_meta, good_map = meta_path.read_text(), map_path.read_text()
     try:
         incomplete = json.loads(good_meta)
@@ -237,10 +237,10 @@ def test_incomplete_meta_and_corrupt_program_map_are_clear_errors(tiny_fp32, fre
 # ------------------------------------------------------- 3. failure logs outlive their folder
 
 
-def _truncated_copy(exp: exporter.Export, where: Path) -> exporter.Export:
+def _truncated_copy(exp: artifact.Export, where: Path) -> artifact.Export:
     """A copy of an export whose program is cut in half (its meta updated to match), so the runner
     itself fails rather than the sha256 check before it."""
-    exp = exporter.load(exp.folder)  # as on disk now (an earlier test may have re-exported it)
+    exp = artifact.load(exp.folder)  # as on disk now (an earlier test may have re-exported it)
     folder = where / exp.folder.name
     shutil.copytree(exp.folder, folder)
     pte = folder / exp.meta["pte"]
@@ -248,14 +248,14 @@ def _truncated_copy(exp: exporter.Export, where: Path) -> exporter.Export:
     from kit.core.atomic import sha256_file
 
     meta = {**exp.meta, "pte_sha256": sha256_file(pte)}
-    (folder / exporter.META).write_text(json.dumps(meta))
-    return exporter.load(folder)
+    (folder / artifact.META).write_text(json.dumps(meta))
+    return artifact.load(folder)
 
 
 def test_a_failed_numerical_check_run_keeps_its_log(tiny_fp32, fresh_root, tmp_path):
     bad = _truncated_copy(tiny_fp32, tmp_path)
     with pytest.raises(RunnerError) as info:
-        exporter.run_once(bad.pte, bad.inputs, root=fresh_root)
+        numerics.run_once(bad.pte, bad.inputs, root=fresh_root)
     log = _log_in_hint(info.value)
     assert log.is_file() and log.parent == fresh_root.logs
     assert "--model" in log.read_text()
@@ -319,7 +319,7 @@ def test_a_parallel_export_worker_that_dies_is_a_failure_naming_the_model(tmp_pa
     _write_package(models, "killer", _native_package("killer", "os.kill(os.getpid(), signal.SIGKILL)"))
     jobs = [("killer", "fp32", "small"), ("killer", "int8", "small")]
     with pytest.raises(ExportError, match="export worker for model 'killer' ended without a result") as info:
-        exporter.export_many(jobs, fresh_root, workers=2, models_dir=str(models))
+        batch.export_many(jobs, fresh_root, workers=2, models_dir=str(models))
     assert "sme2 export --model killer" in info.value.hint
     assert not list(fresh_root.exports.glob("killer-*"))
 
@@ -374,13 +374,13 @@ def test_cli_refuses_nonsensical_run_parameters(tmp_path, args, message):
 def test_nan_outputs_are_reported_as_nan():
     finite = [np.ones((2, 3), dtype=np.float32)]
     with_nan = [np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 1.0]], dtype=np.float32)]
-    check = exporter.numerical_check(with_nan, finite, "fp32")
+    check = numerics.numerical_check(with_nan, finite, "fp32")
     assert not check["passed"] and check["nan_outputs"] == 1
-    error = exporter.non_finite_error(check, "tiny_seg-fp32", Path("models/tiny_seg/model.py"))
+    error = numerics.non_finite_error(check, "tiny_seg-fp32", Path("models/tiny_seg/model.py"))
     assert error.message == (
         "the output of tiny_seg-fp32 contains NaN (1 of 6 values), where the eager model's output is finite"
     )
-    assert exporter.non_finite_error(exporter.numerical_check(finite, finite, "fp32"), "x", Path(".")) is None
+    assert numerics.non_finite_error(numerics.numerical_check(finite, finite, "fp32"), "x", Path(".")) is None
 
 
 def test_an_export_whose_outputs_are_nan_says_so(tmp_path, fresh_root):
@@ -397,7 +397,7 @@ def test_an_export_whose_outputs_are_nan_says_so(tmp_path, fresh_root):
 def test_trace_into_an_existing_folder_names_the_file_from_the_run(
     tiny_fp32, fresh_root, host, native_runner, tmp_path
 ):
-    exp = exporter.load(tiny_fp32.folder)  # as on disk now (an earlier test may have re-exported it)
+    exp = artifact.load(tiny_fp32.folder)  # as on disk now (an earlier test may have re-exported it)
     run = session.run_session(fresh_root, exp, host, 1, 3, 1, "native", native_runner)
     out_dir = tmp_path / "traces"
     out_dir.mkdir()
@@ -416,7 +416,8 @@ def test_a_same_named_package_elsewhere_gets_its_own_export_and_history(fresh_ro
     untouched), its own run key, and a comparison of the two programs under one label is refused."""
     from kit.analysis import compare
     from kit.devices import inventory
-    from kit.store.warehouse import Warehouse, ingest_run
+    from kit.store.ingest import ingest_run
+    from kit.store.warehouse import Warehouse
 
     other = tmp_path / "other_models"
     shutil.copytree(
@@ -432,7 +433,7 @@ def test_a_same_named_package_elsewhere_gets_its_own_export_and_history(fresh_ro
     before = bundled.meta["pte_sha256"]
     theirs = exporter.export_variant(other_pkg, "fp32", "small", fresh_root)
     assert theirs.folder != bundled.folder and theirs.folder.name.endswith(other_pkg.source_id)
-    assert exporter.find(fresh_root, bundled.variant, "small").meta["pte_sha256"] == before  # untouched
+    assert artifact.find(fresh_root, bundled.variant, "small").meta["pte_sha256"] == before  # untouched
     assert theirs.meta["package"]["source_id"] == other_pkg.source_id
 
     host = inventory.resolve("host.sme2-off", fresh_root)

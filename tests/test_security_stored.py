@@ -20,7 +20,8 @@ from kit.core.errors import DataRootError, NameError_, Sme2Error
 from kit.core.home import DataRoot
 from kit.report import builder
 from kit.store import views
-from kit.store.warehouse import Warehouse, ingest_run
+from kit.store.ingest import ingest_run
+from kit.store.warehouse import Warehouse
 from tests.browser import CHROMIUM, chromium
 from tests.runfolder import clone_run
 

@@ -25,7 +25,7 @@ from kit.core import atomic
 from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.home import DataRoot
 from kit.report import armkit
-from kit.store import usersql, warehouse
+from kit.store import ingest, runrows, usersql
 from kit.store.schema import STORED_AS, TABLES
 from kit.store.warehouse import Warehouse
 from tests.disks import fill, small_disk
@@ -65,7 +65,7 @@ def sql_home(tmp_path_factory, host_run) -> DataRoot:
     """A warehouse holding one real run, and next to it files user SQL must not reach."""
     base = tmp_path_factory.mktemp("sqlsec")
     root = DataRoot.resolve(base / "home")
-    warehouse.ingest_run(root, copy_run(host_run.run_dir, root.runs, "sql-run-1"))
+    ingest.ingest_run(root, copy_run(host_run.run_dir, root.runs, "sql-run-1"))
     (base / "secret.csv").write_text(f"a,b\n{SECRET},1\n")
     (base / "secret.txt").write_text(SECRET + "\n")
     with duckdb.connect() as c:  # a real parquet file, written outside the warehouse
@@ -231,7 +231,7 @@ def test_rebuild_skips_bad_folders_and_ingests_the_rest(tmp_path, host_run):
     assert (wh.query("SELECT count(*) AS n FROM op_events GROUP BY run_id").n == n_ops).all()
 
     # The kit function says the same, and a second rebuild adds nothing.
-    again = warehouse.rebuild(root)
+    again = ingest.rebuild(root)
     assert again.added == [] and sorted(again.present) == [g.name for g in good]
     assert set(again.bad) == {str(bad_json), str(truncated), str(root.runs / "c-no-run-json")}
 
@@ -275,7 +275,7 @@ def test_arm_kit_import_is_all_or_nothing(tmp_path, host_run, bad):
     assert "nothing of it was imported" in e.value.hint
     assert nothing_imported(root)
     # A later rebuild has nothing broken to trip over.
-    assert warehouse.rebuild(root).bad == {}
+    assert ingest.rebuild(root).bad == {}
 
     # The real CLI: a clear message, exit 2, still nothing imported.
     p = cli("import-arm-kit", str(kit_dir), home=root)
@@ -310,7 +310,7 @@ def test_arm_kit_import_heals_a_folder_an_old_import_left_broken(tmp_path, host_
             conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [ids[0]])
     assert armkit.import_folder(root, kit_dir, warmup=3) == ids
     assert Warehouse.at(root).query("SELECT count(*) AS n FROM runs").n[0] == 2
-    assert warehouse.rebuild(root).bad == {}
+    assert ingest.rebuild(root).bad == {}
 
 
 # ---------------------------------------------------------------- a full disk
@@ -327,9 +327,9 @@ def test_insert_on_a_full_disk_says_disk_full_and_keeps_nothing_partial(tmp_path
     first, second = (copy_run(host_run.run_dir, src, f"disk-run-{i}") for i in (1, 2))
     with small_disk(tmp_path / "disk", "16m") as disk:
         wh = Warehouse(disk / "warehouse.duckdb")
-        assert wh.insert_run(warehouse.rows_from_run(first)) is True
+        assert wh.insert_run(runrows.rows_from_run(first)) is True
         before = table_counts(wh, first.name)
-        rows = warehouse.rows_from_run(second)
+        rows = runrows.rows_from_run(second)
         filler = fill(disk)
         with pytest.raises(WarehouseError, match=f"disk full at {wh.path}") as e:
             wh.insert_run(rows)

@@ -22,7 +22,7 @@ from tests import clirun
 
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
-from kit.store import queries, recovery, usersql, warehouse
+from kit.store import ingest, queries, recovery, usersql
 from kit.store.schema import SCHEMA_VERSION
 from kit.store.shared import CATALOG_ENV, LAKE, PUBLISHED, SHARED_ENV, SharedStore
 from kit.store.warehouse import Warehouse
@@ -56,8 +56,8 @@ def test_two_hosts_publish_once_and_readers_see_the_union(lab, recorded_run):
     store, h1, h2, anywhere = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1", started_at="2026-11-01T02:00:00Z")
     b = clone_run(recorded_run.run_dir, h2, "b", device="bench2", started_at="2026-11-02T02:00:00Z")
-    assert warehouse.ingest_run(h1, a) and warehouse.ingest_run(h2, b)
-    assert not warehouse.ingest_run(h1, a)  # again: neither a local nor a shared duplicate
+    assert ingest.ingest_run(h1, a) and ingest.ingest_run(h2, b)
+    assert not ingest.ingest_run(h1, a)  # again: neither a local nor a shared duplicate
     assert Warehouse.at(h1).publish() == []
 
     assert store.run_ids() == {a.name, b.name}
@@ -102,11 +102,11 @@ KILLED_MID_COMMIT = textwrap.dedent(
 def test_a_writer_killed_mid_commit_leaves_nothing_and_the_retry_stores_the_run_once(lab, recorded_run):
     store, h1, _, anywhere = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
-    assert warehouse.ingest_run(h1, a)  # published: the lake and its tables exist
+    assert ingest.ingest_run(h1, a)  # published: the lake and its tables exist
     b = clone_run(recorded_run.run_dir, h1, "b", device="bench1")
     os.environ.pop(SHARED_ENV)  # b is ingested before the lab had a lake: not published
     try:
-        assert warehouse.ingest_run(h1, b)
+        assert ingest.ingest_run(h1, b)
     finally:
         os.environ[SHARED_ENV] = str(store.path)
     proc = subprocess.run(
@@ -147,7 +147,7 @@ def _second_copy(store: SharedStore, run_id: str) -> None:
 def test_a_run_published_twice_at_once_is_seen_once_and_stored_once_after_maintenance(lab, recorded_run):
     store, h1, h2, anywhere = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
-    assert warehouse.ingest_run(h1, a)
+    assert ingest.ingest_run(h1, a)
     wh = Warehouse.at(anywhere)
     before = _picture(wh)
     # Two hosts that both checked before either committed: a second copy under another publish id.
@@ -165,8 +165,8 @@ def test_a_run_published_twice_at_once_is_seen_once_and_stored_once_after_mainte
 def test_maintenance_merges_files_and_readers_see_the_same_rows(lab, recorded_run):
     store, h1, h2, anywhere = lab
     for s in "abc":
-        assert warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, s, device="bench1"))
-    assert warehouse.ingest_run(h2, clone_run(recorded_run.run_dir, h2, "d", device="bench2"))
+        assert ingest.ingest_run(h1, clone_run(recorded_run.run_dir, h1, s, device="bench1"))
+    assert ingest.ingest_run(h2, clone_run(recorded_run.run_dir, h2, "d", device="bench2"))
     wh = Warehouse.at(anywhere)
     before = _picture(wh)
     assert len(before["runs"]) == 4 and len(set(before["op_events"].values())) == 1
@@ -180,10 +180,10 @@ def test_maintenance_merges_files_and_readers_see_the_same_rows(lab, recorded_ru
 def test_time_travel_history_and_the_snapshot_a_reader_pins(lab, recorded_run):
     store, h1, _, anywhere = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
-    assert warehouse.ingest_run(h1, a)
+    assert ingest.ingest_run(h1, a)
     after_a = store.snapshot()
     b = clone_run(recorded_run.run_dir, h1, "b", device="bench1")
-    assert warehouse.ingest_run(h1, b)
+    assert ingest.ingest_run(h1, b)
     assert store.snapshot() > after_a
     history = store.history()
     added = {run for snap in history for run in snap["runs_added"]}
@@ -211,7 +211,7 @@ def test_time_travel_history_and_the_snapshot_a_reader_pins(lab, recorded_run):
 def test_verify_names_missing_and_truncated_files_and_queries_say_which(lab, recorded_run):
     store, h1, _, anywhere = lab
     for s in "ab":
-        assert warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, s, device="bench1"))
+        assert ingest.ingest_run(h1, clone_run(recorded_run.run_dir, h1, s, device="bench1"))
     assert store.verify() == []
     first, second = store.files("op_events")
     first.unlink()
@@ -226,7 +226,7 @@ def test_verify_names_missing_and_truncated_files_and_queries_say_which(lab, rec
 
 def test_the_sql_guard_stays_closed_with_a_lake(lab, recorded_run, tmp_path):
     store, h1, _, _ = lab
-    warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "a", device="bench1"))
+    ingest.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "a", device="bench1"))
     (tmp_path / "secret.csv").write_text("x\n1\n")
     wh = Warehouse.at(h1)
     for bad in (
@@ -301,8 +301,8 @@ def test_migrate_moves_the_parquet_store_and_the_local_file_once(lab, recorded_r
     store, h1, h2, anywhere = lab
     monkeypatch.delenv(SHARED_ENV)  # before the lake: two hosts' runs in an old Parquet store
     for s in "ab":
-        warehouse.ingest_run(h2, clone_run(recorded_run.run_dir, h2, s, device="bench2"))
-    warehouse.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "c", device="bench1"))
+        ingest.ingest_run(h2, clone_run(recorded_run.run_dir, h2, s, device="bench2"))
+    ingest.ingest_run(h1, clone_run(recorded_run.run_dir, h1, "c", device="bench1"))
     legacy = tmp_path / "old-store"
     assert _legacy_store(h2, legacy) == 2
     before = {**_picture(Warehouse.at(h2)), "c": _picture(Warehouse.at(h1))["runs"]}
@@ -328,8 +328,8 @@ def test_cli_sql_info_publish_history_verify_and_compact_over_the_lake(lab, reco
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
     b = clone_run(recorded_run.run_dir, h2, "b", device="bench2")
     monkeypatch.delenv(SHARED_ENV)  # ingested before the lab had a lake: nothing published
-    warehouse.ingest_run(h1, a)
-    warehouse.ingest_run(h2, b)
+    ingest.ingest_run(h1, a)
+    ingest.ingest_run(h2, b)
     assert not store.path.exists()
     env = {SHARED_ENV: str(store.path)}
     info = json.loads(_sme2("warehouse", "info", "--json", home=h1.path, env_extra=env).stdout)
@@ -367,7 +367,7 @@ def test_the_nightly_maintenance_asset_removes_a_duplicate_publish(lab, recorded
 
     store, h1, _, _ = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
-    assert warehouse.ingest_run(h1, a)
+    assert ingest.ingest_run(h1, a)
     _second_copy(store, a.name)  # a second host's racing copy of the same run
     result = dg.materialize([lake_maintenance])
     assert result.success

@@ -14,7 +14,7 @@ from tests.runfolder import later_night as clone_run
 
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
-from kit.store import connection, queries, schema, warehouse
+from kit.store import connection, ingest, queries, schema
 from kit.store.connection import scalar
 from kit.store.warehouse import Warehouse
 
@@ -41,8 +41,8 @@ def test_schema_is_created_and_versioned(wh_root):
 
 def test_ingest_is_idempotent_and_complete(wh_root, recorded_run):
     run = clone_run(recorded_run.run_dir, wh_root, "a")
-    assert warehouse.ingest_run(wh_root, run) is True
-    assert warehouse.ingest_run(wh_root, run) is False
+    assert ingest.ingest_run(wh_root, run) is True
+    assert ingest.ingest_run(wh_root, run) is False
     wh = Warehouse.at(wh_root)
     r = wh.query("SELECT * FROM runs")
     assert len(r) == 1
@@ -58,7 +58,7 @@ def test_newer_run_supersedes_without_duplicating(wh_root, recorded_run):
     a = clone_run(recorded_run.run_dir, wh_root, "old", "2026-11-01T02:00:00Z")
     b = clone_run(recorded_run.run_dir, wh_root, "new", "2026-11-02T02:00:00Z")
     for d in (b, a):
-        warehouse.ingest_run(wh_root, d)
+        ingest.ingest_run(wh_root, d)
     wh = Warehouse.at(wh_root)
     cur = wh.query("SELECT run_id FROM current_runs")
     assert cur.run_id.tolist() == [b.name]
@@ -69,8 +69,8 @@ def test_newer_run_supersedes_without_duplicating(wh_root, recorded_run):
 
 def test_retention_drops_old_events_and_keeps_aggregates(wh_root, recorded_run):
     old = clone_run(recorded_run.run_dir, wh_root, "ancient", "2020-01-01T00:00:00Z")
-    warehouse.ingest_run(wh_root, old)
-    warehouse.ingest_run(wh_root, clone_run(recorded_run.run_dir, wh_root, "fresh"))
+    ingest.ingest_run(wh_root, old)
+    ingest.ingest_run(wh_root, clone_run(recorded_run.run_dir, wh_root, "fresh"))
     wh = Warehouse.at(wh_root)
     pruned = wh.prune_events(30)
     assert pruned == len(recorded_run.trace.operators)
@@ -80,7 +80,7 @@ def test_retention_drops_old_events_and_keeps_aggregates(wh_root, recorded_run):
 
 
 def test_sql_is_read_only(wh_root, recorded_run):
-    warehouse.ingest_run(wh_root, clone_run(recorded_run.run_dir, wh_root, "x"))
+    ingest.ingest_run(wh_root, clone_run(recorded_run.run_dir, wh_root, "x"))
     wh = Warehouse.at(wh_root)
     assert wh.sql("SELECT count(*) AS n FROM runs").n[0] == 1
     for bad in (
@@ -98,9 +98,9 @@ def test_sql_is_read_only(wh_root, recorded_run):
 
 def test_named_queries_answer_the_everyday_questions(wh_root, host_run, qemu_runs):
     for i, d in enumerate([host_run.run_dir, *(r.run_dir for r in qemu_runs.values())]):
-        warehouse.ingest_run(wh_root, clone_run(d, wh_root, f"q{i}"))
+        ingest.ingest_run(wh_root, clone_run(d, wh_root, f"q{i}"))
     later = clone_run(host_run.run_dir, wh_root, "later", "2099-01-01T00:00:00Z")
-    warehouse.ingest_run(wh_root, later)
+    ingest.ingest_run(wh_root, later)
     wh = Warehouse.at(wh_root)
     ops = queries.run(wh, "latest-ops", {"variant": "tiny_seg-fp32", "target": "host.sme2-off"})
     assert set(ops.run_id) == {later.name} and ops.median_ms.is_monotonic_decreasing
@@ -143,7 +143,7 @@ def test_a_held_file_is_waited_for_then_reported(wh_root):
 def _writer(args):
     home, dirs = args
     root = DataRoot.resolve(home)
-    return [warehouse.ingest_run(root, d) for d in dirs]
+    return [ingest.ingest_run(root, d) for d in dirs]
 
 
 def _reader(home, stop, out):

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from kit.core.home import DataRoot
-from kit.store import schema, warehouse
+from kit.store import ingest, runrows, schema
 from kit.store.warehouse import Warehouse
 from tests.clirun import sme2
 
@@ -50,7 +50,7 @@ def _table(wh: Warehouse, table: str) -> pd.DataFrame:
     return df.drop(columns=[c for c in df.columns if c in VOLATILE]).reset_index(drop=True)
 
 
-def _events_in(rows: warehouse.RunRows) -> pd.DataFrame:
+def _events_in(rows: runrows.RunRows) -> pd.DataFrame:
     return rows.events.sort_values(KEYS["op_events"]).reset_index(drop=True)
 
 
@@ -59,10 +59,10 @@ def test_batch_and_per_run_paths_store_identical_rows(host_run, tmp_path):
     folders = _copies(host_run, batch_root, 3)
     for f in folders:
         shutil.copytree(f, single_root.runs / f.name)
-    done = warehouse.ingest_folders(batch_root, warehouse.expand_run_folders([batch_root.runs]))
+    done = ingest.ingest_folders(batch_root, ingest.expand_run_folders([batch_root.runs]))
     assert sorted(done.added) == sorted(f.name for f in folders) and not done.bad
     for f in folders:
-        assert warehouse.ingest_run(single_root, single_root.runs / f.name)
+        assert ingest.ingest_run(single_root, single_root.runs / f.name)
     batch, single = Warehouse.at(batch_root), Warehouse.at(single_root)
     for table in KEYS:
         a, b = _table(batch, table), _table(single, table)
@@ -72,21 +72,21 @@ def test_batch_and_per_run_paths_store_identical_rows(host_run, tmp_path):
             a, b = a.drop(columns="path"), b.drop(columns="path")
         pd.testing.assert_frame_equal(a, b, check_dtype=False)
     # The normalized events read back exactly as the wide rows that went in.
-    rows = warehouse.rows_from_run(folders[0])
+    rows = runrows.rows_from_run(folders[0])
     stored = batch.query("SELECT * FROM op_events WHERE run_id = ? ORDER BY iteration, seq", [rows.run["run_id"]])
     pd.testing.assert_frame_equal(stored, _events_in(rows), check_dtype=False)
     # Ingesting again adds nothing.
-    again = warehouse.ingest_folders(batch_root, folders)
+    again = ingest.ingest_folders(batch_root, folders)
     assert not again.added and sorted(again.present) == sorted(f.name for f in folders)
 
 
 def test_events_that_differ_between_iterations_get_their_own_slots(host_run, tmp_path):
-    rows = warehouse.rows_from_run(host_run.run_dir)
+    rows = runrows.rows_from_run(host_run.run_dir)
     ev = rows.events.copy()
     second = (ev.iteration == 1) & (ev.seq == ev.seq.min())
     ev.loc[second, "op_type"] = "Renamed (NC) #1"  # one event differs in one iteration only
     ev.loc[ev.iteration == 2, "kernel_hint"] = None
-    changed = warehouse.RunRows(
+    changed = runrows.RunRows(
         rows.run, rows.samples, ev, rows.op_stats, rows.category_stats, rows.kernels, rows.artifacts
     )
     wh = Warehouse(tmp_path / "w.duckdb")
@@ -100,7 +100,7 @@ def test_events_that_differ_between_iterations_get_their_own_slots(host_run, tmp
 
 
 def test_version_1_file_migrates_with_its_rows(host_run, tmp_path):
-    rows = warehouse.rows_from_run(host_run.run_dir)
+    rows = runrows.rows_from_run(host_run.run_dir)
     path = tmp_path / "v1.duckdb"
     conn = duckdb.connect(str(path))
     conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
@@ -125,7 +125,7 @@ def test_version_1_file_migrates_with_its_rows(host_run, tmp_path):
     )
     assert wh.query("SELECT run_no FROM runs").run_no.tolist() == [1]
     # New runs after the migration get the next number and the same shape.
-    again = warehouse.RunRows(
+    again = runrows.RunRows(
         {**rows.run, "run_id": "after-migration"},
         rows.samples.assign(run_id="after-migration"),
         rows.events.assign(run_id="after-migration"),
@@ -140,10 +140,10 @@ def test_version_1_file_migrates_with_its_rows(host_run, tmp_path):
 
 
 def test_a_run_failing_mid_batch_leaves_no_rows_and_keeps_the_runs_before(host_run, tmp_path):
-    rows = warehouse.rows_from_run(host_run.run_dir)
+    rows = runrows.rows_from_run(host_run.run_dir)
 
     def named(run_id, events=None):
-        return warehouse.RunRows(
+        return runrows.RunRows(
             {**rows.run, "run_id": run_id},
             rows.samples.assign(run_id=run_id),
             (events if events is not None else rows.events).assign(run_id=run_id),
@@ -177,7 +177,7 @@ def test_warehouse_ingest_command_takes_run_folders_and_folders_of_them(host_run
 def test_batch_settings_do_not_outlive_the_batch(host_run, tmp_path):
     """fsync off, no automatic checkpoint, one thread: the database instance's settings, so they
     are reset when the batch ends, also for a connection of this process that outlives it."""
-    rows = warehouse.rows_from_run(host_run.run_dir)
+    rows = runrows.rows_from_run(host_run.run_dir)
     wh = Warehouse(tmp_path / "w.duckdb")
     kept = []
 

@@ -29,7 +29,7 @@ from kit.profile import session
 from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.report import armkit, builder, comparison, explorer, hud, perfetto
 from kit.stats import categories
-from kit.store import warehouse as warehouse_mod
+from kit.store import ingest
 from kit.store.warehouse import Warehouse
 from kit.trace import kernels, simpleperf
 from kit.trace.program import ProgramMap
@@ -318,7 +318,7 @@ def armkit_files_cmd(
     root = root_of(home)
     if all_runs == bool(runs):
         raise Sme2Error("name run ids or folders, or pass --all (not both)", "sme2 armkit-files RUN... | --all")
-    folders = warehouse_mod.run_folders(root) if all_runs else [_run_folder(root, r) for r in runs]
+    folders = ingest.run_folders(root) if all_runs else [_run_folder(root, r) for r in runs]
     rules = categories.load_rules(root.user_categories)
     done, failed = {}, {}
     for folder in folders:

@@ -20,7 +20,7 @@ from kit.cli.common import (
     root_of,
 )
 from kit.core.errors import Sme2Error
-from kit.export import exporter
+from kit.export import artifact, batch, exporter
 from kit.models import registry
 
 app = typer.Typer()
@@ -125,8 +125,8 @@ def export_cmd(
     """Export model variants to .pte + ETRecord + inputs + export_meta.json (with a numerical check),
     and print `export ok` with the artifacts of each."""
 
-    if mode not in exporter.MODES:
-        raise Sme2Error(f"unknown --mode {mode!r}", f"use one of {', '.join(exporter.MODES)}")
+    if mode not in artifact.MODES:
+        raise Sme2Error(f"unknown --mode {mode!r}", f"use one of {', '.join(artifact.MODES)}")
     root = root_of(home)
     broken = []
     if export_all:
@@ -152,7 +152,7 @@ def export_cmd(
     out = []
     with progress(len(jobs_list), as_json) as (say, advance):
         if jobs > 1 and not checkpoint and several:
-            done = exporter.export_many(
+            done = batch.export_many(
                 jobs_list,
                 root,
                 workers=jobs,
@@ -165,7 +165,7 @@ def export_cmd(
             )
             for (m, d, _s), e in done.items():
                 if outdir is not None:
-                    exporter.copy_artifacts(e, target_dir(m, d), mode)
+                    artifact.copy_artifacts(e, target_dir(m, d), mode)
                 out.append(e)
         else:
             for m, d, s in jobs_list:
@@ -190,7 +190,7 @@ def export_cmd(
         e.meta["variant"] + "|" + e.meta["size"]: [
             str((target_dir(e.meta["model"], e.meta["dtype"]) or e.folder) / n)
             for n in (
-                exporter.artifact_names(e, mode)
+                artifact.artifact_names(e, mode)
                 if outdir
                 else sorted(f.name for f in e.folder.iterdir() if f.is_file() and not f.name.startswith("."))
             )
@@ -242,7 +242,7 @@ def export_cmd(
     for e in out:
         key = e.meta["variant"] + "|" + e.meta["size"]
         # One line, never wrapped: the paths copy whole.
-        console.print(escape(exporter.ok_line(e, artifacts[key])), soft_wrap=True)
+        console.print(escape(artifact.ok_line(e, artifacts[key])), soft_wrap=True)
         if e.meta.get("unavailable"):
             console.print(
                 "  [dim]without an ETRecord, unavailable downstream: " + "; ".join(e.meta["unavailable"]) + "[/]"

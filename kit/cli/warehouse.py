@@ -21,11 +21,11 @@ from kit.cli.common import (
     root_of,
 )
 from kit.core.errors import Sme2Error
-from kit.store import migration, queries, warehouse
+from kit.store import ingest, migration, queries
 from kit.store.connection import scalar
 from kit.store.schema import STORED_AS, TABLES
 from kit.store.shared import SharedStore
-from kit.store.warehouse import Warehouse, missing_runs
+from kit.store.warehouse import Warehouse
 
 app = typer.Typer()
 
@@ -105,7 +105,7 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
         counts = {t: scalar(conn, f"SELECT count(*) FROM {STORED_AS.get(t, t)}") for t in TABLES}
         version = scalar(conn, "SELECT max(version) FROM schema_version")
     # Left by a run killed between its folder's rename and its insert (or a folder that fails to ingest).
-    missing = [d.name for d in missing_runs(root)]
+    missing = [d.name for d in ingest.missing_runs(root)]
     info = {
         "path": str(wh.path),
         "schema_version": version,
@@ -156,8 +156,8 @@ def warehouse_rebuild(home: Optional[Path] = HomeOpt):
     Bad folders are skipped and listed with the reason at the end (exit status 1)."""
 
     root = root_of(home)
-    with progress(len(warehouse.rebuild_candidates(root)), False) as (say, advance):
-        result = warehouse.rebuild(root, say, advance)
+    with progress(len(ingest.rebuild_candidates(root)), False) as (say, advance):
+        result = ingest.rebuild(root, say, advance)
     _report_ingested(result, "sme2 warehouse rebuild")
 
 
@@ -172,9 +172,9 @@ def warehouse_ingest(
     with the reason at the end (exit status 1)."""
 
     root = root_of(home)
-    todo = warehouse.expand_run_folders(folders)
+    todo = ingest.expand_run_folders(folders)
     with progress(len(todo), False) as (say, advance):
-        result = warehouse.ingest_folders(root, todo, say, advance)
+        result = ingest.ingest_folders(root, todo, say, advance)
     _report_ingested(result, "sme2 warehouse ingest")
 
 

@@ -25,7 +25,7 @@ from kit.core import atomic
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Variant
-from kit.export import exporter
+from kit.export import artifact
 from kit.profile.runrecord import RunRecord
 from kit.stats import armkit, categories
 from kit.stats.summary import Analysis
@@ -257,7 +257,7 @@ def export_files(root: DataRoot, record: RunRecord) -> tuple[Path | None, Path |
     """The .pte and ETRecord a run executed, if its export folder still holds that program (same
     sha256); (None, None) when the export was replaced or removed since."""
     try:
-        exp = exporter.find(root, Variant(record.model, record.dtype, record.backend), record.size)
+        exp = artifact.find(root, Variant(record.model, record.dtype, record.backend), record.size)
     except Sme2Error:
         return None, None
     if exp is None or exp.meta.get("pte_sha256") != record.pte_sha256 or not exp.pte.exists():

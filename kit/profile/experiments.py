@@ -23,7 +23,7 @@ from kit.core.errors import RunnerError, Sme2Error, TargetError
 from kit.core.home import DataRoot
 from kit.core.names import Target
 from kit.devices import inventory
-from kit.export import exporter
+from kit.export import artifact, exporter, importer
 from kit.models import registry
 from kit.profile import session
 from kit.profile.config import Config, PlannedExperiment
@@ -99,10 +99,10 @@ class ConfigRun:
         return [r.result for r in self.runs if r.result is not None]
 
 
-def _exports(cfg: Config, root: DataRoot, sizes: set[str], say) -> dict[tuple[str, str], exporter.Export]:
+def _exports(cfg: Config, root: DataRoot, sizes: set[str], say) -> dict[tuple[str, str], artifact.Export]:
     """(dtype, size) -> export: the program imported once, or the package exported per dtype and size."""
     if cfg.pte is not None:
-        exp = exporter.import_program(
+        exp = importer.import_program(
             cfg.pte, root, etrecord=cfg.etrecord, dtype=cfg.dtypes[0] if cfg.dtypes else None, progress=say
         )
         return {(exp.meta["dtype"], size): exp for size in sizes}

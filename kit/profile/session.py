@@ -20,7 +20,7 @@ from kit.core.home import DataRoot
 from kit.counts import costmodel, qemu_build
 from kit.counts import table as count_table
 from kit.devices import inventory
-from kit.export import exporter
+from kit.export import artifact, exporter, importer
 from kit.models import registry
 from kit.profile import armkit
 from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_timing
@@ -41,7 +41,7 @@ class ProfileResult:
 
 def run_session(
     root: DataRoot,
-    exp: exporter.Export,
+    exp: artifact.Export,
     resolved,
     threads: int,
     iterations: int,
@@ -167,7 +167,7 @@ def run_session(
             if simpleperf_profile:
                 sampled = simpleperf_run(exp, resolved, request, runner_kind, binary, stage, target, say)
         record.finished_at = now()
-        for name in ("program_map.json", exporter.META):
+        for name in ("program_map.json", artifact.META):
             shutil.copy2(exp.folder / name, stage / name)
         say(f"{target.key}: ingesting the ETDump")
         tr = etdump.ingest(traced.etdump, exp.program_map, warmup=warmup)
@@ -327,7 +327,7 @@ def _path_timing(traced: invoke.RunOutcome, tr: etdump.Trace, warmup: int, stage
 
 
 def kernel_log_run(
-    exp: exporter.Export,
+    exp: artifact.Export,
     resolved,
     out_dir: Path,
     stem: str,
@@ -488,7 +488,7 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
     say = progress or (lambda msg: None)
     imported = None
     if plan.pte:
-        imported = exporter.import_program(
+        imported = importer.import_program(
             Path(plan.pte),
             root,
             etrecord=Path(plan.etrecord) if plan.etrecord else None,

@@ -20,7 +20,7 @@ from kit.core.home import DataRoot
 from kit.core.jsonfile import read_json
 from kit.profile.runrecord import RUN_FILE, RunRecord, now
 from kit.stats import categories
-from kit.store import connection, warehouse
+from kit.store import connection, runrows, warehouse
 from kit.trace import etdump
 
 # <model_stem>_<experiment>_t<threads>: the experiment is "sme2_on"/"sme2_off" (or ends with it).
@@ -101,7 +101,7 @@ def import_folder(root: DataRoot, folder: Path, device: str | None = None, warmu
     wh = warehouse.Warehouse.at(root)
     rules = categories.load_rules(root.user_categories)
     ids: list[str] = []
-    rows: list[warehouse.RunRows] = []
+    rows: list[runrows.RunRows] = []
     written: list[Path] = []  # run folders this import commits: removed again if a later step fails
     try:
         with contextlib.ExitStack() as stages:
@@ -116,11 +116,11 @@ def import_folder(root: DataRoot, folder: Path, device: str | None = None, warmu
                         if wh.has_run(run["run_id"]):
                             continue  # imported before
                         with contextlib.suppress(Exception):  # a folder an earlier import left: reuse if whole
-                            rows.append(warehouse.rows_from_run(final, rules))
+                            rows.append(runrows.rows_from_run(final, rules))
                             continue
                     stage = stages.enter_context(atomic.staged_dir(final))
                     _write_run_folder(stage, item, run)
-                    rows.append(warehouse.rows_from_run(stage, rules).relocated(stage, final))
+                    rows.append(runrows.rows_from_run(stage, rules).relocated(stage, final))
                     written.append(final)
                 except DiskFullError:
                     raise  # names the file and what to do already

@@ -36,7 +36,7 @@ from kit.core.home import DataRoot
 from kit.core.jsonfile import read_json
 from kit.core.names import Target, Variant
 from kit.devices import inventory, toolsetup
-from kit.export import exporter
+from kit.export import artifact
 from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.runners import build, recipes
 from kit.runners.toolchains import find_tool
@@ -156,19 +156,19 @@ def check_export(root: DataRoot, scope: Scope, size: str | None = None) -> list[
     size = size or scope.size
     for v in scope.variants:
         fix = f"sme2 export --model {v.model} --dtype {v.dtype} --size {size}"
-        folder = exporter.folder_for(root, v, size)
-        if not (folder / exporter.META).exists():
+        folder = artifact.folder_for(root, v, size)
+        if not (folder / artifact.META).exists():
             problems.append(
-                Problem("file", rel(root, folder / exporter.META), f"{v.key} ({size}) is not exported", fix)
+                Problem("file", rel(root, folder / artifact.META), f"{v.key} ({size}) is not exported", fix)
             )
             continue
         try:
-            exp = exporter.find(root, v, size)
+            exp = artifact.find(root, v, size)
         except Sme2Error as e:
             problems.append(Problem("file", rel(root, folder), e.message, e.hint))
             continue
         problems += [
-            Problem("key", f"{rel(root, folder / exporter.META)}:{k}", f"export_meta.json lacks {k}", fix + " --force")
+            Problem("key", f"{rel(root, folder / artifact.META)}:{k}", f"export_meta.json lacks {k}", fix + " --force")
             for k in EXPORT_KEYS
             if k not in exp.meta
         ]
@@ -189,7 +189,7 @@ def check_export(root: DataRoot, scope: Scope, size: str | None = None) -> list[
             problems.append(
                 Problem(
                     "value",
-                    f"{rel(root, folder / exporter.META)}:numerical_check.passed",
+                    f"{rel(root, folder / artifact.META)}:numerical_check.passed",
                     f"the numerical check did not pass (max_rel_error {check.get('max_rel_error')})",
                     fix + " --force",
                 )
@@ -198,7 +198,7 @@ def check_export(root: DataRoot, scope: Scope, size: str | None = None) -> list[
             problems.append(
                 Problem(
                     "value",
-                    f"{rel(root, folder / exporter.META)}:delegated_ops",
+                    f"{rel(root, folder / artifact.META)}:delegated_ops",
                     "no operator was delegated to XNNPACK",
                     "check the model's ops (sme2 export --json lists non_delegated_op_names)",
                 )
@@ -443,8 +443,8 @@ def pipeline_artifacts(root: DataRoot, variants: list[str], targets: list[str]) 
                 continue
             if (v.key, run["size"]) not in exports_seen:
                 exports_seen.add((v.key, run["size"]))
-                folder = exporter.folder_for(root, v, run["size"])
-                paths += [folder / f"{v.stem}.pte", folder / f"{v.stem}.etrecord", folder / exporter.META]
+                folder = artifact.folder_for(root, v, run["size"])
+                paths += [folder / f"{v.stem}.pte", folder / f"{v.stem}.etrecord", folder / artifact.META]
             run_dir = Path(run.run_dir)
             paths += [f for f in run_files(run_dir) if f.name not in ("run.json", "timing.json")]
         paths += [root.path / "reports" / v.key / name for name in REPORT_FILES]

@@ -13,7 +13,7 @@ from kit.core import names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
-from kit.export import exporter
+from kit.export import artifact
 from kit.profile.runrecord import RunRecord
 from kit.store.warehouse import Warehouse
 
@@ -42,7 +42,7 @@ ROBUST_KEYS = (
     "operators",
 )
 OPS_COLUMNS = ("op_type", "category", "instances", "median_ms", "kernel_hint")
-EXPORT_KEYS = exporter.REQUIRED_META + (
+EXPORT_KEYS = artifact.REQUIRED_META + (
     "inputs",
     "outputs",
     "delegate_partitions",

@@ -18,7 +18,7 @@ from kit.core import atomic
 from kit.core.errors import Sme2Error, WarehouseError
 from kit.core.home import DataRoot
 from kit.profile.runrecord import RunRecord
-from kit.store import warehouse
+from kit.store import ingest, warehouse
 
 log = logging.getLogger("sme2.recovery")
 
@@ -76,7 +76,7 @@ def recover(root: DataRoot, progress=None) -> Recovery:
     for parent in (root.runs, root.exports, root.runners):
         result.reclaimed += atomic.reclaim_stale(parent)
     try:
-        done = warehouse.reconcile(root, say)
+        done = ingest.reconcile(root, say)
         result.recovered, result.failed = done.recovered, done.failed
         result.published = warehouse.Warehouse.at(root).publish()
     except WarehouseError as e:  # held by another process too long, or unreadable: the next start retries

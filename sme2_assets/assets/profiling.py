@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from kit.analysis import regress, validation
-from kit.export import exporter
+from kit.export import artifact
 from kit.pipeline import profile_partition, store_runs
 from kit.report import charts
 from kit.store import views
@@ -57,7 +57,7 @@ def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
         progress=context.log.info,
     )
     results = part.results
-    gates = [validation.etdump(r.trace.rows, exporter.load(r.run_dir).meta["delegate_partitions"]) for r in results]
+    gates = [validation.etdump(r.trace.rows, artifact.load(r.run_dir).meta["delegate_partitions"]) for r in results]
     rows = pd.DataFrame(
         [
             {
