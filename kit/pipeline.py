@@ -25,6 +25,7 @@ from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.runners import recipes
 from kit.stats import categories
 from kit.store import ingest, recovery, warehouse
+from kit.store import runs as stored_runs
 
 __all__ = [
     "Settings",
@@ -174,8 +175,7 @@ def adoptable_runs(root: DataRoot, v: Variant, target_key: str, settings: Settin
         if any((root.run_path(r.run_id) / TAKEN).exists() for r in recs):
             continue  # a partition took this session's runs already (recovery may have stored them: fine)
         if wh.path.exists() and any(
-            (newest := wh.query("SELECT max(started_at) AS t FROM runs WHERE run_key = ?", [r.run_key]).t[0])
-            is not None
+            (newest := stored_runs.newest_start(wh, r.run_key)) is not None
             and not pd.isna(newest)
             and _ts(r.started_at) < _ts(newest)
             for r in recs

@@ -28,6 +28,7 @@ from kit.export import artifact
 from kit.models import registry
 from kit.skills import checks
 from kit.skills.contract import rel
+from kit.store import runs as stored_runs
 from kit.store.warehouse import Warehouse
 from sme2_assets import lab
 
@@ -155,10 +156,7 @@ def pipeline_cmd(
     failed = [r for r in results if not r["success"]]
 
     wh = Warehouse.at(root)
-    current = wh.query(
-        "SELECT variant, target, size, threads, emulated, round(e2e_median_ms, 3) AS e2e_median_ms, round(100 * coverage, 1) AS ops_cover_pct, run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target) ORDER BY variant, target",
-        [variants, targets],
-    )
+    current = stored_runs.current_summary(wh, variants, targets)
     console.print("\n[bold]Current runs[/] (emulated times are not hardware times)")
     console.print(current.to_string(index=False))
     for v in variants:
@@ -183,12 +181,7 @@ def pipeline_cmd(
     checks_run = [c for r in results for c in r["checks"]]
     failed_checks = [c for c in checks_run if not c["passed"]]
     blocking = [c for c in failed_checks if c["blocking"]]
-    measured = len(
-        wh.query(
-            "SELECT run_id FROM current_runs WHERE list_contains(?, variant) AND list_contains(?, target)",
-            [variants, targets],
-        )
-    )
+    measured = len(stored_runs.current_summary(wh, variants, targets))
     console.print(
         f"\n{len(results) - len(failed)}/{len(results)} Dagster runs (jobs) succeeded, {measured} measurement(s) current; "
         f"{len(checks_run) - len(failed_checks)}/{len(checks_run)} checks passed. Warehouse: {root.warehouse}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kit.core.errors import WarehouseError
+from kit.store import runs as stored_runs
 from kit.store.warehouse import Warehouse
 from kit.trace.etdump import COMPUTE_KINDS, compute_class
 
@@ -50,11 +51,7 @@ def _side(rows: pd.DataFrame) -> pd.DataFrame:
 def side_by_side(wh: Warehouse, variant: str, device: str | None = None) -> pd.DataFrame:
     """One row per compute operator (conv, GEMM, batch matmul) and device/threads: SME2 on vs off.
     Kernel-log runs are preferred when a key has both (they name the microkernels)."""
-    runs = wh.query(
-        "SELECT run_id, device, threads, sme2, runner, started_at FROM current_runs WHERE variant = ? "
-        "AND (? = '' OR device = ?) ORDER BY started_at DESC",
-        [variant, device or "", device or ""],
-    )
+    runs = stored_runs.variant_runs(wh, variant, device)
     if runs.empty:
         raise WarehouseError(
             f"no runs of {variant}{' on ' + device if device else ''} in the warehouse",
@@ -74,11 +71,7 @@ def side_by_side(wh: Warehouse, variant: str, device: str | None = None) -> pd.D
             continue
         sides = {}
         for sme2, run_id in picked.items():
-            rows = wh.query(
-                "SELECT k.op_type, k.microkernel, k.isa, s.median_ms FROM kernels k JOIN op_stats s "
-                "USING (run_id, op_type) WHERE run_id = ?",
-                [run_id],
-            )
+            rows = stored_runs.kernel_times(wh, run_id)
             rows = rows[rows.op_type.str.startswith(COMPUTE_KINDS)]
             sides[sme2] = _side(rows).set_index("operator")
         on = sides.get(True, pd.DataFrame(columns=["op_type", "microkernel", "isa", "ms"]))

@@ -21,9 +21,7 @@ from kit.cli.common import (
     root_of,
 )
 from kit.core.errors import Sme2Error
-from kit.store import ingest, migration, queries
-from kit.store.connection import scalar
-from kit.store.schema import STORED_AS, TABLES
+from kit.store import contents, ingest, migration, queries
 from kit.store.shared import SharedStore
 from kit.store.warehouse import Warehouse
 
@@ -101,9 +99,7 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
     root = root_of(home)
     wh = Warehouse.at(root)
     wh.ensure()
-    with wh.read() as conn:
-        counts = {t: scalar(conn, f"SELECT count(*) FROM {STORED_AS.get(t, t)}") for t in TABLES}
-        version = scalar(conn, "SELECT max(version) FROM schema_version")
+    counts, version = contents.row_counts(wh)
     # Left by a run killed between its folder's rename and its insert (or a folder that fails to ingest).
     missing = [d.name for d in ingest.missing_runs(root)]
     info = {
@@ -114,8 +110,7 @@ def warehouse_info(home: Optional[Path] = HomeOpt, as_json: bool = JsonOpt):
         "run_folders_not_in_warehouse": missing,
     }
     if wh.shared is not None:  # a lab: the shared store, and this file's runs it lacks
-        with wh.read(local=True) as conn:
-            local = {r[0] for r in conn.execute("SELECT run_id FROM runs").fetchall()}
+        local = contents.local_run_ids(wh)
         stored = wh.shared.run_ids()
         info["shared_store"] = {
             "path": str(wh.shared.path),

@@ -85,6 +85,11 @@ def _md(df: pd.DataFrame) -> str:
     return out.to_markdown(index=False, disable_numparse=True)
 
 
+Result = tuple[str, str]  # a ### section of ## Results: (title, text)
+Figure = tuple[str, alt.Chart]  # a chart: (file stem, chart)
+NO_PAIR = "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_"
+
+
 def build(
     root: DataRoot,
     variant_key: str,
@@ -96,17 +101,13 @@ def build(
     """The report of one variant into `out_dir` (default reports/<variant>/): report.md with its
     charts as PNG (or SVG: smaller, for pages that publish the report) and, unless `html_page` is
     False, the self-contained report.html. In a lab, `at` reads the DuckLake as of that snapshot
-    (or time), and the report names the snapshot it read."""
+    (or time), and the report names the snapshot it read. One function below per section, called
+    in the order the report shows them."""
     if image_format not in ("png", "svg"):
         raise Sme2Error(f"unknown image format {image_format!r}", "use png or svg")
     v = Variant.parse(variant_key)
     wh = Warehouse.at(root, at)
     snapshot = wh.lake_snapshot()
-    lake_read = (
-        f" and the lab DuckLake at snapshot {snapshot} (sme2 report --at {snapshot} rebuilds this)"
-        if snapshot is not None
-        else ""
-    )
     runs = variant_reads.current_runs(wh, variant_key)
     if runs.empty:
         raise Sme2Error(
@@ -115,19 +116,60 @@ def build(
         )
     out_dir = Path(out_dir) if out_dir is not None else root.report_path(variant_key)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures: list[tuple[str, alt.Chart]] = []
     run_ids = runs.run_id.tolist()
+    comps = _comparisons(wh, variant_key, runs)
+    folders = {c.b.run_id: comparison_files.write(root, c).folder for c in comps}
+    ops_all = views.op_stats(wh, run_ids)
+    loaded = _data_movement(runs)
+    focus_ids, facts, findings = _advice(wh, runs, comps, ops_all, loaded)
 
+    results: list[Result] = [_latency_section(wh, comps, run_ids), _pair_section(comps)]
+    results += _dtype_section(wh, v, comps)
+    e2e_result, e2e_figure = _e2e_section(variant_key, runs)
+    results.append(e2e_result)
+    figures: list[Figure] = [e2e_figure, *_category_figures(wh, variant_key, runs)]
+    ops = variant_reads.op_medians(wh, variant_key)
+    figures += [_top_operators_figure(ops, runs), *_history_figures(wh, variant_key, ops)]
+    results += _kernel_sections(wh, variant_key)
+    dm_result, dm_figures = _data_movement_section(runs, loaded)
+    results.append(dm_result)
+    figures += dm_figures
+    results.append(("Portable vs delegated operators", _md(_delegation_table(runs, ops_all))))
+    results += _module_section(wh, variant_key)
+    results.append(_regression_section(wh, variant_key))
+    pngs = [charts.save_image(chart, out_dir / f"{name}.{image_format}") for name, chart in figures]
+
+    # Findings are labelled with the run's target and thread count (two runs may share a target).
+    target_of = {r.run_id: f"{r.target} t{r.threads}" for r in runs.itertuples()}
+    recs = [(target_of[i], f) for i in focus_ids for f in findings[i]]
+    sections = [
+        ("Executive summary", _summary(comps, runs, recs)),
+        ("Environment and methodology", _environment(root, runs, comps)),
+        ("Results", "\n\n".join(f"### {t}\n\n{x}" for t, x in results)),
+        ("Bottleneck analysis", _bottlenecks(facts, target_of)),
+        ("Recommendations", _recommendations(recs)),
+        ("Artifacts", _artifacts(root, out_dir, runs, folders, pngs)),
+    ]
+    header = _header(wh, variant_key, runs, snapshot)
+    markdown, page = _write(variant_key, header, sections, figures, pngs, out_dir, html_page)
+    summary = "\n\n".join(s for s in (c.headline() for c in comps)) or "no SME2 pairs yet"
+    return Report(markdown, page, pngs, summary, run_ids, snapshot)
+
+
+def _comparisons(wh: Warehouse, variant_key: str, runs: pd.DataFrame) -> list[compare.Comparison]:
+    """The SME2 on/off comparison of each device with a pair (devices without one are skipped)."""
     comps = []
     for dev in runs.device.unique():
         try:
             comps.append(compare.compare(wh, variant_key, dev))
         except Sme2Error:
             continue
-    folders = {c.b.run_id: comparison_files.write(root, c).folder for c in comps}
+    return comps
 
-    # Each run's folder read once: the data-movement analysis and the advice need its trace rows.
-    ops_all = views.op_stats(wh, run_ids)
+
+def _data_movement(runs: pd.DataFrame) -> dict[str, datamovement.DataMovement]:
+    """Each run's folder read once: the data-movement analysis of its trace rows (the advice needs
+    them too); runs whose folder cannot be read are left out."""
     loaded: dict[str, datamovement.DataMovement] = {}
     for r in runs.itertuples():
         try:
@@ -136,34 +178,43 @@ def build(
             loaded[r.run_id] = datamovement.analyze(trace.rows, pmap)
         except Sme2Error:
             continue
-    # The runs the advice is about: the SME2-on side of each pair (the case study's view), else every run.
+    return loaded
+
+
+def _advice(wh: Warehouse, runs: pd.DataFrame, comps: list, ops_all: pd.DataFrame, loaded: dict):
+    """The runs the advice is about (the SME2-on side of each pair, the case study's view, else
+    every run), the facts the rules read about each, and the findings: (focus ids, facts, findings)."""
+    run_ids = runs.run_id.tolist()
     focus_ids = [c.b.run_id for c in comps if c.b.run_id in loaded] or [i for i in run_ids if i in loaded]
     by_b = {c.b.run_id: c for c in comps}
     cats_all = views.category_stats(wh, run_ids, "blog")
     facts = {i: _facts(runs[runs.run_id == i].iloc[0], ops_all, cats_all, loaded[i], by_b.get(i)) for i in focus_ids}
     findings = {i: advice.recommend(f) for i, f in facts.items()}
+    return focus_ids, facts, findings
 
-    results: list[tuple[str, str]] = []  # (### title, text) inside ## Results
 
-    # The kit's latency table (generate_report.py): median, mean, min, max, std dev, speedup.
+def _latency_section(wh: Warehouse, comps: list, run_ids: list[str]) -> Result:
+    """The kit's latency table (generate_report.py): median, mean, min, max, std dev, speedup."""
     lat = views.latency_samples(wh, run_ids, "timing")
     body = []
     for c in comps:
         body.append(f"#### {c.device} ({c.threads} thread(s), size {c.size})\n\n{_md(_latency_table(c, lat))}")
-    results.append(
+    return (
+        "Latency comparison (SME2-On vs SME2-Off)",
         (
-            "Latency comparison (SME2-On vs SME2-Off)",
-            (
-                "End-to-end latency of the timing runs (warmups excluded), per iteration. Speedup = SME2-Off / SME2-On."
-                + (" Emulated pairs show times only." if any(c.emulated for c in comps) else "")
-                + "\n\n"
-                + "\n\n".join(body)
-            )
-            if body
-            else "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_",
+            "End-to-end latency of the timing runs (warmups excluded), per iteration. Speedup = SME2-Off / SME2-On."
+            + (" Emulated pairs show times only." if any(c.emulated for c in comps) else "")
+            + "\n\n"
+            + "\n\n".join(body)
         )
+        if body
+        else NO_PAIR,
     )
 
+
+def _pair_section(comps: list) -> Result:
+    """Per SME2 pair: the headline, the blog's category table (estimated cycles first on counted
+    emulated pairs), the bottleneck each side, and the operator table."""
     body = []
     for c in comps:
         label = (
@@ -184,24 +235,25 @@ def build(
         body.append(
             f"Operators (SME2 off vs on, kernel families from op names):\n\n{_md(compare.operator_table(c, 12))}"
         )
-    results.append(
-        (
-            "SME2 on vs off",
-            "\n\n".join(body) or "_no SME2 on/off pair yet: profile <device>.sme2-on and <device>.sme2-off_",
-        )
-    )
+    return ("SME2 on vs off", "\n\n".join(body) or NO_PAIR)
 
-    # The blog puts INT8 and FP16 side by side; show those first, then any other dtype measured on
-    # this device, and only when there are two or more (one dtype repeats the table above).
+
+def _dtype_section(wh: Warehouse, v: Variant, comps: list) -> list[Result]:
+    """The blog puts INT8 and FP16 side by side; show those first, then any other dtype measured on
+    this device, and only when there are two or more (one dtype repeats the table above)."""
     dtypes = ("int8", "fp16", "fp32", "int8-dynamic")
     side = compare.dtype_side_by_side(wh, v.model, comps[0].a.device, dtypes) if comps else pd.DataFrame()
     if sum(col.endswith(" share on") for col in side.columns) >= 2:
-        results.append(("Dtypes side by side", f"Device {comps[0].a.device}:\n\n{_md(side)}"))
+        return [("Dtypes side by side", f"Device {comps[0].a.device}:\n\n{_md(side)}")]
+    return []
 
-    # End-to-end latency per target and thread count: hardware and emulated in separate panels.
+
+def _e2e_section(variant_key: str, runs: pd.DataFrame) -> tuple[Result, Figure]:
+    """End-to-end latency per target and thread count: the table, and its chart with hardware and
+    emulated in separate panels."""
     e2e = runs[["target", "threads", "emulated", "e2e_median_ms", "e2e_ci_low_ms", "e2e_ci_high_ms"]].copy()
     e2e["label"] = e2e.target + " t" + e2e.threads.astype(str) + e2e.emulated.map({True: " (emulated)", False: ""})
-    results.append(("End to end", _md(e2e.drop(columns=["label"]))))
+    result = ("End to end", _md(e2e.drop(columns=["label"])))
     e2e["kind"] = e2e.emulated.map(KIND)
     e2e["SME2"] = e2e.target.str.endswith(".sme2-on").map({True: "on", False: "off"})
     base = alt.Chart(e2e)
@@ -213,25 +265,29 @@ def build(
         )
         + base.mark_rule().encode(y="label:N", x="e2e_ci_low_ms:Q", x2="e2e_ci_high_ms:Q")
     ).properties(width=560)
-    figures.append(
-        (
-            "e2e",
-            bars.facet(
-                row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
-                title=f"{variant_key}: end-to-end latency, SME2 on vs off per device and thread count",
-            ).resolve_scale(x="independent", y="independent"),
-        )
+    figure = (
+        "e2e",
+        bars.facet(
+            row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
+            title=f"{variant_key}: end-to-end latency, SME2 on vs off per device and thread count",
+        ).resolve_scale(x="independent", y="independent"),
     )
+    return result, figure
 
+
+def _category_figures(wh: Warehouse, variant_key: str, runs: pd.DataFrame) -> list[Figure]:
+    """The category breakdown per target: hardware times, and for emulated targets estimated
+    cycles when every one was counted (emulated milliseconds are never drawn as speed), else
+    their times marked EMULATED."""
     cats = variant_reads.category_times(wh, variant_key)
     cats["label"] = cats.target + " t" + cats.threads.astype(str)
     counted = variant_reads.category_cycles(wh, variant_key)
     counted["label"] = counted.target + " t" + counted.threads.astype(str)
+    figures = []
     for emulated, group in cats.assign(emulated=cats.target.map(dict(zip(runs.target, runs.emulated)))).groupby(
         "emulated"
     ):
         if emulated and set(group.label) <= set(counted.label):
-            # Emulated milliseconds are never drawn as speed: counted runs show estimated cycles.
             chart = charts.category_bars(
                 counted[counted.label.isin(group.label)],
                 f"{variant_key}: estimated cycles per category (emulated CPU's instruction counts; not hardware time)",
@@ -243,74 +299,75 @@ def build(
                 group, f"{variant_key}: category breakdown per target" + (" (EMULATED times)" if emulated else "")
             )
         figures.append(("categories_emulated" if emulated else "categories", chart))
+    return figures
 
-    ops = variant_reads.op_medians(wh, variant_key)
+
+def _top_operators_figure(ops: pd.DataFrame, runs: pd.DataFrame) -> Figure:
+    """The eight slowest operator types of each target (median ms), one panel per target."""
     top_ops = ops.sort_values("median_ms", ascending=False).groupby("target").head(8)
     emulated_targets = set(runs.target[runs.emulated])
     top_ops["target"] = [t + (" (emulated)" if t in emulated_targets else "") for t in top_ops.target]
-    figures.append(
-        (
-            "top_operators",
-            alt.Chart(top_ops, title="Top operators per target (median ms)")
-            .mark_bar()
-            .encode(
-                y=alt.Y("op_type:N", sort="-x", title=None, axis=alt.Axis(labelLimit=360)),
-                x=alt.X("median_ms:Q", title="ms"),
-                color=charts.category_color(),
-                row=alt.Row("target:N", title=None),
-            )
-            .properties(width=420)
-            .resolve_scale(x="independent", y="independent"),  # emulated and hardware never share an axis
+    return (
+        "top_operators",
+        alt.Chart(top_ops, title="Top operators per target (median ms)")
+        .mark_bar()
+        .encode(
+            y=alt.Y("op_type:N", sort="-x", title=None, axis=alt.Axis(labelLimit=360)),
+            x=alt.X("median_ms:Q", title="ms"),
+            color=charts.category_color(),
+            row=alt.Row("target:N", title=None),
         )
+        .properties(width=420)
+        .resolve_scale(x="independent", y="independent"),  # emulated and hardware never share an axis
     )
 
+
+def _history_figures(wh: Warehouse, variant_key: str, ops: pd.DataFrame) -> list[Figure]:
+    """The history of the end-to-end median (emulated and hardware in separate panels), and of
+    the five slowest operator types."""
     hist = variant_reads.e2e_history(wh, variant_key)
     hist["series"] = hist.target + " t" + hist.threads.astype(str) + " " + hist["size"]
     hist["kind"] = hist.emulated.map(KIND)
-    figures.append(
-        (
-            "history",
-            alt.Chart(hist, title="History of the end-to-end median (emulated and hardware never share a panel)")
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
-                y=alt.Y("e2e_median_ms:Q", title="ms"),
-                color="series:N",
-                row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
-            )
-            .properties(width=560, height=160)
-            .resolve_scale(y="independent"),
+    e2e = (
+        alt.Chart(hist, title="History of the end-to-end median (emulated and hardware never share a panel)")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
+            y=alt.Y("e2e_median_ms:Q", title="ms"),
+            color="series:N",
+            row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
         )
+        .properties(width=560, height=160)
+        .resolve_scale(y="independent")
     )
-
     top_types = ops.groupby("op_type").median_ms.max().sort_values(ascending=False).head(5).index.tolist()
     op_hist = variant_reads.op_history(wh, variant_key, top_types)
-    figures.append(
-        (
-            "operator_history",
-            alt.Chart(op_hist, title="History of the top operators")
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
-                y=alt.Y("median_ms:Q", title="ms"),
-                color=alt.Color("op_type:N", legend=alt.Legend(labelLimit=360)),
-                row=alt.Row("target:N", title=None),
-            )
-            .properties(width=420, height=120)
-            .resolve_scale(y="independent"),
+    operators = (
+        alt.Chart(op_hist, title="History of the top operators")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
+            y=alt.Y("median_ms:Q", title="ms"),
+            color=alt.Color("op_type:N", legend=alt.Legend(labelLimit=360)),
+            row=alt.Row("target:N", title=None),
         )
+        .properties(width=420, height=120)
+        .resolve_scale(y="independent")
     )
+    return [("history", e2e), ("operator_history", operators)]
 
-    # Kernel view and data movement of each current run.
+
+def _kernel_sections(wh: Warehouse, variant_key: str) -> list[Result]:
+    """The kernel families of each current run, and (when kernel-log runs exist) the microkernel
+    names per GEMM/convolution operator, SME2 on beside off."""
     kern = variant_reads.kernel_families(wh, variant_key)
-    results.append(
+    results = [
         (
             "Kernel view",
             "Kernel families from operator names: `kleidiai-sme2` = KleidiAI packed kernels chosen only with SME2 (PF32, PQS8), `kleidiai` = other KleidiAI packed types, `xnnpack` = plain XNNPACK kernels, `portable` = not delegated. Per SME2 pair, the kit's `kernel_view_gemm.md` is in its comparison folder (see Artifacts).\n\n"
             + _md(kern),
         )
-    )
-    # Microkernel names per GEMM/conv operator, SME2 on beside off, when kernel-log runs exist.
+    ]
     with contextlib.suppress(WarehouseError):
         micro = kernelview.side_by_side(wh, variant_key)
         micro = micro[(micro.on_microkernel != "-") | (micro.off_microkernel != "-")]
@@ -323,6 +380,12 @@ def build(
                     + _md(micro.drop(columns=["on_ms", "off_ms"])),
                 )
             )
+    return results
+
+
+def _data_movement_section(runs: pd.DataFrame, loaded: dict) -> tuple[Result, list[Figure]]:
+    """Data movement of each current run: a sentence and its delegation health, and a chart of the
+    modules causing transposes and copies (none when no run folder could be read)."""
     dm_rows, dm_text = [], []
     for r in runs.itertuples():
         dm = loaded.get(r.run_id)
@@ -340,67 +403,66 @@ def build(
             }
             for h in dm.hotspots.head(6).itertuples()
         ]
-    results.append(("Data movement", "\n".join(dm_text) or "_no run folders available_"))
-    if dm_rows:
-        figures.append(
-            (
-                "transpose_hotspots",
-                alt.Chart(
-                    pd.DataFrame(dm_rows),
-                    title="Data-movement hotspots: modules causing transposes and copies (ms per inference)",
-                )
-                .mark_bar()
-                .encode(
-                    y=alt.Y("module:N", sort="-x", title=None, axis=alt.Axis(labelLimit=360)),
-                    x=alt.X("ms:Q", title="ms per inference"),
-                    color=alt.value(charts.COLORS["Data Movement"]),
-                    row=alt.Row("target:N", title=None),
-                    tooltip=["target", "module", "count", "ms"],
-                )
-                .properties(width=420)
-                # One panel per target: times of different targets never add up in one bar.
-                .resolve_scale(x="independent", y="independent"),
-            )
+    result = ("Data movement", "\n".join(dm_text) or "_no run folders available_")
+    if not dm_rows:
+        return result, []
+    chart = (
+        alt.Chart(
+            pd.DataFrame(dm_rows),
+            title="Data-movement hotspots: modules causing transposes and copies (ms per inference)",
         )
-    results.append(("Portable vs delegated operators", _md(_delegation_table(runs, ops_all))))
+        .mark_bar()
+        .encode(
+            y=alt.Y("module:N", sort="-x", title=None, axis=alt.Axis(labelLimit=360)),
+            x=alt.X("ms:Q", title="ms per inference"),
+            color=alt.value(charts.COLORS["Data Movement"]),
+            row=alt.Row("target:N", title=None),
+            tooltip=["target", "module", "count", "ms"],
+        )
+        .properties(width=420)
+        # One panel per target: times of different targets never add up in one bar.
+        .resolve_scale(x="independent", y="independent")
+    )
+    return result, [("transpose_hotspots", chart)]
 
+
+def _module_section(wh: Warehouse, variant_key: str) -> list[Result]:
+    """Time per nn.Module (the named query module-totals): the eight slowest of each target and
+    thread count; no section when no module is known."""
     mods = queries.run(wh, "module-totals", {"variant": variant_key})
-    if not mods.empty:
-        top = mods.groupby(["target", "threads"], sort=False).head(8)
-        results.append(
-            (
-                "Time by module",
-                "Each operator counted once, in its nn.Module (from the ETRecord's nn_module_stack; XNNPACK's "
-                "operators by their position in their delegate call), median per inference; emulated rows are "
-                "emulated times.\n\n"
-                + _md(top.drop(columns=["run_id"]).rename(columns={"pct_of_execute": "% of execute"})),
-            )
-        )
-
-    reg = variant_reads.slowdowns(wh, variant_key)
-    results.append(
+    if mods.empty:
+        return []
+    top = mods.groupby(["target", "threads"], sort=False).head(8)
+    return [
         (
-            "Regressions",
-            "Slowdowns of the newest run against the previous runs of the same key (one-sided Mann-Whitney U, Benjamini-Hochberg across operators, minimum effect 5% and 0.05 ms, for an operator also 0.5% of end to end; faster runs are never listed here; emulated runs are compared on kernels, operator mix and instruction counts).\n\n"
-            + (_md(reg) if not reg.empty else "_no significant change in the current runs_"),
+            "Time by module",
+            "Each operator counted once, in its nn.Module (from the ETRecord's nn_module_stack; XNNPACK's "
+            "operators by their position in their delegate call), median per inference; emulated rows are "
+            "emulated times.\n\n"
+            + _md(top.drop(columns=["run_id"]).rename(columns={"pct_of_execute": "% of execute"})),
         )
+    ]
+
+
+def _regression_section(wh: Warehouse, variant_key: str) -> Result:
+    """The significant slowdowns the regression gate stored for the current runs."""
+    reg = variant_reads.slowdowns(wh, variant_key)
+    return (
+        "Regressions",
+        "Slowdowns of the newest run against the previous runs of the same key (one-sided Mann-Whitney U, Benjamini-Hochberg across operators, minimum effect 5% and 0.05 ms, for an operator also 0.5% of end to end; faster runs are never listed here; emulated runs are compared on kernels, operator mix and instruction counts).\n\n"
+        + (_md(reg) if not reg.empty else "_no significant change in the current runs_"),
     )
 
-    pngs = []
-    for name, chart in figures:
-        pngs.append(charts.save_image(chart, out_dir / f"{name}.{image_format}"))
 
-    # Findings are labelled with the run's target and thread count (two runs may share a target).
-    target_of = {r.run_id: f"{r.target} t{r.threads}" for r in runs.itertuples()}
-    recs = [(target_of[i], f) for i in focus_ids for f in findings[i]]
-    sections = [
-        ("Executive summary", _summary(comps, runs, recs)),
-        ("Environment and methodology", _environment(root, runs, comps)),
-        ("Results", "\n\n".join(f"### {t}\n\n{x}" for t, x in results)),
-        ("Bottleneck analysis", _bottlenecks(facts, target_of)),
-        ("Recommendations", _recommendations(recs)),
-        ("Artifacts", _artifacts(root, out_dir, runs, folders, pngs)),
-    ]
+def _header(wh: Warehouse, variant_key: str, runs: pd.DataFrame, snapshot: int | None) -> list[str]:
+    """The title, what the report was generated from (and the lake snapshot it read), and the
+    warning when some targets are emulated."""
+    lake_read = (
+        f" and the lab DuckLake at snapshot {snapshot} (sme2 report --at {snapshot} rebuilds this)"
+        if snapshot is not None
+        else ""
+    )
+    run_ids = runs.run_id.tolist()
     md = [
         f"# {variant_key}: SME2 Performance Report",
         f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {wh.path}{lake_read}. Runs: {', '.join(f'`{r}`' for r in run_ids)}.",
@@ -409,8 +471,21 @@ def build(
         md.append(
             "> Targets marked emulated ran on QEMU's emulated Armv9 CPU: kernel selection and operator mix are real; their times are not hardware times and are never compared with hardware runs."
         )
-    for title, text in sections:
-        md.append(f"## {title}\n\n{text}")
+    return md
+
+
+def _write(
+    variant_key: str,
+    header: list[str],
+    sections: list[tuple[str, str]],
+    figures: list[Figure],
+    pngs: list[Path],
+    out_dir: Path,
+    html_page: bool,
+) -> tuple[Path, Path | None]:
+    """report.html (unless not `html_page`) and report.md: the header, the ## sections, and in the
+    Markdown the chart images. Returns (markdown path, page path or None)."""
+    md = [*header, *(f"## {title}\n\n{text}" for title, text in sections)]
     # The Markdown shows the PNG copies; the HTML page draws the same charts itself (Vega inlined),
     # so it stays self-contained when moved away from the PNGs.
     # Every value in the text (run.json fields, op types, module names) is data, never markup.
@@ -422,8 +497,7 @@ def build(
     )
     md.append("## Charts\n\n" + "\n\n".join(f"![{p.stem}]({p.name})" for p in pngs))
     markdown = atomic.write_text(out_dir / "report.md", "\n\n".join(md) + "\n")
-    summary = "\n\n".join(s for s in (c.headline() for c in comps)) or "no SME2 pairs yet"
-    return Report(markdown, page, pngs, summary, run_ids, snapshot)
+    return markdown, page
 
 
 def _facts(run, ops_all: pd.DataFrame, cats_all: pd.DataFrame, dm: datamovement.DataMovement, comparison):

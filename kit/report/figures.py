@@ -34,6 +34,7 @@ from kit.counts import table as count_table
 from kit.profile import session
 from kit.report.charts import category_color
 from kit.stats.categories import BLOG_ORDER
+from kit.store import runs as stored_runs
 from kit.store.warehouse import Warehouse
 from kit.trace.program import ProgramMap
 
@@ -202,7 +203,7 @@ def hotspot_chart(root: DataRoot, comps: list[compare.Comparison], model: str, d
     emulated = any(c.emulated for c in comps)
     for c in comps:
         dtype = Variant.parse(c.variant).dtype
-        run_dir = Path(wh.query("SELECT run_dir FROM runs WHERE run_id = ?", [c.b.run_id]).run_dir[0])
+        run_dir = stored_runs.run_folder(wh, c.b.run_id)
         pmap = ProgramMap.load(run_dir) if (run_dir / "program_map.json").exists() else None
         if emulated:
             counted = count_table.read(run_dir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from kit.store import runs as stored_runs
 from kit.store.warehouse import Warehouse
 
 METRICS = (
@@ -17,16 +18,11 @@ METRICS = (
 
 
 def records(wh: Warehouse, variant: str | None = None) -> list[dict]:
-    runs = wh.query(
-        "SELECT * FROM current_runs WHERE (? IS NULL OR variant = ?) ORDER BY variant, target, threads",
-        [variant, variant],
-    )
+    runs = stored_runs.current_runs(wh, variant)
     out = []
     for r in runs.itertuples():
         cond = json.loads(r.conditions) if r.conditions else {}
-        samples = wh.query(
-            "SELECT latency_ms FROM latency_samples WHERE run_id = ? AND kind = 'timing' ORDER BY iteration", [r.run_id]
-        ).latency_ms.tolist()
+        samples = stored_runs.timing_latencies(wh, r.run_id)
         base = {
             "benchmark": {
                 "name": "ExecuTorch SME2",

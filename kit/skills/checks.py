@@ -59,6 +59,7 @@ from kit.skills.contract import (
     run_files,
 )
 from kit.stats.categories import BLOG_ORDER
+from kit.store import runs as stored_runs
 from kit.store.warehouse import Warehouse
 
 
@@ -338,7 +339,7 @@ def _check_run(root: DataRoot, wh: Warehouse, run: pd.Series, v: Variant, fix: s
     for col in ("n_samples", "n_op_events", "n_op_stats"):
         if not int(run[col]) > 0:
             problems.append(Problem("value", f"warehouse:runs[{run.run_id}].{col}", f"{col} is 0", fix))
-    ops_rows = wh.query("SELECT op_type FROM op_stats WHERE run_id = ?", [run.run_id])
+    ops_rows = stored_runs.operator_rows(wh, run.run_id)[["op_type"]]
     gate = validation.sme2_kernels(ops_rows, bool(run.sme2), v.dtype)
     if not gate.passed:
         problems.append(

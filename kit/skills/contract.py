@@ -15,6 +15,7 @@ from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
 from kit.export import artifact
 from kit.profile.runrecord import RunRecord
+from kit.store import runs as stored_runs
 from kit.store.warehouse import Warehouse
 
 DEFAULT_MODEL = "tiny_seg"
@@ -105,12 +106,7 @@ def newest_run(wh: Warehouse, variant: str, target: str, size: str | None = None
     size and thread count; None when there is none (or no warehouse yet)."""
     if not wh.path.exists():
         return None
-    df = wh.query(
-        "SELECT * FROM current_runs WHERE variant = ? AND target = ? AND (? IS NULL OR size = ?)"
-        " AND (? IS NULL OR threads = ?) ORDER BY started_at DESC, run_id DESC LIMIT 1",
-        [variant, target, size, size, threads, threads],
-    )
-    return None if df.empty else df.iloc[0]
+    return stored_runs.newest_current_run(wh, variant, target, size, threads)
 
 
 def run_files(run_dir: Path) -> list[Path]:

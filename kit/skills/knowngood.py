@@ -26,6 +26,7 @@ from kit.profile import session
 from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.skills.contract import Problem, Scope, newest_run, op_table
 from kit.stats import categories, summary
+from kit.store import runs as stored_runs
 from kit.store.warehouse import Warehouse
 
 DEFAULT_BASELINE = Path(__file__).resolve().parents[2] / "skills" / "regression-check" / "assets" / "known-good"
@@ -122,7 +123,7 @@ def _against_run(
         ]
     fix = f"compare the runs: sme2 analyze {run.run_dir} and sme2 analyze {base}; {REFRESH}"
     base_ops = op_table(ops_path).set_index("op_type")
-    new_ops = wh.query("SELECT op_type, instances, category FROM op_stats WHERE run_id = ?", [run.run_id])
+    new_ops = stored_runs.operator_rows(wh, run.run_id)
     new_ops = new_ops.set_index("op_type")
     problems = []
     for op in sorted(set(base_ops.index) - set(new_ops.index)):

@@ -3,6 +3,7 @@ the user-SQL guard, the named queries and the per-run views the assets show. SQL
 
 __all__ = [  # the sub-package's public modules: `from kit.store import *`, or import each by name
     "connection",
+    "contents",
     "extensions",
     "history",
     "ingest",
@@ -11,6 +12,7 @@ __all__ = [  # the sub-package's public modules: `from kit.store import *`, or i
     "queries",
     "recovery",
     "runrows",
+    "runs",
     "runwriter",
     "schema",
     "shared",
