@@ -16,7 +16,6 @@ SQL = re.compile(
 # Modules with SQL literals still to move into kit/store, and how many each has now.
 LEFT = {
     "kit/analysis/kernelview.py": 2,
-    "kit/cli/analysis.py": 1,
     "kit/cli/warehouse.py": 3,
     "kit/pipeline.py": 1,
     "kit/report/figures.py": 1,
@@ -63,7 +62,7 @@ def test_sql_stays_in_the_store():
         f"SQL outside kit/store (move it into a named function there): {grown}; "
         f"modules allowed a shrinking number: {LEFT}"
     )
-    for clean in ("kit/analysis/regress.py", "kit/report/builder.py"):
+    for clean in ("kit/analysis/regress.py", "kit/report/builder.py", "kit/cli/analysis.py"):
         assert clean not in found, clean
 
 
