@@ -1,7 +1,8 @@
 """The front ends (the `sme2` command line, the MCP tools, the Dagster assets) parse input and
 render output; what they show comes from one kit operation each: a run's summary from
 kit.profile.runsummary.summarize, two runs chosen by selectors from
-kit.analysis.compare.compare_selected. Fast: the recorded run, no profiling."""
+kit.analysis.compare.compare_selected, a variant's key from kit.core.names.Variant. Fast: the
+recorded run, no profiling."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from kit.analysis import compare
 from kit.cli.main import app
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
+from kit.core.names import Variant
+from kit.export import exporter
 from kit.pipeline import PartitionRuns
 from kit.profile import runsummary
 from kit.store import current, warehouse
@@ -110,3 +113,27 @@ def test_regressions_walks_the_current_runs(two_runs):
     assert sorted(current.current_run_ids(Warehouse.at(two_runs))) == ["t1", "t2"]
     out = json.loads(_cli("regressions", "--json", "--home", str(two_runs.path)))
     assert sorted(out) == ["t1", "t2"]
+
+
+def test_export_outdir_subfolders_are_variant_keys(tmp_path, monkeypatch):
+    """`sme2 export --outdir` with several variants: one subfolder each, named by Variant.key."""
+    asked = []
+
+    def fake_export(pkg, dtype, size, root, backend="xnnpack", outdir=None, **_):
+        v = Variant(pkg.name, dtype, backend)
+        folder = tmp_path / "exports" / f"{v.key}-{size}"
+        folder.mkdir(parents=True)
+        (folder / f"{v.stem}.pte").write_bytes(b"pte")
+        asked.append(outdir)
+        meta = {"model": v.model, "dtype": dtype, "backend": backend, "variant": v.key, "size": size}
+        return exporter.Export(folder, {**meta, "pte": f"{v.stem}.pte", "mode": "standard"})
+
+    monkeypatch.setattr(exporter, "export_variant", fake_export)
+    out = tmp_path / "out"
+    argv = ["export", "--dtype", "fp32,int8", "--backend", "portable", "--outdir", str(out), "--json"]
+    done = json.loads(_cli(*argv, "--home", str(tmp_path / "home")))
+    assert asked == [out / "tiny_seg-fp32-portable", out / "tiny_seg-int8-portable"]
+    assert [d["artifact_paths"] for d in done] == [
+        [str(out / "tiny_seg-fp32-portable" / "tiny_seg_portable_fp32.pte")],
+        [str(out / "tiny_seg-int8-portable" / "tiny_seg_portable_int8.pte")],
+    ]
