@@ -1,6 +1,6 @@
 """SQL lives in kit/store (kit/store/__init__.py says so): analysis, reports, front ends and the code
-location take frames from named store functions. A ratchet: the modules already clean stay clean,
-and the SQL literals left elsewhere (listed, to be moved) may only shrink. Fast: parsing only."""
+location take frames from named store functions: no SQL statement literal anywhere else in kit/ or
+sme2_assets/ (user SQL arrives as text and goes through kit/store/usersql.py). Fast: parsing only."""
 
 import ast
 import re
@@ -12,24 +12,6 @@ REPO = Path(__file__).resolve().parent.parent
 SQL = re.compile(
     r"^\s*(SELECT\s|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|CREATE\s+(OR\s+REPLACE\s+)?(TEMP\s+)?"
     r"(TABLE|VIEW|SCHEMA|INDEX)|WITH\s+\w+\s+AS\s*\(|DROP\s+(TABLE|VIEW)|ALTER\s+TABLE)"
-)
-# Modules with SQL literals still to move into kit/store, and how many each has now.
-LEFT = {
-    "kit/cli/analysis.py": 1,
-}
-# Modules whose SQL moved into kit/store: they must stay clean.
-CLEAN = (
-    "kit/analysis/kernelview.py",
-    "kit/analysis/regress.py",
-    "kit/cli/warehouse.py",
-    "kit/pipeline.py",
-    "kit/report/builder.py",
-    "kit/report/figures.py",
-    "kit/report/hud.py",
-    "kit/skills/checks.py",
-    "kit/skills/contract.py",
-    "kit/skills/knowngood.py",
-    "sme2_assets/commands.py",
 )
 
 
@@ -63,13 +45,7 @@ def outside_the_store() -> Counter:
 
 def test_sql_stays_in_the_store():
     found = outside_the_store()
-    grown = {m: n for m, n in found.items() if n > LEFT.get(m, 0)}
-    assert not grown, (
-        f"SQL outside kit/store (move it into a named function there): {grown}; "
-        f"modules allowed a shrinking number: {LEFT}"
-    )
-    for clean in CLEAN:
-        assert clean not in found, clean
+    assert not found, f"SQL outside kit/store (move it into a named function there): {dict(found)}"
 
 
 def test_the_count_sees_sql_in_strings_and_f_strings(tmp_path):

@@ -24,7 +24,7 @@ from kit.core.names import Target, Variant
 from kit.devices import inventory
 from kit.export import exporter
 from kit.models import registry
-from kit.profile import session
+from kit.profile import runsummary, session
 from kit.report import builder
 from kit.skills import checks
 from kit.skills.contract import Scope
@@ -130,7 +130,8 @@ def make_tools(root: DataRoot) -> list[Callable]:
         """Profile variants on targets (exports and builds what is missing): a timing run and an
         ETDump run per target and thread count, stored in the warehouse. SME2 on/off pairs of one
         device are measured interleaved. size: a named size of the model (default: the device's,
-        full on hardware, small emulated). Emulated (armv9-qemu) times are not hardware times."""
+        full on hardware, small emulated). Emulated (armv9-qemu) times are not hardware times.
+        Returns each run's summary, the one `sme2 profile --json` prints."""
         if not 1 <= limits.check_iterations(iterations) <= MAX_ITERATIONS:
             raise Sme2Error(f"iterations {iterations} is above {MAX_ITERATIONS}", "profile in several calls")
         if not 0 <= limits.check_iterations(warmup, "warmup", 0) <= MAX_WARMUP:
@@ -146,25 +147,7 @@ def make_tools(root: DataRoot) -> list[Callable]:
             timeout_s=RUN_TIMEOUT_S,
         )
         results = pipeline.profile_and_store(plan, root)
-        return {
-            "runs": [
-                {
-                    "run_id": r.record.run_id,
-                    "variant": r.record.variant,
-                    "target": r.record.target,
-                    "size": r.record.size,
-                    "threads": r.record.threads,
-                    "emulated": r.record.emulated,
-                    "e2e_median_ms": r.analysis.e2e["median_ms"],
-                    "e2e_cv_percent": r.analysis.e2e["cv_percent"],
-                    "coverage": r.analysis.coverage,
-                    "categories": _records(
-                        r.analysis.category_table("blog")[["category", "median_ms", "share_of_execute"]]
-                    ),
-                }
-                for r in results
-            ]
-        }
+        return {"runs": [runsummary.summarize(r) for r in results]}
 
     async def sql(query: str, max_rows: int = 200) -> dict[str, Any]:
         """One read-only SELECT over the warehouse (tables runs, latency_samples, op_events,

@@ -447,12 +447,18 @@ def compare_ids(wh: Warehouse, run_a: str, run_b: str) -> Comparison:
     return compare_runs(wh, side_of_run(wh, run_a), side_of_run(wh, run_b))
 
 
-def compare_selected(wh: Warehouse, common: dict, over_a: dict, over_b: dict) -> Comparison:
+def compare_selected(
+    wh: Warehouse, common: dict, over_a: dict, over_b: dict, which: tuple[str, str] = ("run A", "run B")
+) -> Comparison:
     """Two runs chosen by filters: what both share (`common`) plus each side's own (`over_a`,
-    `over_b`), e.g. common {variant, device} with threads=1 vs threads=2."""
-    a = select(wh, {**common, **over_a}, "run A")
-    b = select(wh, {**common, **over_b}, "run B")
-    return compare_runs(wh, a, b)
+    `over_b`), e.g. common {variant, device} with threads=1 vs threads=2. A side that names its run
+    (`run=<id>`) is that run: the common filters do not apply to it. `which` names the two sides in
+    errors (`sme2 compare --a/--b`)."""
+
+    def side(over: dict, label: str) -> Side:
+        return select(wh, over if "run" in over else {**common, **over}, label)
+
+    return compare_runs(wh, side(over_a, which[0]), side(over_b, which[1]))
 
 
 def compare(wh: Warehouse, variant: str, device: str, threads: int | None = None) -> Comparison:

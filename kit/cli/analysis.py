@@ -29,7 +29,7 @@ from kit.profile import session
 from kit.profile.runrecord import RUN_FILE, RunRecord
 from kit.report import armkit, builder, comparison, explorer, hud, perfetto
 from kit.stats import categories
-from kit.store import ingest
+from kit.store import current, ingest
 from kit.store.warehouse import Warehouse
 from kit.trace import kernels, simpleperf
 from kit.trace.program import ProgramMap
@@ -87,12 +87,7 @@ def compare_cmd(
             if value is not None:
                 common.update(compare.check_filter(key, value))
         over_a, over_b = compare.parse_filters(a or ""), compare.parse_filters(b or "")
-        # A run id names its run: the common filters do not apply to that side.
-        c = compare.compare_runs(
-            wh,
-            compare.select(wh, over_a if "run" in over_a else {**common, **over_a}, "run A (--a)"),
-            compare.select(wh, over_b if "run" in over_b else {**common, **over_b}, "run B (--b)"),
-        )
+        c = compare.compare_selected(wh, common, over_a, over_b, which=("run A (--a)", "run B (--b)"))
     else:
         device = device or "armv9-qemu"
         if len(dtypes) > 1:
@@ -266,7 +261,7 @@ def regressions_cmd(
     wh = Warehouse.at(root_of(home))
     if baseline is not None and (not counts or run_id is None):
         raise Sme2Error("--baseline goes with --counts and --run", "sme2 regressions --counts --run NEW --baseline OLD")
-    ids = [run_id] if run_id else wh.query("SELECT run_id FROM current_runs ORDER BY variant, target").run_id.tolist()
+    ids = [run_id] if run_id else current.current_run_ids(wh)
     if counts:
         findings = {i: regress.count_gate(wh, i, baseline) for i in ids}
         findings = {i: f for i, f in findings.items() if f is not None}

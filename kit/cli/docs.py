@@ -68,7 +68,9 @@ def figures_cmd(
     Target(device, True)  # validates the device name before anything runs
     missing = _missing_pairs(root, model, dtypes, device) if profile_missing else []
     if missing:
-        plan = session.ProfilePlan(model=model, dtypes=missing, targets=[f"{device}.sme2-on", f"{device}.sme2-off"])
+        plan = session.ProfilePlan(
+            model=model, dtypes=missing, targets=[Target(device, on).key for on in (True, False)]
+        )
         with progress(None, False) as (say, _):
             pipeline.profile_and_store(plan, root, progress=say)
     figs = figures.generate(root, out / "images", model, dtypes, device)

@@ -20,6 +20,7 @@ from kit.cli.common import (
     root_of,
 )
 from kit.core.errors import Sme2Error
+from kit.core.names import Variant
 from kit.export import artifact, batch, exporter
 from kit.models import registry
 
@@ -144,10 +145,11 @@ def export_cmd(
         jobs_list = [(name, d, size) for d in registry.dtypes_of(name, dtype or "fp32", models_dir)]
     several = len(jobs_list) > 1
 
-    def target_dir(m: str, d: str) -> Path | None:
+    def target_dir(variant: Variant) -> Path | None:
+        """--outdir, or its subfolder named after the variant's key when several are exported."""
         if outdir is None:
             return None
-        return outdir / f"{m}-{d}{'' if backend == 'xnnpack' else '-' + backend}" if several else outdir
+        return outdir / variant.key if several else outdir
 
     out = []
     with progress(len(jobs_list), as_json) as (say, advance):
@@ -163,9 +165,9 @@ def export_cmd(
                 mode=mode,
                 save_graph=save_graph,
             )
-            for (m, d, _s), e in done.items():
+            for e in done.values():
                 if outdir is not None:
-                    artifact.copy_artifacts(e, target_dir(m, d), mode)
+                    artifact.copy_artifacts(e, target_dir(e.variant), mode)
                 out.append(e)
         else:
             for m, d, s in jobs_list:
@@ -182,13 +184,13 @@ def export_cmd(
                         progress=say,
                         mode=mode,
                         save_graph=save_graph,
-                        outdir=target_dir(m, d),
+                        outdir=target_dir(Variant(m, d, backend)),
                     )
                 )
                 advance()
     artifacts = {
-        e.meta["variant"] + "|" + e.meta["size"]: [
-            str((target_dir(e.meta["model"], e.meta["dtype"]) or e.folder) / n)
+        e.folder: [
+            str((target_dir(e.variant) or e.folder) / n)
             for n in (
                 artifact.artifact_names(e, mode)
                 if outdir
@@ -202,7 +204,7 @@ def export_cmd(
             [
                 {
                     "folder": str(e.folder),
-                    "artifact_paths": artifacts[e.meta["variant"] + "|" + e.meta["size"]],
+                    "artifact_paths": artifacts[e.folder],
                     **e.meta,
                 }
                 for e in out
@@ -240,9 +242,8 @@ def export_cmd(
         )
     console.print(t)
     for e in out:
-        key = e.meta["variant"] + "|" + e.meta["size"]
         # One line, never wrapped: the paths copy whole.
-        console.print(escape(artifact.ok_line(e, artifacts[key])), soft_wrap=True)
+        console.print(escape(artifact.ok_line(e, artifacts[e.folder])), soft_wrap=True)
         if e.meta.get("unavailable"):
             console.print(
                 "  [dim]without an ETRecord, unavailable downstream: " + "; ".join(e.meta["unavailable"]) + "[/]"

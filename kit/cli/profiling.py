@@ -27,7 +27,7 @@ from kit.core import limits, names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.models import registry
-from kit.profile import session
+from kit.profile import runsummary, session
 from kit.stats import categories
 from kit.store import views
 from kit.store.warehouse import Warehouse
@@ -179,16 +179,7 @@ def profile_cmd(
     after = _after_profile(root, results)
     if as_json:
         emit_json(
-            [
-                {
-                    "run_dir": str(r.run_dir),
-                    **r.record.to_json(),
-                    "categories": r.analysis.category_table("blog").to_dict("records"),
-                    "top_operators": r.analysis.op_stats.head(10).to_dict("records"),
-                    **after,
-                }
-                for r in results
-            ]
+            [{"run_dir": str(r.run_dir), **r.record.to_json(), **runsummary.summarize(r), **after} for r in results]
         )
         return
     for r in results:
@@ -206,13 +197,14 @@ def _after_profile(root: DataRoot, results) -> dict:
 
 
 def print_run(r) -> None:
-    rec, a = r.record, r.analysis
+    rec, a, s = r.record, r.analysis, runsummary.summarize(r, operators=8)
     emulated = " [yellow](EMULATED: times are not hardware times)[/]" if rec.emulated else ""
     console.print(
         f"\n[bold]{rec.variant}[/] on [bold]{rec.target}[/], size {rec.size}, {rec.threads} thread(s), {rec.runner} runner{emulated}"
     )
+    lo, hi = s["e2e_ci95_ms"]
     console.print(
-        f"  end-to-end median {a.e2e['median_ms']:.3f} ms (CV {a.e2e['cv_percent']:.1f}%, 95% CI {a.e2e['median_ci95_ms'][0]:.3f}-{a.e2e['median_ci95_ms'][1]:.3f}); Method::execute {a.execute['median_ms']:.3f} ms; operators explain {a.coverage:.1%} of it"
+        f"  end-to-end median {_num(s['e2e_median_ms'], '.3f')} ms (CV {_num(s['e2e_cv_percent'], '.1f')}%, 95% CI {_num(lo, '.3f')}-{_num(hi, '.3f')}); Method::execute {_num(s['execute_median_ms'], '.3f')} ms; operators explain {_num(s['coverage'], '.1%')} of it"
     )
     if a.e2e["median_ms"] < a.execute["median_ms"]:
         console.print(
@@ -222,15 +214,20 @@ def print_run(r) -> None:
     t = Table(title="Categories (median per iteration)")
     for col in ("category", "ms", "share of execute", "ops"):
         t.add_column(col, justify="right" if col != "category" else "left")
-    for c in a.category_table("blog").itertuples():
-        t.add_row(c.category, cell(c.median_ms), f"{c.share_of_execute:.1%}", str(c.ops))
+    for c in s["categories"]:
+        t.add_row(c["category"], cell(c["median_ms"]), _num(c["share_of_execute"], ".1%"), str(c["ops"]))
     console.print(t)
     t = Table(title="Top operators")
     for col in ("operator", "category", "n", "median ms", "CV %", "kernel"):
         t.add_column(col)
-    for o in a.op_stats.head(8).itertuples():
+    for o in s["top_operators"]:
         t.add_row(
-            o.op_type, o.category, str(o.instances), cell(o.median_ms), f"{o.cv_percent:.0f}", o.kernel_hint or "-"
+            o["op_type"],
+            o["category"],
+            str(o["instances"]),
+            cell(o["median_ms"]),
+            _num(o["cv_percent"], ".0f"),
+            o["kernel_hint"] or "-",
         )
     console.print(t)
     if a.other_ops:
@@ -244,6 +241,11 @@ def print_run(r) -> None:
             f"{escape(hot)}; flame graph: {r.run_dir / 'simpleperf' / 'simpleperf_flame.svg'}"
         )
     console.print(f"  run folder: {r.run_dir}")
+
+
+def _num(value, spec: str) -> str:
+    """A summary number in a format (`nan` for a missing one, as the numbers printed before)."""
+    return format(float("nan") if value is None else value, spec)
 
 
 def print_counts(summary: dict | None) -> None:

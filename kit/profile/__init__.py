@@ -6,5 +6,6 @@ __all__ = [  # the sub-package's public modules: `from kit.profile import *`, or
     "config",
     "experiments",
     "runrecord",
+    "runsummary",
     "session",
 ]

@@ -25,7 +25,7 @@ from kit.core.names import Target
 from kit.devices import inventory
 from kit.export import artifact, exporter, importer
 from kit.models import registry
-from kit.profile import session
+from kit.profile import runsummary, session
 from kit.profile.config import Config, PlannedExperiment
 from kit.runners import pathrunner, recipes
 from kit.stats import robust
@@ -56,7 +56,7 @@ class ExperimentRun:
             "notes": self.notes,
         }
         if self.result is not None:
-            rec, a = self.result.record, self.result.analysis
+            rec, s = self.result.record, runsummary.summarize(self.result, operators=0)
             out.update(
                 {
                     "run_id": rec.run_id,
@@ -67,9 +67,9 @@ class ExperimentRun:
                     "iterations": rec.iterations,
                     "warmup": rec.warmup,
                     "emulated": rec.emulated,
-                    "e2e_median_ms": a.e2e["median_ms"],
-                    "e2e_cv_percent": a.e2e["cv_percent"],
-                    "execute_median_ms": a.execute["median_ms"],
+                    "e2e_median_ms": s["e2e_median_ms"],
+                    "e2e_cv_percent": s["e2e_cv_percent"],
+                    "execute_median_ms": s["execute_median_ms"],
                     "timing_source": rec.conditions.get("timing_source", "timing run"),
                     "sme2_kernels_seen": rec.conditions.get("sme2_kernels_seen"),
                 }

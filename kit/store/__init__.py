@@ -4,6 +4,7 @@ the user-SQL guard, the named queries and the per-run views the assets show. SQL
 __all__ = [  # the sub-package's public modules: `from kit.store import *`, or import each by name
     "connection",
     "contents",
+    "current",
     "extensions",
     "history",
     "ingest",

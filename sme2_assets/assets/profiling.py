@@ -11,6 +11,7 @@ import pandas as pd
 from kit.analysis import regress, validation
 from kit.export import artifact
 from kit.pipeline import profile_partition, store_runs
+from kit.profile import runsummary
 from kit.report import charts
 from kit.store import views
 from kit.store.warehouse import Warehouse
@@ -32,6 +33,20 @@ def _per_run(runs: pd.DataFrame, values) -> dict:
         for name, value in values(r).items():
             out[f"{name}_t{r.threads}" if several else name] = number(value)
     return numbers(out)
+
+
+# The run summary's entries the `runs` table of device_trace shows (kit.profile.runsummary); counted
+# (emulated) runs fill instructions and est_cycles, Method::execute's.
+RUN_COLUMNS = ["run_id", "threads", "size", "e2e_median_ms", "e2e_cv_percent", "emulated", "instructions", "est_cycles"]
+
+
+def _run_row(r) -> dict:
+    s = runsummary.summarize(r)
+    window = " - ".join(
+        pd.Timestamp(t, unit="s").strftime("%H:%M:%S.%f")[:-3]
+        for t in r.record.conditions.get("measurement_window", [])
+    )
+    return {**{k: s[k] for k in RUN_COLUMNS}, "measurement_window": window}
 
 
 @dg.asset(
@@ -58,26 +73,7 @@ def device_trace(context: dg.AssetExecutionContext, sme2: Sme2):
     )
     results = part.results
     gates = [validation.etdump(r.trace.rows, artifact.load(r.run_dir).meta["delegate_partitions"]) for r in results]
-    rows = pd.DataFrame(
-        [
-            {
-                "run_id": r.record.run_id,
-                "threads": r.record.threads,
-                "size": r.record.size,
-                "e2e_median_ms": r.analysis.e2e["median_ms"],
-                "e2e_cv_percent": r.analysis.e2e["cv_percent"],
-                "emulated": r.record.emulated,
-                # Counted (emulated) runs: Method::execute's instructions and estimated cycles.
-                "instructions": (r.record.results.get("counts") or {}).get("execute", {}).get("instructions"),
-                "est_cycles": (r.record.results.get("counts") or {}).get("execute", {}).get("est_cycles"),
-                "measurement_window": " - ".join(
-                    pd.Timestamp(t, unit="s").strftime("%H:%M:%S.%f")[:-3]
-                    for t in r.record.conditions.get("measurement_window", [])
-                ),
-            }
-            for r in results
-        ]
-    )
+    rows = pd.DataFrame([_run_row(r) for r in results], columns=RUN_COLUMNS + ["measurement_window"])
     yield dg.Output(
         {"run_dirs": [str(r.run_dir) for r in results]},
         metadata={
