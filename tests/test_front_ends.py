@@ -18,11 +18,9 @@ from kit.analysis import compare
 from kit.cli.main import app
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
-from kit.core.names import Variant
-from kit.export import exporter
 from kit.pipeline import PartitionRuns
 from kit.profile import runsummary
-from kit.store import current, warehouse
+from kit.store import current, ingest
 from kit.store.warehouse import Warehouse
 from sme2_assets.assets import profiling as profiling_assets
 from sme2_assets.partitions import MODEL, TARGET
@@ -89,7 +87,7 @@ def two_runs(recorded_run, tmp_path) -> DataRoot:
     """The recorded host run stored twice, at 1 and 2 threads (run ids t1, t2)."""
     root = DataRoot.resolve(tmp_path / "two")
     for threads in (1, 2):
-        assert warehouse.ingest_run(root, clone_run(recorded_run.run_dir, root, f"t{threads}", threads=threads))
+        assert ingest.ingest_run(root, clone_run(recorded_run.run_dir, root, f"t{threads}", threads=threads))
     return root
 
 
@@ -113,27 +111,3 @@ def test_regressions_walks_the_current_runs(two_runs):
     assert sorted(current.current_run_ids(Warehouse.at(two_runs))) == ["t1", "t2"]
     out = json.loads(_cli("regressions", "--json", "--home", str(two_runs.path)))
     assert sorted(out) == ["t1", "t2"]
-
-
-def test_export_outdir_subfolders_are_variant_keys(tmp_path, monkeypatch):
-    """`sme2 export --outdir` with several variants: one subfolder each, named by Variant.key."""
-    asked = []
-
-    def fake_export(pkg, dtype, size, root, backend="xnnpack", outdir=None, **_):
-        v = Variant(pkg.name, dtype, backend)
-        folder = tmp_path / "exports" / f"{v.key}-{size}"
-        folder.mkdir(parents=True)
-        (folder / f"{v.stem}.pte").write_bytes(b"pte")
-        asked.append(outdir)
-        meta = {"model": v.model, "dtype": dtype, "backend": backend, "variant": v.key, "size": size}
-        return exporter.Export(folder, {**meta, "pte": f"{v.stem}.pte", "mode": "standard"})
-
-    monkeypatch.setattr(exporter, "export_variant", fake_export)
-    out = tmp_path / "out"
-    argv = ["export", "--dtype", "fp32,int8", "--backend", "portable", "--outdir", str(out), "--json"]
-    done = json.loads(_cli(*argv, "--home", str(tmp_path / "home")))
-    assert asked == [out / "tiny_seg-fp32-portable", out / "tiny_seg-int8-portable"]
-    assert [d["artifact_paths"] for d in done] == [
-        [str(out / "tiny_seg-fp32-portable" / "tiny_seg_portable_fp32.pte")],
-        [str(out / "tiny_seg-int8-portable" / "tiny_seg_portable_int8.pte")],
-    ]
