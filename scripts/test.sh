@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Set up this machine and run the tests. Two tiers (markers in pyproject.toml, see tests/conftest.py):
-#   ./scripts/test.sh          full tier: real exports of every dtype, runner builds, QEMU runs,
+# Set up this machine and run the tests. Tiers (markers in pyproject.toml, see tests/conftest.py):
+#   ./scripts/test.sh          full tier (CI, every push): real exports, runner builds, QEMU runs,
 #                              instruction counts, an sshd on loopback, a Dagster instance and
-#                              webserver, headless Chromium, a device lab (-m "not casestudy")
+#                              webserver, headless Chromium, the lab's lake on a real PostgreSQL
+#                              (-m "not casestudy and not nightly")
 #   ./scripts/test.sh --fast   fast tier: -m "not qemu and not ssh and not browser and not slow and
-#                              not casestudy"; no QEMU set-up, no root needed (minutes on 2 cores)
-#   ./scripts/test.sh --case-studies   the nightly tier: the three case-study models exported in
-#                              every dtype and run on the emulated pair (-m casestudy; ~30 min cold)
+#                              not casestudy and not nightly"; no QEMU set-up, no root needed
+#   ./scripts/test.sh --nightly   the nightly tier: the case-study models exported in every dtype and
+#                              run on the emulated pair, every learning-path block in order, the
+#                              device lab across hosts (-m "casestudy or nightly"; ~40 min cold)
+#   ./scripts/test.sh --case-studies   only the case studies (-m casestudy)
 # Any other argument goes to pytest (e.g. -k, -x, a test file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FAST_TIER="not qemu and not ssh and not browser and not slow and not casestudy"
-FULL_TIER="not casestudy"
+FAST_TIER="not qemu and not ssh and not browser and not slow and not casestudy and not nightly"
+FULL_TIER="not casestudy and not nightly"
 tier=full
 args=()
 export SME2_TEST_EXTRA=1  # scripts/setup.sh installs the `test` extra (pytest, xdist, pillow, hypothesis)
@@ -19,12 +22,14 @@ for a in "$@"; do
   case "$a" in
     --fast) tier=fast ;;
     --case-studies) tier=casestudy ;;
+    --nightly) tier=nightly ;;
     *) args+=("$a") ;;
   esac
 done
 case "$tier" in
   fast) SME2_SKIP_EMULATOR=1 bash scripts/setup.sh; args=(-m "$FAST_TIER" "${args[@]}") ;;
   casestudy) bash scripts/setup.sh; args=(-m casestudy "${args[@]}") ;;
+  nightly) bash scripts/setup.sh; args=(-m "casestudy or nightly" "${args[@]}") ;;
   *) bash scripts/setup.sh; args=(-m "$FULL_TIER" "${args[@]}") ;;
 esac
 export SME2_TOOLS="$PWD/.sme2/tools"  # reuse the QEMU and aarch64 wheel sme2 setup fetched

@@ -236,6 +236,10 @@ def run_block(b: docblocks.Block, cwd: Path, env: dict, log) -> subprocess.Compl
     return proc
 
 
+# Nightly: the pages' commands and flags are checked on every push (test_every_sme2_flag_exists,
+# test_shell_blocks_parse) and the skills' steps and checks run for real (tests/test_skills.py);
+# walking every block in order on a fresh data root takes ~8 min of the push tier's 2 cores.
+@pytest.mark.nightly
 @pytest.mark.slow
 @pytest.mark.qemu
 def test_every_unmarked_block_runs_in_order(tmp_path, qemu_setup, home):
