@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.clirun import sme2
+from tests.clirun import sme2, sme2_here
 
 
 def test_profile_default_model_on_host(home, exports, native_runner):
@@ -33,14 +33,13 @@ def test_models_lists_the_default_model(home):
     assert any(m["name"] == "tiny_seg" and m["ok"] for m in data)
 
 
-@pytest.mark.slow  # three CLI start-ups: over 20 s on 2 cores
 def test_bad_input_exits_2_with_a_hint(home):
-    proc = sme2("profile", "--model", "Bad/Name", home=home.path, check=False)
+    proc = sme2_here("profile", "--model", "Bad/Name", home=home.path, check=False)
     assert proc.returncode == 2 and "invalid model name" in proc.stderr
     assert "[a-z0-9_]+" in proc.stderr  # the rule is printed as written, not eaten as markup
-    proc = sme2("profile", "--target", "host.sme2-on", home=home.path, check=False)
+    proc = sme2_here("profile", "--target", "host.sme2-on", home=home.path, check=False)
     assert proc.returncode == 2 and "has no SME2" in proc.stderr
-    proc = sme2("export", "--dtype", "int4", home=home.path, check=False)
+    proc = sme2_here("export", "--dtype", "int4", home=home.path, check=False)
     assert proc.returncode == 2 and "unknown dtype" in proc.stderr
 
 

@@ -319,10 +319,9 @@ def test_migrate_moves_the_parquet_store_and_the_local_file_once(lab, recorded_r
 
 
 def _sme2(*args, home, env_extra, check=True):
-    return clirun.sme2(*args, home=home, env=env_extra, check=check, timeout=300)
+    return clirun.sme2_here(*args, home=home, env=env_extra, check=check)
 
 
-@pytest.mark.slow  # CLI processes: ~30 s on 2 cores
 def test_cli_sql_info_publish_history_verify_and_compact_over_the_lake(lab, recorded_run, monkeypatch):
     store, h1, h2, anywhere = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")
