@@ -25,7 +25,7 @@ from kit.store import ingest
 from kit.store.warehouse import Warehouse
 from kit.trace.etdump import Trace
 from kit.trace.program import ProgramMap
-from tests.clirun import sme2
+from tests.clirun import sme2_here
 from tests.runfolder import later_night as clone_run
 
 # The kit's columns and keys, as its tools write them (model_profiling/tools/*.py, pipeline/*.py).
@@ -206,7 +206,7 @@ def test_armkit_files_command_rewrites_a_run(kit_root):
     target = next(folder.glob("*_category_summary.csv"))
     before = target.read_text()
     target.unlink()
-    out = json.loads(sme2("armkit-files", run_id, "--json", home=kit_root.path).stdout)
+    out = json.loads(sme2_here("armkit-files", run_id, "--json", home=kit_root.path).stdout)
     assert target.name in out["written"][run_id] and target.read_text() == before
 
 
@@ -216,7 +216,7 @@ def test_armkit_files_command_rewrites_a_run(kit_root):
 @pytest.mark.slow
 def test_compare_between_thread_counts(kit_root):
     ids = run_ids(kit_root)
-    proc = sme2("compare", "--device", "host", "--a", "threads=1", "--b", "threads=2", "--json", home=kit_root.path)
+    proc = sme2_here("compare", "--device", "host", "--a", "threads=1", "--b", "threads=2", "--json", home=kit_root.path)
     out = json.loads(proc.stdout)
     assert out["labels"] == {"a": "t1", "b": "t2"} and out["runs"] == {"a": ids[1], "b": ids[2]}
     assert out["differs"] == {"threads": [1, 2]}
@@ -254,13 +254,13 @@ def test_compare_between_thread_counts(kit_root):
     assert robust["config1"]["name"] == "t1" and {"speedup", "variability"} <= set(robust)
 
     # The same comparison again (here by run id) rewrites the same folder: nothing is duplicated.
-    again = json.loads(sme2("compare", ids[1], ids[2], "--json", home=kit_root.path).stdout)
+    again = json.loads(sme2_here("compare", ids[1], ids[2], "--json", home=kit_root.path).stdout)
     assert again["folder"] == out["folder"] and {p.name for p in folder.iterdir()} == names
     assert len(list(folder.parent.iterdir())) == 1
 
 
 def test_compare_says_which_field_tells_runs_apart(kit_root):
-    proc = sme2("compare", "--device", "host", "--a", "threads=1", home=kit_root.path, check=False)
+    proc = sme2_here("compare", "--device", "host", "--a", "threads=1", home=kit_root.path, check=False)
     assert proc.returncode == 2 and "differ in threads" in proc.stderr and "threads=2" in proc.stderr
     with pytest.raises(NameError_, match="unknown run selector 'colour'"):
         compare.parse_filters("threads=1,colour=red")
@@ -451,7 +451,7 @@ def test_model_explorer_speedups_for_a_hardware_sme2_pair(kit_root):
         (d / "run.json").write_text(json.dumps(rec))
         ingest.ingest_run(kit_root, d)
         pair[on] = rec["run_id"]
-    proc = sme2("explore", pair[True], "--no-open", "--json", home=kit_root.path)
+    proc = sme2_here("explore", pair[True], "--no-open", "--json", home=kit_root.path)
     out = json.loads(proc.stdout)
     data = json.loads(Path(out["files"]["sme2_speedup"]).read_text())
     values = [v["value"] for v in data["graph"]["results"].values()]

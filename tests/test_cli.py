@@ -24,12 +24,12 @@ def test_profile_default_model_on_host(home, exports, native_runner):
 
 def test_profile_prints_a_category_table(home, exports, native_runner):
     exports["fp32"]
-    proc = sme2("profile", "--size", "small", "--iterations", "3", home=home.path)
+    proc = sme2_here("profile", "--size", "small", "--iterations", "3", home=home.path)
     assert "Categories" in proc.stdout and "Convolution" in proc.stdout and "run folder:" in proc.stdout
 
 
 def test_models_lists_the_default_model(home):
-    data = json.loads(sme2("models", "--json", home=home.path).stdout)
+    data = json.loads(sme2_here("models", "--json", home=home.path).stdout)
     assert any(m["name"] == "tiny_seg" and m["ok"] for m in data)
 
 
@@ -44,7 +44,7 @@ def test_bad_input_exits_2_with_a_hint(home):
 
 
 def test_analyze_rereads_a_run(home, recorded_run):
-    data = json.loads(sme2("analyze", str(recorded_run.run_dir), "--json", home=home.path).stdout)
+    data = json.loads(sme2_here("analyze", str(recorded_run.run_dir), "--json", home=home.path).stdout)
     assert data["run_id"] == recorded_run.record.run_id
     assert abs(data["coverage"] - recorded_run.analysis.coverage) < 1e-9
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import sme2
+from tests.clirun import sme2, sme2_here
 
 from kit.core.errors import ExportError, ModelPackageError
 from kit.core.names import Variant
@@ -79,7 +79,7 @@ def test_a_plain_executorch_pte_profiles_without_a_model_package(home, native_ru
     assert meta["inputs"][0]["shape"] == [1, 3, 32, 32] and meta["inputs"][0]["dtype"] == "float32"
     assert meta["etrecord"] is None and meta["package"]["kind"] == "pte" and meta["delegate_partitions"] == 2
     assert meta["non_delegated_op_names"] == ["aten::native_layer_norm.out"]
-    dm = json.loads(sme2("datamovement", r["run_dir"], "--json", home=home.path).stdout)
+    dm = json.loads(sme2_here("datamovement", r["run_dir"], "--json", home=home.path).stdout)
     assert dm["transposes"]["count"] >= 2 and dm["transposes"]["share"] > 0
 
 
