@@ -116,9 +116,9 @@ def run_session(
             timing, traced = measure(resolved, request, how, stage, target, say)
             record.conditions["measurement_window"] = [window_start, time.time()]
             if how.counts:
-                counted = counting_run(root, exp, resolved, request, how.runner_kind, how.binary, stage, target, say)
+                counted = counting_run(root, resolved, request, how, stage, target, say)
             if how.simpleperf:
-                sampled = simpleperf_run(exp, resolved, request, how.runner_kind, how.binary, stage, target, say)
+                sampled = simpleperf_run(exp, resolved, request, how, stage, target, say)
         record.finished_at = now()
         for name in ("program_map.json", artifact.META):
             shutil.copy2(exp.folder / name, stage / name)
@@ -287,7 +287,7 @@ def write_run(
 REFUSED_FILE = "refused.json"
 
 
-def counting_run(root: DataRoot, exp, resolved, request: dict, runner_kind: str, binary, stage: Path, target, say):
+def counting_run(root: DataRoot, resolved, request: dict, how: Measurement, stage: Path, target, say):
     """The counting run: WARMUP + ITERATIONS executions traced under the counting QEMU, its files in
     `<run>/counting/`. Counts are per thread: only a 1-thread run is counted."""
     tools = qemu_build.load_counting(root)
@@ -307,7 +307,7 @@ def counting_run(root: DataRoot, exp, resolved, request: dict, runner_kind: str,
     say(f"{target.key}: counting run (instructions per operator on the emulated CPU)")
     req = {**request, "warmup": count_table.WARMUP, "iterations": count_table.ITERATIONS, "threads": 1}
     return invoke.run_program(
-        runner_kind, invoke.RunRequest(**req, etdump=True), folder, transport, binary, label="counting run"
+        how.runner_kind, invoke.RunRequest(**req, etdump=True), folder, transport, how.binary, label="counting run"
     )
 
 
@@ -323,7 +323,7 @@ def check_simpleperf(resolved: list) -> None:
             )
 
 
-def simpleperf_run(exp, resolved, request: dict, runner_kind: str, binary, stage: Path, target, say) -> dict:
+def simpleperf_run(exp, resolved, request: dict, how: Measurement, stage: Path, target, say) -> dict:
     """One more timed run, recorded by the phone's simpleperf; its profile and the views made from
     it (folded stacks, flame graph, Perfetto stack chart) in `<run>/simpleperf/`. Returns their summary."""
     check_simpleperf([resolved])
@@ -331,7 +331,12 @@ def simpleperf_run(exp, resolved, request: dict, runner_kind: str, binary, stage
     say(f"{target.key}: simpleperf run (sampled call stacks on the phone)")
     with resolved.transport.simpleperf(folder) as transport:
         invoke.run_program(
-            runner_kind, invoke.RunRequest(**request, etdump=False), folder, transport, binary, label="simpleperf run"
+            how.runner_kind,
+            invoke.RunRequest(**request, etdump=False),
+            folder,
+            transport,
+            how.binary,
+            label="simpleperf run",
         )
     summary = simpleperf.write_views(folder, f"{exp.variant.key} on {target.key}: simpleperf samples")
     atomic.write_json(folder / "summary.json", summary)
