@@ -50,7 +50,10 @@ def main() -> None:
     results = {}
     for kind in ("native", "pybind"):
         r = session.run_session(
-            root, exp, host, threads=1, iterations=a.iterations, warmup=5, runner_kind=kind, binary=binary
+            root,
+            exp,
+            host,
+            session.Measurement(threads=1, iterations=a.iterations, warmup=5, runner_kind=kind, binary=binary),
         )
         results[kind] = r.analysis
     n, p = results["native"], results["pybind"]

@@ -46,7 +46,9 @@ def real_templates(root, iterations: int):
     out = []
     for dtype in ("fp32", "int8"):
         exp = exporter.export_variant(registry.get("tiny_seg"), dtype, "small", root)
-        r = session.run_session(root, exp, host, threads=1, iterations=iterations, warmup=3, binary=binary)
+        r = session.run_session(
+            root, exp, host, session.Measurement(threads=1, iterations=iterations, warmup=3, binary=binary)
+        )
         out.append(runrows.rows_from_run(r.run_dir))
     return out
 

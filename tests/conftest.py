@@ -113,7 +113,10 @@ def host_run(home, exports, native_runner, host):
     """One real profiling session of tiny_seg fp32 on the host with the native runner."""
 
     return session.run_session(
-        home, exports["fp32"], host, threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner
+        home,
+        exports["fp32"],
+        host,
+        session.Measurement(threads=1, iterations=30, warmup=3, runner_kind="native", binary=native_runner),
     )
 
 

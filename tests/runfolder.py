@@ -24,7 +24,9 @@ def real_run_folder(home: DataRoot) -> Path:
 
         exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", home)
         host = inventory.resolve("host.sme2-off", home)
-        run = session.run_session(home, exp, host, threads=1, iterations=3, warmup=1, runner_kind="pybind")
+        run = session.run_session(
+            home, exp, host, session.Measurement(threads=1, iterations=3, warmup=1, runner_kind="pybind")
+        )
         _made[key] = run.run_dir
     return _made[key]
 

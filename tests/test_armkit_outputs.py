@@ -88,7 +88,10 @@ def kit_root(tmp_path_factory, home, exports, native_runner, host, host_run) -> 
     (root.runners / native_runner.folder.name).mkdir()
     shutil.copy2(src, root.runners / native_runner.folder.name / "manifest.json")
     t2 = session.run_session(
-        root, exports["fp32"], host, threads=2, iterations=30, warmup=3, runner_kind="native", binary=native_runner
+        root,
+        exports["fp32"],
+        host,
+        session.Measurement(threads=2, iterations=30, warmup=3, runner_kind="native", binary=native_runner),
     )
     assert ingest.ingest_run(root, clone_run(host_run.run_dir, root, "t1"))
     assert ingest.ingest_run(root, t2.run_dir)
@@ -278,7 +281,10 @@ def test_table_labels_follow_what_differs(kit_root):
 
 def test_compare_fp32_vs_int8_matches_operators_across_dtypes(kit_root, exports, native_runner, host):
     r = session.run_session(
-        kit_root, exports["int8"], host, threads=1, iterations=20, warmup=2, runner_kind="native", binary=native_runner
+        kit_root,
+        exports["int8"],
+        host,
+        session.Measurement(threads=1, iterations=20, warmup=2, runner_kind="native", binary=native_runner),
     )
     assert ingest.ingest_run(kit_root, r.run_dir)
     wh = Warehouse.at(kit_root)

@@ -265,10 +265,7 @@ def test_two_counting_runs_give_identical_counts(qemu_runs, home, exports):
 
     first = qemu_runs[("fp32", True)]
     resolved = inventory.resolve("armv9-qemu.sme2-on", home)
-    again = session.run_session(
-        home, exports["fp32"], resolved, threads=1, iterations=2, warmup=1,
-        binary=recipes.runner_for(resolved, home, "native"), counts=True,
-    )  # fmt: skip
+    again = session.run_session(home, exports["fp32"], resolved, session.Measurement(threads=1, iterations=2, warmup=1, binary=recipes.runner_for(resolved, home, "native"), counts=True))  # fmt: skip
     a, b = count_table.read(first.run_dir), count_table.read(again.run_dir)
     cols = [*attribution.KEY_COLUMNS, *attribution.COUNT_COLUMNS]
     pd.testing.assert_frame_equal(a[cols].reset_index(drop=True), b[cols].reset_index(drop=True), check_exact=True)
@@ -282,10 +279,7 @@ def test_counts_add_up_at_full_size(counting_setup, home, tiny):
 
     exp = exporter.export_variant(tiny, "fp32", "full", home)
     resolved = inventory.resolve("armv9-qemu.sme2-on", home)
-    r = session.run_session(
-        home, exp, resolved, threads=1, iterations=2, warmup=1, binary=recipes.runner_for(resolved, home, "native"),
-        counts=True,
-    )  # fmt: skip
+    r = session.run_session(home, exp, resolved, session.Measurement(threads=1, iterations=2, warmup=1, binary=recipes.runner_for(resolved, home, "native"), counts=True))  # fmt: skip
     checks = r.record.results["counts"]["checks"]
     assert 0.99 <= checks["operators_share_of_execute"] <= 1.0, checks
     assert 0.99 <= checks["delegate_operators_share"] <= 1.0, checks

@@ -145,7 +145,10 @@ def _measure(args):
     r = inventory.resolve(target, root)
     exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", root)
     binary = build_runner(root, recipes.toolchain_for(r.device, root, r.target.sme2))
-    results = [session.run_session(root, exp, r, threads=1, iterations=5, warmup=1, binary=binary) for _ in range(2)]
+    results = [
+        session.run_session(root, exp, r, session.Measurement(threads=1, iterations=5, warmup=1, binary=binary))
+        for _ in range(2)
+    ]
     return [res.record.conditions["measurement_window"] for res in results]
 
 

@@ -193,7 +193,9 @@ def test_arm_kit_package_with_options_exports_and_profiles(arm_models, home, nat
     pkg = registry.get("arm_q", arm_models)
     exp = exporter.export_variant(pkg, "int8", "small", home)
     assert exp.meta["quantization"].startswith("static per-tensor") and exp.meta["numerical_check"]["passed"]
-    result = session.run_session(home, exp, host, threads=1, iterations=5, warmup=1, binary=native_runner)
+    result = session.run_session(
+        home, exp, host, session.Measurement(threads=1, iterations=5, warmup=1, binary=native_runner)
+    )
     convs = [op for op in result.analysis.op_stats.op_type if op.startswith("Convolution")]
     # Per-tensor int8 weights run XNNPACK's QS8 convolution, not the per-channel QC8W one.
     assert convs and all("QS8" in op and "QC8W" not in op for op in convs)

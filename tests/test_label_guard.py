@@ -68,7 +68,10 @@ def test_mislabelled_run_is_refused_and_kept_aside(home, qemu_setup, exports, dt
     stored = []
     with pytest.raises(LabelError, match=reason) as info:
         result = session.run_session(
-            home, exports[dtype], resolved, threads=1, iterations=3, warmup=1, runner_kind="native", binary=binary
+            home,
+            exports[dtype],
+            resolved,
+            session.Measurement(threads=1, iterations=3, warmup=1, runner_kind="native", binary=binary),
         )
         stored.append(ingest.ingest_run(home, result.run_dir))  # never reached
     assert not stored

@@ -171,10 +171,12 @@ def test_detector_finds_a_real_injected_slowdown(home, tiny, native_runner, host
     assert wider.source_id == ""
     wider_exp = kit_export.export_variant(wider, "fp32", "small", DataRoot.resolve(tmp_path / "wider"))
     monkeypatch.delenv("SME2_MODELS")
-    nights = [session.run_session(root, exp, host, 1, 20, 2, binary=native_runner) for _ in range(3)]
+    nights = [
+        session.run_session(root, exp, host, session.Measurement(1, 20, 2, binary=native_runner)) for _ in range(3)
+    ]
     for night in nights:
         ingest.ingest_run(root, night.run_dir)
-    slow = session.run_session(root, wider_exp, host, 1, 20, 2, binary=native_runner)
+    slow = session.run_session(root, wider_exp, host, session.Measurement(1, 20, 2, binary=native_runner))
     assert slow.record.run_key == nights[0].record.run_key  # the same key, a heavier program
     ingest.ingest_run(root, slow.run_dir)
     wh = Warehouse.at(root)

@@ -266,7 +266,7 @@ def test_a_failed_profiling_run_keeps_its_log_after_the_staging_folder_is_gone(
 ):
     bad = _truncated_copy(tiny_fp32, tmp_path)
     with pytest.raises(RunnerError) as info:
-        session.run_session(fresh_root, bad, host, 1, 2, 0, "native", native_runner)
+        session.run_session(fresh_root, bad, host, session.Measurement(1, 2, 0, "native", native_runner))
     log = _log_in_hint(info.value)
     assert log.is_file() and log.parent == fresh_root.logs
     assert not [p for p in fresh_root.runs.iterdir() if "staging" in p.name]
@@ -398,7 +398,7 @@ def test_trace_into_an_existing_folder_names_the_file_from_the_run(
     tiny_fp32, fresh_root, host, native_runner, tmp_path
 ):
     exp = artifact.load(tiny_fp32.folder)  # as on disk now (an earlier test may have re-exported it)
-    run = session.run_session(fresh_root, exp, host, 1, 3, 1, "native", native_runner)
+    run = session.run_session(fresh_root, exp, host, session.Measurement(1, 3, 1, "native", native_runner))
     out_dir = tmp_path / "traces"
     out_dir.mkdir()
     proc = sme2("trace", str(run.run_dir), "-o", str(out_dir), home=fresh_root.path)
@@ -438,7 +438,9 @@ def test_a_same_named_package_elsewhere_gets_its_own_export_and_history(fresh_ro
 
     host = inventory.resolve("host.sme2-off", fresh_root)
     runs = [
-        session.run_session(fresh_root, exp, host, threads=1, iterations=3, warmup=1, binary=native_runner)
+        session.run_session(
+            fresh_root, exp, host, session.Measurement(threads=1, iterations=3, warmup=1, binary=native_runner)
+        )
         for exp in (bundled, theirs)
     ]
     assert runs[0].record.run_key != runs[1].record.run_key and runs[1].record.run_key.endswith(other_pkg.source_id)

@@ -30,6 +30,7 @@ err = Console(stderr=True, soft_wrap=True)
 HomeOpt = typer.Option(None, "--home", help="Data root (default: $SME2_HOME or ./.sme2).", show_default=False)
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 FormatOpt = typer.Option("table", "--format", "-f", help="table, csv or json (--json is the same as -f json).")
+ModelsDirOpt = typer.Option(None, "--models-dir", help="Model packages folder.")
 
 
 def root_of(home: Optional[Path]) -> DataRoot:

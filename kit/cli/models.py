@@ -12,6 +12,7 @@ from rich.table import Table
 from kit.cli.common import (
     HomeOpt,
     JsonOpt,
+    ModelsDirOpt,
     command,
     console,
     emit_json,
@@ -119,7 +120,7 @@ def export_cmd(
     jobs: int = typer.Option(
         1, "--jobs", "-j", min=1, help="Export in parallel worker processes (lowering is single-threaded)."
     ),
-    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
+    models_dir: Optional[Path] = ModelsDirOpt,
     home: Optional[Path] = HomeOpt,
     as_json: bool = JsonOpt,
 ):

@@ -13,6 +13,7 @@ from kit import pipeline
 from kit.cli.common import (
     HomeOpt,
     JsonOpt,
+    ModelsDirOpt,
     command,
     console,
     cell,
@@ -87,7 +88,7 @@ def profile_cmd(
     backend: str = typer.Option("xnnpack", "--backend", help="xnnpack or portable."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Local state_dict (default: random init)."),
     timeout: float = typer.Option(limits.RUN_TIMEOUT_S, "--timeout", help="Seconds before a run counts as hung."),
-    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Model packages folder."),
+    models_dir: Optional[Path] = ModelsDirOpt,
     pte: Optional[Path] = typer.Option(
         None, "--pte", help="Profile this .pte without a model package (inputs from its own input metadata)."
     ),
@@ -110,36 +111,107 @@ def profile_cmd(
     experiment config (the plan then comes from the file alone)."""
 
     if config is not None:
-        given = {
-            "--model": model,
-            "--dtype": dtype,
-            "--size": size,
-            "--threads": threads,
-            "--checkpoint": checkpoint,
-            "--models-dir": models_dir,
-            "--pte": pte,
-            "--etrecord": etrecord,
-        }
-        defaults = {
-            "--target": (target, "host.sme2-off"),
-            "--iterations": (iterations, limits.DEFAULT_ITERATIONS),
-            "--warmup": (warmup, limits.DEFAULT_WARMUP),
-        }
-        defaults |= {
-            "--runner": (runner, "native"),
-            "--backend": (backend, "xnnpack"),
-            "--timeout": (timeout, limits.RUN_TIMEOUT_S),
-        }
-        clash = [k for k, v in given.items() if v is not None] + [k for k, (v, d) in defaults.items() if v != d]
-        if clash:
-            raise Sme2Error(
-                f"{', '.join(clash)} cannot be combined with --config: the config file holds the whole plan",
-                "put the setting in the config (docs/configs.md), or drop --config",
-            )
+        check_no_plan_options(
+            model=model,
+            dtype=dtype,
+            size=size,
+            threads=threads,
+            checkpoint=checkpoint,
+            models_dir=models_dir,
+            pte=pte,
+            etrecord=etrecord,
+            target=target,
+            iterations=iterations,
+            warmup=warmup,
+            runner=runner,
+            backend=backend,
+            timeout=timeout,
+        )
         run_config(config, device, only, home, as_json)
         return
     if device is not None or only is not None:
         raise Sme2Error("--device and --only go with --config", "name targets with --target")
+    check_pte_options(pte, etrecord, checkpoint, models_dir, size)
+    root = root_of(home)
+    plan = profile_plan(
+        model=model,
+        dtype=dtype,
+        target=target,
+        size=size,
+        iterations=iterations,
+        warmup=warmup,
+        threads=threads,
+        runner=runner,
+        kernel_log=kernel_log,
+        counts=counts,
+        simpleperf=simpleperf_profile,
+        backend=backend,
+        checkpoint=checkpoint,
+        timeout=timeout,
+        models_dir=models_dir,
+        pte=pte,
+        etrecord=etrecord,
+    )
+    with progress(None, as_json) as (say, _):
+        results = pipeline.profile_and_store(plan, root, progress=say)
+    show_results(root, results, as_json)
+
+
+def check_no_plan_options(
+    *,
+    model,
+    dtype,
+    size,
+    threads,
+    checkpoint,
+    models_dir,
+    pte,
+    etrecord,
+    target,
+    iterations,
+    warmup,
+    runner,
+    backend,
+    timeout,
+) -> None:
+    """With --config the file holds the whole plan: any plan option given (or changed from its
+    default) is refused, naming them all."""
+    given = {
+        "--model": model,
+        "--dtype": dtype,
+        "--size": size,
+        "--threads": threads,
+        "--checkpoint": checkpoint,
+        "--models-dir": models_dir,
+        "--pte": pte,
+        "--etrecord": etrecord,
+    }
+    defaults = {
+        "--target": (target, "host.sme2-off"),
+        "--iterations": (iterations, limits.DEFAULT_ITERATIONS),
+        "--warmup": (warmup, limits.DEFAULT_WARMUP),
+    }
+    defaults |= {
+        "--runner": (runner, "native"),
+        "--backend": (backend, "xnnpack"),
+        "--timeout": (timeout, limits.RUN_TIMEOUT_S),
+    }
+    clash = [k for k, v in given.items() if v is not None] + [k for k, (v, d) in defaults.items() if v != d]
+    if clash:
+        raise Sme2Error(
+            f"{', '.join(clash)} cannot be combined with --config: the config file holds the whole plan",
+            "put the setting in the config (docs/configs.md), or drop --config",
+        )
+
+
+def check_pte_options(
+    pte: Optional[Path],
+    etrecord: Optional[Path],
+    checkpoint: Optional[Path],
+    models_dir: Optional[Path],
+    size: Optional[str],
+) -> None:
+    """--etrecord needs --pte; a --pte program takes no model-package options."""
     if etrecord is not None and pte is None:
         raise Sme2Error("--etrecord goes with --pte", "sme2 profile --pte FILE.pte --etrecord FILE.etrecord")
     if pte is not None and (checkpoint is not None or models_dir is not None or size is not None):
@@ -147,7 +219,30 @@ def profile_cmd(
             "--checkpoint, --models-dir and --size describe a model package, not a --pte program",
             "drop them: the program is profiled as it was exported",
         )
-    root = root_of(home)
+
+
+def profile_plan(
+    *,
+    model: Optional[str],
+    dtype: Optional[str],
+    target: str,
+    size: Optional[str],
+    iterations: int,
+    warmup: int,
+    threads: Optional[str],
+    runner: str,
+    kernel_log: bool,
+    counts: Optional[bool],
+    simpleperf: bool,
+    backend: str,
+    checkpoint: Optional[Path],
+    timeout: float,
+    models_dir: Optional[Path],
+    pte: Optional[Path],
+    etrecord: Optional[Path],
+) -> session.ProfilePlan:
+    """The ProfilePlan `sme2 profile`'s options describe: comma lists split, the model's dtypes
+    (a --pte program has one, or none given: from its file name), the limits checked."""
     limits.check_timeout(timeout)
     if pte is not None:
         dtypes = csv_list(dtype) if dtype else []
@@ -155,7 +250,7 @@ def profile_cmd(
             raise Sme2Error(f"--dtype {dtype}: a program has one dtype", "give one dtype, or none (from its file name)")
     else:
         dtypes = registry.dtypes_of(model or registry.DEFAULT_MODEL, dtype or "fp32", models_dir)
-    plan = session.ProfilePlan(
+    return session.ProfilePlan(
         model=(model or "") if pte is not None else (model or registry.DEFAULT_MODEL),
         dtypes=dtypes,
         targets=csv_list(target),
@@ -172,10 +267,12 @@ def profile_cmd(
         pte=str(pte) if pte else None,
         etrecord=str(etrecord) if etrecord else None,
         counts=counts,
-        simpleperf=simpleperf_profile,
+        simpleperf=simpleperf,
     )
-    with progress(None, as_json) as (say, _):
-        results = pipeline.profile_and_store(plan, root, progress=say)
+
+
+def show_results(root: DataRoot, results: list, as_json: bool) -> None:
+    """The profiled runs: one JSON list, or each run's tables, then where the artifacts are."""
     after = _after_profile(root, results)
     if as_json:
         emit_json(

@@ -234,22 +234,17 @@ def run(cfg: Config, root: DataRoot, progress=None, on_result=None, only: list[s
                     )
                     item.notes.append(item.kernel_log["note"])
                 else:
-                    result = session.run_session(
-                        root,
-                        exp,
-                        resolved,
+                    how = session.Measurement(
                         threads,
                         iterations,
                         e.warmup,
                         e.runner,
                         binary,
                         cfg.timeout_s,
-                        say,
-                        conditions=conditions,
                         extra_args=e.extra_args,
                         cpus=e.cpus,
-                        target=target,
                     )
+                    result = session.run_session(root, exp, resolved, how, say, conditions=conditions, target=target)
                     seen = result.record.conditions.get("sme2_kernels_seen", 0)
                     if not target.sme2 and seen:
                         item.notes.append(f"recorded as SME2 off, but {seen} operator type(s) ran SME2-only kernels")

@@ -25,6 +25,7 @@ from kit.models import registry
 from kit.profile import armkit
 from kit.profile.runrecord import RUN_FILE, RunRecord, new_run_id, now, read_timing
 from kit.runners import invoke, pathrunner, recipes
+from kit.runners.build import RunnerBinary
 from kit.stats import categories
 from kit.stats import summary as analysis_mod
 from kit.trace import etdump, kernels, simpleperf
@@ -39,44 +40,113 @@ class ProfileResult:
     trace: etdump.Trace | None = None
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """How one session measures: thread count, warmup + measured iterations, which runner (a kind
+    and, for native and path runners, its binary from kit.runners), the hang timeout, and the extra
+    runs (a counting run for instruction counts, a simpleperf run on a phone).
+
+    With runner_kind "path" (`binary` from kit.runners.pathrunner: an executor_runner-compatible
+    binary) the session is one traced process of warmup + iterations executions, driven with
+    executor_runner's flags plus `extra_args`. `cpus` pins the runs to a CPU list instead of the
+    device's affinity."""
+
+    threads: int
+    iterations: int
+    warmup: int
+    runner_kind: str = "native"
+    binary: RunnerBinary | None = None
+    timeout_s: float = limits.RUN_TIMEOUT_S
+    extra_args: tuple[str, ...] = ()
+    cpus: str | None = None
+    counts: bool = False
+    simpleperf: bool = False
+
+    @property
+    def path_runner(self) -> bool:
+        return self.runner_kind == pathrunner.RECIPE
+
+    @property
+    def kernel_log(self) -> bool:
+        """A kernel-log runner's timings carry XNNPACK's logging: its runs are their own run key."""
+        return bool(self.binary and self.binary.manifest.get("kernel_log"))
+
+
 def run_session(
     root: DataRoot,
     exp: artifact.Export,
     resolved,
-    threads: int,
-    iterations: int,
-    warmup: int,
-    runner_kind: str = "native",
-    binary=None,
-    timeout_s: float = limits.RUN_TIMEOUT_S,
+    how: Measurement,
     progress=None,
+    *,
     rules_file: Path | None = None,
     conditions: dict | None = None,
-    extra_args: tuple[str, ...] = (),
-    cpus: str | None = None,
     target=None,
-    counts: bool = False,
-    simpleperf_profile: bool = False,
 ) -> ProfileResult:
-    """Timing run + ETDump run of one export on one resolved target; returns the written run.
-    `rules_file`: operator category rules (default: the data root's categories.toml when present);
-    `conditions`: extra entries for run.json's conditions (e.g. the pair session).
+    """Timing run + ETDump run of one export on one resolved target, measured as `how` says;
+    returns the written run. `rules_file`: operator category rules (default: the data root's
+    categories.toml when present); `conditions`: extra entries for run.json's conditions (e.g. the
+    pair session); `target` records the run under another target than the resolved one (a path
+    runner's SME2 flag is the binary's, see kit.profile.experiments).
 
-    With runner_kind "path" (`binary` from kit.runners.pathrunner: an executor_runner-compatible
-    binary) it is one traced process of warmup + iterations executions, driven with
-    executor_runner's flags plus `extra_args`; its iteration times are the binary's own when it
-    prints them (SME2_RUNNER_JSON), else Method::execute from the ETDump. `cpus` pins the run to a
-    CPU list instead of the device's affinity; `target` records the run under another target than
-    the resolved one (a path runner's SME2 flag is the binary's, see kit.profile.experiments)."""
+    A path runner's iteration times are the binary's own when it prints them (SME2_RUNNER_JSON),
+    else Method::execute from the ETDump."""
     say = progress or (lambda msg: None)
     target = target or resolved.target
-    path_runner = runner_kind == pathrunner.RECIPE
+    record = new_record(exp, resolved, target, how)
+    folder = root.run_path(record.run_id)
+    env = resolved.env_for(how.threads)
+    with atomic.staged_dir(folder) as stage:
+        record.started_at = now()
+        record.conditions = run_conditions(resolved, target, how, conditions)
+        request = dict(
+            pte=exp.pte,
+            inputs=exp.inputs,
+            iterations=how.iterations,
+            warmup=how.warmup,
+            threads=how.threads,
+            timeout_s=how.timeout_s,
+            expected_sha256=exp.meta["pte_sha256"],
+            env=env,
+            cpus=record.conditions["affinity"],
+            failure_logs=root.logs,  # the staging folder holding the logs is removed on failure
+        )
+        with resolved.measurement_lock(root), resolved.transport.measurement():
+            window_start = time.time()
+            timing, traced = measure(resolved, request, how, stage, target, say)
+            record.conditions["measurement_window"] = [window_start, time.time()]
+            if how.counts:
+                counted = counting_run(root, resolved, request, how, stage, target, say)
+            if how.simpleperf:
+                sampled = simpleperf_run(exp, resolved, request, how, stage, target, say)
+        record.finished_at = now()
+        for name in ("program_map.json", artifact.META):
+            shutil.copy2(exp.folder / name, stage / name)
+        say(f"{target.key}: ingesting the ETDump")
+        tr = etdump.ingest(traced.etdump, exp.program_map, warmup=how.warmup)
+        if how.path_runner:
+            timing = _path_timing(traced, tr, how.warmup, stage)
+            record.conditions["timing_source"] = timing.result["timing_source"]
+        problem = kernels.label_problem(tr.operators.op_type.unique(), target.sme2, exp.meta["dtype"])
+        if problem:
+            refuse(root, stage, record, problem)
+        rules = categories.load_rules(rules_file or root.user_categories)
+        result = analysis_mod.analyze(tr, timing.result["latencies_ms"], rules)
+        extra = {}
+        if how.counts:
+            extra["counts"] = write_count_table(root, exp, stage, counted, rules)
+        if how.simpleperf:
+            extra["simpleperf"] = sampled
+        write_run(stage, folder, exp, record, result, tr, rules, timing, traced, extra)
+    return ProfileResult(folder, record, result, tr)
+
+
+def new_record(exp: artifact.Export, resolved, target, how: Measurement) -> RunRecord:
+    """The run's record before it runs: what ran (the export, the runner) where (target, device)."""
     meta = exp.meta
-    run_id = new_run_id(exp.variant.key, target.key, meta["size"], threads)
-    # A kernel-log runner's timings carry XNNPACK's logging: its runs are their own run key.
-    kernel_log = bool(binary and binary.manifest.get("kernel_log"))
-    record = RunRecord(
-        run_id=run_id,
+    binary = how.binary
+    return RunRecord(
+        run_id=new_run_id(exp.variant.key, target.key, meta["size"], how.threads),
         model=meta["model"],
         dtype=meta["dtype"],
         backend=meta["backend"],
@@ -84,10 +154,10 @@ def run_session(
         target=target.key,
         device=target.device,
         sme2=target.sme2,
-        threads=threads,
-        runner=f"{runner_kind}-xnnlog" if kernel_log else runner_kind,
-        iterations=iterations,
-        warmup=warmup,
+        threads=how.threads,
+        runner=f"{how.runner_kind}-xnnlog" if how.kernel_log else how.runner_kind,
+        iterations=how.iterations,
+        warmup=how.warmup,
         emulated=resolved.transport.emulated,
         platform=resolved.device.platform,
         transport=resolved.device.transport,
@@ -95,133 +165,129 @@ def run_session(
         runner_recipe=binary.manifest.get("recipe", "") if binary else "pybind",
         pte_sha256=meta["pte_sha256"],
         versions=meta["versions"],
-        stem=f"{exp.variant.stem}_{target.key.replace('.', '_')}_t{threads}",
+        stem=f"{exp.variant.stem}_{target.key.replace('.', '_')}_t{how.threads}",
         package_id=(meta.get("package") or {}).get("source_id", ""),
     )
-    folder = root.run_path(run_id)
-    env = resolved.env_for(threads)
-    with atomic.staged_dir(folder) as stage:
-        record.started_at = now()
-        record.conditions = {
-            **resolved.conditions(),
-            "threads": threads,
-            "affinity": cpus if cpus is not None else resolved.affinity_for(threads),
-            "sme2_flag": target.sme2,
-            "kernel_log": kernel_log,
-            **({"runner_flags": binary.manifest.get("flags", [])} if binary else {}),
-            **(conditions or {}),
-        }
-        if path_runner:
-            record.conditions["recipe"] = pathrunner.RECIPE  # not the device's recipe: the user's binary
-            record.conditions["runner_path"] = str(binary.path)
-            record.conditions["extra_args"] = list(extra_args)
-        cpus = record.conditions["affinity"]
-        request = dict(
-            pte=exp.pte,
-            inputs=exp.inputs,
-            iterations=iterations,
-            warmup=warmup,
-            threads=threads,
-            timeout_s=timeout_s,
-            expected_sha256=meta["pte_sha256"],
-            env=env,
-            cpus=cpus,
-            failure_logs=root.logs,  # the staging folder holding the logs is removed on failure
+
+
+def run_conditions(resolved, target, how: Measurement, extra: dict | None) -> dict:
+    """run.json's conditions as the runs start: the device's, the threads and their CPU affinity,
+    the SME2 flag, the runner's flags (a path runner: its binary and extra arguments), plus `extra`."""
+    binary = how.binary
+    out = {
+        **resolved.conditions(),
+        "threads": how.threads,
+        "affinity": how.cpus if how.cpus is not None else resolved.affinity_for(how.threads),
+        "sme2_flag": target.sme2,
+        "kernel_log": how.kernel_log,
+        **({"runner_flags": binary.manifest.get("flags", [])} if binary else {}),
+        **(extra or {}),
+    }
+    if how.path_runner:
+        out["recipe"] = pathrunner.RECIPE  # not the device's recipe: the user's binary
+        out["runner_path"] = str(binary.path)
+        out["extra_args"] = list(how.extra_args)
+    return out
+
+
+def measure(
+    resolved, request: dict, how: Measurement, stage: Path, target, say
+) -> tuple[invoke.RunOutcome | None, invoke.RunOutcome]:
+    """The measured runs, under the caller's measurement lock: (timing run, ETDump run). A path
+    runner has one traced run and no timing run (None: its timings come from the traced run)."""
+    threads, warmup, iterations, binary = how.threads, how.warmup, how.iterations, how.binary
+    if how.path_runner:
+        say(f"{target.key}: {binary.path.name}, {warmup}+{iterations} executions traced, {threads} thread(s)")
+        traced = invoke.run_executor_runner(
+            invoke.RunRequest(**request, etdump=True),
+            stage,
+            resolved.transport,
+            binary,
+            tuple(how.extra_args),
+            label=f"runner {binary.path} (ETDump)",
+            stem="etdump",
         )
-        with resolved.measurement_lock(root), resolved.transport.measurement():
-            window_start = time.time()
-            if path_runner:
-                say(f"{target.key}: {binary.path.name}, {warmup}+{iterations} executions traced, {threads} thread(s)")
-                timing = None
-                traced = invoke.run_executor_runner(
-                    invoke.RunRequest(**request, etdump=True),
-                    stage,
-                    resolved.transport,
-                    binary,
-                    tuple(extra_args),
-                    label=f"runner {binary.path} (ETDump)",
-                    stem="etdump",
-                )
-            else:
-                say(f"{target.key}: timing run, {warmup}+{iterations} iterations, {threads} thread(s)")
-                timing = invoke.run_program(
-                    runner_kind,
-                    invoke.RunRequest(**request, etdump=False),
-                    stage,
-                    resolved.transport,
-                    binary,
-                    label=f"{runner_kind} runner (timing)",
-                )
-                say(f"{target.key}: ETDump run")
-                traced = invoke.run_program(
-                    runner_kind,
-                    invoke.RunRequest(**request, etdump=True),
-                    stage,
-                    resolved.transport,
-                    binary,
-                    label=f"{runner_kind} runner (ETDump)",
-                )
-            record.conditions["measurement_window"] = [window_start, time.time()]
-            if counts:
-                counted = counting_run(root, exp, resolved, request, runner_kind, binary, stage, target, say)
-            if simpleperf_profile:
-                sampled = simpleperf_run(exp, resolved, request, runner_kind, binary, stage, target, say)
-        record.finished_at = now()
-        for name in ("program_map.json", artifact.META):
-            shutil.copy2(exp.folder / name, stage / name)
-        say(f"{target.key}: ingesting the ETDump")
-        tr = etdump.ingest(traced.etdump, exp.program_map, warmup=warmup)
-        if path_runner:
-            timing = _path_timing(traced, tr, warmup, stage)
-            record.conditions["timing_source"] = timing.result["timing_source"]
-        problem = kernels.label_problem(tr.operators.op_type.unique(), target.sme2, meta["dtype"])
-        if problem:
-            refuse(root, stage, record, problem)
-        rules = categories.load_rules(rules_file or root.user_categories)
-        result = analysis_mod.analyze(tr, timing.result["latencies_ms"], rules)
-        if counts:
-            table = count_table.build(
-                etdump.ingest(counted.etdump, exp.program_map, warmup=count_table.WARMUP),
-                stage / count_table.FOLDER / count_table.PLUGIN_FILE,
-                rules,
-                costmodel.load(root.user_cost_model if root.user_cost_model.is_file() else None),
-            )
-            count_table.write(stage, table)
-        # Evidence for the SME2 flag: operator types whose kernels only an SME2 CPU picks (PF32, PQS8).
-        record.conditions["sme2_kernels_seen"] = int(
-            sum(kernels.family(op) == "kleidiai-sme2" for op in result.op_stats.op_type)
-        )
-        analysis_mod.write(result, stage, record.stem, name=f"{exp.variant.key} on {target.key}, {threads} thread(s)")
-        t = timing.result
-        record.results = {
-            "load_ms": t["load_ms"],
-            "first_inference_ms": t["first_inference_ms"],
-            "peak_rss_kb": t["peak_rss_kb"],
-            "checksum": t["checksum"],
-            "etdump_checksum": traced.result.get("checksum"),
-            "e2e_median_ms": result.e2e["median_ms"],
-            "e2e_cv_percent": result.e2e["cv_percent"],
-            "execute_median_ms": result.execute["median_ms"],
-            "coverage": result.coverage,
-            "execute_breakdown": result.execute_breakdown,
-            "init_ms": tr.init_ms,
-        }
-        if counts:
-            record.results["counts"] = table.summary
-        if simpleperf_profile:
-            record.results["simpleperf"] = sampled
-        # Arm's kit files, from the rows the warehouse will hold (numbers equal by construction).
-        armkit.write_run_files(
-            stage, record, result, tr, rules, location=folder, model_path=exp.pte, etrecord_path=exp.etrecord
-        )
-        atomic.write_json(stage / RUN_FILE, record.to_json())
-    return ProfileResult(folder, record, result, tr)
+        return None, traced
+    say(f"{target.key}: timing run, {warmup}+{iterations} iterations, {threads} thread(s)")
+    timing = invoke.run_program(
+        how.runner_kind,
+        invoke.RunRequest(**request, etdump=False),
+        stage,
+        resolved.transport,
+        binary,
+        label=f"{how.runner_kind} runner (timing)",
+    )
+    say(f"{target.key}: ETDump run")
+    traced = invoke.run_program(
+        how.runner_kind,
+        invoke.RunRequest(**request, etdump=True),
+        stage,
+        resolved.transport,
+        binary,
+        label=f"{how.runner_kind} runner (ETDump)",
+    )
+    return timing, traced
+
+
+def write_count_table(root: DataRoot, exp: artifact.Export, stage: Path, counted: invoke.RunOutcome, rules) -> dict:
+    """The counting run's per-operator table in `<run>/counting/`; returns its summary for run.json."""
+    table = count_table.build(
+        etdump.ingest(counted.etdump, exp.program_map, warmup=count_table.WARMUP),
+        stage / count_table.FOLDER / count_table.PLUGIN_FILE,
+        rules,
+        costmodel.load(root.user_cost_model if root.user_cost_model.is_file() else None),
+    )
+    count_table.write(stage, table)
+    return table.summary
+
+
+def write_run(
+    stage: Path,
+    folder: Path,
+    exp: artifact.Export,
+    record: RunRecord,
+    result: analysis_mod.Analysis,
+    tr: etdump.Trace,
+    rules,
+    timing: invoke.RunOutcome,
+    traced: invoke.RunOutcome,
+    extra: dict,
+) -> None:
+    """The run's files in the staging folder: the analysis, Arm's kit files and run.json, whose
+    results get the timing numbers, the statistics and `extra` (counts, simpleperf summaries)."""
+    # Evidence for the SME2 flag: operator types whose kernels only an SME2 CPU picks (PF32, PQS8).
+    record.conditions["sme2_kernels_seen"] = int(
+        sum(kernels.family(op) == "kleidiai-sme2" for op in result.op_stats.op_type)
+    )
+    analysis_mod.write(
+        result, stage, record.stem, name=f"{exp.variant.key} on {record.target}, {record.threads} thread(s)"
+    )
+    t = timing.result
+    record.results = {
+        "load_ms": t["load_ms"],
+        "first_inference_ms": t["first_inference_ms"],
+        "peak_rss_kb": t["peak_rss_kb"],
+        "checksum": t["checksum"],
+        "etdump_checksum": traced.result.get("checksum"),
+        "e2e_median_ms": result.e2e["median_ms"],
+        "e2e_cv_percent": result.e2e["cv_percent"],
+        "execute_median_ms": result.execute["median_ms"],
+        "coverage": result.coverage,
+        "execute_breakdown": result.execute_breakdown,
+        "init_ms": tr.init_ms,
+        **extra,
+    }
+    # Arm's kit files, from the rows the warehouse will hold (numbers equal by construction).
+    armkit.write_run_files(
+        stage, record, result, tr, rules, location=folder, model_path=exp.pte, etrecord_path=exp.etrecord
+    )
+    atomic.write_json(stage / RUN_FILE, record.to_json())
 
 
 REFUSED_FILE = "refused.json"
 
 
-def counting_run(root: DataRoot, exp, resolved, request: dict, runner_kind: str, binary, stage: Path, target, say):
+def counting_run(root: DataRoot, resolved, request: dict, how: Measurement, stage: Path, target, say):
     """The counting run: WARMUP + ITERATIONS executions traced under the counting QEMU, its files in
     `<run>/counting/`. Counts are per thread: only a 1-thread run is counted."""
     tools = qemu_build.load_counting(root)
@@ -241,7 +307,7 @@ def counting_run(root: DataRoot, exp, resolved, request: dict, runner_kind: str,
     say(f"{target.key}: counting run (instructions per operator on the emulated CPU)")
     req = {**request, "warmup": count_table.WARMUP, "iterations": count_table.ITERATIONS, "threads": 1}
     return invoke.run_program(
-        runner_kind, invoke.RunRequest(**req, etdump=True), folder, transport, binary, label="counting run"
+        how.runner_kind, invoke.RunRequest(**req, etdump=True), folder, transport, how.binary, label="counting run"
     )
 
 
@@ -257,7 +323,7 @@ def check_simpleperf(resolved: list) -> None:
             )
 
 
-def simpleperf_run(exp, resolved, request: dict, runner_kind: str, binary, stage: Path, target, say) -> dict:
+def simpleperf_run(exp, resolved, request: dict, how: Measurement, stage: Path, target, say) -> dict:
     """One more timed run, recorded by the phone's simpleperf; its profile and the views made from
     it (folded stacks, flame graph, Perfetto stack chart) in `<run>/simpleperf/`. Returns their summary."""
     check_simpleperf([resolved])
@@ -265,7 +331,12 @@ def simpleperf_run(exp, resolved, request: dict, runner_kind: str, binary, stage
     say(f"{target.key}: simpleperf run (sampled call stacks on the phone)")
     with resolved.transport.simpleperf(folder) as transport:
         invoke.run_program(
-            runner_kind, invoke.RunRequest(**request, etdump=False), folder, transport, binary, label="simpleperf run"
+            how.runner_kind,
+            invoke.RunRequest(**request, etdump=False),
+            folder,
+            transport,
+            how.binary,
+            label="simpleperf run",
         )
     summary = simpleperf.write_views(folder, f"{exp.variant.key} on {target.key}: simpleperf samples")
     atomic.write_json(folder / "summary.json", summary)
@@ -518,22 +589,17 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
             exp = imported or exporter.export_variant(
                 pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say
             )
-            result = run_session(
-                root,
-                exp,
-                r,
+            how = Measurement(
                 threads,
                 iterations,
                 plan.warmup,
                 plan.runner,
                 binary,
                 plan.timeout_s,
-                say,
-                rules_file=plan.rules_file,
-                conditions=paired,
                 counts=wants_counts(plan.counts, root, r, threads, plan.runner),
-                simpleperf_profile=plan.simpleperf,
+                simpleperf=plan.simpleperf,
             )
+            result = run_session(root, exp, r, how, say, rules_file=plan.rules_file, conditions=paired)
             if on_result is not None:
                 on_result(result)
             results.append(result)

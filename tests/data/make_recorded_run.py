@@ -29,7 +29,9 @@ def main() -> None:
     tiny = registry.get("tiny_seg")
     fp32, int8 = (exporter.export_variant(tiny, d, "small", root) for d in ("fp32", "int8"))
     host = inventory.resolve("host.sme2-off", root)
-    run = session.run_session(root, fp32, host, threads=1, iterations=3, warmup=1, binary=build_runner(root))
+    run = session.run_session(
+        root, fp32, host, session.Measurement(threads=1, iterations=3, warmup=1, binary=build_runner(root))
+    )
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir(parents=True)
     for name in FILES:
