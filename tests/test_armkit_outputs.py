@@ -219,7 +219,9 @@ def test_armkit_files_command_rewrites_a_run(kit_root):
 @pytest.mark.slow
 def test_compare_between_thread_counts(kit_root):
     ids = run_ids(kit_root)
-    proc = sme2_here("compare", "--device", "host", "--a", "threads=1", "--b", "threads=2", "--json", home=kit_root.path)
+    proc = sme2_here(
+        "compare", "--device", "host", "--a", "threads=1", "--b", "threads=2", "--json", home=kit_root.path
+    )
     out = json.loads(proc.stdout)
     assert out["labels"] == {"a": "t1", "b": "t2"} and out["runs"] == {"a": ids[1], "b": ids[2]}
     assert out["differs"] == {"threads": [1, 2]}
