@@ -240,6 +240,7 @@ printf '%s\\n' "$out" | grep -v '^SME2_RUNNER_JSON'
 """
 
 
+@pytest.mark.slow  # ~30 s on 2 cores; the Mac template's run stays in the fast tier
 def test_arms_example_config_runs_unchanged(tmp_path, home, exports, native_runner):
     """configs/examples/mac_mobilenet_fp16.json, byte for byte, from a folder laid out like Arm's
     kit: the .pte under out_mobilenet/artifacts/, runners under executorch/cmake-out/<preset>/.

@@ -67,6 +67,7 @@ def plain_program(tmp_path_factory):
 # ---------------------------------------------------------------- --pte: a program, no package
 
 
+@pytest.mark.slow  # lowers its own programs: ~50 s on 2 cores
 def test_a_plain_executorch_pte_profiles_without_a_model_package(home, native_runner, plain_program):
     pte, _ = plain_program
     runs = json.loads(sme2("profile", "--pte", str(pte), "--iterations", "5", "--json", home=home.path).stdout)
@@ -233,6 +234,7 @@ def export_models(tmp_path_factory):
     return models
 
 
+@pytest.mark.slow  # lowers its own programs: ~50 s on 2 cores
 def test_export_modes_and_outdir(export_models, home, tmp_path):
     debug_dir, minimum_dir = tmp_path / "debug", tmp_path / "minimum"
     proc = sme2(
