@@ -130,20 +130,7 @@ def export_cmd(
     if mode not in artifact.MODES:
         raise Sme2Error(f"unknown --mode {mode!r}", f"use one of {', '.join(artifact.MODES)}")
     root = root_of(home)
-    broken = []
-    if export_all:
-        if model or dtype or checkpoint:
-            raise Sme2Error("--all exports every package in every dtype", "drop --model, --dtype and --checkpoint")
-        jobs_list = []
-        for p in registry.discover(models_dir):
-            if p.ok:
-                jobs_list += [(p.name, d, size) for d in p.spec.supported_dtypes]
-            else:
-                broken.append(p)
-    else:
-        name = model or registry.DEFAULT_MODEL
-        registry.get(name, models_dir)
-        jobs_list = [(name, d, size) for d in registry.dtypes_of(name, dtype or "fp32", models_dir)]
+    jobs_list, broken = export_jobs(model, dtype, export_all, checkpoint, size, models_dir)
     several = len(jobs_list) > 1
 
     def target_dir(variant: Variant) -> Path | None:
@@ -152,40 +139,25 @@ def export_cmd(
             return None
         return outdir / variant.key if several else outdir
 
-    out = []
     with progress(len(jobs_list), as_json) as (say, advance):
+        options = dict(backend=backend, force=force, progress=say, mode=mode, save_graph=save_graph)
         if jobs > 1 and not checkpoint and several:
             done = batch.export_many(
-                jobs_list,
-                root,
-                workers=jobs,
-                backend=backend,
-                models_dir=str(models_dir) if models_dir else None,
-                force=force,
-                progress=say,
-                mode=mode,
-                save_graph=save_graph,
+                jobs_list, root, workers=jobs, models_dir=str(models_dir) if models_dir else None, **options
             )
-            for e in done.values():
+            out = list(done.values())
+            for e in out:
                 if outdir is not None:
                     artifact.copy_artifacts(e, target_dir(e.variant), mode)
-                out.append(e)
         else:
+            out = []
             for m, d, s in jobs_list:
                 say(f"exporting {m}-{d} ({s}), {len(out) + 1}/{len(jobs_list)}")
+                pkg = registry.get(m, models_dir)
+                ckpt = str(checkpoint) if checkpoint else None
                 out.append(
                     exporter.export_variant(
-                        registry.get(m, models_dir),
-                        d,
-                        s,
-                        root,
-                        backend=backend,
-                        checkpoint=str(checkpoint) if checkpoint else None,
-                        force=force,
-                        progress=say,
-                        mode=mode,
-                        save_graph=save_graph,
-                        outdir=target_dir(Variant(m, d, backend)),
+                        pkg, d, s, root, checkpoint=ckpt, outdir=target_dir(Variant(m, d, backend)), **options
                     )
                 )
                 advance()
@@ -200,20 +172,36 @@ def export_cmd(
         ]
         for e in out
     }
+    show_exports(out, artifacts, broken, as_json)
+    if broken:
+        raise typer.Exit(1)
+
+
+def export_jobs(model, dtype, export_all: bool, checkpoint, size: str, models_dir) -> tuple[list, list]:
+    """(model, dtype, size) to export, and the broken packages `--all` found (reported, not exported)."""
+    broken = []
+    if export_all:
+        if model or dtype or checkpoint:
+            raise Sme2Error("--all exports every package in every dtype", "drop --model, --dtype and --checkpoint")
+        jobs_list = []
+        for p in registry.discover(models_dir):
+            if p.ok:
+                jobs_list += [(p.name, d, size) for d in p.spec.supported_dtypes]
+            else:
+                broken.append(p)
+        return jobs_list, broken
+    name = model or registry.DEFAULT_MODEL
+    registry.get(name, models_dir)
+    return [(name, d, size) for d in registry.dtypes_of(name, dtype or "fp32", models_dir)], broken
+
+
+def show_exports(out: list, artifacts: dict, broken: list, as_json: bool) -> None:
+    """The exports as JSON, or a table and one `export ok` line each; broken packages named."""
     if as_json:
         emit_json(
-            [
-                {
-                    "folder": str(e.folder),
-                    "artifact_paths": artifacts[e.folder],
-                    **e.meta,
-                }
-                for e in out
-            ]
+            [{"folder": str(e.folder), "artifact_paths": artifacts[e.folder], **e.meta} for e in out]
             + [{"model": p.name, "error": p.error} for p in broken]
         )
-        if broken:
-            raise typer.Exit(1)
         return
     t = Table(title="Exports (folders and files: the `export ok` lines)")
     for col in (
@@ -251,5 +239,3 @@ def export_cmd(
             )
     for p in broken:
         err.print(f"[red]not exported: {p.name}[/]: {escape(p.error)}")
-    if broken:
-        raise typer.Exit(1)
