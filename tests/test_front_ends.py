@@ -10,12 +10,10 @@ import json
 
 import dagster as dg
 import pytest
-from typer.testing import CliRunner
 
 from kit import pipeline
 from kit.agent import tools
 from kit.analysis import compare
-from kit.cli.main import app
 from kit.core.errors import WarehouseError
 from kit.core.home import DataRoot
 from kit.pipeline import PartitionRuns
@@ -25,13 +23,12 @@ from kit.store.warehouse import Warehouse
 from sme2_assets.assets import profiling as profiling_assets
 from sme2_assets.partitions import MODEL, TARGET
 from sme2_assets.resources import Sme2
+from tests.clirun import sme2_here
 from tests.runfolder import clone_run
 
 
 def _cli(*argv: str) -> str:
-    done = CliRunner().invoke(app, list(argv))
-    assert done.exit_code == 0, done.output
-    return done.output
+    return sme2_here(*argv).stdout
 
 
 def test_summary_is_json_native_and_the_analysis_numbers(recorded_run):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,6 +133,19 @@ def versions() -> dict:
     from importlib.metadata import version
 
     return {"torch": version("torch"), "executorch": version("executorch"), "python": platform.python_version()}
+
+
+def provenance(instructions: int, check: dict, started: float) -> dict:
+    """The export_meta.json entries every export writes, lowered here or imported: the program's
+    instruction count, the numerical check, how long it took (from `started`, time.monotonic), when,
+    and with which versions."""
+    return {
+        "instructions": instructions,
+        "numerical_check": check,
+        "export_seconds": round(time.monotonic() - started, 2),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": versions(),
+    }
 
 
 def artifact_names(exp: Export, mode: str | None = None) -> list[str]:

@@ -34,6 +34,7 @@ from kit.export.artifact import (
     find,
     folder_for,
     load,
+    provenance,
     versions,
 )
 from kit.export.numerics import TOLERANCES, non_finite_error, numerical_check, relative_error, run_once
@@ -265,11 +266,7 @@ def _lower_and_save(
             "quantization": lowering.quantization_label(spec, dtype),
             "xnnpack_delegation": delegate,
             **delegation,
-            "instructions": len(pmap.instructions),
-            "numerical_check": check,
-            "export_seconds": round(time.monotonic() - t0, 2),
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "versions": versions(),
+            **provenance(len(pmap.instructions), check, t0),
             "package": {
                 "name": pkg.name,
                 "kind": pkg.kind,

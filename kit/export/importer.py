@@ -20,7 +20,7 @@ from kit.core.errors import ExportError, RunnerError, Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import DTYPES, Variant, model_name
 from kit.core.names import dtype as check_dtype
-from kit.export.artifact import META, MINIMUM_UNAVAILABLE, Export, find, folder_for, load, versions
+from kit.export.artifact import META, MINIMUM_UNAVAILABLE, Export, find, folder_for, load, provenance, versions
 from kit.export.numerics import count_non_finite, run_once
 from kit.runners import tensorfile
 from kit.trace import etdump, program
@@ -254,11 +254,7 @@ def import_program(
             "non_delegated_ops": len(kernels_),
             "delegated_op_names": delegated_names,
             "non_delegated_op_names": sorted({i.name for i in kernels_}),
-            "instructions": len(pmap.instructions),
-            "numerical_check": check,
-            "export_seconds": round(time.monotonic() - t0, 2),
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "versions": versions(),
+            **provenance(len(pmap.instructions), check, t0),
             "package": {
                 "name": model,
                 "kind": "pte",
