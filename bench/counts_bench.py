@@ -65,6 +65,7 @@ def overhead(root, reps: int) -> dict:
 def case_study(root, model: str, dtype: str, size: str) -> list[dict]:
     from kit import pipeline
     from kit.analysis import compare
+    from kit.core.settings import Measure
     from kit.profile import session
     from kit.store.warehouse import Warehouse
 
@@ -72,11 +73,8 @@ def case_study(root, model: str, dtype: str, size: str) -> list[dict]:
         model=model,
         dtypes=[dtype],
         targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
-        size=size,
-        iterations=2,
-        warmup=1,
         counts=True,
-        timeout_s=7200,
+        measure=Measure(size=size, iterations=2, warmup=1, timeout_s=7200),
     )
     pipeline.profile_and_store(plan, root, progress=print)
     c = compare.compare(Warehouse.at(root), f"{model}-{dtype}", "armv9-qemu")

@@ -27,6 +27,7 @@ def main() -> None:
     from kit.analysis import datamovement
     from kit.core.home import DataRoot
     from kit.export import batch
+    from kit.core.settings import Measure
     from kit.profile import session
     from kit.trace.program import ProgramMap
 
@@ -39,10 +40,9 @@ def main() -> None:
             model=m,
             dtypes=dtypes,
             targets=["host.sme2-off"],
-            size="full",
-            threads=[int(t) for t in a.threads.split(",")],
-            iterations=a.iterations,
-            warmup=a.warmup,
+            measure=Measure(
+                size="full", threads=[int(t) for t in a.threads.split(",")], iterations=a.iterations, warmup=a.warmup
+            ),
         )
         for r in pipeline.profile_and_store(plan, root):
             cats = {c.category: c.share_of_execute for c in r.analysis.category_table("blog").itertuples()}

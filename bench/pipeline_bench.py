@@ -47,6 +47,7 @@ def main() -> None:
     from kit.core.home import DataRoot
     from kit.export import exporter
     from kit.models import registry
+    from kit.core.settings import Measure
     from kit.profile import session
     from kit.report import builder
     from kit.runners.build import build_runner
@@ -70,9 +71,7 @@ def main() -> None:
         exporter.export_variant(registry.get(NAME, str(models)), "fp32", "small", root)
         t_export = time.perf_counter() - t0
         pipeline.profile_and_store(
-            session.ProfilePlan(
-                model=NAME, dtypes=["fp32"], targets=[a.target], size="small", models_dir=str(models),
-            ),
+            session.ProfilePlan(model=NAME, dtypes=["fp32"], targets=[a.target], models_dir=str(models), measure=Measure(size="small")),
             root,
         )  # fmt: skip
         builder.build(root, variant)

@@ -114,13 +114,8 @@ def _plan(v: Variant, targets: list[str], settings: Settings, root: DataRoot) ->
         model=v.model,
         dtypes=[v.dtype],
         targets=targets,
-        size=settings.size,
-        threads=settings.threads,
-        iterations=settings.iterations,
-        warmup=settings.warmup,
-        runner=settings.runner,
+        measure=settings.measure(),
         backend=v.backend,
-        timeout_s=settings.timeout_s,
         models_dir=settings.models_dir,
         rules_file=settings.rules_file(root),
     )
@@ -141,9 +136,8 @@ def adoptable_runs(root: DataRoot, v: Variant, target_key: str, settings: Settin
     device = inventory.load_registry(root).get(target.device)
     if device is None:
         return []
-    size = settings.size or device.size
+    size, iterations = settings.size_on(device), settings.iterations_on(device)
     threads = sorted(settings.threads or device.threads)
-    iterations = min(settings.iterations, device.max_iterations) if device.max_iterations else settings.iterations
     exp = artifact.find(root, v, size)
     if exp is None or "exported_at" not in exp.meta:
         return []

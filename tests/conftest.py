@@ -22,6 +22,7 @@ import pytest
 
 from kit import pipeline
 from kit.core.home import DataRoot
+from kit.core.settings import Measure
 from kit.counts import qemu_build
 from kit.devices import inventory, toolsetup
 from kit.export import artifact, exporter
@@ -157,8 +158,7 @@ def qemu_runs(home, qemu_setup, counting_setup, exports):
         model="tiny_seg",
         dtypes=["fp32", "int8"],
         targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
-        iterations=50,
-        warmup=1,
+        measure=Measure(iterations=50, warmup=1),
     )
     results = pipeline.profile_and_store(plan, home)
     return {(r.record.dtype, r.record.sme2): r for r in results}

@@ -16,6 +16,7 @@ import pytest
 from kit import pipeline
 from kit.core.errors import Sme2Error
 from kit.core.platforms import HOST_PLATFORM
+from kit.core.settings import Measure
 from kit.devices import logcat
 from kit.profile import session
 from kit.store.warehouse import Warehouse
@@ -98,7 +99,12 @@ def _journal(state: Path) -> list[list[str]]:
 
 def _plan(**kw) -> session.ProfilePlan:
     return session.ProfilePlan(
-        model="tiny_seg", dtypes=["fp32"], targets=["fakephone.sme2-off"], iterations=3, warmup=1, counts=False, **kw
+        model="tiny_seg",
+        dtypes=["fp32"],
+        targets=["fakephone.sme2-off"],
+        counts=False,
+        **kw,
+        measure=Measure(iterations=3, warmup=1),
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from kit import pipeline
+from kit.core.settings import Measure
 from kit.export import batch, exporter
 from kit.models import registry
 from kit.profile import session
@@ -113,7 +114,10 @@ def model_runs(home, model_exports, native_runner, qemu_setup):
     for name in CASE_STUDY:
         host = pipeline.profile_and_store(
             session.ProfilePlan(
-                model=name, dtypes=["fp32"], targets=["host.sme2-off"], size="small", iterations=3, warmup=1
+                model=name,
+                dtypes=["fp32"],
+                targets=["host.sme2-off"],
+                measure=Measure(size="small", iterations=3, warmup=1),
             ),
             home,
         )
@@ -123,8 +127,7 @@ def model_runs(home, model_exports, native_runner, qemu_setup):
                 model=name,
                 dtypes=["fp32", "int8"] if name == "squeeze_sam" else ["fp32"],
                 targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
-                iterations=1,
-                warmup=0,
+                measure=Measure(iterations=1, warmup=0),
             ),
             home,
         ):

@@ -23,6 +23,7 @@ from tests import clirun
 from kit.core import limits
 from kit.core.errors import ExportError, ModelPackageError, RunnerError, Sme2Error
 from kit.core.home import DataRoot
+from kit.core.settings import Measure
 from kit.export import artifact, batch, exporter, numerics
 from kit.models import registry
 from kit.profile import session
@@ -153,7 +154,11 @@ def test_a_package_declaring_another_name_is_listed_with_its_problem_and_refused
 def test_no_export_or_run_lands_under_another_packages_key(impostor_models, fresh_root):
     # The profile path refuses the package before anything runs.
     plan = session.ProfilePlan(
-        model="impostor", dtypes=["fp32"], targets=["host.sme2-off"], runner="pybind", models_dir=str(impostor_models)
+        model="impostor",
+        dtypes=["fp32"],
+        targets=["host.sme2-off"],
+        models_dir=str(impostor_models),
+        measure=Measure(runner="pybind"),
     )
     with pytest.raises(ModelPackageError, match="declares name 'tiny_seg'"):
         session.execute(plan, fresh_root)
@@ -194,7 +199,7 @@ def test_force_repairs_a_corrupt_meta_and_without_force_the_error_says_so(tiny_f
     assert "sme2 export --model tiny_seg --dtype fp32 --size small --force" in info.value.hint
     # The profile path (and the Dagster asset, which calls the same export) says the same.
     plan = session.ProfilePlan(
-        model="tiny_seg", dtypes=["fp32"], targets=["host.sme2-off"], size="small", runner="pybind"
+        model="tiny_seg", dtypes=["fp32"], targets=["host.sme2-off"], measure=Measure(size="small", runner="pybind")
     )
     with pytest.raises(ExportError, match="not valid JSON") as info:
         session.execute(plan, fresh_root)
@@ -346,8 +351,9 @@ def test_run_parameters_that_make_no_sense_are_refused(tiny_fp32, field, value, 
     with pytest.raises(Sme2Error, match=re.escape(message)):
         invoke.RunRequest(**kwargs)
     plan_value = [value] if field == "threads" else value  # a plan holds a list of thread counts
-    with pytest.raises(Sme2Error, match=re.escape(message)):
-        session.ProfilePlan(model="tiny_seg", dtypes=["fp32"], targets=["host.sme2-off"], **{field: plan_value})
+    with pytest.raises(Sme2Error, match=re.escape(message)) as info:  # the one rule, the same message
+        Measure.of(**{field: plan_value})
+    assert f"{field}:" in info.value.message
 
 
 def test_thread_lists_are_parsed_and_checked():

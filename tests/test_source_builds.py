@@ -20,6 +20,7 @@ import pytest
 from tests import clirun
 
 from kit import pipeline
+from kit.core.settings import Measure
 from kit.devices.transports.qemu import cpu_args
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
@@ -126,8 +127,7 @@ def src_runs(src_home, runners):
         model="tiny_seg",
         dtypes=["fp32", "int8"],
         targets=["armv9-src.sme2-on", "armv9-src.sme2-off"],
-        iterations=5,
-        warmup=1,
+        measure=Measure(iterations=5, warmup=1),
     )
     results = pipeline.profile_and_store(plan, src_home)
     return {(r.record.dtype, r.record.sme2): r for r in results}
@@ -153,9 +153,8 @@ def kernel_log_runs(src_home):
         model="tiny_seg",
         dtypes=["fp32"],
         targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
-        iterations=3,
-        warmup=1,
         kernel_log=True,
+        measure=Measure(iterations=3, warmup=1),
     )
     results = pipeline.profile_and_store(plan, src_home)
     return {r.record.sme2: r for r in results}
@@ -189,7 +188,11 @@ def test_sme2_kernels_shows_gemm_conv_side_by_side(src_home, kernel_log_runs):
 
 def test_kernel_log_refuses_sme2_off_on_an_sme2_board(src_home):
     plan = session.ProfilePlan(
-        model="tiny_seg", dtypes=["fp32"], targets=["armv9-src.sme2-off"], iterations=3, warmup=1, kernel_log=True
+        model="tiny_seg",
+        dtypes=["fp32"],
+        targets=["armv9-src.sme2-off"],
+        kernel_log=True,
+        measure=Measure(iterations=3, warmup=1),
     )
     with pytest.raises(Sme2Error, match="kernel-log runner is built with SME2"):
         session.check_kernel_log(plan, [inventory.resolve("armv9-src.sme2-off", src_home)])

@@ -10,6 +10,7 @@ import pytest
 
 from kit import pipeline
 from kit.core.errors import RunnerError, TargetError
+from kit.core.settings import Measure
 from kit.devices import inventory
 from kit.profile import session
 from tests.sshd import SSHD, Sshd
@@ -45,9 +46,8 @@ def _plan(**kw):
         model="tiny_seg",
         dtypes=["fp32"],
         targets=["loopback.sme2-off"],
-        iterations=kw.pop("iterations", 5),
-        warmup=1,
         **kw,
+        measure=Measure(iterations=kw.pop("iterations", 5), warmup=1),
     )
 
 
@@ -127,7 +127,10 @@ def test_full_disk_on_the_device_is_a_clear_error(ssh_home, sshd, exports, tmp_p
         with pytest.raises(RunnerError, match="no space left in .*KB free") as info:
             pipeline.profile_and_store(
                 session.ProfilePlan(
-                    model="tiny_seg", dtypes=["fp32"], targets=["fulldisk.sme2-off"], iterations=3, warmup=1
+                    model="tiny_seg",
+                    dtypes=["fp32"],
+                    targets=["fulldisk.sme2-off"],
+                    measure=Measure(iterations=3, warmup=1),
                 ),
                 ssh_home,
             )

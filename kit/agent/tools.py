@@ -21,6 +21,7 @@ from kit.core import limits, names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
 from kit.core.names import Target, Variant
+from kit.core.settings import Measure
 from kit.devices import inventory
 from kit.export import exporter
 from kit.models import registry
@@ -140,11 +141,9 @@ def make_tools(root: DataRoot) -> list[Callable]:
             model=model,
             dtypes=_dtypes(model, dtypes),
             targets=_targets(targets),
-            size=names.size_name(size) if size is not None else None,
-            threads=[limits.check_threads(t, "threads") for t in threads] if threads else None,
-            iterations=iterations,
-            warmup=warmup,
-            timeout_s=RUN_TIMEOUT_S,
+            measure=Measure.of(
+                size=size, threads=threads, iterations=iterations, warmup=warmup, timeout_s=RUN_TIMEOUT_S
+            ),
         )
         results = pipeline.profile_and_store(plan, root)
         return {"runs": [runsummary.summarize(r) for r in results]}

@@ -27,6 +27,7 @@ from kit.cli.configs import run_config
 from kit.core import limits, names
 from kit.core.errors import Sme2Error
 from kit.core.home import DataRoot
+from kit.core.settings import Measure
 from kit.models import registry
 from kit.profile import runsummary, session
 from kit.stats import categories
@@ -243,7 +244,7 @@ def profile_plan(
 ) -> session.ProfilePlan:
     """The ProfilePlan `sme2 profile`'s options describe: comma lists split, the model's dtypes
     (a --pte program has one, or none given: from its file name), the limits checked."""
-    limits.check_timeout(timeout)
+    limits.check_timeout(timeout)  # named after its option (--timeout), not the settings field
     if pte is not None:
         dtypes = csv_list(dtype) if dtype else []
         if len(dtypes) > 1:
@@ -254,15 +255,17 @@ def profile_plan(
         model=(model or "") if pte is not None else (model or registry.DEFAULT_MODEL),
         dtypes=dtypes,
         targets=csv_list(target),
-        size=size,
-        threads=limits.parse_threads(threads) if threads else None,
-        iterations=iterations,
-        warmup=warmup,
-        runner=runner,
+        measure=Measure.of(
+            size=size,
+            threads=limits.parse_threads(threads) if threads else None,
+            iterations=iterations,
+            warmup=warmup,
+            runner=runner,
+            timeout_s=timeout,
+        ),
         kernel_log=kernel_log,
         backend=backend,
         checkpoint=str(checkpoint) if checkpoint else None,
-        timeout_s=timeout,
         models_dir=str(models_dir) if models_dir else None,
         pte=str(pte) if pte else None,
         etrecord=str(etrecord) if etrecord else None,

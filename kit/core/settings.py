@@ -24,30 +24,117 @@ class SettingsError(Sme2Error):
     """A settings value outside its allowed range or format."""
 
 
-def _name_check(check, value):
+def checked(check, value, *args):
+    """check(value, *args) (a kit.core.names or kit.core.limits rule) inside a pydantic validator:
+    its result, or its error as the field's message. Settings and experiment configs share the rules."""
     try:
-        check(value)
+        return check(value, *args)
     except Sme2Error as e:
         raise ValueError(f"{e.message} ({e.hint})") from None
 
 
-class Settings(BaseModel):
-    """Knobs of an orchestrated run (Dagster resource config, `sme2 pipeline`)."""
+def _validated(cls, values: dict):
+    """cls(**values); a bad value raises a SettingsError naming each field and its rule."""
+    try:
+        return cls(**values)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            got = f" (got {err.get('input')!r})" if repr(err.get("input")) not in msg else ""
+            problems.append(f"{field}: {msg}{got}")
+        raise SettingsError(
+            "invalid settings: " + "; ".join(problems),
+            "fix the value in the Dagster resource config (resources.sme2.config) or the command line",
+        ) from None
+
+
+class Measure(BaseModel):
+    """What to measure, the one shape every front end fills (`sme2 profile`'s options, the MCP
+    profile tool, `sme2 pipeline`, the Dagster resource through Settings): the model size, measured
+    and warmup iterations, thread counts, runner kind and the hang timeout, each checked by the
+    kit.core.limits rule the runner invocation applies too."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    home: str | None = Field(None, description="data root; empty: $SME2_HOME, else ./.sme2")
-    models_dir: str | None = Field(None, description="model packages folder; empty: $SME2_MODELS, else models/")
     size: str | None = Field(
         None, description="model size; empty: each device's default (full on hardware, small emulated)"
     )
-    iterations: int = Field(
-        limits.DEFAULT_ITERATIONS, ge=1, le=1_000_000, description="measured iterations per run (warmups excluded)"
-    )
-    warmup: int = Field(limits.DEFAULT_WARMUP, ge=0, le=100_000, description="warmup iterations per run")
+    iterations: int = Field(limits.DEFAULT_ITERATIONS, description="measured iterations per run (warmups excluded)")
+    warmup: int = Field(limits.DEFAULT_WARMUP, description="warmup iterations per run")
     threads: list[int] | None = Field(None, description="thread counts; empty: each device's list")
     runner: Literal["native", "pybind"] = Field("native", description="runner kind")
-    timeout_s: float = Field(limits.RUN_TIMEOUT_S, gt=0, description="limit for one runner invocation, seconds")
+    timeout_s: float = Field(limits.RUN_TIMEOUT_S, description="limit for one runner invocation, seconds")
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _empty_size_is_unset(cls, v):
+        return None if v == "" else v
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _no_threads_is_unset(cls, v):
+        return None if v == [] else v
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        if v is not None:
+            checked(names.size_name, v)
+        return v
+
+    @field_validator("iterations", mode="before")
+    @classmethod
+    def _iterations(cls, v):
+        return checked(limits.check_iterations, v, "iterations")
+
+    @field_validator("warmup", mode="before")
+    @classmethod
+    def _warmup(cls, v):
+        return checked(limits.check_iterations, v, "warmup", 0)
+
+    @field_validator("timeout_s", mode="before")
+    @classmethod
+    def _timeout(cls, v):
+        return checked(limits.check_timeout, v, "timeout_s")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v):
+        if v is None:
+            return v
+        for t in v:
+            checked(limits.check_threads, t, "threads")
+        problem = limits.thread_list_problem(v)
+        if problem:
+            raise ValueError(f"thread counts {problem}")
+        return v
+
+    @classmethod
+    def of(cls, **values):
+        """Build and validate; a bad value raises a SettingsError naming each field and its rule."""
+        return _validated(cls, values)
+
+    def measure(self) -> "Measure":
+        """Only the measurement fields (a Settings is a Measure with more)."""
+        return Measure(**{name: getattr(self, name) for name in Measure.model_fields})
+
+    def size_on(self, device) -> str:
+        """The size measured on a device: this one, else the device's default."""
+        return self.size or device.size
+
+    def iterations_on(self, device) -> int:
+        """The iterations measured on a device: emulated devices cap them (max_iterations)."""
+        return min(self.iterations, device.max_iterations) if device.max_iterations else self.iterations
+
+
+class Settings(Measure):
+    """Knobs of an orchestrated run (Dagster resource config, `sme2 pipeline`): what to measure
+    (Measure's fields) plus where the data and packages are, which targets and the gates' bounds."""
+
+    home: str | None = Field(None, description="data root; empty: $SME2_HOME, else ./.sme2")
+    models_dir: str | None = Field(None, description="model packages folder; empty: $SME2_MODELS, else models/")
     targets: list[str] = Field(default_factory=list, description="targets; empty: every target of every enabled device")
     cv_bound_percent: float = Field(15.0, gt=0, description="stats_complete fails above this end-to-end CV")
     regression_block_ratio: float = Field(
@@ -74,7 +161,6 @@ class Settings(BaseModel):
     @field_validator(
         "home",
         "models_dir",
-        "size",
         "categories_file",
         "tools",
         "export_cache",
@@ -85,18 +171,6 @@ class Settings(BaseModel):
     @classmethod
     def _empty_is_unset(cls, v):
         return None if v == "" else v
-
-    @field_validator("threads", mode="before")
-    @classmethod
-    def _no_threads_is_unset(cls, v):
-        return None if v == [] else v
-
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v):
-        if v is not None:
-            _name_check(names.size_name, v)
-        return v
 
     @field_validator("home", "models_dir", "tools", "export_cache", "shared_store", "shared_catalog")
     @classmethod
@@ -112,19 +186,11 @@ class Settings(BaseModel):
             raise ValueError("postgres:<libpq conninfo> or sqlite:<file>")
         return v
 
-    @field_validator("threads")
-    @classmethod
-    def _threads(cls, v):
-        problem = None if v is None else limits.thread_list_problem(v)
-        if problem:
-            raise ValueError(f"thread counts {problem}")
-        return v
-
     @field_validator("targets")
     @classmethod
     def _targets(cls, v):
         for t in v:
-            _name_check(names.Target.parse, t)
+            checked(names.Target.parse, t)
         return v
 
     @field_validator("categories_file")
@@ -133,22 +199,6 @@ class Settings(BaseModel):
         if v is not None and not Path(v).expanduser().is_file():
             raise ValueError(f"no category rules file at {v}")
         return v
-
-    @classmethod
-    def of(cls, **values) -> "Settings":
-        """Build and validate; a bad value raises a SettingsError naming each field and its rule."""
-        try:
-            return cls(**values)
-        except ValidationError as e:
-            problems = []
-            for err in e.errors():
-                field = ".".join(str(p) for p in err["loc"]) or "settings"
-                msg = err["msg"].removeprefix("Value error, ")
-                problems.append(f"{field}: {msg} (got {err.get('input')!r})")
-            raise SettingsError(
-                "invalid settings: " + "; ".join(problems),
-                "fix the value in the Dagster resource config (resources.sme2.config) or the command line",
-            ) from None
 
     def overrides(self) -> dict[str, str]:
         """The environment variables a run with these settings sets (OVERRIDING fields that are set)."""

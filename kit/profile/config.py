@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kit.core import limits, names
 from kit.core.errors import NameError_, Sme2Error
 from kit.core.names import Target
+from kit.core.settings import checked
 
 FORMATS = {".toml": "toml", ".json": "json"}
 MODES = ("timing", "xnntrace")
@@ -81,8 +82,8 @@ class Experiment(BaseModel):
     runner_path: str | None = None
     quiet_runner: str | None = None  # Arm's older name for runner_path
     mode: Literal["timing", "xnntrace"] = "timing"
-    runs: int = Field(100, ge=1, le=1_000_000)
-    warmup: int = Field(10, ge=0, le=100_000)
+    runs: int = 100
+    warmup: int = 10
     threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
     extra_args: list[str] = Field(default_factory=list, max_length=MAX_EXTRA_ARGS)
     cpu_affinity: str | int | None = None
@@ -90,17 +91,27 @@ class Experiment(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v):
-        return _named(lambda x: names.file_component("experiment name", x), "experiment name", v)
+        return checked(lambda x: names.file_component("experiment name", x), v)
 
     @field_validator("target")
     @classmethod
     def _target(cls, v):
-        return None if v is None else _named(Target.parse, "target", v)
+        return None if v is None else checked(Target.parse, v).key
 
     @field_validator("device")
     @classmethod
     def _device(cls, v):
-        return None if v is None else _named(names.device_name, "device", v)
+        return None if v is None else checked(names.device_name, v)
+
+    @field_validator("runs", mode="before")
+    @classmethod
+    def _runs(cls, v):
+        return checked(limits.check_iterations, v, "runs")
+
+    @field_validator("warmup", mode="before")
+    @classmethod
+    def _warmup(cls, v):
+        return checked(limits.check_iterations, v, "warmup", 0)
 
     @field_validator("threads")
     @classmethod
@@ -167,17 +178,17 @@ class ConfigModel(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v):
-        return None if v is None else _named(lambda x: names.file_component("config name", x), "config name", v)
+        return None if v is None else checked(lambda x: names.file_component("config name", x), v)
 
     @field_validator("device")
     @classmethod
     def _device(cls, v):
-        return _named(names.device_name, "device", v)
+        return checked(names.device_name, v)
 
     @field_validator("size")
     @classmethod
     def _size(cls, v):
-        return None if v is None else _named(names.size_name, "size", v)
+        return None if v is None else checked(names.size_name, v)
 
     @field_validator("dtypes")
     @classmethod
@@ -188,7 +199,7 @@ class ConfigModel(BaseModel):
         if not items:
             raise ValueError('must name at least one dtype, or be "all"')
         for d in items:
-            _named(names.dtype, "dtype", d)
+            checked(names.dtype, d)
         if len(set(items)) != len(items):
             raise ValueError(f"must not repeat a dtype, got {items}")
         return items
@@ -219,15 +230,6 @@ class ConfigModel(BaseModel):
                 if exp.mode != "timing":
                     raise ValueError(f"{where}: experiment {s.experiment!r} is an xnntrace run: it has no timings")
         return self
-
-
-def _named(check, kind: str, value):
-    """Run a kit.core.names check inside a pydantic validator (its error becomes the message)."""
-    try:
-        check(value)
-    except NameError_ as e:
-        raise ValueError(f"{e.message} ({e.hint})") from None
-    return value
 
 
 def cpu_list(value) -> str:

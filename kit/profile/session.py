@@ -11,12 +11,13 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kit.core import atomic, limits
 from kit.core.errors import LabelError, Sme2Error
 from kit.core.home import DataRoot
+from kit.core.settings import Measure
 from kit.counts import costmodel, qemu_build
 from kit.counts import table as count_table
 from kit.devices import inventory
@@ -475,20 +476,15 @@ def write_armkit_files(root: DataRoot, folder: Path, rules=None) -> dict[str, Pa
 
 @dataclass
 class ProfilePlan:
-    """What `sme2 profile` does: variants x targets x thread counts at one size."""
+    """What `sme2 profile` does: variants x targets x thread counts, measured as `measure` says."""
 
     model: str
     dtypes: list[str]
     targets: list[str]
-    size: str | None = None  # None: each device's default (full on hardware, small emulated)
-    threads: list[int] | None = None  # None: each device's list
-    iterations: int = limits.DEFAULT_ITERATIONS
-    warmup: int = limits.DEFAULT_WARMUP
-    runner: str = "native"
+    measure: Measure = field(default_factory=Measure)  # size, iterations, warmup, threads, runner, timeout
     kernel_log: bool = False  # the kernel-log runner (a source build): microkernel names per operator
     backend: str = "xnnpack"
     checkpoint: str | None = None
-    timeout_s: float = limits.RUN_TIMEOUT_S
     models_dir: str | None = None
     rules_file: Path | None = None  # None: the data root's categories.toml when present
     # A program without a model package (`sme2 profile --pte`): model and dtypes then name it
@@ -499,14 +495,6 @@ class ProfilePlan:
     # skips them, None counts wherever `sme2 setup --counts` has been done.
     counts: bool | None = None
     simpleperf: bool = False  # a sampled profile on Android phones (adb targets)
-
-    def __post_init__(self):
-        # Refused before any export or build starts, not at the first run.
-        limits.check_iterations(self.iterations, "iterations")
-        limits.check_iterations(self.warmup, "warmup", minimum=0)
-        limits.check_timeout(self.timeout_s, "timeout")
-        for t in self.threads or ():
-            limits.check_threads(t, "threads")
 
 
 def wants_counts(requested: bool | None, root: DataRoot, resolved, threads: int, runner: str) -> bool:
@@ -537,7 +525,7 @@ def pair_sessions(resolved: list) -> dict[str, str]:
 def check_kernel_log(plan: ProfilePlan, resolved: list) -> None:
     """The kernel-log runner has SME2 compiled in: its sme2-off side exists only on a CPU without
     SME2 (the emulated pair's -cpu max,sme=off, a board without SME2), never on SME2 hardware."""
-    if plan.runner != "native":
+    if plan.measure.runner != "native":
         raise Sme2Error("the kernel-log runner is a native runner", "drop --runner pybind, or --kernel-log")
     for r in resolved:
         if not r.target.sme2 and r.recipe == "source":
@@ -579,24 +567,23 @@ def execute(plan: ProfilePlan, root: DataRoot, progress=None, on_result=None) ->
     if plan.simpleperf:
         check_simpleperf(resolved)
     pairs = pair_sessions(resolved)
-    for i, block in enumerate(inventory.interleave(resolved, plan.threads)):
+    m = plan.measure
+    for i, block in enumerate(inventory.interleave(resolved, m.threads)):
         r, threads = block
         paired = {"pair_session": pairs[r.device.name], "pair_block": i} if r.device.name in pairs else {}
-        size = plan.size or r.device.size
-        iterations = min(plan.iterations, r.device.max_iterations) if r.device.max_iterations else plan.iterations
-        binary = recipes.runner_for(r, root, plan.runner, say, kernel_log=plan.kernel_log)
+        binary = recipes.runner_for(r, root, m.runner, say, kernel_log=plan.kernel_log)
         for dtype in [imported.meta["dtype"]] if imported else plan.dtypes:
             exp = imported or exporter.export_variant(
-                pkg, dtype, size, root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say
+                pkg, dtype, m.size_on(r.device), root, backend=plan.backend, checkpoint=plan.checkpoint, progress=say
             )
             how = Measurement(
                 threads,
-                iterations,
-                plan.warmup,
-                plan.runner,
+                m.iterations_on(r.device),
+                m.warmup,
+                m.runner,
                 binary,
-                plan.timeout_s,
-                counts=wants_counts(plan.counts, root, r, threads, plan.runner),
+                m.timeout_s,
+                counts=wants_counts(plan.counts, root, r, threads, m.runner),
                 simpleperf=plan.simpleperf,
             )
             result = run_session(root, exp, r, how, say, rules_file=plan.rules_file, conditions=paired)

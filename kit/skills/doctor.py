@@ -21,6 +21,7 @@ from kit import pipeline
 from kit.core import platforms
 from kit.core.errors import LabelError, Sme2Error
 from kit.core.home import DataRoot
+from kit.core.settings import Measure
 from kit.devices import inventory, sourcetree, toolsetup
 from kit.devices.transports.base import run_local
 from kit.profile import session
@@ -71,7 +72,11 @@ def short_profile(root: DataRoot, target: str, iterations: int = 5) -> dict:
     """tiny_seg fp32 at the small size on `target`: its median, its operator types and the label
     check's verdict (a refused run is the finding, not an error)."""
     plan = session.ProfilePlan(
-        model="tiny_seg", dtypes=["fp32"], targets=[target], size="small", iterations=iterations, warmup=1, counts=False
+        model="tiny_seg",
+        dtypes=["fp32"],
+        targets=[target],
+        measure=Measure(size="small", iterations=iterations, warmup=1),
+        counts=False,
     )
     t0 = time.monotonic()
     try:

@@ -14,6 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent))
 
 from kit.core.home import DataRoot  # noqa: E402
+from kit.core.settings import Measure
 from kit.counts import qemu_build  # noqa: E402
 from kit.counts import table as count_table  # noqa: E402
 from kit.devices import toolsetup  # noqa: E402
@@ -30,9 +31,8 @@ def main() -> None:
         model="tiny_seg",
         dtypes=["fp32"],
         targets=["armv9-qemu.sme2-on", "armv9-qemu.sme2-off"],
-        iterations=2,
-        warmup=1,
         counts=True,
+        measure=Measure(iterations=2, warmup=1),
     )
     results = session.execute(plan, root)
     shutil.rmtree(OUT, ignore_errors=True)
