@@ -48,6 +48,27 @@ def pytest_configure(config):
     os.environ["SME2_SOURCE_CACHE"] = tempfile.mkdtemp(prefix="sme2-no-fetched-sources-")
 
 
+# The longest test files (minutes each on 2 cores, CI's --durations), started first: with a file per
+# worker at a time (--dist loadfile, --no-loadscope-reorder) a long file collected last would leave
+# the other worker idle at the end (longest-processing-time-first scheduling). Others keep their order.
+LONGEST_FIRST = (
+    "test_skills.py",
+    "test_security_packages.py",
+    "test_dropin.py",
+    "test_reports.py",
+    "test_security_inputs.py",
+    "test_dagster.py",
+    "test_lab.py",
+    "test_export_cache.py",
+    "test_fuzz.py",
+    "test_onboarding.py",
+    "test_counts.py",
+    "test_shared_store.py",
+    "test_ssh.py",
+    "test_configs.py",
+)
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(items):
     not_linux = not sys.platform.startswith("linux")
@@ -59,6 +80,8 @@ def pytest_collection_modifyitems(items):
         if not_linux and item.get_closest_marker("qemu"):
             # qemu-user is Linux-only; on a Mac the fast tier is what runs (docs/targets.md, "A Mac CI job")
             item.add_marker(pytest.mark.skip(reason=f"the emulated SME2 targets need Linux (this is {sys.platform})"))
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")
