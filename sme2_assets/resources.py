@@ -19,7 +19,7 @@ import os
 from typing import Optional
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from kit.core.home import DataRoot
 from kit.core.settings import Settings
@@ -51,11 +51,25 @@ class Sme2(dg.ConfigurableResource):
     shared_store: Optional[str] = Field(_D["shared_store"], description=_doc("shared_store"))
     shared_catalog: Optional[str] = Field(_D["shared_catalog"], description=_doc("shared_catalog"))
 
+    _replaced: dict = PrivateAttr(default_factory=dict)  # variable -> its value before the step (None: unset)
+
     def setup_for_execution(self, context) -> None:
         """Fields that are environment variables the kit reads where it needs them (the tools folder,
-        the export cache, the lab's lake) are set in this process when set: a step's process is its
-        own (not a context manager: sensors take the resource without one)."""
-        os.environ.update(self.settings().overrides())
+        the export cache, the lab's lake) are set in this process while the step runs, and put back
+        after it (teardown_after_execution): an in-process run (`dg.materialize`, `sme2 pipeline`)
+        leaves the caller's environment as it found it. Not a context manager: sensors take the
+        resource without one."""
+        overrides = self.settings().overrides()
+        self._replaced = {name: os.environ.get(name) for name in overrides}
+        os.environ.update(overrides)
+
+    def teardown_after_execution(self, context) -> None:
+        for name, value in self._replaced.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._replaced = {}
 
     def settings(self) -> Settings:
         """The validated kit settings (raises kit.core.settings.SettingsError on a bad value)."""

@@ -110,6 +110,7 @@ def test_settings_fields_that_are_variables_override_them_in_the_step(tmp_path, 
     resource = Sme2(home=str(tmp_path / "root"), export_cache=str(cache), shared_store=dg.EnvVar("SME2_SHARED_STORE"))
     assert dg.materialize([probe], resources={"sme2": resource}).success
     assert seen == {"cache": str(cache), "store": str(tmp_path / "lake")}
+    assert "SME2_EXPORT_CACHE" not in os.environ  # set for the step, put back after it
     # The data root and packages folder are passed explicitly, never through the environment.
     assert Settings.of(export_cache=str(cache), home="/r").overrides() == {"SME2_EXPORT_CACHE": str(cache)}
     for bad, field in ((dict(shared_catalog="mysql:x"), "shared_catalog"), (dict(tools="/a\n-b"), "tools")):
