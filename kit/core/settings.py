@@ -6,9 +6,9 @@ from run config; a bad value fails here with the field, the value and the rule."
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from kit.core import environment, limits, names
 from kit.core.errors import Sme2Error
@@ -50,6 +50,11 @@ def _validated(cls, values: dict):
         ) from None
 
 
+# Counts of iterations with kit.core.limits' rule, for Measure and the experiment configs' `runs`.
+Iterations = Annotated[int, BeforeValidator(lambda v: checked(limits.check_iterations, v, "iterations"))]
+Warmups = Annotated[int, BeforeValidator(lambda v: checked(limits.check_iterations, v, "warmup", 0))]
+
+
 class Measure(BaseModel):
     """What to measure, the one shape every front end fills (`sme2 profile`'s options, the MCP
     profile tool, `sme2 pipeline`, the Dagster resource through Settings): the model size, measured
@@ -61,8 +66,10 @@ class Measure(BaseModel):
     size: str | None = Field(
         None, description="model size; empty: each device's default (full on hardware, small emulated)"
     )
-    iterations: int = Field(limits.DEFAULT_ITERATIONS, description="measured iterations per run (warmups excluded)")
-    warmup: int = Field(limits.DEFAULT_WARMUP, description="warmup iterations per run")
+    iterations: Iterations = Field(
+        limits.DEFAULT_ITERATIONS, description="measured iterations per run (warmups excluded)"
+    )
+    warmup: Warmups = Field(limits.DEFAULT_WARMUP, description="warmup iterations per run")
     threads: list[int] | None = Field(None, description="thread counts; empty: each device's list")
     runner: Literal["native", "pybind"] = Field("native", description="runner kind")
     timeout_s: float = Field(limits.RUN_TIMEOUT_S, description="limit for one runner invocation, seconds")
@@ -83,16 +90,6 @@ class Measure(BaseModel):
         if v is not None:
             checked(names.size_name, v)
         return v
-
-    @field_validator("iterations", mode="before")
-    @classmethod
-    def _iterations(cls, v):
-        return checked(limits.check_iterations, v, "iterations")
-
-    @field_validator("warmup", mode="before")
-    @classmethod
-    def _warmup(cls, v):
-        return checked(limits.check_iterations, v, "warmup", 0)
 
     @field_validator("timeout_s", mode="before")
     @classmethod

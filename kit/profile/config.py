@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kit.core import limits, names
 from kit.core.errors import NameError_, Sme2Error
 from kit.core.names import Target
-from kit.core.settings import checked
+from kit.core.settings import Iterations, Warmups, checked
 
 FORMATS = {".toml": "toml", ".json": "json"}
 MODES = ("timing", "xnntrace")
@@ -82,8 +82,8 @@ class Experiment(BaseModel):
     runner_path: str | None = None
     quiet_runner: str | None = None  # Arm's older name for runner_path
     mode: Literal["timing", "xnntrace"] = "timing"
-    runs: int = 100
-    warmup: int = 10
+    runs: Iterations = 100
+    warmup: Warmups = 10
     threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
     extra_args: list[str] = Field(default_factory=list, max_length=MAX_EXTRA_ARGS)
     cpu_affinity: str | int | None = None
@@ -102,16 +102,6 @@ class Experiment(BaseModel):
     @classmethod
     def _device(cls, v):
         return None if v is None else checked(names.device_name, v)
-
-    @field_validator("runs", mode="before")
-    @classmethod
-    def _runs(cls, v):
-        return checked(limits.check_iterations, v, "runs")
-
-    @field_validator("warmup", mode="before")
-    @classmethod
-    def _warmup(cls, v):
-        return checked(limits.check_iterations, v, "warmup", 0)
 
     @field_validator("threads")
     @classmethod
