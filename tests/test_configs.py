@@ -98,7 +98,9 @@ def test_errors_name_the_file_and_the_key(tmp_path):
     path = _write(tmp_path / "configs" / "mac.json", bad)
     with pytest.raises(config.ConfigError) as info:
         config.load(path)
-    assert f"{path}: experiments[1].runs invalid iterations 0 (use a whole number from 1 to 100,000)" in info.value.message
+    assert (
+        f"{path}: experiments[1].runs invalid iterations 0 (use a whole number from 1 to 100,000)" in info.value.message
+    )
 
     bad["experiments"][1]["runs"] = 10
     bad["experiments"][0]["warmups"] = 3  # a typo

@@ -333,17 +333,17 @@ def test_stored_rows_with_bad_names_are_skipped(row):
 def test_report_text_never_becomes_markup(value):
     import markdown
 
-    from kit.report import builder
+    from kit.report import render
 
     converter = markdown.Markdown(extensions=["tables"])
     converter.preprocessors.deregister("html_block")
     converter.inlinePatterns.deregister("html")
-    rendered = converter.convert(builder.escape_markdown(f"| col |\n|---|\n| {value} |\n\ntext {value}"))
+    rendered = converter.convert(render.escape_markdown(f"| col |\n|---|\n| {value} |\n\ntext {value}"))
     tags = {t.lower() for t in __import__("re").findall(r"<\s*([a-zA-Z][a-zA-Z0-9]*)", rendered)}
     assert tags <= {"table", "thead", "tbody", "tr", "th", "td", "p", "code", "em", "strong", "br", "hr", "h1",
                     "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "pre", "a", "img"}  # fmt: skip
     assert "<script" not in rendered.lower() and "onerror" not in rendered.lower().replace("onerror</", "")
-    assert json.loads(builder.script_json({"v": value})) == {"v": value} and "</" not in builder.script_json(value)
+    assert json.loads(render.script_json({"v": value})) == {"v": value} and "</" not in render.script_json(value)
 
 
 COUNTS = Path(__file__).parent / "data" / "counts-tiny_seg-fp32" / "sme2-on" / "counts.txt"

@@ -18,7 +18,7 @@ import pytest
 from kit.analysis import compare
 from kit.core.errors import DataRootError, NameError_, Sme2Error
 from kit.core.home import DataRoot
-from kit.report import builder
+from kit.report import builder, render
 from kit.store import views
 from kit.store.ingest import ingest_run
 from kit.store.warehouse import Warehouse
@@ -128,6 +128,6 @@ def test_hostile_values_do_not_run_in_chromium_and_charts_still_draw(tmp_path):
 
 
 def test_report_json_helpers():
-    assert json.loads(builder.script_json({"s": CLOSE_SCRIPT})) == {"s": CLOSE_SCRIPT}
-    assert "</" not in builder.script_json({"s": CLOSE_SCRIPT})
-    assert builder.escape_markdown("`<b>` and <i>") == "`<b>` and &lt;i>"
+    assert json.loads(render.script_json({"s": CLOSE_SCRIPT})) == {"s": CLOSE_SCRIPT}
+    assert "</" not in render.script_json({"s": CLOSE_SCRIPT})
+    assert render.escape_markdown("`<b>` and <i>") == "`<b>` and &lt;i>"

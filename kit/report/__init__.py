@@ -10,4 +10,7 @@ __all__ = [  # the sub-package's public modules: `from kit.report import *`, or 
     "figures",
     "hud",
     "perfetto",
+    "prose",
+    "render",
+    "sections",
 ]
