@@ -41,13 +41,12 @@ def ssh_home(home, sshd, exports, tmp_path_factory):
     home.user_devices.unlink()
 
 
-def _plan(**kw):
+def _plan(iterations: int = 5, **measure):
     return session.ProfilePlan(
         model="tiny_seg",
         dtypes=["fp32"],
         targets=["loopback.sme2-off"],
-        **kw,
-        measure=Measure(iterations=kw.pop("iterations", 5), warmup=1),
+        measure=Measure(iterations=iterations, warmup=1, **measure),
     )
 
 
