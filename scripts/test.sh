@@ -39,6 +39,7 @@ export SME2_EXPORT_CACHE="${SME2_EXPORT_CACHE:-$HOME/.cache/sme2/exports}"
 # -n auto: one pytest worker per core (at most 4: each worker makes its own session fixtures), a
 # test file per worker at a time (--dist loadfile) so a file's shared fixtures are made once; the
 # export cache's per-key lock lets a second worker restore an export the first one is lowering.
-# --no-loadscope-reorder keeps tests/conftest.py's order: the longest files start first.
+# --no-loadscope-reorder keeps tests/conftest.py's order: the longest files start first; files that
+# share an expensive session fixture are one work unit there (SAME_WORKER), so it is made once.
 # --durations: the slowest tests in every log, CI included (the tier is kept under 40 minutes).
 python3 -m pytest -q -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder --durations=25 "${args[@]}"

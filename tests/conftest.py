@@ -48,25 +48,45 @@ def pytest_configure(config):
     os.environ["SME2_SOURCE_CACHE"] = tempfile.mkdtemp(prefix="sme2-no-fetched-sources-")
 
 
-# The longest test files (minutes each on 2 cores, CI's --durations), started first: with a file per
-# worker at a time (--dist loadfile, --no-loadscope-reorder) a long file collected last would leave
+# Files whose tests share an expensive session fixture run on one worker, so it is made once per
+# tier rather than once per worker: qemu_runs (the emulated SME2 pair, fp32 and int8, counted) is
+# about a minute of QEMU on 2 cores.
+SAME_WORKER = {
+    name: "qemu_runs"
+    for name in ("test_reports.py", "test_counts.py", "test_warehouse.py", "test_learning_path.py", "test_qemu.py")
+}
+# The longest work units (minutes each on 2 cores, CI's --durations), started first: with a unit per
+# worker at a time (--dist loadfile, --no-loadscope-reorder) a long one collected last would leave
 # the other worker idle at the end (longest-processing-time-first scheduling). Others keep their order.
 LONGEST_FIRST = (
+    "qemu_runs",
     "test_skills.py",
     "test_security_packages.py",
     "test_dropin.py",
-    "test_reports.py",
     "test_security_inputs.py",
     "test_dagster.py",
     "test_lab.py",
     "test_export_cache.py",
     "test_fuzz.py",
     "test_onboarding.py",
-    "test_counts.py",
     "test_shared_store.py",
     "test_ssh.py",
     "test_configs.py",
 )
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """--dist loadfile, with SAME_WORKER's files as one work unit."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFixtureScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file = super()._split_scope(nodeid)
+            return SAME_WORKER.get(Path(file).name, file)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects
@@ -81,7 +101,8 @@ def pytest_collection_modifyitems(items):
             # qemu-user is Linux-only; on a Mac the fast tier is what runs (docs/targets.md, "A Mac CI job")
             item.add_marker(pytest.mark.skip(reason=f"the emulated SME2 targets need Linux (this is {sys.platform})"))
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+    unit = lambda item: SAME_WORKER.get(item.path.name, item.path.name)  # noqa: E731
+    items.sort(key=lambda item: rank.get(unit(item), len(rank)))  # stable: a unit's tests keep their order
 
 
 @pytest.fixture(scope="session")
