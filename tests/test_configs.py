@@ -26,6 +26,7 @@ from kit.trace import etdump
 from sme2_assets.definitions import defs
 from sme2_assets.partitions import CONFIG
 from sme2_assets.resources import Sme2
+from tests.dagsterctx import sensor_result, schedule_requests
 
 REPO = Path(__file__).resolve().parent.parent
 ARM_REPO = Path("/work/.mirror/ArmDeveloperEcosystem+sme-executorch-profiling/repo")
@@ -352,7 +353,7 @@ def test_a_config_dropped_in_the_configs_folder_is_run_by_dagster(home, exports,
     resources = {"sme2": Sme2()}  # the data root is $SME2_HOME (the test session's)
     sensor = defs.resolve_sensor_def("experiment_configs")
     with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        result = sensor_result(sensor, instance=instance, resources=resources)
         assert result.dynamic_partitions_requests[0].partition_keys == ["nightly_host"]
         (request,) = result.run_requests
         assert request.partition_key == "nightly_host" and request.tags["sme2/cpu"] == "local"
@@ -370,19 +371,19 @@ def test_a_config_dropped_in_the_configs_folder_is_run_by_dagster(home, exports,
         )
         assert len(run_ids) == 1 and stored.n[0] == 1
         # Unchanged: nothing new. Changed: run again.
-        again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources))
+        again = sensor_result(sensor, instance=instance, cursor=result.cursor, resources=resources)
         assert again.run_requests == []
         _write(folder / "nightly_host.toml", MINIMAL.replace("runs = 5", "runs = 6"))
-        changed = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources))
+        changed = sensor_result(sensor, instance=instance, cursor=result.cursor, resources=resources)
         assert [r.partition_key for r in changed.run_requests] == ["nightly_host"]
         # The nightly schedule re-runs every config partition.
-        ctx = dg.build_schedule_context(
+        nightly = schedule_requests(
+            defs.resolve_schedule_def("nightly_configs"),
             instance=instance,
             scheduled_execution_time=datetime.datetime(2026, 12, 1, 2, 0),
             repository_def=defs.get_repository_def(),
             resources=resources,
         )
-        nightly = list(defs.resolve_schedule_def("nightly_configs").evaluate_tick(ctx).run_requests)
         assert [(r.partition_key, r.run_key) for r in nightly] == [
             ("nightly_host", "nightly|2026-12-01|config|nightly_host")
         ]

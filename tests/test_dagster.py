@@ -22,6 +22,7 @@ from kit.store.warehouse import Warehouse
 from sme2_assets.definitions import defs
 from sme2_assets.partitions import MODEL, TARGET
 from sme2_assets.resources import Sme2
+from tests.dagsterctx import sensor_result, schedule_requests
 
 REPO = Path(__file__).resolve().parent.parent
 TARGETS = ["host.sme2-off", "armv9-qemu.sme2-on"]
@@ -158,8 +159,7 @@ def test_model_package_sensor(tmp_path, home):
     sensor = defs.resolve_sensor_def("model_packages")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off", "armv9-qemu.sme2-on"])
-        ctx = dg.build_sensor_context(instance=instance, resources=resources)
-        result = sensor(ctx)
+        result = sensor_result(sensor, instance=instance, resources=resources)
         keys = result.dynamic_partitions_requests[0].partition_keys
         assert set(keys) == {"tiny_seg-fp32", "tiny_seg-fp16", "tiny_seg-int8", "tiny_seg-int8-dynamic"}
         profile = [r for r in result.run_requests if r.job_name == "profile"]
@@ -168,18 +168,18 @@ def test_model_package_sensor(tmp_path, home):
         cursor = json.loads(result.cursor)
         assert "boom" in cursor["problems"]["broken"] and "tiny_seg" in cursor["hashes"]
         # An unchanged package never triggers again.
-        again = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources))
+        again = sensor_result(sensor, instance=instance, cursor=result.cursor, resources=resources)
         assert again.run_requests == [] and again.dynamic_partitions_requests == []
         # A changed one does.
         (models / "tiny_seg" / "NOTES.md").write_text("changed")
-        changed = sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor, resources=resources))
+        changed = sensor_result(sensor, instance=instance, cursor=result.cursor, resources=resources)
         assert len([r for r in changed.run_requests if r.job_name == "profile"]) == 8
 
 
 def test_device_sensor_adds_targets(home):
     sensor = defs.resolve_sensor_def("devices")
     with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance, resources={"sme2": Sme2()}))
+        result = sensor_result(sensor, instance=instance, resources={"sme2": Sme2()})
         added = set(result.dynamic_partitions_requests[0].partition_keys)
         assert {"host.sme2-off", "armv9-qemu.sme2-on", "armv9-qemu.sme2-off"} <= added
         assert "host.sme2-on" not in added  # this x86 host has no SME2
@@ -191,13 +191,13 @@ def test_nightly_schedule_requests_every_partition(home):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(MODEL.name, ["tiny_seg-fp32", "tiny_seg-int8"])
         instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off", "armv9-qemu.sme2-on"])
-        ctx = dg.build_schedule_context(
+        requests = schedule_requests(
+            schedule,
             instance=instance,
             scheduled_execution_time=datetime.datetime(2026, 11, 30, 2, 0),
             repository_def=defs.get_repository_def(),
             resources={"sme2": Sme2()},
         )
-        requests = list(schedule.evaluate_tick(ctx).run_requests)
         assert len(requests) == 4
         assert len({r.run_key for r in requests}) == 4 and all("2026-11-30" in r.run_key for r in requests)
 

@@ -28,6 +28,7 @@ from sme2_assets.definitions import defs
 from sme2_assets.partitions import MODEL, TARGET
 from sme2_assets.resources import Sme2
 from tests.modelpkg import slower_tiny_seg
+from tests.dagsterctx import sensor_result
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILE_ASSETS = [device_trace, warehouse_rows, robust_stats, category_breakdown, kernel_view]
@@ -122,15 +123,13 @@ def test_exports_and_builds_hold_the_local_cpu_in_the_queue(tmp_path, home, monk
     sme2 = Sme2(home=str(home.path), models_dir=str(models))
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(TARGET.name, ["host.sme2-off", "armv9-qemu.sme2-on"])
-        result = defs.resolve_sensor_def("model_packages")(
-            dg.build_sensor_context(instance=instance, resources={"sme2": sme2})
-        )
+        result = sensor_result(defs.resolve_sensor_def("model_packages"), instance=instance, resources={"sme2": sme2})
         prepare = [r for r in result.run_requests if r.job_name == "prepare_models"]
         profile = [r for r in result.run_requests if r.job_name == "profile"]
         assert len(prepare) == 4 and len(profile) == 8
         assert all(r.tags.get("sme2/cpu") == "local" for r in prepare + profile)
-        builds = defs.resolve_sensor_def("devices")(
-            dg.build_sensor_context(instance=instance, resources={"sme2": Sme2(home=str(home.path))})
+        builds = sensor_result(
+            defs.resolve_sensor_def("devices"), instance=instance, resources={"sme2": Sme2(home=str(home.path))}
         ).run_requests
         assert builds and all(r.tags.get("sme2/cpu") == "local" for r in builds)
     # The instance's queue (sme2_assets/dagster.yaml) lets one sme2/cpu=local run at a time.
