@@ -108,6 +108,7 @@ def _plan(**kw) -> session.ProfilePlan:
     )
 
 
+@pytest.mark.slow  # a kernel-log runner build and its runs: ~20 s on 2 cores (full tier)
 def test_kernel_lines_from_logcat_reach_the_run_log_and_the_kernels_table(home, phone):
     (phone / "journal").unlink(missing_ok=True)
     (r,) = pipeline.profile_and_store(_plan(), home)

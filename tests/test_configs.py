@@ -203,6 +203,7 @@ def test_a_runner_for_another_platform_is_refused(tmp_path, home, native_runner,
 # ---------------------------------------------------------------- runs on the host
 
 
+@pytest.mark.slow  # Arm's template's runs: ~30 s on 2 cores (full tier)
 def test_arms_mac_template_runs_on_the_host(tmp_path, home, exports, native_runner):
     """Arm's template with its two paths filled in: model = a .pte we exported, runner_path = our
     runner (executor_runner-compatible mode). This host has no SME2: both runs are recorded as

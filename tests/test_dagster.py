@@ -208,6 +208,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # starts dagster-webserver: ~20 s on 2 cores (full tier)
 def test_webserver_lists_assets_and_partitions(tmp_path, home):
     dh = tmp_path / "dagster_home"
     dh.mkdir()

@@ -289,6 +289,7 @@ def test_export_modes_and_outdir(export_models, home, tmp_path):
     assert (again.folder / graph.GRAPH_FILE).is_file()
 
 
+@pytest.mark.slow  # lowers every package and dtype: ~25 s on 2 cores (full tier)
 def test_export_all_exports_every_package_and_dtype(export_models, home):
     broken = export_models / "broken"
     broken.mkdir()

@@ -94,6 +94,7 @@ def _identity(exp) -> dict:
     }
 
 
+@pytest.mark.slow  # lowers in worker processes: ~35 s on 2 cores (full tier)
 def test_export_many_returns_current_exports_as_they_are(exports, home):
     """Up-to-date exports are settled in the calling process (no worker is started for them)."""
     jobs = [("tiny_seg", d, "small") for d in ("fp32", "int8")]

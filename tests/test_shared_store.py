@@ -177,6 +177,7 @@ def test_maintenance_merges_files_and_readers_see_the_same_rows(lab, recorded_ru
     assert _picture(wh) == before
 
 
+@pytest.mark.slow  # several lake snapshots: ~15 s on 2 cores (full tier)
 def test_time_travel_history_and_the_snapshot_a_reader_pins(lab, recorded_run):
     store, h1, _, anywhere = lab
     a = clone_run(recorded_run.run_dir, h1, "a", device="bench1")

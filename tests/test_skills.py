@@ -74,6 +74,7 @@ def test_scope_and_skill_names_are_validated(tmp_path):
         Scope(max_slowdown=0.5)
 
 
+@pytest.mark.slow  # re-exports after removing files: ~30 s on 2 cores (full tier)
 def test_export_check_names_what_is_missing(home, exports, tmp_path):
     exports["fp32"]  # exported on first use (the fast tier exports nothing else)
     assert checks.run("export-model", home, Scope(dtypes=["fp32"])) == []
