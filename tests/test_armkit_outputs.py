@@ -281,6 +281,7 @@ def test_table_labels_follow_what_differs(kit_root):
     assert c.headline().startswith("t2 vs t1 (variant tiny_seg-fp32, target host.sme2-off")
 
 
+@pytest.mark.slow  # the int8 export and its run: ~30 s cold on 2 cores (full tier)
 def test_compare_fp32_vs_int8_matches_operators_across_dtypes(kit_root, exports, native_runner, host):
     r = session.run_session(
         kit_root,

@@ -84,6 +84,7 @@ def test_a_plain_executorch_pte_profiles_without_a_model_package(home, native_ru
     assert dm["transposes"]["count"] >= 2 and dm["transposes"]["share"] > 0
 
 
+@pytest.mark.slow  # lowers its own program: ~25 s cold on 2 cores (full tier)
 def test_a_pte_with_its_etrecord_gets_module_paths(home, native_runner, plain_program):
     pte, etrecord = plain_program
     exp = importer.import_program(pte, home, etrecord=etrecord)
@@ -94,6 +95,7 @@ def test_a_pte_with_its_etrecord_gets_module_paths(home, native_runner, plain_pr
     assert importer.import_program(pte, home, etrecord=etrecord).meta["exported_at"] == exp.meta["exported_at"]
 
 
+@pytest.mark.slow  # lowers its own program: ~25 s cold on 2 cores (full tier)
 def test_a_foreign_etrecord_or_a_non_program_is_refused(home, exports, plain_program, tmp_path):
     pte, _ = plain_program
     with pytest.raises(ExportError, match="does not belong to"):
@@ -190,6 +192,7 @@ def test_arm_kit_keyword_options_register(arm_models):
     )
 
 
+@pytest.mark.slow  # exports and profiles Arm's package: ~15 s on 2 cores (full tier)
 def test_arm_kit_package_with_options_exports_and_profiles(arm_models, home, native_runner, host):
     pkg = registry.get("arm_q", arm_models)
     exp = exporter.export_variant(pkg, "int8", "small", home)
