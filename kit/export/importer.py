@@ -135,20 +135,7 @@ def import_program(
     root = root or DataRoot.resolve()
     say = progress or (lambda msg: None)
     pte = Path(pte).expanduser()
-    if not pte.is_file():
-        raise ExportError(
-            f"program {pte} does not exist or is not a file",
-            "pass the path of a .pte file (--pte FILE, or model = in a config)",
-        )
-    check_extent(pte)  # before reading it: a padded or huge file is refused, not copied
-    pte_bytes = pte.read_bytes()
-    try:
-        specs = program.input_specs(pte_bytes)
-    except Exception as e:  # not a flatbuffer, another schema, no forward method
-        raise ExportError(
-            f"{pte} is not an ExecuTorch program this runtime can read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
-            "pass a .pte written by executorch's to_executorch() (executorch 1.x)",
-        ) from e
+    pte_bytes, specs = _read_program(pte)
     pte_sha = hashlib.sha256(pte_bytes).hexdigest()
     if name is None and dtype is None and etrecord is None:
         ours = exported_as(root, pte_sha)
@@ -163,27 +150,7 @@ def import_program(
     et_record, etrecord_sha = None, None
     if etrecord is not None:
         etrecord = Path(etrecord).expanduser()
-        if not etrecord.is_file():
-            raise ExportError(
-                f"ETRecord {etrecord} does not exist or is not a file",
-                "pass the .etrecord the export wrote, or leave it out",
-            )
-        from executorch.devtools.etrecord import parse_etrecord
-
-        try:
-            et_record = parse_etrecord(str(etrecord))
-        except Exception as e:
-            raise ExportError(
-                f"{etrecord} is not a readable ETRecord ({type(e).__name__})",
-                "pass the .etrecord written with this .pte",
-            ) from e
-        why = program.etrecord_mismatch(pte_bytes, et_record)
-        if why:
-            raise ExportError(
-                f"ETRecord {etrecord} does not belong to {pte}: {why}",
-                "pass the ETRecord written together with this .pte",
-            )
-        etrecord_sha = atomic.sha256_file(etrecord)
+        et_record, etrecord_sha = _matching_etrecord(etrecord, pte, pte_bytes)
     pmap = program.build(pte_bytes, pte_sha, et_record)
     has_delegates = any(i.kind == "delegate" for i in pmap.instructions)
     variant = Variant(model, dtype, guessed_backend or ("xnnpack" if has_delegates else "portable"))
@@ -202,32 +169,7 @@ def import_program(
             atomic.write_bytes(stage / etrecord_name, etrecord.read_bytes())
         tensorfile.save(stage / "inputs.bin", inputs)
         say(f"check run of {pte.name}")
-        try:
-            outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap, root=root)
-        except RunnerError as e:
-            raise ExportError(f"{pte} does not run: {e.message}", e.hint) from e
-        pmap.signature = etdump.compute_signature(etdump_rows)
-        pmap.save(stage)
-        tensorfile.save(stage / "reference.bin", outputs)  # its own outputs: later checks compare with them
-        nan, inf = count_non_finite(outputs)
-        check = {
-            "passed": not (nan or inf),
-            "reference": "none: an imported program has no eager model to compare with",
-            "max_abs_error": None,
-            "max_rel_error": None,
-            "tolerance": None,
-            "nan_outputs": nan,
-            "inf_outputs": inf,
-            "output_values": int(sum(o.size for o in outputs)),
-        }
-        if not check["passed"]:
-            raise ExportError(
-                f"{pte} computes non-finite outputs on generated inputs ({nan} NaN, {inf} inf of {check['output_values']})",
-                "a program that needs particular inputs cannot be profiled on generated ones: profile its model package",
-            )
-        delegates = [i for i in pmap.instructions if i.kind == "delegate"]
-        kernels_ = [i for i in pmap.instructions if i.kind == "kernel"]
-        delegated_names = sorted({t for i in delegates for t in i.op_types})
+        outputs, check = _check_run(stage, pte_name, pte, pmap, root)
         meta = {
             "model": model,
             "dtype": dtype,
@@ -240,20 +182,8 @@ def import_program(
             "etrecord": etrecord_name,
             "pte_sha256": pte_sha,
             "pte_bytes": len(pte_bytes),
-            "inputs": [
-                {
-                    "shape": list(x.shape),
-                    "dtype": str(x.dtype),
-                    "generated": "normal(0, 1)" if x.dtype.kind == "f" else "zeros",
-                }
-                for x in inputs
-            ],
-            "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in outputs],
-            "delegate_partitions": len(delegates),
-            "delegated_ops": sum(len(i.op_types) for i in delegates) if et_record is not None else None,
-            "non_delegated_ops": len(kernels_),
-            "delegated_op_names": delegated_names,
-            "non_delegated_op_names": sorted({i.name for i in kernels_}),
+            **_io_meta(inputs, outputs),
+            **_delegation_meta(pmap, with_etrecord=et_record is not None),
             **provenance(len(pmap.instructions), check, t0),
             "package": {
                 "name": model,
@@ -268,3 +198,103 @@ def import_program(
         meta["artifacts"] = sorted(p.name for p in stage.iterdir() if p.is_file()) + [META]
         atomic.write_json(stage / META, meta)
     return Export(folder, meta)
+
+
+def _read_program(pte: Path) -> tuple[bytes, list[dict]]:
+    """The .pte's bytes and its forward method's input specs; a missing, oversized or unreadable
+    file is an ExportError saying what to pass instead."""
+    if not pte.is_file():
+        raise ExportError(
+            f"program {pte} does not exist or is not a file",
+            "pass the path of a .pte file (--pte FILE, or model = in a config)",
+        )
+    check_extent(pte)  # before reading it: a padded or huge file is refused, not copied
+    pte_bytes = pte.read_bytes()
+    try:
+        return pte_bytes, program.input_specs(pte_bytes)
+    except Exception as e:  # not a flatbuffer, another schema, no forward method
+        raise ExportError(
+            f"{pte} is not an ExecuTorch program this runtime can read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+            "pass a .pte written by executorch's to_executorch() (executorch 1.x)",
+        ) from e
+
+
+def _matching_etrecord(etrecord: Path, pte: Path, pte_bytes: bytes):
+    """The parsed ETRecord and its sha256, refused unless it was written with this program."""
+    if not etrecord.is_file():
+        raise ExportError(
+            f"ETRecord {etrecord} does not exist or is not a file",
+            "pass the .etrecord the export wrote, or leave it out",
+        )
+    from executorch.devtools.etrecord import parse_etrecord
+
+    try:
+        et_record = parse_etrecord(str(etrecord))
+    except Exception as e:
+        raise ExportError(
+            f"{etrecord} is not a readable ETRecord ({type(e).__name__})",
+            "pass the .etrecord written with this .pte",
+        ) from e
+    why = program.etrecord_mismatch(pte_bytes, et_record)
+    if why:
+        raise ExportError(
+            f"ETRecord {etrecord} does not belong to {pte}: {why}",
+            "pass the ETRecord written together with this .pte",
+        )
+    return et_record, atomic.sha256_file(etrecord)
+
+
+def _check_run(stage: Path, pte_name: str, pte: Path, pmap, root: DataRoot) -> tuple[list, dict]:
+    """One traced run of the staged program on its generated inputs: the ETDump signature and its
+    own outputs (later checks compare with them) are saved beside it; non-finite outputs refuse it."""
+    try:
+        outputs, etdump_rows = run_once(stage / pte_name, stage / "inputs.bin", pmap, root=root)
+    except RunnerError as e:
+        raise ExportError(f"{pte} does not run: {e.message}", e.hint) from e
+    pmap.signature = etdump.compute_signature(etdump_rows)
+    pmap.save(stage)
+    tensorfile.save(stage / "reference.bin", outputs)
+    nan, inf = count_non_finite(outputs)
+    check = {
+        "passed": not (nan or inf),
+        "reference": "none: an imported program has no eager model to compare with",
+        "max_abs_error": None,
+        "max_rel_error": None,
+        "tolerance": None,
+        "nan_outputs": nan,
+        "inf_outputs": inf,
+        "output_values": int(sum(o.size for o in outputs)),
+    }
+    if not check["passed"]:
+        raise ExportError(
+            f"{pte} computes non-finite outputs on generated inputs ({nan} NaN, {inf} inf of {check['output_values']})",
+            "a program that needs particular inputs cannot be profiled on generated ones: profile its model package",
+        )
+    return outputs, check
+
+
+def _io_meta(inputs: list, outputs: list) -> dict:
+    return {
+        "inputs": [
+            {
+                "shape": list(x.shape),
+                "dtype": str(x.dtype),
+                "generated": "normal(0, 1)" if x.dtype.kind == "f" else "zeros",
+            }
+            for x in inputs
+        ],
+        "outputs": [{"shape": list(o.shape), "dtype": str(o.dtype)} for o in outputs],
+    }
+
+
+def _delegation_meta(pmap, with_etrecord: bool) -> dict:
+    """What was delegated, from the program map (delegated op counts need the ETRecord)."""
+    delegates = [i for i in pmap.instructions if i.kind == "delegate"]
+    kernels_ = [i for i in pmap.instructions if i.kind == "kernel"]
+    return {
+        "delegate_partitions": len(delegates),
+        "delegated_ops": sum(len(i.op_types) for i in delegates) if with_etrecord else None,
+        "non_delegated_ops": len(kernels_),
+        "delegated_op_names": sorted({t for i in delegates for t in i.op_types}),
+        "non_delegated_op_names": sorted({i.name for i in kernels_}),
+    }
