@@ -33,23 +33,6 @@ def checked(check, value, *args):
         raise ValueError(f"{e.message} ({e.hint})") from None
 
 
-def _validated(cls, values: dict):
-    """cls(**values); a bad value raises a SettingsError naming each field and its rule."""
-    try:
-        return cls(**values)
-    except ValidationError as e:
-        problems = []
-        for err in e.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "settings"
-            msg = err["msg"].removeprefix("Value error, ")
-            got = f" (got {err.get('input')!r})" if repr(err.get("input")) not in msg else ""
-            problems.append(f"{field}: {msg}{got}")
-        raise SettingsError(
-            "invalid settings: " + "; ".join(problems),
-            "fix the value in the Dagster resource config (resources.sme2.config) or the command line",
-        ) from None
-
-
 # Counts of iterations with kit.core.limits' rule, for Measure and the experiment configs' `runs`.
 Iterations = Annotated[int, BeforeValidator(lambda v: checked(limits.check_iterations, v, "iterations"))]
 Warmups = Annotated[int, BeforeValidator(lambda v: checked(limits.check_iterations, v, "warmup", 0))]
@@ -111,7 +94,19 @@ class Measure(BaseModel):
     @classmethod
     def of(cls, **values):
         """Build and validate; a bad value raises a SettingsError naming each field and its rule."""
-        return _validated(cls, values)
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                field = ".".join(str(p) for p in err["loc"]) or "settings"
+                msg = err["msg"].removeprefix("Value error, ")
+                got = f" (got {err.get('input')!r})" if repr(err.get("input")) not in msg else ""
+                problems.append(f"{field}: {msg}{got}")
+            raise SettingsError(
+                "invalid settings: " + "; ".join(problems),
+                "fix the value in the Dagster resource config (resources.sme2.config) or the command line",
+            ) from None
 
     def measure(self) -> "Measure":
         """Only the measurement fields (a Settings is a Measure with more)."""
