@@ -47,10 +47,16 @@ def instance_home(root: DataRoot) -> Path:
 
 
 def run_pipeline(
-    instance: dg.DagsterInstance, root: DataRoot, variants: list[str], targets: list[str], progress=None
+    instance: dg.DagsterInstance,
+    root: DataRoot,
+    variants: list[str],
+    targets: list[str],
+    progress=None,
+    settings: dict | None = None,
 ) -> list[dict]:
     """Materialize the whole graph for these variants and targets, stage by stage (Dagster runs
-    one partitions definition per run): models, runners, profiling per model x target, analysis."""
+    one partitions definition per run): models, runners, profiling per model x target, analysis.
+    `settings`: config of the sme2 resource (kit.core.settings.Settings' fields) for every run."""
     from sme2_assets.definitions import defs
     from sme2_assets.partitions import MODEL, TARGET, run_tags
 
@@ -66,9 +72,11 @@ def run_pipeline(
 
     def run(job: str, key, tags=None):
         say(f"{job} {key if isinstance(key, str) else '|'.join(key.keys_by_dimension.values())}")
-        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        if settings:
+            run_config["resources"] = {"sme2": {"config": settings}}
         res = defs.resolve_job_def(job).execute_in_process(
-            partition_key=key, instance=instance, tags=tags or {}, run_config=quiet, raise_on_error=False
+            partition_key=key, instance=instance, tags=tags or {}, run_config=run_config, raise_on_error=False
         )
         checks_run = [
             {

@@ -66,8 +66,12 @@ def materialized(instance, home, exports, native_runner, qemu_setup):
     # Run folders other tests of the session left without warehouse rows (session.run_session alone
     # does not ingest) are recovered by this pipeline: "ours" are the folders it creates.
     before = {p.name for p in home.runs.iterdir()} if home.runs.is_dir() else set()
-    first = run_pipeline(instance, home, ["tiny_seg-fp32"], TARGETS)
-    second = run_pipeline(instance, home, ["tiny_seg-fp32"], TARGETS)
+    # The second host run is judged against the first: on this noisy machine it can be 1.5x slower
+    # (the default bar that blocks), which is not what this test is about; test_integrity tests the
+    # blocking gate against a program that is really heavier.
+    never_block = {"regression_block_ratio": 1000.0}
+    first = run_pipeline(instance, home, ["tiny_seg-fp32"], TARGETS, settings=never_block)
+    second = run_pipeline(instance, home, ["tiny_seg-fp32"], TARGETS, settings=never_block)
     return first, second, before
 
 
