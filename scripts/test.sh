@@ -32,6 +32,9 @@ case "$tier" in
   nightly) bash scripts/setup.sh; args=(-m "casestudy or nightly" "${args[@]}") ;;
   *) bash scripts/setup.sh; args=(-m "$FULL_TIER" "${args[@]}") ;;
 esac
+# The tests' processes keep bytecode caches (pytest's rewritten test modules included): with
+# PYTHONDONTWRITEBYTECODE set, each of the hundreds of sme2 subprocesses compiled the kit again.
+unset PYTHONDONTWRITEBYTECODE
 export SME2_TOOLS="$PWD/.sme2/tools"  # reuse the QEMU and aarch64 wheel sme2 setup fetched
 # Exports cached by content hash (model package files, dtype, size, versions, export flags) across
 # test sessions: a warm cache skips lowering, which is most of the suite's time (kit/export/cache.py).

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from kit.core import atomic
 from kit.core.errors import RunnerError
 from kit.core.platforms import HOST_PLATFORM
 from kit.devices.transports.local import LocalTransport
@@ -30,6 +31,30 @@ def test_native_build_is_cached(home, native_runner):
     assert again.path.stat().st_mtime == native_runner.path.stat().st_mtime
     m = native_runner.manifest
     assert m["executorch_version"] == "1.5.1" and m["platform"] == HOST_PLATFORM and len(m["binary_sha256"]) == 64
+
+
+def test_a_fresh_data_root_takes_the_runner_from_the_machine_cache(tmp_path, monkeypatch):
+    from kit.core.home import DataRoot
+
+    monkeypatch.setenv("SME2_BUILD_CACHE", str(tmp_path / "cache"))
+    flags = ("machine-cache-test",)  # a key of its own: this test compiles it once
+    first = build.build_runner(DataRoot.resolve(tmp_path / "a"), flags=flags)
+    assert "cache" not in first.manifest and (first.folder / "build.log").exists()
+    # A second root restores it without compiling: no compiler is needed any more.
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    second = build.build_runner(DataRoot.resolve(tmp_path / "b"), build.host_toolchain(), flags=flags)
+    assert second.folder != first.folder and second.sha256 == first.sha256
+    assert second.manifest["cache"]["entry"].startswith(str(tmp_path / "cache" / "runners"))
+    assert os.access(second.path, os.X_OK) and second.lib_dir == first.lib_dir
+    assert (second.folder / "lib").resolve() == first.lib_dir.resolve()
+    # A damaged entry is not restored: the next root compiles (and fails here, with no compiler).
+    (entry,) = (tmp_path / "cache" / "runners").glob(f"{first.folder.name}-*")
+    (entry / build.BINARY).write_bytes(b"not the runner")
+    with pytest.raises(RunnerError, match="no C\\+\\+ compiler"):
+        build.build_runner(DataRoot.resolve(tmp_path / "c"), build.host_toolchain(), flags=flags)
+    monkeypatch.delenv("CXX")
+    third = build.build_runner(DataRoot.resolve(tmp_path / "c"), flags=flags)
+    assert "cache" not in third.manifest and atomic.sha256_file(entry / build.BINARY) == third.sha256
 
 
 @pytest.mark.slow  # the pybind runner is a Python child importing torch and executorch, twice

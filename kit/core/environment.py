@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Mapping
 
 
@@ -39,7 +40,11 @@ VARIABLES: tuple[Variable, ...] = (
         "~/.cache/sme2/exports",
         "export_cache",
     ),
-    Variable("SME2_BUILD_CACHE", "the counting QEMU build (instruction counts) cached here", "~/.cache/sme2/builds"),
+    Variable(
+        "SME2_BUILD_CACHE",
+        "builds shared by every data root on this machine: the counting QEMU, the native runners",
+        "~/.cache/sme2/builds",
+    ),
     Variable("SME2_SOURCE_CACHE", "ExecuTorch source trees `sme2 source fetch` clones", "~/.cache/sme2/sources"),
     Variable(
         "SME2_SHARED_STORE",
@@ -65,6 +70,7 @@ VARIABLES: tuple[Variable, ...] = (
     ),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
+BUILD_CACHE_DEFAULT = "~/.cache/sme2/builds"
 BY_SETTING = {v.setting: v for v in VARIABLES if v.setting}
 
 
@@ -74,6 +80,11 @@ def get(name: str, env: Mapping[str, str] | None = None) -> str | None:
     if name not in BY_NAME:
         raise KeyError(f"{name} is not in kit.core.environment.VARIABLES: add it there (and to docs/environment.md)")
     return (os.environ if env is None else env).get(name)
+
+
+def build_cache() -> Path:
+    """$SME2_BUILD_CACHE (default ~/.cache/sme2/builds): builds every data root on this machine shares."""
+    return Path(get("SME2_BUILD_CACHE") or BUILD_CACHE_DEFAULT).expanduser()
 
 
 @contextmanager

@@ -40,7 +40,6 @@ from kit.devices.toolsetup import SetupError
 from kit.devices.transports.qemu import cpu_args
 
 CACHE_ENV = "SME2_BUILD_CACHE"
-CACHE_DEFAULT = Path("~/.cache/sme2/builds")
 PLUGIN_SOURCE = Path(__file__).with_name("sme2_counts.c")
 TOOLS_DIR = "qemu-counting"
 MANIFEST = "counting.json"
@@ -80,7 +79,7 @@ class CountingTools:
 
 
 def cache_root() -> Path:
-    return Path(environment.get(CACHE_ENV) or CACHE_DEFAULT).expanduser()
+    return environment.build_cache()
 
 
 def missing_build_deps() -> list[str]:
