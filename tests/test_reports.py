@@ -247,6 +247,32 @@ def test_html_report_renders_offline_in_headlesschromium(wh_home, tmp_path):
         assert p.stat().st_size > 5000
 
 
+def test_the_pages_vega_bundle_is_made_once_per_machine_and_a_damaged_copy_again(tmp_path, monkeypatch):
+    import vl_convert as vlc
+
+    from kit.report import render
+
+    monkeypatch.setenv("SME2_BUILD_CACHE", str(tmp_path))
+    render.vega_bundle.cache_clear()
+    try:
+        made = render.vega_bundle()
+        kept = tmp_path / "vega" / f"vl-convert-{vlc.__version__}.json"
+        assert "vegaEmbed" in made and json.loads(kept.read_text())["bundle"] == made
+        page = render.html_document("# x", [])
+        assert f"<script>{made}</script>" in page
+        render.vega_bundle.cache_clear()
+        assert render.vega_bundle() == made  # read back
+        for damaged in (
+            kept.read_text()[:1000],  # cut short
+            json.dumps({"sha256": json.loads(kept.read_text())["sha256"], "bundle": "alert(1)"}),  # edited
+        ):
+            kept.write_text(damaged)
+            render.vega_bundle.cache_clear()
+            assert render.vega_bundle() == made and json.loads(kept.read_text())["bundle"] == made
+    finally:
+        render.vega_bundle.cache_clear()
+
+
 def test_import_arm_kit_folder(tmp_path, recorded_run):
     kit_dir = tmp_path / "out_tiny_seg" / "runs" / "mac"
     exp_dir = kit_dir / "sme2_off"

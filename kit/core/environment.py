@@ -42,7 +42,8 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "SME2_BUILD_CACHE",
-        "builds shared by every data root on this machine: the counting QEMU, the native runners",
+        "builds shared by every data root on this machine: the counting QEMU, the native runners, the "
+        "Vega bundle of report pages",
         "~/.cache/sme2/builds",
     ),
     Variable("SME2_SOURCE_CACHE", "ExecuTorch source trees `sme2 source fetch` clones", "~/.cache/sme2/sources"),

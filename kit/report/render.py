@@ -4,6 +4,7 @@ of values (data, never markup), and the self-contained page with its charts."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -11,6 +12,9 @@ import re
 
 import altair as alt
 import pandas as pd
+
+from kit.core import atomic, environment
+from kit.core.errors import Sme2Error
 
 
 def percent_column(df: pd.DataFrame) -> pd.DataFrame:
@@ -64,14 +68,34 @@ def script_json(obj) -> str:
     return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+@functools.lru_cache(maxsize=1)
+def vega_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed as one script (vl-convert's offline bundle). Making it takes
+    seconds, and it depends only on the vl-convert version: it is kept in the machine's build cache
+    ($SME2_BUILD_CACHE/vega/), best effort."""
+    import vl_convert as vlc
+
+    kept = environment.build_cache() / "vega" / f"vl-convert-{vlc.__version__}.json"
+    try:
+        entry = json.loads(kept.read_text())
+        if hashlib.sha256(entry["bundle"].encode()).hexdigest() == entry["sha256"]:
+            return entry["bundle"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing or damaged: made again
+    bundle = vlc.javascript_bundle()
+    try:
+        atomic.write_json(kept, {"sha256": hashlib.sha256(bundle.encode()).hexdigest(), "bundle": bundle})
+    except (OSError, Sme2Error):
+        pass
+    return bundle
+
+
 def html_document(markdown_text: str, figures: list[tuple[str, alt.Chart]], title: str = "SME2 report") -> str:
     """One page: the report text, then every chart embedded with Vega inlined (no network). Its
     Content-Security-Policy allows exactly its own two scripts (by hash; Vega compiles its
     expressions, hence 'unsafe-eval'), no other script, no network, and raw HTML in the text is
     never passed through: a crafted name shows as text."""
-    import vl_convert as vlc
-
-    bundle = vlc.javascript_bundle()
+    bundle = vega_bundle()
     divs = "\n".join(
         f'<div id="chart-{i}" class="chart" title="{html.escape(name)}"></div>' for i, (name, _) in enumerate(figures)
     )
