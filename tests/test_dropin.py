@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.clirun import sme2, sme2_here
+from tests.modelpkg import conv_package
 
 from kit.core.errors import ExportError, ModelPackageError
 from kit.core.names import Variant
@@ -213,27 +214,9 @@ def test_arm_kit_package_with_options_exports_and_profiles(arm_models, home, nat
 # ---------------------------------------------------------------- exporter flags
 
 
-NATIVE_TOY = textwrap.dedent(
-    """
-    import torch
-    from kit.models.modelspec import ModelSpec
-
-    MODEL = ModelSpec(
-        name="toy",
-        build=lambda size, ckpt: torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval(),
-        example_inputs=lambda size: (torch.randn(1, 3, 12, 12),),
-        sizes={"small": {}, "full": {}},
-        dtypes=("fp32", "fp16"),
-    )
-    """
-)
-
-
 @pytest.fixture(scope="module")
 def export_models(tmp_path_factory):
-    models = tmp_path_factory.mktemp("exportflags") / "models"
-    (models / "toy").mkdir(parents=True)
-    (models / "toy" / "model.py").write_text(NATIVE_TOY)
+    models = conv_package(tmp_path_factory.mktemp("exportflags") / "models", "toy")
     _arm_package(models, "armnone", 'register_model("armnone", Net, xnnpack_quantization="NONE")')
     return models
 

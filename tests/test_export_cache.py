@@ -14,6 +14,8 @@ import pytest
 
 from kit.core.home import DataRoot
 from kit.export import batch, cache, exporter, numerics
+from kit.models import registry
+from tests.modelpkg import conv_package
 
 REPO = Path(__file__).resolve().parents[1]
 IDENTITY = {
@@ -55,8 +57,9 @@ def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_cached_export_is_restored_byte_for_byte_and_a_damaged_one_replaced(tmp_path, monkeypatch, tiny):
+def test_a_cached_export_is_restored_byte_for_byte_and_a_damaged_one_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
+    tiny = registry.get("toy", conv_package(tmp_path / "models"))  # lowers in a second: it lowers three times
     cold = exporter.export_variant(tiny, "fp32", "small", DataRoot.resolve(tmp_path / "a"))
     assert "cache" not in cold.meta
     (entry,) = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
@@ -107,7 +110,7 @@ import json, sys
 from kit.core.home import DataRoot
 from kit.export import exporter
 from kit.models import registry
-exp = exporter.export_variant(registry.get("tiny_seg"), "fp32", "small", DataRoot.resolve(sys.argv[1]))
+exp = exporter.export_variant(registry.get("toy", sys.argv[2]), "fp32", "small", DataRoot.resolve(sys.argv[1]))
 print(json.dumps("cache" in exp.meta))
 """
 
@@ -118,9 +121,10 @@ def test_two_processes_asking_for_one_export_lower_it_once(tmp_path, monkeypatch
     restores the entry the first one stored, instead of lowering the same program again."""
     monkeypatch.setenv(cache.ENV, str(tmp_path / "cache"))
     env = dict(os.environ)
+    models = conv_package(tmp_path / "models")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _EXPORT_IN_A_PROCESS, str(tmp_path / name)],
+            [sys.executable, "-c", _EXPORT_IN_A_PROCESS, str(tmp_path / name), str(models)],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,
