@@ -221,10 +221,10 @@ def export_models(tmp_path_factory):
     return models
 
 
-@pytest.mark.slow  # lowers its own programs: ~50 s on 2 cores
+@pytest.mark.slow  # lowers its own programs (in this process: the exporter's imports are paid once)
 def test_export_modes_and_outdir(export_models, home, tmp_path):
     debug_dir, minimum_dir = tmp_path / "debug", tmp_path / "minimum"
-    proc = sme2(
+    proc = sme2_here(
         "export",
         "--models-dir",
         str(export_models),
@@ -250,7 +250,7 @@ def test_export_modes_and_outdir(export_models, home, tmp_path):
     assert any(n.get("delegate") == g["delegate_partitions"][0]["name"] for n in g["nodes"])
     assert "## Delegate partitions" in (debug_dir / graph.REPORT_FILE).read_text()
 
-    proc = sme2(
+    proc = sme2_here(
         "export",
         "--models-dir",
         str(export_models),
