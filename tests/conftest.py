@@ -60,6 +60,9 @@ SAME_WORKER = {
 # the other worker idle at the end (longest-processing-time-first scheduling). Others keep their order.
 LONGEST_FIRST = (
     "qemu_runs",
+    # Needs no export (recorded runs only): it keeps the other worker busy while the first
+    # lowers the default model both would otherwise wait for (the fast tier's first 20 s).
+    "test_shared_store.py",
     "test_skills.py",
     "test_security_packages.py",
     "test_dropin.py",
@@ -69,7 +72,6 @@ LONGEST_FIRST = (
     "test_export_cache.py",
     "test_fuzz.py",
     "test_onboarding.py",
-    "test_shared_store.py",
     "test_ssh.py",
     "test_configs.py",
 )
