@@ -24,6 +24,7 @@ class Variable:
     setting: str | None = None  # the Settings / Dagster resource field that overrides it for a run
 
 
+BUILD_CACHE_DEFAULT = "~/.cache/sme2/builds"
 VARIABLES: tuple[Variable, ...] = (
     Variable("SME2_HOME", "the data root: runs, warehouse, reports, Dagster instance", "./.sme2", "home"),
     Variable("SME2_MODELS", "the model packages folder", "models/ of this checkout", "models_dir"),
@@ -44,7 +45,7 @@ VARIABLES: tuple[Variable, ...] = (
         "SME2_BUILD_CACHE",
         "builds shared by every data root on this machine: the counting QEMU, the native runners, the "
         "Vega bundle of report pages",
-        "~/.cache/sme2/builds",
+        BUILD_CACHE_DEFAULT,
     ),
     Variable("SME2_SOURCE_CACHE", "ExecuTorch source trees `sme2 source fetch` clones", "~/.cache/sme2/sources"),
     Variable(
@@ -71,7 +72,6 @@ VARIABLES: tuple[Variable, ...] = (
     ),
 )
 BY_NAME = {v.name: v for v in VARIABLES}
-BUILD_CACHE_DEFAULT = "~/.cache/sme2/builds"
 BY_SETTING = {v.setting: v for v in VARIABLES if v.setting}
 
 

@@ -78,10 +78,6 @@ class CountingTools:
     manifest: dict
 
 
-def cache_root() -> Path:
-    return environment.build_cache()
-
-
 def missing_build_deps() -> list[str]:
     """Debian packages whose programs or libraries the QEMU build needs and this machine lacks."""
     missing = []
@@ -196,7 +192,7 @@ def build_qemu(progress=None, count=None) -> Path:
     """The cached plugin-capable QEMU build (building it first if needed); returns its folder
     (bin/qemu-aarch64, include/qemu-plugin.h, build.json). `count(done, total)` reports progress."""
     say = progress or (lambda m: None)
-    cache = cache_root()
+    cache = environment.build_cache()
     cache.mkdir(parents=True, exist_ok=True)
     with file_lock(cache / "qemu.lock"):  # two sessions building at once: the second waits, then reuses
         pinned = cache / f"qemu-{build_key(PINNED_SOURCE[1])}"

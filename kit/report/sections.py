@@ -190,37 +190,41 @@ def top_operators_figure(ops: pd.DataFrame, runs: pd.DataFrame) -> Figure:
     )
 
 
+def _history_chart(data: pd.DataFrame, title: str, y, color, row, width: int, height: int) -> alt.Chart:
+    """Lines over time, a panel per `row`, each panel on its own y scale."""
+    return (
+        alt.Chart(data, title=title)
+        .mark_line(point=True)
+        .encode(x=alt.X("started_at:T", title=None, axis=TIME_AXIS), y=y, color=color, row=row)
+        .properties(width=width, height=height)
+        .resolve_scale(y="independent")
+    )
+
+
 def history_figures(wh: Warehouse, variant_key: str, ops: pd.DataFrame) -> list[Figure]:
     """The history of the end-to-end median (emulated and hardware in separate panels), and of
     the five slowest operator types."""
     hist = variant_reads.e2e_history(wh, variant_key)
     hist["series"] = hist.target + " t" + hist.threads.astype(str) + " " + hist["size"]
     hist["kind"] = hist.emulated.map(KIND)
-    e2e = (
-        alt.Chart(hist, title="History of the end-to-end median (emulated and hardware never share a panel)")
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
-            y=alt.Y("e2e_median_ms:Q", title="ms"),
-            color="series:N",
-            row=alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
-        )
-        .properties(width=560, height=160)
-        .resolve_scale(y="independent")
+    e2e = _history_chart(
+        hist,
+        "History of the end-to-end median (emulated and hardware never share a panel)",
+        alt.Y("e2e_median_ms:Q", title="ms"),
+        "series:N",
+        alt.Row("kind:N", title=None, header=alt.Header(labelOrient="top", labelFontWeight="bold")),
+        width=560,
+        height=160,
     )
     top_types = ops.groupby("op_type").median_ms.max().sort_values(ascending=False).head(5).index.tolist()
-    op_hist = variant_reads.op_history(wh, variant_key, top_types)
-    operators = (
-        alt.Chart(op_hist, title="History of the top operators")
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("started_at:T", title=None, axis=TIME_AXIS),
-            y=alt.Y("median_ms:Q", title="ms"),
-            color=alt.Color("op_type:N", legend=alt.Legend(labelLimit=360)),
-            row=alt.Row("target:N", title=None),
-        )
-        .properties(width=420, height=120)
-        .resolve_scale(y="independent")
+    operators = _history_chart(
+        variant_reads.op_history(wh, variant_key, top_types),
+        "History of the top operators",
+        alt.Y("median_ms:Q", title="ms"),
+        alt.Color("op_type:N", legend=alt.Legend(labelLimit=360)),
+        alt.Row("target:N", title=None),
+        width=420,
+        height=120,
     )
     return [("history", e2e), ("operator_history", operators)]
 

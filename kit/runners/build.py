@@ -126,9 +126,7 @@ def _restore(entry: Path, folder: Path) -> RunnerBinary | None:
     if not whole or (lib_dir is not None and not lib_dir.is_dir()):
         return None
     with atomic.staged_dir(folder) as stage:
-        for f in entry.iterdir():
-            if f.is_file() and not f.is_symlink():
-                shutil.copy2(f, stage / f.name)
+        _copy_files(entry, stage)
         if lib_dir is not None:
             (stage / "lib").symlink_to(lib_dir, target_is_directory=True)
         manifest["cache"] = {"entry": str(entry), "restored_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -141,11 +139,16 @@ def _offer(folder: Path, entry: Path) -> None:
     fails a build)."""
     try:
         with atomic.staged_dir(entry) as stage:
-            for f in folder.iterdir():
-                if f.is_file() and not f.is_symlink():
-                    shutil.copy2(f, stage / f.name)
+            _copy_files(folder, stage)
     except OSError:
         pass
+
+
+def _copy_files(src: Path, dst: Path) -> None:
+    """The runner folder's files (binary, manifest, logs); its lib symlink is made, not copied."""
+    for f in src.iterdir():
+        if f.is_file() and not f.is_symlink():
+            shutil.copy2(f, dst / f.name)
 
 
 def _build(root: DataRoot, tc: Toolchain, recipe: str, flags: tuple[str, ...], folder: Path, progress) -> RunnerBinary:
